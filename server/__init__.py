@@ -1,0 +1,1 @@
+"""S3 JobService: orchestration, limits, persistence and the pipeline behind the gRPC API."""

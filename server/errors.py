@@ -1,0 +1,99 @@
+"""The domain's one error hierarchy.
+
+Every error a client can see carries a contract code (``notes/CONTRACT.md``). Each transport edge
+translates these once: the gRPC servicer through ``server.grpc_api.status``, the REST shim through
+``gateway_rest.errors``. Adapters wrap third-party exceptions into these classes with ``raise ... from e``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class S3Error(Exception):
+    """Base of every error with a contract code."""
+
+    code: ClassVar[str] = "INTERNAL"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        # The request field the error is about, when there is one (``concepts.Wall.value``).
+        self.field = field
+
+
+class AuthRequired(S3Error):
+    code = "AUTH_REQUIRED"
+
+
+class InvalidToken(S3Error):
+    code = "INVALID_TOKEN"
+
+
+class Forbidden(S3Error):
+    code = "FORBIDDEN"
+
+
+class NotFound(S3Error):
+    """Also raised for another user's resource: existence is never revealed."""
+
+    code = "NOT_FOUND"
+
+
+class ValidationFailed(S3Error):
+    code = "VALIDATION_ERROR"
+
+
+class InvalidState(S3Error):
+    code = "INVALID_STATE"
+
+
+class InsufficientCredits(S3Error):
+    code = "INSUFFICIENT_CREDITS"
+
+
+class ConcurrencyLimit(S3Error):
+    code = "CONCURRENCY_LIMIT"
+
+
+class RuleSlotLimit(S3Error):
+    code = "RULE_SLOT_LIMIT"
+
+
+class BatchLimit(S3Error):
+    code = "BATCH_LIMIT"
+
+
+class PayloadTooLarge(S3Error):
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class InferenceUnavailable(S3Error):
+    code = "INFERENCE_UNAVAILABLE"
+
+
+class StorageUnavailable(S3Error):
+    """The object store did not answer; transient, so callers may retry."""
+
+    code = "INTERNAL"
+
+
+class Internal(S3Error):
+    code = "INTERNAL"
+
+
+ALL_CODES: tuple[str, ...] = (
+    "AUTH_REQUIRED",
+    "INVALID_TOKEN",
+    "FORBIDDEN",
+    "NOT_FOUND",
+    "VALIDATION_ERROR",
+    "INVALID_STATE",
+    "INSUFFICIENT_CREDITS",
+    "CONCURRENCY_LIMIT",
+    "RULE_SLOT_LIMIT",
+    "BATCH_LIMIT",
+    "PAYLOAD_TOO_LARGE",
+    "INFERENCE_UNAVAILABLE",
+    "INTERNAL",
+)
