@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.servers.postgres import PostgresServer, run_postgres
+from tests.servers.s3server import S3Endpoint, run_s3_server
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +28,10 @@ def postgres_module_url(postgres_server: PostgresServer, request: pytest.Fixture
     """SQLAlchemy URL of a fresh empty database, private to the requesting test module."""
     with postgres_server.fresh_database(request.module.__name__.rsplit(".", 1)[-1]) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[S3Endpoint]:
+    """One S3-compatible server (moto, a separate process) for the whole run."""
+    with run_s3_server() as endpoint:
+        yield endpoint

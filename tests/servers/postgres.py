@@ -16,7 +16,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,6 +27,8 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+
+from tests.servers.net import free_port
 
 SERVICE_USER = "postgres"
 """The OS user that owns the cluster when the tests run as root."""
@@ -92,14 +93,6 @@ def _ensure_service_user() -> pwd.struct_passwd:
             capture_output=True,
         )
         return pwd.getpwnam(SERVICE_USER)
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago (the caller retries if it is taken meanwhile)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
