@@ -1,0 +1,78 @@
+import json
+
+import pytest
+
+from applier.errors import ParamError
+from applier.params import ACTIONS, describe_actions, validate_action, validate_rule
+
+
+def test_recolor_normalises_named_and_hex_colours_and_fills_defaults() -> None:
+    assert validate_action("recolor", {"value": "White"}) == {
+        "value": "#ffffff",
+        "strength": 1.0,
+        "detail": 1.0,
+    }
+    assert validate_action("recolor", {"value": "#ABC"})["value"] == "#aabbcc"
+    assert validate_action("recolor", {"value": "5B7FA6", "strength": 1})["strength"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("action", "params", "field"),
+    [
+        ("paint", {}, "action"),
+        ("recolor", {}, "value"),
+        ("recolor", {"value": "ultraviolet"}, "value"),
+        ("recolor", {"value": 12}, "value"),
+        ("recolor", {"value": "white", "strength": 1.5}, "strength"),
+        ("recolor", {"value": "white", "strength": True}, "strength"),
+        ("recolor", {"value": "white", "strength": float("nan")}, "strength"),
+        ("recolor", {"value": "white", "colour": "red"}, "colour"),
+        ("material", {"texture": "brick"}, "texture"),
+        ("material", {"texture": "upload"}, "texture_ref"),
+        ("material", {"texture": "wood", "seed": 1.5}, "seed"),
+        ("blur", {"radius": 0}, "radius"),
+        ("adjust", {"warmth": "-0.2"}, "warmth"),
+        ("shadow", {"mode": "drop"}, "mode"),
+        ("keep", {"value": "white"}, "value"),
+    ],
+)
+def test_errors_name_the_parameter(action: str, params: dict[str, object], field: str) -> None:
+    with pytest.raises(ParamError) as info:
+        validate_action(action, params)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}:")
+    assert isinstance(info.value, ValueError)
+
+
+def test_validate_does_not_mutate_and_returns_a_new_dict() -> None:
+    params: dict[str, object] = {"texture": "tiles", "scale": 2}
+    out = validate_action("material", params)
+    assert params == {"texture": "tiles", "scale": 2}
+    assert out["scale"] == 2.0 and out["shading"] == 1.0 and "texture_ref" not in out
+
+
+def test_rule_errors_are_prefixed_with_the_concept() -> None:
+    assert validate_rule({"Wall": {"action": "recolor", "value": "sage"}})["Wall"]["value"] == "#9caf88"
+    with pytest.raises(ParamError) as info:
+        validate_rule({"Wall": {"action": "recolor", "value": "sage", "strength": -1}})
+    assert info.value.field == "Wall.strength"
+
+
+def test_description_covers_every_action_and_is_json() -> None:
+    described = describe_actions()
+    assert tuple(described) == ACTIONS
+    json.dumps(described)
+    strength = described["recolor"]["params"]["strength"]  # type: ignore[index]
+    assert strength == {
+        "type": "number",
+        "description": strength["description"],
+        "default": 1.0,
+        "minimum": 0.0,
+        "maximum": 1.0,
+    }
+    for action, entry in described.items():
+        for name, spec in entry["params"].items():  # type: ignore[attr-defined]
+            if "default" in spec:
+                extra = {"texture": "wood"} if action == "material" and name != "texture" else {}
+                extra |= {"value": "white"} if action == "recolor" and name != "value" else {}
+                assert validate_action(action, {**extra, name: spec["default"]})[name] == spec["default"]
