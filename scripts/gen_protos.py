@@ -1,0 +1,80 @@
+"""Generate the Python stubs of protos/s3/v1/*.proto, committed next to the .proto files.
+
+``--check`` regenerates into a temporary folder and fails when the committed stubs differ, so a
+changed .proto without regenerated stubs cannot land.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import re
+import shutil
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO_ROOT = ROOT / "protos"
+PACKAGE_DIR = PROTO_ROOT / "s3" / "v1"
+GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
+# mypy-protobuf's plugins give typed stubs for messages and for the gRPC servicer/stub classes.
+PLUGIN_DIR = Path(sys.executable).parent
+
+
+def _generate(out_root: Path) -> list[Path]:
+    protos = sorted(PACKAGE_DIR.glob("*.proto"))
+    include = resources.files("grpc_tools") / "_proto"
+    args = [
+        "grpc_tools.protoc",
+        f"-I{PROTO_ROOT}",
+        f"-I{include}",
+        f"--python_out={out_root}",
+        f"--plugin=protoc-gen-mypy={PLUGIN_DIR / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={PLUGIN_DIR / 'protoc-gen-mypy_grpc'}",
+        f"--mypy_out={out_root}",
+        f"--mypy_grpc_out={out_root}",
+        f"--grpc_python_out={out_root}",
+        *(str(p.relative_to(PROTO_ROOT)) for p in protos),
+    ]
+    if protoc.main(args) != 0:
+        raise SystemExit("protoc failed")
+    generated = sorted(p for p in (out_root / "s3" / "v1").iterdir() if p.name.endswith(GENERATED_SUFFIXES))
+    for path in generated:
+        # protoc writes imports relative to the include root (`from s3.v1 import ...`); the stubs live
+        # in the `protos` package of this project, so make the imports absolute.
+        text = re.sub(r"^from s3\.v1 import", "from protos.s3.v1 import", path.read_text(), flags=re.M)
+        path.write_text(text)
+    return generated
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail if committed stubs are stale")
+    check = parser.parse_args().check
+    with tempfile.TemporaryDirectory() as tmp:
+        generated = _generate(Path(tmp))
+        stale = []
+        for path in generated:
+            target = PACKAGE_DIR / path.name
+            if check:
+                if not target.exists() or not filecmp.cmp(path, target, shallow=False):
+                    stale.append(target.name)
+            else:
+                shutil.copyfile(path, target)
+        if check:
+            expected = {p.name for p in generated}
+            extra = [p.name for p in PACKAGE_DIR.iterdir() if p.name.endswith(GENERATED_SUFFIXES)]
+            stale += [name for name in extra if name not in expected]
+            if stale:
+                print("stale generated stubs (run `make protos`):", ", ".join(sorted(stale)), file=sys.stderr)
+                return 1
+            print(f"{len(generated)} generated stubs are up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

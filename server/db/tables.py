@@ -1,0 +1,207 @@
+"""The schema. Alembic migrations (server/db/migrations) are the only way it is created; a test
+checks that the migrations and these declarations agree.
+
+Counters that can be derived (active jobs, rule slots used) are counted, never stored, so they
+cannot drift. Credits are stored on the user row (checked and moved under the row lock) and every
+movement is also a ``billing_events`` row; the unique key on (job, type, ref) makes a second spend
+or refund of the same item impossible at the database level.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone: store naive UTC there)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored: use datetime.now(UTC)")
+        return value.astimezone(UTC).replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        datetime: UTCDateTime,
+    }
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    plan: Mapped[str] = mapped_column(String(16))
+    auth_provider: Mapped[str] = mapped_column(String(16), default="anon")
+    email: Mapped[str | None] = mapped_column(String(320))
+    device_hash: Mapped[str | None] = mapped_column(String(128))
+    credits_granted: Mapped[int] = mapped_column(Integer)
+    credits_available: Mapped[int] = mapped_column(Integer)
+    credits_reserved: Mapped[int] = mapped_column(Integer, default=0)
+    credits_spent: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        CheckConstraint(
+            "credits_granted = credits_available + credits_reserved + credits_spent", name="credits_balance"
+        ),
+        CheckConstraint(
+            "credits_available >= 0 AND credits_reserved >= 0 AND credits_spent >= 0", name="credits_nonneg"
+        ),
+    )
+
+
+class RuleRow(Base):
+    __tablename__ = "rules"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    preset_id: Mapped[str] = mapped_column(String(32))
+    concepts: Mapped[dict[str, Any]]
+    protect: Mapped[list[Any]]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    preset_id: Mapped[str] = mapped_column(String(32))
+    rule_id: Mapped[str | None] = mapped_column(String(36))
+    concepts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    protect: Mapped[list[Any] | None] = mapped_column(JSON)
+    instance_choices: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    output_set: Mapped[str | None] = mapped_column(String(32))
+    total_items: Mapped[int] = mapped_column(Integer)
+    done_items: Mapped[int] = mapped_column(Integer, default=0)
+    failed_items: Mapped[int] = mapped_column(Integer, default=0)
+    cost_per_item: Mapped[int] = mapped_column(Integer)
+    credits_reserved: Mapped[int] = mapped_column(Integer)
+    credits_spent: Mapped[int] = mapped_column(Integer, default=0)
+    analyzed_concepts: Mapped[list[Any] | None] = mapped_column(JSON)
+    set_key: Mapped[str | None] = mapped_column(String(300))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    upload_deadline_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_jobs_user_created", "user_id", "created_at"),
+        Index("ix_jobs_status_deadline", "status", "upload_deadline_at"),
+    )
+
+
+class JobItemRow(Base):
+    """One photo of a job, and its place in the durable work queue (lease columns)."""
+
+    __tablename__ = "job_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    idx: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    stage: Mapped[str] = mapped_column(String(16), default="none")
+    """What the queue should do with it: none | analyze | execute."""
+    input_key: Mapped[str] = mapped_column(String(300))
+    content_type: Mapped[str | None] = mapped_column(String(32))
+    output_key: Mapped[str | None] = mapped_column(String(300))
+    preview_key: Mapped[str | None] = mapped_column(String(300))
+    instances: Mapped[list[Any] | None] = mapped_column(JSON)
+    renditions: Mapped[list[Any] | None] = mapped_column(JSON)
+    protect_check: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    available_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "idx"),
+        Index("ix_job_items_queue", "stage", "available_at"),
+    )
+
+
+class BillingEventRow(Base):
+    __tablename__ = "billing_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    type: Mapped[str] = mapped_column(String(16))
+    """grant | reserve | spend | refund | admin_grant."""
+    amount: Mapped[int] = mapped_column(Integer)
+    ref: Mapped[str] = mapped_column(String(128))
+    """What the movement is for (``job``, ``item:3``, an admin action id): unique per job and type."""
+    created_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("user_id", "job_id", "type", "ref"),)
+
+
+class CallbackReceiptRow(Base):
+    """First answer to each callback idempotency key: a replay returns it and changes nothing."""
+
+    __tablename__ = "callback_receipts"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    response: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class AuditRow(Base):
+    """Operator actions that are not money movements (plan changes, requeues, forced cancels)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]

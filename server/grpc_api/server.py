@@ -1,0 +1,54 @@
+"""Builds the gRPC server: JobService, the standard health service and reflection."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from protos.s3.v1 import jobs_pb2, jobs_pb2_grpc
+from server.grpc_api.interceptors import DomainErrorInterceptor
+from server.grpc_api.servicer import JobService
+from server.service.bundle import Services
+
+SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class GrpcServer:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+
+    def start(self) -> None:
+        self.server.start()
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace_s: float) -> None:
+        """Stop taking calls, let running ones finish within ``grace_s``, then cancel the rest."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace_s).wait()
+
+
+def build_grpc_server(services: Services, *, bind: str, max_workers: int = 32) -> GrpcServer:
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        interceptors=[DomainErrorInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(JobService(services), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(bind)
+    if port == 0:
+        raise OSError(f"cannot bind the gRPC server to {bind}")
+    return GrpcServer(server, port, health_servicer)

@@ -1,0 +1,31 @@
+"""Plan limits (contract: Limits and credits)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PlanLimits:
+    name: str
+    max_concurrency: int
+    """Jobs that may be non-terminal at once."""
+    rule_slots: int
+    """Saved rules at most."""
+    max_batch: int
+    """Items per job at most."""
+
+
+PLANS: dict[str, PlanLimits] = {
+    "free": PlanLimits("free", max_concurrency=1, rule_slots=2, max_batch=10),
+    "pro": PlanLimits("pro", max_concurrency=3, rule_slots=20, max_batch=100),
+}
+
+DEFAULT_PLAN = "free"
+
+
+def limits_for(plan: str) -> PlanLimits:
+    try:
+        return PLANS[plan]
+    except KeyError:
+        raise ValueError(f"unknown plan {plan!r}") from None

@@ -1,0 +1,20 @@
+"""The services one transport edge needs, built together by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.db.engine import Database
+from server.service.accounts import Accounts
+from server.service.health import Health
+from server.service.rules import Rules
+from server.service.tokens import TokenService
+
+
+@dataclass(frozen=True)
+class Services:
+    db: Database
+    tokens: TokenService
+    accounts: Accounts
+    rules: Rules
+    health: Health

@@ -1,0 +1,65 @@
+"""User tokens: HS256 JWTs signed by the service, ``sub`` = user id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+
+from server.clock import utcnow
+from server.errors import AuthRequired, InvalidToken
+
+ALGORITHM = "HS256"
+ISSUER = "s3"
+# Clock skew tolerated between the service's hosts when checking exp/iat/nbf.
+LEEWAY_S = 5
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: datetime
+
+
+class TokenService:
+    def __init__(self, secret: str, ttl_s: int) -> None:
+        if len(secret) < 32:
+            raise ValueError("the JWT secret must be at least 32 characters")
+        self._secret = secret
+        self._ttl = timedelta(seconds=ttl_s)
+
+    def issue(self, user_id: str) -> IssuedToken:
+        now = utcnow()
+        expires = now + self._ttl
+        claims = {"sub": user_id, "iat": now, "nbf": now, "exp": expires, "iss": ISSUER}
+        return IssuedToken(jwt.encode(claims, self._secret, algorithm=ALGORITHM), expires)
+
+    def verify(self, token: str) -> str:
+        """The user id of a valid token; :class:`InvalidToken` for anything else."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],  # fixed list: rejects alg=none and RS/HS confusion
+                issuer=ISSUER,
+                leeway=LEEWAY_S,
+                options={"require": ["sub", "exp", "iat"]},
+            )
+        except jwt.ExpiredSignatureError as e:
+            raise InvalidToken("the token has expired") from e
+        except jwt.PyJWTError as e:
+            raise InvalidToken("the token is not valid") from e
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise InvalidToken("the token has no subject")
+        return sub
+
+    def user_from_authorization(self, header: str | None) -> str:
+        """Parse ``Authorization: Bearer <token>``."""
+        if not header:
+            raise AuthRequired("authentication required: send Authorization: Bearer <token>")
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise InvalidToken("the Authorization header must be 'Bearer <token>'")
+        return self.verify(token.strip())

@@ -1,0 +1,95 @@
+"""Validation of what users send about rules and jobs, against a preset.
+
+Errors are ``ValidationFailed`` whose message starts with the path of the bad field
+(``concepts.Wall.value: ...``) so a client can point at it.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from applier.errors import ParamError
+from applier.params import validate_action
+from server.errors import ValidationFailed
+from server.presets import COMPUTED_PROTECT_LAYERS, PRESETS, PresetSpec
+
+MAX_NAME_CHARS = 100
+
+
+def _fail(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"{field}: {message}", field=field)
+
+
+def preset_by_id(preset_id: object, *, field: str = "preset_id") -> PresetSpec:
+    if not isinstance(preset_id, str) or not preset_id:
+        raise _fail(field, "is required")
+    preset = PRESETS.get(preset_id)
+    if preset is None:
+        raise _fail(field, f"unknown preset {preset_id!r}; known: {', '.join(PRESETS)}")
+    return preset
+
+
+def rule_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise _fail("name", "must be a string")
+    cleaned = name.strip()
+    if not cleaned:
+        raise _fail("name", "must not be empty")
+    if len(cleaned) > MAX_NAME_CHARS:
+        raise _fail("name", f"must be at most {MAX_NAME_CHARS} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in cleaned):
+        raise _fail("name", "must not contain control characters")
+    return cleaned
+
+
+def concept_actions(
+    preset: PresetSpec, concepts: object, *, field: str = "concepts"
+) -> dict[str, dict[str, Any]]:
+    """``{concept: {"action": ..., **params}}`` with every action validated and normalised."""
+    if not isinstance(concepts, Mapping):
+        raise _fail(field, "must be an object mapping a concept to its action")
+    out: dict[str, dict[str, Any]] = {}
+    for concept_id, entry in concepts.items():
+        path = f"{field}.{concept_id}"
+        if preset.concept(str(concept_id)) is None:
+            raise _fail(
+                path, f"unknown concept for preset {preset.id!r}; known: {', '.join(preset.concept_ids)}"
+            )
+        if not isinstance(entry, Mapping):
+            raise _fail(path, "must be an object with an 'action'")
+        action = entry.get("action")
+        if not isinstance(action, str) or not action:
+            raise _fail(f"{path}.action", "is required")
+        params = {k: v for k, v in entry.items() if k != "action"}
+        try:
+            normalised = validate_action(action, params)
+        except ParamError as e:
+            raise _fail(f"{path}.{e.field}" if e.field != "action" else f"{path}.action", e.message) from e
+        out[str(concept_id)] = {"action": action, **normalised}
+    return out
+
+
+def protect_layers(preset: PresetSpec, protect: object, *, field: str = "protect") -> list[str]:
+    """Known, de-duplicated protect layers in the order given."""
+    if not isinstance(protect, Sequence) or isinstance(protect, str | bytes):
+        raise _fail(field, "must be a list of protect layers")
+    allowed = (*preset.concept_ids, *COMPUTED_PROTECT_LAYERS)
+    out: list[str] = []
+    for i, layer in enumerate(protect):
+        if not isinstance(layer, str) or layer not in allowed:
+            raise _fail(f"{field}[{i}]", f"unknown protect layer {layer!r}; known: {', '.join(allowed)}")
+        if layer not in out:
+            out.append(layer)
+    return out
+
+
+def no_conflicts(concepts: Mapping[str, Mapping[str, Any]], protect: Sequence[str]) -> None:
+    """A protected concept cannot also be changed by the same rule."""
+    for layer in protect:
+        entry = concepts.get(layer)
+        if entry is not None and entry.get("action") != "keep":
+            raise _fail(
+                f"concepts.{layer}", "is protected by this rule; remove it from protect or use 'keep'"
+            )
