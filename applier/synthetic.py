@@ -205,9 +205,14 @@ def interior_scene(width: int = 1024, height: int = 768, seed: int = 0) -> Scene
 
     image = _finish(img, rng, vignette=0.22, noise=0.006)
     floor = floor_cov > 0.5
-    wall = (1 - ceiling) * (1 - floor_cov) > 0.5
+    # The cornice reads as part of the ceiling and the skirting board as trim: the ground truth follows
+    # what is visible, as a segmenter's masks do.
+    ceiling_gt = np.maximum(ceiling, crown) > 0.5
+    trim = (skirting > 0.5) & (floor_cov <= 0.5)
+    wall = ((1 - ceiling) * (1 - floor_cov) > 0.5) & ~ceiling_gt & ~trim
     masks = {
-        "Ceiling": ceiling > 0.5,
+        "Ceiling": ceiling_gt,
+        "Trim": trim,
         "Wall": wall & ~(win_cov > 0.5) & ~(sign_cov > 0.5),
         "Floor": floor,
         "Grout": floor & (grout_cov > 0.5),
