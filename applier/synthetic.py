@@ -100,7 +100,7 @@ def _finish(image: F32, rng: np.random.Generator, vignette: float, noise: float)
     image *= (1 - vignette * r2 / 2)[..., None]
     # Light lens softness: real photos have no perfectly sharp one-pixel steps.
     sigma = max(0.4, min(h, w) / 2400)
-    image = cv2.GaussianBlur(image, (0, 0), sigma)
+    image = np.asarray(cv2.GaussianBlur(image, (0, 0), sigma), np.float32)
     image += rng.normal(0.0, noise, image.shape).astype(np.float32)
     srgb = np.clip(image, 0.0, 1.0) * 255.0 + 0.5
     return np.asarray(srgb, dtype=np.uint8)
