@@ -122,6 +122,11 @@ class JobRow(Base):
     credits_spent: Mapped[int] = mapped_column(Integer, default=0)
     analyzed_concepts: Mapped[list[Any] | None] = mapped_column(JSON)
     set_key: Mapped[str | None] = mapped_column(String(300))
+    package_state: Mapped[str] = mapped_column(String(16), default="none")
+    """Output-set packaging once every item is finished: none | pending | done."""
+    package_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    package_lease_owner: Mapped[str | None] = mapped_column(String(64))
+    package_lease_expires_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -131,6 +136,7 @@ class JobRow(Base):
     __table_args__ = (
         Index("ix_jobs_user_created", "user_id", "created_at"),
         Index("ix_jobs_status_deadline", "status", "upload_deadline_at"),
+        Index("ix_jobs_package", "package_state"),
     )
 
 

@@ -178,3 +178,23 @@ def job(view: JobView, urls: UrlFor | None) -> pb.Job:
         upload_expires_at=rfc3339(view.upload_deadline_at) if view.status == "created" else "",
         analyzed=bool(view.analyzed_concepts),
     )
+
+
+def instance_choices_from_pb(choices: Mapping[int, pb.ItemChoices]) -> dict[str, Any]:
+    return {
+        str(idx): {
+            concept: {"exclude": list(choice.exclude), "lock": list(choice.lock)}
+            for concept, choice in item.concepts.items()
+        }
+        for idx, item in choices.items()
+    }
+
+
+def instance_from_pb(message: pb.InstanceInfo) -> dict[str, Any]:
+    return {
+        "concept": message.concept,
+        "number": message.number,
+        "score": message.score,
+        "box": list(message.box),
+        "area": message.area,
+    }

@@ -6,6 +6,7 @@ raised as ``server.errors`` and translated by ``interceptors.DomainErrorIntercep
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -19,6 +20,9 @@ from server.grpc_api import convert
 from server.presets import PRESETS
 from server.service import job_views
 from server.service.bundle import Services
+from server.service.callbacks import ItemReport
+from server.service.job_state import TERMINAL
+from server.service.views import JobView
 
 
 def _metadata(context: grpc.ServicerContext, key: str) -> str | None:
@@ -35,15 +39,11 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
     def _user(self, context: grpc.ServicerContext) -> str:
         return self._s.tokens.user_from_authorization(_metadata(context, "authorization"))
 
-    def GetHealth(
-        self, request: jpb.GetHealthRequest, context: grpc.ServicerContext
-    ) -> jpb.GetHealthResponse:
+    def GetHealth(self, request: jpb.GetHealthRequest, context: grpc.ServicerContext) -> jpb.GetHealthResponse:
         report = self._s.health.report()
         return jpb.GetHealthResponse(
             ok=report.ok,
-            components=[
-                jpb.ComponentHealth(name=c.name, ok=c.ok, detail=c.detail) for c in report.components
-            ],
+            components=[jpb.ComponentHealth(name=c.name, ok=c.ok, detail=c.detail) for c in report.components],
             model=report.model,
             model_meaningful=report.model_meaningful,
         )
@@ -63,9 +63,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
     def GetMe(self, request: jpb.GetMeRequest, context: grpc.ServicerContext) -> pb.UserState:
         return convert.user_state(self._s.accounts.me(self._user(context)))
 
-    def ListPresets(
-        self, request: jpb.ListPresetsRequest, context: grpc.ServicerContext
-    ) -> jpb.ListPresetsResponse:
+    def ListPresets(self, request: jpb.ListPresetsRequest, context: grpc.ServicerContext) -> jpb.ListPresetsResponse:
         self._user(context)
         return jpb.ListPresetsResponse(presets=[convert.preset(p) for p in PRESETS.values()])
 
@@ -86,15 +84,11 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         )
         return convert.rule(view)
 
-    def ListRules(
-        self, request: jpb.ListRulesRequest, context: grpc.ServicerContext
-    ) -> jpb.ListRulesResponse:
+    def ListRules(self, request: jpb.ListRulesRequest, context: grpc.ServicerContext) -> jpb.ListRulesResponse:
         user_id = self._user(context)
         rules = self._s.rules.list(user_id)
         used, slots = self._s.rules.slots(user_id)
-        return jpb.ListRulesResponse(
-            rules=[convert.rule(r) for r in rules], rule_slots_used=used, rule_slots_max=slots
-        )
+        return jpb.ListRulesResponse(rules=[convert.rule(r) for r in rules], rule_slots_used=used, rule_slots_max=slots)
 
     def UpdateRule(self, request: jpb.UpdateRuleRequest, context: grpc.ServicerContext) -> pb.Rule:
         view = self._s.rules.update(
@@ -107,9 +101,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         )
         return convert.rule(view)
 
-    def DeleteRule(
-        self, request: jpb.DeleteRuleRequest, context: grpc.ServicerContext
-    ) -> jpb.DeleteRuleResponse:
+    def DeleteRule(self, request: jpb.DeleteRuleRequest, context: grpc.ServicerContext) -> jpb.DeleteRuleResponse:
         self._s.rules.delete(self._user(context), request.rule_id)
         return jpb.DeleteRuleResponse(rule_id=request.rule_id, deleted=True)
 
@@ -121,5 +113,92 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             jobs=[convert.job(j, urls=None) for j in page.jobs], next_page_token=page.next_page_token
         )
 
+    def CreateJob(self, request: jpb.CreateJobRequest, context: grpc.ServicerContext) -> jpb.CreateJobResponse:
+        created = self._s.jobs.create(
+            self._user(context),
+            preset_id=request.preset,
+            item_count=request.item_count,
+            content_types=list(request.content_types),
+        )
+        return jpb.CreateJobResponse(
+            job_id=created.job.job_id,
+            status=created.job.status,
+            upload_urls=[
+                pb.UploadUrl(
+                    idx=u.idx, key=u.key, url=u.request.url, method=u.request.method, headers=u.request.headers
+                )
+                for u in created.uploads
+            ],
+            expires_at=rfc3339(created.expires_at),
+            credits_reserved=created.job.credits_reserved,
+        )
+
+    def ConfirmUpload(self, request: jpb.JobRef, context: grpc.ServicerContext) -> pb.Job:
+        return self._job(self._s.jobs.confirm_upload(self._user(context), request.job_id))
+
+    def AnalyzeJob(self, request: jpb.AnalyzeJobRequest, context: grpc.ServicerContext) -> pb.Job:
+        return self._job(self._s.jobs.analyze(self._user(context), request.job_id, list(request.concepts)))
+
+    def ExecuteJob(self, request: jpb.ExecuteJobRequest, context: grpc.ServicerContext) -> pb.Job:
+        view = self._s.jobs.execute(
+            self._user(context),
+            request.job_id,
+            concepts=convert.concept_actions_from_pb(request.concepts),
+            protect=list(request.protect) if request.protect else None,
+            rule_id=request.rule_id or None,
+            instances=convert.instance_choices_from_pb(request.instances),
+            output_set=request.output_set or None,
+        )
+        return self._job(view)
+
+    def GetJob(self, request: jpb.JobRef, context: grpc.ServicerContext) -> pb.Job:
+        return self._job(self._s.jobs.get(self._user(context), request.job_id))
+
+    def ReportItemResult(
+        self, request: jpb.ReportItemResultRequest, context: grpc.ServicerContext
+    ) -> jpb.ReportItemResultResponse:
+        result = self._s.callbacks.report(
+            _metadata(context, "x-callback-secret"),
+            request.job_id,
+            ItemReport(
+                idempotency_key=request.idempotency_key,
+                idx=request.idx,
+                status=request.status,
+                output_key=request.output_key,
+                error=request.error,
+                instances=[convert.instance_from_pb(i) for i in request.instances],
+                protect_check=convert.from_struct(request.protect_check) if request.HasField("protect_check") else None,
+            ),
+        )
+        return jpb.ReportItemResultResponse(
+            job_id=result.job_id,
+            idx=result.idx,
+            item_status=result.item_status,
+            job_status=result.job_status,
+            duplicate=result.duplicate,
+        )
+
+    def CancelJob(self, request: jpb.JobRef, context: grpc.ServicerContext) -> pb.Job:
+        return self._job(self._s.jobs.cancel(self._user(context), request.job_id))
+
     def WatchJob(self, request: jpb.JobRef, context: grpc.ServicerContext) -> Iterator[jpb.JobEvent]:
-        raise NotImplementedError
+        """Sends the job whenever its progress changes, and a final event when it ends."""
+        user_id = self._user(context)
+        last: tuple[object, ...] | None = None
+        while context.is_active():
+            view = self._s.jobs.get(user_id, request.job_id)
+            state = (view.status, view.done_items, view.failed_items, view.updated_at)
+            final = view.status in TERMINAL
+            if state != last:
+                last = state
+                yield jpb.JobEvent(job=self._job(view, with_instances=False), final=final)
+            if final:
+                return
+            time.sleep(self._s.watch_interval_s)
+
+    def _job(self, view: JobView, *, with_instances: bool = True) -> pb.Job:
+        message = convert.job(view, self._s.jobs.download_url)
+        if not with_instances:
+            for item in message.items:
+                del item.instances[:]
+        return message

@@ -48,9 +48,7 @@ class Accounts:
         self._starting_credits = starting_credits
 
     def create_anonymous(self, device_hash: str | None = None) -> NewUser:
-        if device_hash is not None and (
-            len(device_hash) > MAX_DEVICE_HASH_CHARS or not device_hash.isprintable()
-        ):
+        if device_hash is not None and (len(device_hash) > MAX_DEVICE_HASH_CHARS or not device_hash.isprintable()):
             raise ValidationFailed(
                 f"device_hash: must be at most {MAX_DEVICE_HASH_CHARS} printable characters",
                 field="device_hash",
@@ -71,9 +69,8 @@ class Accounts:
                 created_at=now,
             )
             s.add(row)
-            s.add(
-                BillingEventRow(user_id=user_id, type="grant", amount=credits, ref="signup", created_at=now)
-            )
+            s.flush()  # the user row first: the ledger row references it
+            s.add(BillingEventRow(user_id=user_id, type="grant", amount=credits, ref="signup", created_at=now))
             s.flush()
             view = user_view(s, row)
         return NewUser(view, self._tokens.issue(user_id))

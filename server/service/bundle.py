@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from server.db.engine import Database
 from server.service.accounts import Accounts
+from server.service.callbacks import Callbacks
 from server.service.health import Health
+from server.service.jobs import Jobs
 from server.service.rules import Rules
 from server.service.tokens import TokenService
 
@@ -17,4 +19,8 @@ class Services:
     tokens: TokenService
     accounts: Accounts
     rules: Rules
+    jobs: Jobs
+    callbacks: Callbacks
     health: Health
+    watch_interval_s: float = 0.5
+    """How often a job-progress stream looks for changes."""

@@ -57,9 +57,7 @@ def job_view(row: JobRow, items: list[JobItemRow] | None) -> JobView:
 
 
 def load_items(session: Session, job_id: str) -> list[JobItemRow]:
-    return list(
-        session.scalars(select(JobItemRow).where(JobItemRow.job_id == job_id).order_by(JobItemRow.idx))
-    )
+    return list(session.scalars(select(JobItemRow).where(JobItemRow.job_id == job_id).order_by(JobItemRow.idx)))
 
 
 def _encode_token(created_at: datetime, job_id: str) -> str:
@@ -84,9 +82,7 @@ def list_jobs(db: Database, user_id: str, *, page_size: int = 0, page_token: str
         stmt = select(JobRow).where(JobRow.user_id == user_id)
         if page_token:
             created, last_id = _decode_token(page_token)
-            stmt = stmt.where(
-                or_(JobRow.created_at < created, and_(JobRow.created_at == created, JobRow.id < last_id))
-            )
+            stmt = stmt.where(or_(JobRow.created_at < created, and_(JobRow.created_at == created, JobRow.id < last_id)))
         rows = list(s.scalars(stmt.order_by(JobRow.created_at.desc(), JobRow.id.desc()).limit(size + 1)))
     more = len(rows) > size
     rows = rows[:size]

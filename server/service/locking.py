@@ -37,8 +37,6 @@ def count_rules(session: Session, user_id: str) -> int:
 
 def count_active_jobs(session: Session, user_id: str) -> int:
     stmt = (
-        select(func.count())
-        .select_from(JobRow)
-        .where(JobRow.user_id == user_id, JobRow.status.in_(ACTIVE_JOB_STATES))
+        select(func.count()).select_from(JobRow).where(JobRow.user_id == user_id, JobRow.status.in_(ACTIVE_JOB_STATES))
     )
     return session.scalar(stmt) or 0

@@ -51,9 +51,7 @@ class Rules:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create(
-        self, user_id: str, *, name: object, preset_id: object, concepts: object, protect: object
-    ) -> RuleView:
+    def create(self, user_id: str, *, name: object, preset_id: object, concepts: object, protect: object) -> RuleView:
         clean_name = validation.rule_name(name)
         preset = validation.preset_by_id(preset_id)
         clean_concepts = validation.concept_actions(preset, concepts)
@@ -64,9 +62,7 @@ class Rules:
             user = lock_user(s, user_id)
             slots = limits_for(user.plan).rule_slots
             if count_rules(s, user_id) >= slots:
-                raise RuleSlotLimit(
-                    f"all {slots} rule slots of the {user.plan} plan are in use; delete a rule first"
-                )
+                raise RuleSlotLimit(f"all {slots} rule slots of the {user.plan} plan are in use; delete a rule first")
             row = RuleRow(
                 id=str(uuid.uuid4()),
                 user_id=user_id,
@@ -84,9 +80,7 @@ class Rules:
     def list(self, user_id: str) -> list[RuleView]:
         with self._db.read() as s:
             get_user(s, user_id)
-            rows = s.scalars(
-                select(RuleRow).where(RuleRow.user_id == user_id).order_by(RuleRow.created_at, RuleRow.id)
-            )
+            rows = s.scalars(select(RuleRow).where(RuleRow.user_id == user_id).order_by(RuleRow.created_at, RuleRow.id))
             return [rule_view(r) for r in rows]
 
     def get(self, user_id: str, rule_id: str) -> RuleView:

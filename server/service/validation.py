@@ -44,9 +44,7 @@ def rule_name(name: object) -> str:
     return cleaned
 
 
-def concept_actions(
-    preset: PresetSpec, concepts: object, *, field: str = "concepts"
-) -> dict[str, dict[str, Any]]:
+def concept_actions(preset: PresetSpec, concepts: object, *, field: str = "concepts") -> dict[str, dict[str, Any]]:
     """``{concept: {"action": ..., **params}}`` with every action validated and normalised."""
     if not isinstance(concepts, Mapping):
         raise _fail(field, "must be an object mapping a concept to its action")
@@ -54,9 +52,7 @@ def concept_actions(
     for concept_id, entry in concepts.items():
         path = f"{field}.{concept_id}"
         if preset.concept(str(concept_id)) is None:
-            raise _fail(
-                path, f"unknown concept for preset {preset.id!r}; known: {', '.join(preset.concept_ids)}"
-            )
+            raise _fail(path, f"unknown concept for preset {preset.id!r}; known: {', '.join(preset.concept_ids)}")
         if not isinstance(entry, Mapping):
             raise _fail(path, "must be an object with an 'action'")
         action = entry.get("action")
@@ -90,6 +86,4 @@ def no_conflicts(concepts: Mapping[str, Mapping[str, Any]], protect: Sequence[st
     for layer in protect:
         entry = concepts.get(layer)
         if entry is not None and entry.get("action") != "keep":
-            raise _fail(
-                f"concepts.{layer}", "is protected by this rule; remove it from protect or use 'keep'"
-            )
+            raise _fail(f"concepts.{layer}", "is protected by this rule; remove it from protect or use 'keep'")

@@ -61,9 +61,7 @@ def upgrade() -> None:
             ["user_id"], ["users.id"], name=op.f("fk_billing_events_user_id_users"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_events")),
-        sa.UniqueConstraint(
-            "user_id", "job_id", "type", "ref", name=op.f("uq_billing_events_user_id_job_id_type_ref")
-        ),
+        sa.UniqueConstraint("user_id", "job_id", "type", "ref", name=op.f("uq_billing_events_user_id_job_id_type_ref")),
     )
     with op.batch_alter_table("billing_events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_billing_events_user_id"), ["user_id"], unique=False)
@@ -87,17 +85,20 @@ def upgrade() -> None:
         sa.Column("credits_spent", sa.Integer(), nullable=False),
         sa.Column("analyzed_concepts", sa.JSON(), nullable=True),
         sa.Column("set_key", sa.String(length=300), nullable=True),
+        sa.Column("package_state", sa.String(length=16), nullable=False),
+        sa.Column("package_attempts", sa.Integer(), nullable=False),
+        sa.Column("package_lease_owner", sa.String(length=64), nullable=True),
+        sa.Column("package_lease_expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("upload_deadline_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_jobs_user_id_users"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_jobs_user_id_users"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.create_index("ix_jobs_package", ["package_state"], unique=False)
         batch_op.create_index("ix_jobs_status_deadline", ["status", "upload_deadline_at"], unique=False)
         batch_op.create_index("ix_jobs_user_created", ["user_id", "created_at"], unique=False)
 
@@ -111,9 +112,7 @@ def upgrade() -> None:
         sa.Column("protect", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_rules_user_id_users"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_rules_user_id_users"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_rules")),
     )
     with op.batch_alter_table("rules", schema=None) as batch_op:
@@ -152,9 +151,7 @@ def upgrade() -> None:
         sa.Column("width", sa.Integer(), nullable=True),
         sa.Column("height", sa.Integer(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_job_items_job_id_jobs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name=op.f("fk_job_items_job_id_jobs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_job_items")),
         sa.UniqueConstraint("job_id", "idx", name=op.f("uq_job_items_job_id_idx")),
     )
@@ -175,6 +172,7 @@ def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index("ix_jobs_user_created")
         batch_op.drop_index("ix_jobs_status_deadline")
+        batch_op.drop_index("ix_jobs_package")
 
     op.drop_table("jobs")
     with op.batch_alter_table("billing_events", schema=None) as batch_op:

@@ -1,0 +1,101 @@
+"""The exported model on disk, and getting it there: the export runs once, in the model environment.
+
+``scripts/export_onnx_trt.py`` needs torch and transformers, which the service's environment does not
+have: it runs as a subprocess with the model environment's interpreter (``.venv-model``, made by
+``make model-venv``). The artefact is cached under ``<data dir>/models/`` and reused on later starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from server.errors import InferenceUnavailable
+from server.inference.triton_repository import GRAPHS, Geometry
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODEL_VENV = REPO_ROOT / ".venv-model"
+"""Interpreter environment with torch, transformers, onnxruntime and the Triton server binary."""
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """One exported SAM3: three ONNX graphs, the tokenizer, the assembled Triton repositories."""
+
+    root: Path
+    name: str
+    meaningful: bool
+    score_threshold: float
+    decoder_batch: int
+    geometry: Geometry
+
+    @classmethod
+    def load(cls, root: Path) -> ModelArtifact:
+        try:
+            manifest = json.loads((root / "manifest.json").read_text())
+        except (OSError, ValueError) as e:
+            raise InferenceUnavailable(f"no usable SAM3 export in {root}: {e}") from e
+        return cls(
+            root=root,
+            name=str(manifest["name"]),
+            meaningful=bool(manifest["meaningful"]),
+            score_threshold=float(manifest["score_threshold"]),
+            decoder_batch=int(manifest["decoder_batch"]),
+            geometry=Geometry.from_manifest(manifest),
+        )
+
+    def onnx(self, graph: str) -> Path:
+        if graph not in GRAPHS:
+            raise ValueError(f"unknown graph {graph!r}")
+        return self.root / "onnx" / graph / "model.onnx"
+
+    @property
+    def tokenizer_json(self) -> Path:
+        return self.root / "tokenizer.json"
+
+    @property
+    def repository_cpu(self) -> Path:
+        return self.root / "repository_cpu"
+
+
+def model_python(model_venv: Path = MODEL_VENV) -> Path:
+    python = model_venv / "bin" / "python"
+    if not python.exists():
+        raise InferenceUnavailable(f"the model environment {model_venv} is missing: run `make model-venv`")
+    return python
+
+
+async def ensure_artifact(
+    data_dir: Path,
+    checkpoint: Path | None,
+    *,
+    model_venv: Path = MODEL_VENV,
+) -> ModelArtifact:
+    """Export ``checkpoint`` (None: the tiny random-weight model) unless already exported; load it."""
+    source = ["--tiny"] if checkpoint is None else ["--checkpoint", str(checkpoint)]
+    command = [str(model_python(model_venv)), "-m", "scripts.export_onnx_trt", *source, "--data-dir", str(data_dir)]
+    log.info("SAM3 export (cached after the first run): %s", " ".join(command))
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        tail = err.decode(errors="replace")[-2000:]
+        raise InferenceUnavailable(f"SAM3 export failed (exit {process.returncode}): {tail}")
+    lines = out.decode().strip().splitlines()
+    try:
+        root = Path(json.loads(lines[-1])["artifact_dir"])
+    except (IndexError, ValueError, KeyError) as e:
+        raise InferenceUnavailable(f"SAM3 export printed no artefact: {out[-500:]!r}") from e
+    if err and log.isEnabledFor(logging.DEBUG):
+        sys.stderr.write(err.decode(errors="replace"))
+    return ModelArtifact.load(root)

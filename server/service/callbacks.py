@@ -1,0 +1,111 @@
+"""Item results reported by remote workers (``POST /jobs/{id}/callback``).
+
+The shared secret is compared in constant time. Each idempotency key is answered once: the first
+answer is stored in the same transaction as the result, and a replay gets it back unchanged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from server.clock import utcnow
+from server.db.engine import Database
+from server.db.tables import CallbackReceiptRow, JobItemRow
+from server.errors import Forbidden, InvalidState, NotFound, ValidationFailed
+from server.service import job_state
+from server.service.settle import FINISHED_ITEM_STATES, ItemOutputs, finish_item, lock_job
+
+log = logging.getLogger(__name__)
+
+MAX_KEY_CHARS = 128
+
+
+@dataclass(frozen=True)
+class CallbackResult:
+    job_id: str
+    idx: int
+    item_status: str
+    job_status: str
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class ItemReport:
+    idempotency_key: str
+    idx: int
+    status: str
+    """done | failed"""
+    output_key: str = ""
+    error: str = ""
+    instances: Sequence[Mapping[str, Any]] = ()
+    protect_check: Mapping[str, Any] | None = None
+
+
+class Callbacks:
+    def __init__(self, db: Database, secret: str) -> None:
+        self._db = db
+        self._secret = secret.encode()
+
+    def authenticate(self, presented: str | None) -> None:
+        if not presented or not hmac.compare_digest(presented.encode(), self._secret):
+            raise Forbidden("the callback secret is missing or wrong")
+
+    def report(self, presented_secret: str | None, job_id: str, report: ItemReport) -> CallbackResult:
+        self.authenticate(presented_secret)
+        key = report.idempotency_key
+        if not key or len(key) > MAX_KEY_CHARS or not key.isprintable():
+            raise ValidationFailed(f"idempotency_key: 1..{MAX_KEY_CHARS} printable characters", field="idempotency_key")
+        if report.status not in ("done", "failed"):
+            raise ValidationFailed("status: must be 'done' or 'failed'", field="status")
+        with self._db.write() as s:
+            job = lock_job(s, _job_id(job_id))
+            if job is None:
+                raise NotFound("job not found")
+            receipt = s.get(CallbackReceiptRow, (job.id, key))
+            if receipt is not None:
+                return CallbackResult(**{**receipt.response, "duplicate": True})
+            job_state.require(job, "queued", "running", action="report a result for")
+            item = s.scalars(
+                select(JobItemRow).where(JobItemRow.job_id == job.id, JobItemRow.idx == report.idx).with_for_update()
+            ).one_or_none()
+            if item is None:
+                raise NotFound(f"the job has no item {report.idx}")
+            if item.status in FINISHED_ITEM_STATES:
+                raise InvalidState(f"item {report.idx} is already {item.status}")
+            if report.status == "done":
+                prefix = f"outputs/{job.user_id}/{job.id}/"
+                if not report.output_key.startswith(prefix) or ".." in report.output_key:
+                    raise ValidationFailed(f"output_key: must be under {prefix}", field="output_key")
+                outputs = ItemOutputs(
+                    output_key=report.output_key,
+                    instances=report.instances,
+                    protect_check=report.protect_check or {},
+                )
+                finish_item(s, job, item, outputs=outputs)
+            else:
+                finish_item(s, job, item, outputs=None, error=report.error or "failed on the remote worker")
+            result = CallbackResult(job.id, item.idx, item.status, job.status)
+            s.add(
+                CallbackReceiptRow(
+                    job_id=job.id,
+                    idempotency_key=key,
+                    response={k: v for k, v in asdict(result).items() if k != "duplicate"},
+                    created_at=utcnow(),
+                )
+            )
+            log.info("callback %s: job %s item %d %s", key, job.id, item.idx, item.status)
+            return result
+
+
+def _job_id(job_id: str) -> str:
+    try:
+        return str(uuid.UUID(job_id))
+    except (ValueError, TypeError, AttributeError):
+        raise NotFound("job not found") from None

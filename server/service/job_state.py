@@ -1,0 +1,45 @@
+"""The job state machine (seed 004): the only place job statuses change.
+
+    created -> uploaded -> queued -> running -> done | failed
+    any non-terminal -> canceled
+
+Any other transition is ``INVALID_STATE``.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from server.clock import utcnow
+from server.db.tables import JobRow
+from server.errors import InvalidState
+
+TERMINAL = frozenset({"done", "failed", "canceled"})
+
+TRANSITIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
+    {
+        "created": frozenset({"uploaded", "canceled"}),
+        "uploaded": frozenset({"queued", "canceled"}),
+        "queued": frozenset({"running", "canceled"}),
+        "running": frozenset({"done", "failed", "canceled"}),
+        "done": frozenset(),
+        "failed": frozenset(),
+        "canceled": frozenset(),
+    }
+)
+
+
+def require(job: JobRow, *allowed: str, action: str) -> None:
+    """Raise ``InvalidState`` unless the job is in one of ``allowed``."""
+    if job.status not in allowed:
+        raise InvalidState(f"cannot {action} a job that is {job.status} (needs {' or '.join(allowed)})")
+
+
+def move(job: JobRow, to: str) -> None:
+    if to not in TRANSITIONS[job.status]:
+        raise InvalidState(f"a job cannot go from {job.status} to {to}")
+    now = utcnow()
+    job.status = to
+    job.updated_at = now
+    if to in TERMINAL:
+        job.finished_at = now

@@ -1,0 +1,408 @@
+"""The job lifecycle a user drives: create, confirm upload, analyze, execute, read, cancel.
+
+Every state change is one transaction holding the user's and the job's row locks, so limits,
+credits and statuses never disagree, whichever process or request got there first.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from server import images
+from server.clock import utcnow
+from server.config import Settings
+from server.db.engine import Database
+from server.db.tables import JobItemRow, JobRow
+from server.errors import (
+    BatchLimit,
+    ConcurrencyLimit,
+    InvalidState,
+    NotFound,
+    PayloadTooLarge,
+    S3Error,
+    ValidationFailed,
+)
+from server.plans import limits_for
+from server.presets import PresetSpec
+from server.service import job_state, ledger, validation
+from server.service.job_views import job_view, load_items
+from server.service.locking import count_active_jobs, lock_user
+from server.service.rules import owned_rule
+from server.service.settle import cancel_open_items, finish_item, lock_job
+from server.service.views import JobView
+from server.storage import keys
+from server.storage.port import ObjectStore, PresignedRequest, verify_upload
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp")
+MAX_INSTANCE_NUMBER = 1000
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    idx: int
+    key: str
+    request: PresignedRequest
+
+
+@dataclass(frozen=True)
+class CreatedJob:
+    job: JobView
+    uploads: list[UploadTarget]
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """Outcome of checking one uploaded object."""
+
+    idx: int
+    error: S3Error | None
+    missing: bool = False
+    width: int = 0
+    height: int = 0
+    content_type: str = ""
+
+
+def _parse_job_id(job_id: str) -> str:
+    try:
+        return str(uuid.UUID(job_id))
+    except (ValueError, TypeError, AttributeError):
+        raise NotFound("job not found") from None
+
+
+def owned_job(session: Session, user_id: str, job_id: str, *, lock: bool = False) -> JobRow:
+    """The user's job; another user's job is reported missing, never forbidden."""
+    jid = _parse_job_id(job_id)
+    row = lock_job(session, jid) if lock else session.get(JobRow, jid)
+    if row is None or row.user_id != user_id:
+        raise NotFound("job not found")
+    return row
+
+
+class Jobs:
+    def __init__(self, db: Database, store: ObjectStore, settings: Settings) -> None:
+        self._db = db
+        self._store = store
+        self._settings = settings
+
+    # -- create ---------------------------------------------------------------------------------
+    def create(
+        self, user_id: str, *, preset_id: object, item_count: object, content_types: Sequence[str] = ()
+    ) -> CreatedJob:
+        preset = validation.preset_by_id(preset_id, field="preset")
+        if isinstance(item_count, bool) or not isinstance(item_count, int) or item_count < 1:
+            raise ValidationFailed("item_count: must be a positive integer", field="item_count")
+        if content_types and len(content_types) != item_count:
+            raise ValidationFailed("content_types: one per item when given", field="content_types")
+        for i, ct in enumerate(content_types):
+            if ct not in CONTENT_TYPES:
+                raise ValidationFailed(
+                    f"content_types[{i}]: must be one of {', '.join(CONTENT_TYPES)}",
+                    field=f"content_types[{i}]",
+                )
+        now = utcnow()
+        job_id = str(uuid.uuid4())
+        with self._db.write() as s:
+            user = lock_user(s, user_id)
+            limits = limits_for(user.plan)
+            if item_count > limits.max_batch:
+                raise BatchLimit(f"the {user.plan} plan allows {limits.max_batch} items per job, got {item_count}")
+            active = count_active_jobs(s, user_id)
+            if active >= limits.max_concurrency:
+                raise ConcurrencyLimit(
+                    f"the {user.plan} plan allows {limits.max_concurrency} active job(s); finish or cancel one first"
+                )
+            cost = item_count * self._settings.credits_per_item
+            ledger.reserve(s, user, job_id, cost)
+            job = JobRow(
+                id=job_id,
+                user_id=user_id,
+                status="created",
+                preset_id=preset.id,
+                total_items=item_count,
+                done_items=0,
+                failed_items=0,
+                cost_per_item=self._settings.credits_per_item,
+                credits_reserved=cost,
+                credits_spent=0,
+                package_state="none",
+                package_attempts=0,
+                created_at=now,
+                updated_at=now,
+                upload_deadline_at=now + timedelta(seconds=self._settings.upload_deadline_s),
+            )
+            s.add(job)
+            s.flush()  # the job row must exist before its items reference it (PostgreSQL checks at once)
+            items = [
+                JobItemRow(
+                    job_id=job_id,
+                    idx=idx,
+                    status="pending",
+                    stage="none",
+                    input_key=keys.input_key(user_id, job_id, idx),
+                    content_type=content_types[idx] if content_types else "image/jpeg",
+                    attempts=0,
+                    updated_at=now,
+                )
+                for idx in range(item_count)
+            ]
+            s.add_all(items)
+            s.flush()
+            view = job_view(job, items)
+        ttl = min(self._settings.upload_url_ttl_s, self._settings.upload_deadline_s)
+        uploads = [
+            UploadTarget(
+                item.idx,
+                item.input_key,
+                self._store.presign_put(item.input_key, content_type=item.content_type or "image/jpeg", expires_s=ttl),
+            )
+            for item in items
+        ]
+        expires = min((u.request.expires_at for u in uploads), default=now + timedelta(seconds=ttl))
+        log.info("job %s created: %d items, %d credits reserved", job_id, item_count, cost)
+        return CreatedJob(view, uploads, expires)
+
+    # -- confirm upload -------------------------------------------------------------------------
+    def _check_object(self, item: JobItemRow) -> _Checked:
+        try:
+            verify_upload(self._store, item.input_key, max_bytes=self._settings.max_upload_bytes)
+            data = self._store.get(item.input_key, max_bytes=self._settings.max_upload_bytes)
+            info = images.probe(data, max_pixels=self._settings.max_image_pixels)
+            # A full decode proves the file is whole (a truncated JPEG passes a header probe).
+            images.decode_rgb(data, max_pixels=self._settings.max_image_pixels)
+        except NotFound:
+            return _Checked(item.idx, ValidationFailed(f"items[{item.idx}]: no object was uploaded"), missing=True)
+        except (ValidationFailed, PayloadTooLarge) as e:
+            return _Checked(item.idx, e)
+        return _Checked(item.idx, None, width=info.width, height=info.height, content_type=info.content_type)
+
+    def confirm_upload(self, user_id: str, job_id: str) -> JobView:
+        """created -> uploaded once every object is there and every photo decodes within limits.
+
+        A missing object fails the call and changes nothing (the upload may still be under way).
+        An object that is there but unusable (not an image, truncated, too large, too many pixels)
+        fails that item only, refunded; the rest of the album goes on. If no item is usable the call
+        fails and the job stays ``created`` so the photos can be uploaded again.
+        """
+        with self._db.read() as s:
+            job = owned_job(s, user_id, job_id)
+            job_state.require(job, "created", action="confirm the upload of")
+            items = [i for i in load_items(s, job.id) if i.status == "pending"]
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="confirm") as pool:
+            checks = list(pool.map(self._check_object, items))
+        missing = [c.idx for c in checks if c.missing]
+        if missing:
+            raise ValidationFailed(
+                f"items: not uploaded yet: {', '.join(map(str, missing))}", field=f"items[{missing[0]}]"
+            )
+        bad = [c for c in checks if c.error is not None]
+        if items and len(bad) == len(items):
+            first = bad[0].error
+            assert first is not None
+            raise type(first)(f"no usable photo in this job; items[{bad[0].idx}]: {first.message}")
+        now = utcnow()
+        with self._db.write() as s:
+            job = owned_job(s, user_id, job_id, lock=True)
+            job_state.require(job, "created", action="confirm the upload of")
+            by_idx = {i.idx: i for i in load_items(s, job.id)}
+            for check in checks:
+                item = by_idx[check.idx]
+                if check.error is not None:
+                    finish_item(s, job, item, outputs=None, error=f"{check.error.code}: {check.error.message}")
+                else:
+                    item.status = "uploaded"
+                    item.width, item.height = check.width, check.height
+                    item.content_type = check.content_type
+                    item.updated_at = now
+            job_state.move(job, "uploaded")
+            s.flush()
+            return job_view(job, load_items(s, job.id))
+
+    # -- analyze --------------------------------------------------------------------------------
+    def analyze(self, user_id: str, job_id: str, concepts: Sequence[str]) -> JobView:
+        """Queue segmentation only: every instance of the concepts is stored for the Instances stage."""
+        with self._db.write() as s:
+            job = owned_job(s, user_id, job_id, lock=True)
+            job_state.require(job, "uploaded", action="analyze")
+            preset = validation.preset_by_id(job.preset_id)
+            wanted = _concept_list(preset, concepts)
+            items = load_items(s, job.id)
+            if any(i.stage == "analyze" for i in items):
+                raise ValidationFailed("concepts: an analysis of this job is still running", field="concepts")
+            now = utcnow()
+            for item in items:
+                if item.status == "uploaded":
+                    item.stage = "analyze"
+                    item.available_at = now
+                    item.attempts = 0
+                    item.updated_at = now
+            job.analyzed_concepts = wanted
+            job.updated_at = now
+            s.flush()
+            return job_view(job, items)
+
+    # -- execute --------------------------------------------------------------------------------
+    def execute(
+        self,
+        user_id: str,
+        job_id: str,
+        *,
+        concepts: Mapping[str, Any] | None,
+        protect: Sequence[str] | None,
+        rule_id: str | None,
+        instances: Mapping[str, Any] | None,
+        output_set: str | None,
+    ) -> JobView:
+        with self._db.write() as s:
+            job = owned_job(s, user_id, job_id, lock=True)
+            job_state.require(job, "uploaded", action="execute")
+            preset = validation.preset_by_id(job.preset_id)
+            items = load_items(s, job.id)
+            if any(i.stage == "analyze" for i in items):
+                raise InvalidState("an analysis of this job is still running; wait for it to finish")
+            base_concepts: dict[str, Any] = {}
+            base_protect: list[str] | None = None
+            if rule_id:
+                rule = owned_rule(s, user_id, rule_id)
+                if rule.preset_id != preset.id:
+                    raise ValidationFailed(
+                        f"rule_id: the rule is for preset {rule.preset_id!r}, the job for {preset.id!r}",
+                        field="rule_id",
+                    )
+                base_concepts, base_protect = dict(rule.concepts), list(rule.protect)
+            merged = {**base_concepts, **dict(concepts or {})}
+            if not merged:
+                raise ValidationFailed("concepts: give at least one concept action, or a rule_id", field="concepts")
+            clean_concepts = validation.concept_actions(preset, merged)
+            chosen_protect: object = (
+                protect
+                if protect is not None
+                else (base_protect if base_protect is not None else preset.protect_defaults)
+            )
+            clean_protect = validation.protect_layers(preset, chosen_protect)
+            validation.no_conflicts(clean_concepts, clean_protect)
+            choices = _instance_choices(instances or {}, items, preset.concept_ids)
+            set_spec = preset.output_set(output_set)
+            if set_spec is None:
+                known = ", ".join(o.id for o in preset.output_sets)
+                raise ValidationFailed(f"output_set: unknown set {output_set!r}; known: {known}", field="output_set")
+            now = utcnow()
+            job.rule_id = rule_id or None
+            job.concepts = clean_concepts
+            job.protect = clean_protect
+            job.instance_choices = choices
+            job.output_set = set_spec.id
+            for item in items:
+                if item.status == "uploaded":
+                    item.status = "queued"
+                    item.stage = "execute"
+                    item.available_at = now
+                    item.attempts = 0
+                    item.updated_at = now
+            job_state.move(job, "queued")
+            s.flush()
+            log.info("job %s queued with %d concept actions", job.id, len(clean_concepts))
+            return job_view(job, items)
+
+    # -- read -----------------------------------------------------------------------------------
+    def get(self, user_id: str, job_id: str) -> JobView:
+        with self._db.read() as s:
+            job = owned_job(s, user_id, job_id)
+            return job_view(job, load_items(s, job.id))
+
+    def download_url(self, key: str) -> str:
+        return self._store.presign_get(key, expires_s=self._settings.download_url_ttl_s)
+
+    # -- cancel ---------------------------------------------------------------------------------
+    def cancel(self, user_id: str, job_id: str) -> JobView:
+        """Any non-terminal job -> canceled; items not finished are refunded. Results of items still
+        running are dropped when they arrive (their lease is gone), so nothing is charged twice."""
+        with self._db.write() as s:
+            job = owned_job(s, user_id, job_id, lock=True)
+            if job.status in job_state.TERMINAL:
+                raise InvalidState(f"the job is already {job.status}")
+            cancel_open_items(s, job, "canceled by the user")
+            job_state.move(job, "canceled")
+            s.flush()
+            log.info("job %s canceled, %d credits left reserved", job.id, job.credits_reserved)
+            return job_view(job, load_items(s, job.id))
+
+
+def _concept_list(preset: PresetSpec, concepts: Sequence[str]) -> list[str]:
+    if isinstance(concepts, str) or not isinstance(concepts, Sequence) or not concepts:
+        raise ValidationFailed("concepts: give a non-empty list of concept ids", field="concepts")
+    out: list[str] = []
+    for i, c in enumerate(concepts):
+        if not isinstance(c, str) or preset.concept(c) is None:
+            raise ValidationFailed(
+                f"concepts[{i}]: unknown concept {c!r}; known: {', '.join(preset.concept_ids)}",
+                field=f"concepts[{i}]",
+            )
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def _instance_choices(
+    instances: Mapping[str, Any], items: Sequence[JobItemRow], concept_ids: Sequence[str]
+) -> dict[str, dict[str, dict[str, list[int]]]]:
+    """``{"<idx>": {"<Concept>": {"exclude": [2], "lock": [1]}}}`` checked against the job's items
+    and, where an analysis stored them, against the instance numbers that exist."""
+    by_idx = {i.idx: i for i in items}
+    out: dict[str, dict[str, dict[str, list[int]]]] = {}
+    if not isinstance(instances, Mapping):
+        raise ValidationFailed("instances: must be an object keyed by item index", field="instances")
+    for raw_idx, per_concept in instances.items():
+        path = f"instances.{raw_idx}"
+        try:
+            idx = int(raw_idx)
+        except (TypeError, ValueError):
+            raise ValidationFailed(f"{path}: keys must be item indexes", field=path) from None
+        item = by_idx.get(idx)
+        if item is None:
+            raise ValidationFailed(f"{path}: the job has no item {idx}", field=path)
+        if not isinstance(per_concept, Mapping):
+            raise ValidationFailed(f"{path}: must be an object keyed by concept", field=path)
+        known_numbers: dict[str, set[int]] = {}
+        for inst in item.instances or []:
+            known_numbers.setdefault(str(inst.get("concept")), set()).add(int(inst.get("number", 0)))
+        out_item: dict[str, dict[str, list[int]]] = {}
+        for concept, choice in per_concept.items():
+            cpath = f"{path}.{concept}"
+            if concept not in concept_ids:
+                raise ValidationFailed(f"{cpath}: unknown concept", field=cpath)
+            if not isinstance(choice, Mapping):
+                raise ValidationFailed(f"{cpath}: must be an object with exclude and/or lock", field=cpath)
+            unknown = set(choice) - {"exclude", "lock"}
+            if unknown:
+                raise ValidationFailed(f"{cpath}.{sorted(unknown)[0]}: unknown field", field=cpath)
+            clean: dict[str, list[int]] = {}
+            for kind in ("exclude", "lock"):
+                numbers = choice.get(kind, [])
+                kpath = f"{cpath}.{kind}"
+                if not isinstance(numbers, Sequence) or isinstance(numbers, str):
+                    raise ValidationFailed(f"{kpath}: must be a list of instance numbers", field=kpath)
+                nums: list[int] = []
+                for n in numbers:
+                    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_INSTANCE_NUMBER:
+                        raise ValidationFailed(f"{kpath}: instance numbers are integers from 1", field=kpath)
+                    if concept in known_numbers and n not in known_numbers[concept]:
+                        raise ValidationFailed(f"{kpath}: item {idx} has no {concept} #{n}", field=kpath)
+                    if n not in nums:
+                        nums.append(n)
+                clean[kind] = sorted(nums)
+            if set(clean["exclude"]) & set(clean["lock"]):
+                raise ValidationFailed(f"{cpath}: an instance cannot be both excluded and locked", field=cpath)
+            out_item[concept] = clean
+        out[str(idx)] = out_item
+    return out

@@ -1,0 +1,128 @@
+"""Finishing items and jobs: money and states move together, inside the caller's transaction.
+
+Used by the in-process workers, by remote-worker callbacks, by cancel and by the sweeper, so an
+item is finished the same way whoever finishes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.clock import utcnow
+from server.db.tables import JobItemRow, JobRow
+from server.service import job_state, ledger
+from server.service.locking import lock_user
+
+FINISHED_ITEM_STATES = frozenset({"done", "failed", "canceled"})
+
+
+@dataclass(frozen=True)
+class ItemOutputs:
+    """What a processed item produced (object keys, not bytes)."""
+
+    output_key: str
+    preview_key: str | None = None
+    renditions: Sequence[Mapping[str, Any]] = ()
+    instances: Sequence[Mapping[str, Any]] = ()
+    protect_check: Mapping[str, Any] = field(default_factory=dict)
+    width: int | None = None
+    height: int | None = None
+
+
+def lock_job(session: Session, job_id: str) -> JobRow | None:
+    return session.scalars(select(JobRow).where(JobRow.id == job_id).with_for_update()).one_or_none()
+
+
+def release_lease(item: JobItemRow) -> None:
+    item.lease_owner = None
+    item.lease_expires_at = None
+
+
+def finish_item(
+    session: Session,
+    job: JobRow,
+    item: JobItemRow,
+    *,
+    outputs: ItemOutputs | None,
+    error: str | None = None,
+) -> None:
+    """Record an item as done (``outputs``) or failed (``error``) and settle what follows.
+
+    The caller holds the job row lock and has checked the item is not finished yet.
+    """
+    user = lock_user(session, job.user_id)
+    now = utcnow()
+    if outputs is not None:
+        item.status = "done"
+        item.output_key = outputs.output_key
+        item.preview_key = outputs.preview_key
+        item.renditions = [dict(r) for r in outputs.renditions]
+        if outputs.instances:
+            item.instances = [dict(i) for i in outputs.instances]
+        item.protect_check = dict(outputs.protect_check) or None
+        item.width = outputs.width or item.width
+        item.height = outputs.height or item.height
+        item.error = None
+        ledger.spend_item(session, user, job, item.idx)
+        job.done_items += 1
+    else:
+        item.status = "failed"
+        item.error = error or "processing failed"
+        ledger.refund_item(session, user, job, item.idx)
+        job.failed_items += 1
+    item.stage = "none"
+    item.available_at = None
+    item.updated_at = now
+    release_lease(item)
+    if job.status == "queued":
+        job_state.move(job, "running")  # the contract's queued -> running on the first item result
+    job.updated_at = now
+    settle_job(session, job)
+
+
+def settle_job(session: Session, job: JobRow) -> None:
+    """Once every item is finished: failed when none is done, else package the output set.
+
+    The job becomes ``done`` when its set is packaged (``complete_package``), so a client that sees
+    ``done`` always finds the set.
+    """
+    if job.status != "running" or job.done_items + job.failed_items < job.total_items:
+        return
+    if job.done_items == 0:
+        job_state.move(job, "failed")
+    elif job.package_state == "none":
+        job.package_state = "pending"
+        job.updated_at = utcnow()
+
+
+def complete_package(job: JobRow, set_key: str) -> None:
+    job.set_key = set_key
+    job.package_state = "done"
+    job.package_lease_owner = None
+    job.package_lease_expires_at = None
+    job_state.move(job, "done")
+
+
+def cancel_open_items(session: Session, job: JobRow, reason: str) -> int:
+    """Cancel every unfinished item of the job and refund it. Returns how many were canceled."""
+    user = lock_user(session, job.user_id)
+    now = utcnow()
+    canceled = 0
+    items = session.scalars(select(JobItemRow).where(JobItemRow.job_id == job.id).with_for_update())
+    for item in items:
+        if item.status in FINISHED_ITEM_STATES:
+            continue
+        item.status = "canceled"
+        item.error = reason
+        item.stage = "none"
+        item.available_at = None
+        item.updated_at = now
+        release_lease(item)
+        ledger.refund_item(session, user, job, item.idx)
+        canceled += 1
+    return canceled

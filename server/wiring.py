@@ -1,0 +1,92 @@
+"""The composition root: the one module that builds engines, clients and services from settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from server.config import Settings
+from server.db.engine import Database
+from server.db.migrate import upgrade
+from server.service.accounts import Accounts
+from server.service.bundle import Services
+from server.service.callbacks import Callbacks
+from server.service.health import Health, Probe
+from server.service.jobs import Jobs
+from server.service.rules import Rules
+from server.service.tokens import TokenService
+from server.storage.local import LocalObjectStore
+from server.storage.port import ObjectStore
+from server.storage.s3 import S3ObjectStore
+from server.storage.signing import UrlSigner
+
+log = logging.getLogger(__name__)
+
+
+def open_database(settings: Settings, *, migrate: bool = True) -> Database:
+    db = Database.from_url(settings.effective_database_url)
+    if migrate:
+        upgrade(db.engine)
+    return db
+
+
+def build_store(settings: Settings) -> ObjectStore:
+    """The configured object store, ready to use (root directory or bucket created)."""
+    if settings.storage == "s3":
+        s3 = S3ObjectStore.from_settings(settings)
+        s3.ensure_bucket()
+        return s3
+    if settings.jwt_secret is None:
+        raise ValueError("resolve secrets before building the local store (it signs URLs)")
+    local = LocalObjectStore(
+        settings.objects_dir,
+        signer=UrlSigner.from_master_secret(settings.jwt_secret),
+        public_base_url=settings.effective_public_base_url,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
+    local.ensure_root()
+    return local
+
+
+def _db_probe(db: Database) -> Probe:
+    def probe() -> str:
+        db.ping()
+        return db.engine.dialect.name
+
+    return probe
+
+
+def _store_probe(store: ObjectStore) -> Probe:
+    def probe() -> str:
+        store.check()
+        return type(store).__name__
+
+    return probe
+
+
+def build_services(
+    settings: Settings,
+    db: Database,
+    store: ObjectStore,
+    *,
+    extra_probes: Sequence[tuple[str, Probe]] = (),
+    model: str = "none",
+    model_meaningful: bool = False,
+) -> Services:
+    if settings.jwt_secret is None or settings.callback_secret is None:
+        raise ValueError("resolve secrets before building services")
+    tokens = TokenService(settings.jwt_secret, settings.jwt_ttl_s)
+    health = Health(
+        [("database", _db_probe(db)), ("storage", _store_probe(store)), *extra_probes],
+        model=model,
+        model_meaningful=model_meaningful,
+    )
+    return Services(
+        db=db,
+        tokens=tokens,
+        accounts=Accounts(db, tokens, settings.starting_credits),
+        rules=Rules(db),
+        jobs=Jobs(db, store, settings),
+        callbacks=Callbacks(db, settings.callback_secret),
+        health=health,
+    )

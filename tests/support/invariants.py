@@ -1,0 +1,54 @@
+"""Money and state invariants, checked straight against the database."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import select
+
+from server.db.engine import Database
+from server.db.tables import BillingEventRow, JobItemRow, JobRow, UserRow
+
+OPEN_ITEM_STATES = {"pending", "uploaded", "queued", "running"}
+
+
+def check_invariants(db: Database) -> None:
+    """granted = available + reserved + spent for every user, the ledger agrees with the balances,
+    and every job's reservation equals the price of its unfinished items."""
+    with db.read() as s:
+        users = list(s.scalars(select(UserRow)))
+        events = list(s.scalars(select(BillingEventRow)))
+        jobs = list(s.scalars(select(JobRow)))
+        items = list(s.scalars(select(JobItemRow)))
+    by_user: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for e in events:
+        by_user[e.user_id][e.type] += e.amount
+    for u in users:
+        assert u.credits_granted == u.credits_available + u.credits_reserved + u.credits_spent, u.id
+        assert min(u.credits_available, u.credits_reserved, u.credits_spent) >= 0, u.id
+        ledger = by_user[u.id]
+        assert ledger["grant"] + ledger["admin_grant"] == u.credits_granted, u.id
+        assert ledger["spend"] == u.credits_spent, u.id
+        assert ledger["reserve"] - ledger["spend"] - ledger["refund"] == u.credits_reserved, u.id
+    items_by_job: dict[str, list[JobItemRow]] = defaultdict(list)
+    for i in items:
+        items_by_job[i.job_id].append(i)
+    reserved_by_user: dict[str, int] = defaultdict(int)
+    for j in jobs:
+        its = items_by_job[j.id]
+        assert len(its) == j.total_items, j.id
+        open_items = sum(1 for i in its if i.status in OPEN_ITEM_STATES)
+        done = sum(1 for i in its if i.status == "done")
+        failed = sum(1 for i in its if i.status == "failed")
+        assert j.credits_reserved == open_items * j.cost_per_item, (j.id, j.status)
+        assert j.credits_spent == done * j.cost_per_item, j.id
+        assert (j.done_items, j.failed_items) == (done, failed), j.id
+        if j.status in ("done", "failed", "canceled"):
+            assert open_items == 0, (j.id, j.status)
+        if j.status == "done":
+            assert done > 0 and j.set_key, j.id
+        if j.status == "failed":
+            assert done == 0, j.id
+        reserved_by_user[j.user_id] += j.credits_reserved
+    for u in users:
+        assert reserved_by_user[u.id] == u.credits_reserved, u.id
