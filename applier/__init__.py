@@ -1,1 +1,61 @@
+"""Pure numpy/OpenCV rendering of rules onto photos: masks, instances, protect layers, actions, sets.
 
+Images are HxWx3 RGB uint8 (outputs may be HxWx4 RGBA); masks and alphas are HxW float32 in [0, 1].
+No function mutates its inputs, and nothing here does I/O. The pipeline calls, per photo::
+
+    layer = concept_layer("Wall", instances, image, Selection(exclude=frozenset({2})))  # per concept
+    mask = build_protect(image, ["Text", "edges"], {"Wall": layer.alpha, ...}, layer.locked)
+    result = apply_rule(image, {"Wall": layer.alpha}, {"Wall": {"action": "recolor", "value": "white"}}, mask)
+    # result.image, result.protect (changed_pixels == 0), result.steps
+
+and per job::
+
+    zip_bytes, manifest = build_output_set([SetItem(idx, result), ...], templates, rule, protect)
+
+``refine_alpha(prob, image)`` turns one low-resolution probability mask (uint8, e.g. 288x288, whole
+photo, aspect not kept) into a photo-sized alpha directly. ``validate_action`` / ``validate_rule`` /
+``describe_actions`` are what the service validates and publishes rules with.
+"""
+
+from applier.apply import AppliedStep, RenderResult, apply_rule
+from applier.errors import ApplierError, MaskError, ParamError
+from applier.instances import ConceptLayer, InstanceLike, Selection, alpha_from_mask, concept_layer, instance_order
+from applier.masks import refine_alpha, upsample_probability
+from applier.params import ACTIONS, describe_actions, validate_action, validate_rule
+from applier.protect import COMPUTED_LAYERS, ProtectCheck, ProtectMask, build_protect
+from applier.sets import Rendition, SetItem, before_after, build_output_set, render_item, thumbnail
+from applier.templates import Template, encode, render
+
+__all__ = [
+    "ACTIONS",
+    "COMPUTED_LAYERS",
+    "AppliedStep",
+    "ApplierError",
+    "ConceptLayer",
+    "InstanceLike",
+    "MaskError",
+    "ParamError",
+    "ProtectCheck",
+    "ProtectMask",
+    "RenderResult",
+    "Rendition",
+    "Selection",
+    "SetItem",
+    "Template",
+    "alpha_from_mask",
+    "apply_rule",
+    "before_after",
+    "build_output_set",
+    "build_protect",
+    "concept_layer",
+    "describe_actions",
+    "encode",
+    "instance_order",
+    "refine_alpha",
+    "render",
+    "render_item",
+    "thumbnail",
+    "upsample_probability",
+    "validate_action",
+    "validate_rule",
+]

@@ -146,9 +146,7 @@ def delta_e2000(lab1: npt.NDArray[np.floating], lab2: npt.NDArray[np.floating]) 
     hbp = np.where(
         c1p * c2p == 0,
         hsum,
-        np.where(
-            np.abs(h1p - h2p) <= 180, hsum / 2, np.where(hsum < 360, (hsum + 360) / 2, (hsum - 360) / 2)
-        ),
+        np.where(np.abs(h1p - h2p) <= 180, hsum / 2, np.where(hsum < 360, (hsum + 360) / 2, (hsum - 360) / 2)),
     )
     t = (
         1

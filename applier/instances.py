@@ -131,9 +131,7 @@ def concept_layer(
         and inst.number not in selection.lock
         and (selection.only is None or inst.number in selection.only)
     ]
-    alpha = (
-        refine_alpha(_union([inst.mask for inst in used]), image) if used else np.zeros((h, w), np.float32)
-    )
+    alpha = refine_alpha(_union([inst.mask for inst in used]), image) if used else np.zeros((h, w), np.float32)
     locked = {
         f"{concept}#{inst.number}": refine_alpha(inst.mask, image)
         for inst in instances

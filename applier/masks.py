@@ -29,9 +29,7 @@ def upsample_probability(prob: U8, height: int, width: int) -> F32:
 
 
 def _box(img: F32, r: int) -> F32:
-    return np.asarray(
-        cv2.boxFilter(img, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT), np.float32
-    )
+    return np.asarray(cv2.boxFilter(img, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT), np.float32)
 
 
 def guided_filter_coefficients(guide: F32, src: F32, radius: int, eps: float) -> tuple[F32, F32]:
@@ -105,9 +103,9 @@ def refine_alpha(
     bh, bw = p_full.shape
     scale = min(1.0, work_side / max(bh, bw))
     sh, sw = max(1, round(bh * scale)), max(1, round(bw * scale))
-    guide_small = np.asarray(
-        cv2.resize(guide_full, (sw, sh), interpolation=cv2.INTER_AREA), np.float32
-    ) * np.float32(1 / 255)
+    guide_small = np.asarray(cv2.resize(guide_full, (sw, sh), interpolation=cv2.INTER_AREA), np.float32) * np.float32(
+        1 / 255
+    )
     p_small = np.asarray(cv2.resize(p_full, (sw, sh), interpolation=cv2.INTER_AREA), np.float32)
     radius = max(1, round(cell * scale * 1.5))
     a, b = guided_filter_coefficients(guide_small, p_small, radius, eps)

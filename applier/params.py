@@ -78,17 +78,13 @@ _SPECS: dict[str, tuple[str, tuple[ParamSpec, ...]]] = {
     "material": (
         "Replace the surface with a texture scaled to the region, with the photo's shading re-applied.",
         (
-            ParamSpec(
-                "texture", "enum", "Built-in texture, or an uploaded one.", required=True, choices=TEXTURES
-            ),
+            ParamSpec("texture", "enum", "Built-in texture, or an uploaded one.", required=True, choices=TEXTURES),
             ParamSpec("texture_ref", "string", "Key of the uploaded texture (texture = upload)."),
             ParamSpec("color", "color", "Tint: the texture's mean colour becomes this colour."),
             _num("scale", 0.1, 10.0, 1.0, "Texture scale relative to the region (1 = default pattern size)."),
             _num("rotation", -180.0, 180.0, 0.0, "Pattern rotation in degrees."),
             _num("shading", 0.0, 1.0, 1.0, "Share of the photo's shading re-applied on the texture."),
-            ParamSpec(
-                "seed", "integer", "Variation of the procedural pattern.", 0, minimum=0, maximum=2**31 - 1
-            ),
+            ParamSpec("seed", "integer", "Variation of the procedural pattern.", 0, minimum=0, maximum=2**31 - 1),
         ),
     ),
     "remove": (
@@ -122,9 +118,7 @@ _SPECS: dict[str, tuple[str, tuple[ParamSpec, ...]]] = {
     "shadow": (
         "On a Shadow concept: soften or remove it. On a Product: add a soft drop shadow under it.",
         (
-            ParamSpec(
-                "mode", "enum", "soften, remove, or add a drop shadow.", "soften", choices=SHADOW_MODES
-            ),
+            ParamSpec("mode", "enum", "soften, remove, or add a drop shadow.", "soften", choices=SHADOW_MODES),
             _num("strength", 0.0, 1.0, 0.6, "soften: share of the shadow lifted; add: shadow opacity."),
             _num("softness", 0.0, 50.0, 6.0, "add: blur in percent of the object's height."),
             _num("distance", 0.0, 50.0, 2.0, "add: offset in percent of the object's height."),

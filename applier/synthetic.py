@@ -79,7 +79,7 @@ def _text_layer(
     (tw, th), _ = cv2.getTextSize(text, font, 1.0, 1)
     scale = min((x1 - x0) / tw, (y1 - y0) / th) * 0.9
     thickness = max(1, round(th * scale * thickness_ratio))
-    (tw, th), base = cv2.getTextSize(text, font, scale, thickness)
+    (tw, th), _ = cv2.getTextSize(text, font, scale, thickness)
     canvas = np.zeros((h, w), np.uint8)
     org = (round((x0 + x1 - tw) / 2), round((y0 + y1 + th) / 2))
     cv2.putText(canvas, text, org, font, scale, 255, thickness, cv2.LINE_AA)
@@ -154,9 +154,7 @@ def interior_scene(width: int = 1024, height: int = 768, seed: int = 0) -> Scene
     grout_rgb = _rgb("#8a8580") * floor_light[..., None]
     floor_rgb = floor_rgb * (1 - grout_cov[..., None]) + grout_rgb * grout_cov[..., None]
     # Specular sheen of the window on the glazed tiles.
-    sheen = 0.1 * np.exp(
-        -((((xx - (win[0] + win[2]) / 2) / (w * 0.08)) ** 2) + ((yy - floor_y) / (h * 0.2)) ** 2)
-    )
+    sheen = 0.1 * np.exp(-((((xx - (win[0] + win[2]) / 2) / (w * 0.08)) ** 2) + ((yy - floor_y) / (h * 0.2)) ** 2))
     floor_rgb += sheen[..., None]
     _over(img, np.asarray(floor_rgb, np.float32), floor_cov)
     skirting = _coverage(np.abs(yy - floor_y + s * 0.012) - s * 0.012) * _coverage(yy - floor_y)
@@ -165,9 +163,7 @@ def interior_scene(width: int = 1024, height: int = 768, seed: int = 0) -> Scene
     # Window: frame, sky, mullions, and specular highlights on the glass.
     frame = s * 0.018
     win_cov = _coverage(_box_distance(xx, yy, *win))
-    glass_cov = _coverage(
-        _box_distance(xx, yy, win[0] + frame, win[1] + frame, win[2] - frame, win[3] - frame)
-    )
+    glass_cov = _coverage(_box_distance(xx, yy, win[0] + frame, win[1] + frame, win[2] - frame, win[3] - frame))
     sky_t = (yy - win[1]) / (win[3] - win[1])
     sky = _rgb("#7fb2e5") * (1 - sky_t)[..., None] + _rgb("#dcebf7") * sky_t[..., None]
     _over(img, _rgb("#f5f5f2") * 0.97, win_cov)
@@ -265,9 +261,7 @@ def seller_scene(width: int = 1024, height: int = 1024, seed: int = 0) -> Scene:
     # Soft contact shadow and a longer cast shadow to the right, on the sweep.
     ex = (xx - cx - bw * 0.25) / (bw * 0.95)
     ey = (yy - base_y) / (s * 0.035)
-    shadow_amt = 0.45 * np.exp(-(ex**2 + ey**2) * 1.4) + 0.25 * np.exp(
-        -(((xx - cx) / (bw * 0.6)) ** 2 + ey**2 * 4)
-    )
+    shadow_amt = 0.45 * np.exp(-(ex**2 + ey**2) * 1.4) + 0.25 * np.exp(-(((xx - cx) / (bw * 0.6)) ** 2 + ey**2 * 4))
     shadow_amt = np.clip(shadow_amt, 0, 0.6) * (1 - product_cov)
     img *= (1 - shadow_amt)[..., None]
 
@@ -278,8 +272,7 @@ def seller_scene(width: int = 1024, height: int = 1024, seed: int = 0) -> Scene:
     bottle = np.asarray(prod_rgb * shade[..., None], np.float32)
     _over(img, bottle, _coverage(glass_sd))
     cap_rgb = (
-        _rgb("#2b2b2e")
-        * (0.6 + 0.5 * np.sqrt(np.clip(1 - (((xx - cx) / (neck_w * 0.62)) ** 2), 0, 1)))[..., None]
+        _rgb("#2b2b2e") * (0.6 + 0.5 * np.sqrt(np.clip(1 - (((xx - cx) / (neck_w * 0.62)) ** 2), 0, 1)))[..., None]
     )
     _over(img, np.asarray(cap_rgb, np.float32), _coverage(cap))
 
@@ -330,9 +323,7 @@ def album(kind: str, count: int, width: int, height: int, seed: int = 0) -> list
     return [make(width, height, seed * 1000 + i) for i in range(count)]
 
 
-def low_res_probability(
-    mask: Mask, size: tuple[int, int] = (288, 288), softness: float = 0.7
-) -> npt.NDArray[np.uint8]:
+def low_res_probability(mask: Mask, size: tuple[int, int] = (288, 288), softness: float = 0.7) -> npt.NDArray[np.uint8]:
     """What a segmenter returns for ``mask``: a ``size`` (w, h) probability map, aspect not kept.
 
     Area-averaged to the low resolution and slightly blurred, like the sigmoid of SAM3's mask logits.

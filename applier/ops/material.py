@@ -1,0 +1,115 @@
+"""Material: replace a surface with a texture scaled to the region, re-lit by the photo's shading.
+
+The photo's illumination over the region is estimated as its smoothed luminance, normalised inside
+the region only (so a dark neighbour does not bleed in), and multiplied onto the texture in linear
+light: albedo times illumination, which is how the original surface got its shading.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from applier.colors import hex_to_rgb, rgb_to_lab
+from applier.ops.region import Box, bounding_box, composite
+from applier.textures import BASE_SIZE, procedural, tile_texture
+
+F32 = npt.NDArray[np.float32]
+U8 = npt.NDArray[np.uint8]
+
+
+def _srgb_to_linear(c: F32) -> F32:
+    return np.asarray(np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4), np.float32)
+
+
+def _linear_to_srgb(c: F32) -> F32:
+    c = np.clip(c, 0.0, 1.0)
+    return np.asarray(np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055), np.float32)
+
+
+def illumination(image: U8, alpha: F32, box: Box, *, smooth: float = 0.04) -> F32:
+    """Relative illumination over ``box`` (mean 1 inside the region), smoothed over ``smooth`` of its
+    short side, from the linear luminance of the photo."""
+    sl = box.slices
+    lab = cv2.cvtColor(np.ascontiguousarray(image[sl][..., :3]), cv2.COLOR_RGB2Lab)
+    lightness = lab[..., 0].astype(np.float32) * np.float32(100 / 255)
+    luminance = ((lightness + 16) / 116) ** 3
+    weight = (alpha[sl] >= 0.5).astype(np.float32)
+    # Solve at a reduced resolution: illumination is smooth, and this keeps 12 MP affordable.
+    k = min(1.0, 256 / max(box.height, box.width))
+    sw, sh = max(1, round(box.width * k)), max(1, round(box.height * k))
+    lum_s = cv2.resize(luminance * weight, (sw, sh), interpolation=cv2.INTER_AREA)
+    w_s = cv2.resize(weight, (sw, sh), interpolation=cv2.INTER_AREA)
+    sigma = max(1.0, smooth * min(sw, sh))
+    num = cv2.GaussianBlur(lum_s, (0, 0), sigma)
+    den = cv2.GaussianBlur(w_s, (0, 0), sigma)
+    smooth_lum = num / np.maximum(den, 1e-4)
+    inside = w_s > 0.5
+    mean = float(smooth_lum[inside].mean()) if inside.any() else float(smooth_lum.mean())
+    ratio = np.clip(smooth_lum / max(mean, 1e-4), 0.05, 4.0).astype(np.float32)
+    return np.asarray(cv2.resize(ratio, (box.width, box.height), interpolation=cv2.INTER_LINEAR), np.float32)
+
+
+def _rotated(make: object, h: int, w: int, degrees: float) -> F32:
+    assert callable(make)
+    if degrees == 0:
+        out: F32 = make(h, w)
+        return out
+    side = int(np.ceil(np.hypot(h, w))) + 2
+    big: F32 = make(side, side)
+    rot = cv2.getRotationMatrix2D((side / 2, side / 2), degrees, 1.0)
+    turned = cv2.warpAffine(big, rot, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    y0, x0 = (side - h) // 2, (side - w) // 2
+    return np.asarray(turned[y0 : y0 + h, x0 : x0 + w], np.float32)
+
+
+def _tint(texture: F32, color: str) -> F32:
+    """Move the texture's mean colour to ``color`` in Lab, keeping its variation."""
+    lab = cv2.cvtColor(texture, cv2.COLOR_RGB2Lab)
+    target = rgb_to_lab(np.array(hex_to_rgb(color), dtype=np.float64))
+    mean = lab.reshape(-1, 3).mean(axis=0)
+    lab = lab + (target - mean).astype(np.float32)
+    return np.asarray(np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB), 0, 1), np.float32)
+
+
+def material(
+    image: U8,
+    alpha: F32,
+    *,
+    texture: str,
+    scale: float = 1.0,
+    rotation: float = 0.0,
+    shading: float = 1.0,
+    seed: int = 0,
+    color: str | None = None,
+    uploaded: U8 | None = None,
+) -> U8:
+    """Cover the region ``alpha`` of ``image`` with ``texture`` (a procedural name, or ``upload`` with
+    ``uploaded`` an RGB uint8 texture), re-lit by the photo's shading."""
+    box = bounding_box(alpha)
+    if box is None:
+        return image.copy()
+    size_px = BASE_SIZE[texture] * min(box.height, box.width) * scale
+    if texture == "upload":
+        if uploaded is None:
+            raise ValueError("texture 'upload' needs the uploaded texture array")
+        source = uploaded
+
+        def make(h: int, w: int) -> F32:
+            return tile_texture(source, h, w, size_px)
+    else:
+
+        def make(h: int, w: int) -> F32:
+            return procedural(texture, h, w, size_px, seed)
+
+    tex = _rotated(make, box.height, box.width, rotation)
+    if color is not None:
+        tex = _tint(tex, color)
+    if shading > 0:
+        light = illumination(image, alpha, box) ** np.float32(shading)
+        tex = _linear_to_srgb(_srgb_to_linear(tex) * light[..., None])
+    new = np.asarray(np.clip(tex * 255 + 0.5, 0, 255), np.uint8)
+    if image.shape[2] == 4:
+        new = np.dstack([new, image[box.slices][..., 3]])
+    return composite(image, new, alpha, box)

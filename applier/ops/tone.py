@@ -1,0 +1,151 @@
+"""Blur, tone adjustments and shadows: ops that re-weight the photo's own pixels."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from applier.ops.region import bounding_box, composite
+
+F32 = npt.NDArray[np.float32]
+U8 = npt.NDArray[np.uint8]
+
+
+def blur(image: U8, alpha: F32, *, radius: float = 1.0) -> U8:
+    """Gaussian blur inside the region; ``radius`` is percent of the short side.
+
+    Only region pixels feed the blur (normalised convolution), so a blurred background does not smear
+    the sharp foreground's colours into a halo around it.
+    """
+    box = bounding_box(alpha)
+    if box is None:
+        return image.copy()
+    sigma = max(0.5, radius / 100 * min(image.shape[:2]) / 2)
+    box = box.padded(int(sigma * 3) + 1, image.shape)
+    sl = box.slices
+    crop = image[sl].astype(np.float32)
+    weight = np.ascontiguousarray(np.clip(alpha[sl] * 2, 0, 1), np.float32)
+    num = cv2.GaussianBlur(crop * weight[..., None], (0, 0), sigma)
+    den = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
+    soft = np.where(den > 1e-3, num / np.maximum(den, 1e-3), crop)
+    new = np.clip(soft + 0.5, 0, 255).astype(np.uint8)
+    return composite(image, new, alpha, box)
+
+
+def adjust(
+    image: U8,
+    alpha: F32,
+    *,
+    brightness: float = 0.0,
+    contrast: float = 0.0,
+    saturation: float = 0.0,
+    warmth: float = 0.0,
+) -> U8:
+    """Brightness, contrast (about the region's mean), saturation and warmth, in CIE Lab."""
+    box = bounding_box(alpha)
+    if box is None:
+        return image.copy()
+    sl = box.slices
+    rgb = np.ascontiguousarray(image[sl][..., :3]).astype(np.float32) * np.float32(1 / 255)
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
+    lightness, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
+    core = alpha[sl] >= 0.5
+    mean_l = float(lightness[core].mean()) if core.any() else float(lightness.mean())
+    lightness = (lightness - mean_l) * np.float32(1 + contrast) + mean_l + np.float32(brightness * 30)
+    chroma = np.float32(1 + saturation)
+    a = a * chroma + np.float32(warmth * 4)
+    b = b * chroma + np.float32(warmth * 16)
+    out = cv2.cvtColor(np.dstack([np.clip(lightness, 0, 100), a, b]).astype(np.float32), cv2.COLOR_Lab2RGB)
+    new = np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
+    if image.shape[2] == 4:
+        new = np.dstack([new, image[sl][..., 3]])
+    return composite(image, new, alpha, box)
+
+
+def lift_shadow(image: U8, alpha: F32, *, strength: float = 0.6) -> U8:
+    """Soften (``strength`` < 1) or remove (1) a cast shadow: divide out its darkening.
+
+    The unshadowed surface around the shadow (a studio sweep, a floor) is smooth: it is filled in
+    from the shadow's surroundings (Telea inpainting of the luminance), leaving out other objects (the product that casts the
+    shadow). A grey gain ``surface / photo`` is applied to the photo, so texture, noise and colour stay.
+    """
+    box = bounding_box(alpha)
+    if box is None:
+        return image.copy()
+    pad = max(8, round(0.25 * max(box.height, box.width)))
+    box = box.padded(pad, image.shape)
+    sl = box.slices
+    crop = np.ascontiguousarray(image[sl][..., :3])
+    k = min(1.0, 256 / max(box.height, box.width))
+    size = (max(1, round(box.width * k)), max(1, round(box.height * k)))
+    small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    region = cv2.resize(alpha[sl], size, interpolation=cv2.INTER_AREA)
+    hole = cv2.dilate((region > 0.02).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    ring = cv2.dilate(hole.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~hole
+    if not ring.any():
+        return image.copy()
+    reference = np.median(small[ring], axis=0)
+    foreign = (np.abs(small - reference).max(axis=-1) > 40) & ~hole
+    luminance = small.mean(axis=-1)
+    fill = (hole | foreign).astype(np.uint8)
+    surface = cv2.inpaint(np.clip(luminance + 0.5, 0, 255).astype(np.uint8), fill, 7, cv2.INPAINT_TELEA)
+    surface = cv2.GaussianBlur(surface.astype(np.float32), (0, 0), 2.0)
+    keep = (~foreign).astype(np.float32)
+    shaded = cv2.GaussianBlur(luminance * keep, (0, 0), 1.0) / np.maximum(cv2.GaussianBlur(keep, (0, 0), 1.0), 1e-3)
+    gain = np.clip(surface / np.maximum(shaded, 1.0), 1.0, 4.0) ** np.float32(strength)
+    gain_full = cv2.resize(gain.astype(np.float32), (box.width, box.height), interpolation=cv2.INTER_LINEAR)
+    lifted = np.clip(crop.astype(np.float32) * gain_full[..., None] + 0.5, 0, 255).astype(np.uint8)
+    if image.shape[2] == 4:
+        lifted = np.dstack([lifted, image[sl][..., 3]])
+    # Feather the edge of the shadow mask, but never onto the object next to it.
+    soft = np.asarray(cv2.GaussianBlur(alpha, (0, 0), max(1.0, 0.03 * max(box.height, box.width))), np.float32)
+    foreign_full = cv2.resize(foreign.astype(np.uint8), (box.width, box.height), interpolation=cv2.INTER_NEAREST)
+    soft[sl] *= 1 - cv2.dilate(foreign_full, np.ones((5, 5), np.uint8)).astype(np.float32)
+    weights = np.maximum(alpha, soft)
+    return composite(image, lifted, np.asarray(weights, np.float32), box)
+
+
+def drop_shadow(
+    image: U8,
+    alpha: F32,
+    *,
+    strength: float = 0.6,
+    softness: float = 6.0,
+    distance: float = 2.0,
+    angle: float = 90.0,
+) -> U8:
+    """Add a soft shadow cast by the region (a product) onto what is around and under it.
+
+    ``softness`` and ``distance`` are percent of the object's height. On an RGBA image (background
+    removed) the shadow also adds opacity, so it survives onto any backdrop.
+    """
+    box = bounding_box(alpha, 0.5)
+    if box is None:
+        return image.copy()
+    h, w = alpha.shape
+    obj_h = box.height
+    sigma = max(1.0, softness / 100 * obj_h)
+    shift = distance / 100 * obj_h
+    dx, dy = shift * np.cos(np.radians(angle)), shift * np.sin(np.radians(angle))
+    m = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
+    cast = np.asarray(cv2.warpAffine(alpha, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0), np.float32)
+    # A contact shadow where the object meets the ground: a flat ellipse across its base.
+    contact = np.zeros((h, w), np.float32)
+    centre = (round((box.x0 + box.x1) / 2), round(box.y1 - 1 + dy * 0.3))
+    axes = (max(1, round(box.width * 0.55)), max(1, round(obj_h * 0.03)))
+    cv2.ellipse(contact, centre, axes, 0, 0, 360, 1.0, -1, cv2.LINE_AA)
+    shadow = np.maximum(cv2.GaussianBlur(cast, (0, 0), sigma), cv2.GaussianBlur(contact, (0, 0), sigma * 0.35))
+    shadow = np.asarray(np.clip(shadow * strength, 0, 1) * (1 - alpha), np.float32)
+    rgb = image[..., :3].astype(np.float32)
+    if image.shape[2] == 3:
+        out: U8 = np.clip(rgb * (1 - shadow[..., None]) + 0.5, 0, 255).astype(np.uint8)
+        return out
+    a = image[..., 3].astype(np.float32) / 255
+    out_a = a + shadow * (1 - a)
+    premult = rgb * (a * (1 - shadow))[..., None]
+    out_rgb = premult / np.maximum(out_a, 1e-6)[..., None]
+    result = np.empty_like(image)
+    result[..., :3] = np.clip(out_rgb + 0.5, 0, 255).astype(np.uint8)
+    result[..., 3] = np.clip(out_a * 255 + 0.5, 0, 255).astype(np.uint8)
+    return result
