@@ -42,6 +42,7 @@ class TritonBinary:
     python_backend: Path
     stub: Path
     libpython_dir: Path
+    bundled_libs: Path
     venv_bin: Path
 
     @classmethod
@@ -68,6 +69,8 @@ class TritonBinary:
             python_backend=server / "backends" / "python",
             stub=server / "python_backend_stubs" / version / "triton_python_backend_stub",
             libpython_dir=Path(libdir),
+            # The copied stub loses its relative rpath to the wheel's vendored libraries.
+            bundled_libs=Path(package).parent / "nvidia_pytriton.libs",
             venv_bin=model_venv / "bin",
         )
         for path in (binary.executable, binary.python_backend, binary.stub):
@@ -140,7 +143,7 @@ class LocalTriton:
         self.grpc_port = free_port()
         env = dict(os.environ)
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            p for p in (str(binary.libpython_dir), env.get("LD_LIBRARY_PATH")) if p
+            p for p in (str(binary.libpython_dir), str(binary.bundled_libs), env.get("LD_LIBRARY_PATH")) if p
         )
         env["PATH"] = os.pathsep.join(p for p in (str(binary.venv_bin.resolve()), env.get("PATH")) if p)
         command = [
@@ -180,6 +183,13 @@ class LocalTriton:
                 with contextlib.suppress(InferenceServerException):
                     if client.is_model_ready(self.ready_model):
                         return
+                    failed = [
+                        f"{m.name}: {m.reason}"
+                        for m in client.get_model_repository_index().models
+                        if m.state == "UNAVAILABLE"
+                    ]
+                    if failed:
+                        raise InferenceUnavailable(f"Triton could not load {'; '.join(failed)}")
                 time.sleep(0.1)
         finally:
             client.close()

@@ -1,0 +1,1 @@
+../../../server/inference/sam3_core.py

@@ -1,0 +1,1 @@
+../../sam3_vision/1/model.py

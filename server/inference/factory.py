@@ -1,0 +1,69 @@
+"""Builds the service's Segmenter from Settings: the one place that picks a backend.
+
+- ``S3_TRITON_URL`` set: the ``sam3`` model of that Triton server (nothing exported here).
+- ``S3_INFERENCE=onnx``: onnxruntime in this process.
+- otherwise: the embedded Triton (bundled binary, CPU repository) on a free loopback port, stopped
+  when ``stack`` closes.
+
+The model is ``S3_SAM3_CHECKPOINT`` exported once (cached under the data dir), or without it the
+tiny random-weight model, whose masks mean nothing: the logs and ``info.meaningful`` say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from server.config import Settings
+from server.inference.artifacts import MODEL_VENV, ModelArtifact, ensure_artifact
+from server.inference.local_triton import LocalTriton
+from server.inference.onnx_local import OnnxLocalSegmenter
+from server.inference.port import Segmenter
+from server.inference.triton import TritonSegmenter
+
+log = logging.getLogger(__name__)
+
+
+def _warn_if_meaningless(segmenter: Segmenter) -> None:
+    if not segmenter.info.meaningful:
+        log.warning(
+            "SAM3 backend %s uses the tiny random-weight model: masks are NOT meaningful. "
+            "Set S3_SAM3_CHECKPOINT to a local SAM3 checkpoint for real segmentation.",
+            segmenter.info.name,
+        )
+    else:
+        log.info("SAM3 backend %s ready", segmenter.info.name)
+
+
+async def _artifact(settings: Settings, model_venv: Path) -> ModelArtifact:
+    if settings.sam3_checkpoint is None:
+        log.warning("S3_SAM3_CHECKPOINT is unset: using the tiny random-weight SAM3 (masks are not meaningful)")
+    return await ensure_artifact(settings.data_dir, settings.sam3_checkpoint, model_venv=model_venv)
+
+
+async def build_segmenter(
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+    *,
+    model_venv: Path = MODEL_VENV,
+) -> Segmenter:
+    """A ready Segmenter for ``settings``; whatever it started is stopped when ``stack`` closes."""
+    segmenter: Segmenter
+    if settings.triton_url:
+        segmenter = await TritonSegmenter.connect(settings.triton_url, timeout_s=settings.inference_timeout_s)
+        stack.push_async_callback(segmenter.close)
+    elif settings.inference == "onnx":
+        artifact = await _artifact(settings, model_venv)
+        segmenter = OnnxLocalSegmenter(artifact)
+        stack.push_async_callback(segmenter.close)
+    else:
+        artifact = await _artifact(settings, model_venv)
+        triton = LocalTriton(artifact.repository_cpu, settings.data_dir / "triton", model_venv=model_venv)
+        await asyncio.to_thread(triton.start)
+        stack.push_async_callback(asyncio.to_thread, triton.stop)
+        segmenter = await TritonSegmenter.connect(triton.url, timeout_s=settings.inference_timeout_s)
+        stack.push_async_callback(segmenter.close)
+    _warn_if_meaningless(segmenter)
+    return segmenter

@@ -1,0 +1,151 @@
+"""Segmenter adapter over Triton's gRPC API (``tritonclient.grpc.aio``) calling the ``sam3`` model.
+
+Sends the photo as uint8 (never float32: 4x less to move), all phrases of a request at once, with a
+deadline (``inference_timeout_s``); retries with exponential backoff while Triton answers
+UNAVAILABLE; reads the model's name and whether its masks are meaningful from its config. Every
+tritonclient error becomes ``InferenceUnavailable`` here: no tritonclient type leaves this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.grpc import InferInput, InferRequestedOutput
+from tritonclient.utils import InferenceServerException
+
+from server.errors import InferenceUnavailable
+from server.inference.port import Instance, SegmenterInfo
+from server.inference.postprocess import DUPLICATE_IOU, concept_instances, plan_phrases
+from server.inference.sam3_core import Candidates
+from server.inference.triton_repository import SAM3_MODEL
+
+log = logging.getLogger(__name__)
+OUTPUTS = ("phrase_index", "query_index", "scores", "boxes", "masks")
+RETRYABLE = frozenset({"StatusCode.UNAVAILABLE"})
+
+
+def check_image(image: npt.NDArray[np.uint8]) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be HxWx3 uint8, got shape {image.shape} dtype {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image must not be empty, got shape {image.shape}")
+
+
+class TritonSegmenter:
+    """The ``sam3`` model of one Triton server. Build with :meth:`connect`; call :meth:`close` at the end."""
+
+    def __init__(
+        self,
+        client: Any,
+        info: SegmenterInfo,
+        *,
+        timeout_s: float,
+        score_threshold: float,
+        retries: int = 3,
+        backoff_s: float = 0.2,
+        duplicate_iou: float = DUPLICATE_IOU,
+        model: str = SAM3_MODEL,
+    ) -> None:
+        self._client = client
+        self._info = info
+        self._timeout_s = timeout_s
+        self._score_threshold = score_threshold
+        self._retries = retries
+        self._backoff_s = backoff_s
+        self._duplicate_iou = duplicate_iou
+        self._model = model
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        timeout_s: float,
+        score_threshold: float | None = None,
+        retries: int = 3,
+        model: str = SAM3_MODEL,
+    ) -> TritonSegmenter:
+        """Open a channel to ``url`` (host:port) and read the model's config; raises InferenceUnavailable."""
+        client = grpcclient.InferenceServerClient(url)
+        try:
+            config = await client.get_model_config(model, as_json=True, client_timeout=timeout_s)
+        except InferenceServerException as e:
+            await client.close()
+            raise InferenceUnavailable(f"Triton at {url} has no usable {model!r} model: {e.message()}") from e
+        params = {k: v.get("string_value", "") for k, v in config["config"].get("parameters", {}).items()}
+        name = params.get("model_name", model)
+        info = SegmenterInfo(name=f"triton:{name}", meaningful=params.get("meaningful") == "true")
+        threshold = score_threshold if score_threshold is not None else float(params.get("score_threshold", 0.5))
+        return cls(client, info, timeout_s=timeout_s, score_threshold=threshold, retries=retries, model=model)
+
+    @property
+    def info(self) -> SegmenterInfo:
+        return self._info
+
+    async def ready(self) -> bool:
+        try:
+            ready: bool = await self._client.is_model_ready(self._model, client_timeout=self._timeout_s)
+            return ready
+        except InferenceServerException:
+            return False
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def candidates(self, image: npt.NDArray[np.uint8], phrases: Sequence[str]) -> Candidates:
+        """One ``sam3`` call: the detections of every phrase above the score threshold."""
+        check_image(image)
+        inputs = [
+            InferInput("image", list(image.shape), "UINT8"),
+            InferInput("phrases", [len(phrases)], "BYTES"),
+            InferInput("score_threshold", [1], "FP32"),
+        ]
+        inputs[0].set_data_from_numpy(np.ascontiguousarray(image))
+        inputs[1].set_data_from_numpy(np.array([p.encode() for p in phrases], dtype=np.object_))
+        inputs[2].set_data_from_numpy(np.array([self._score_threshold], dtype=np.float32))
+        outputs = [InferRequestedOutput(name) for name in OUTPUTS]
+        result = await self._infer(inputs, outputs)
+        arrays = {name: result.as_numpy(name) for name in OUTPUTS}
+        return Candidates(
+            phrase_index=arrays["phrase_index"].astype(np.int32),
+            query_index=arrays["query_index"].astype(np.int32),
+            scores=arrays["scores"].astype(np.float32),
+            boxes=arrays["boxes"].astype(np.float32).reshape(-1, 4),
+            masks=arrays["masks"].astype(np.uint8),
+        )
+
+    async def _infer(self, inputs: list[InferInput], outputs: list[InferRequestedOutput]) -> Any:
+        deadline = time.monotonic() + self._timeout_s
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise InferenceUnavailable(f"Triton did not answer within {self._timeout_s}s")
+                return await self._client.infer(self._model, inputs, outputs=outputs, client_timeout=remaining)
+            except InferenceServerException as e:
+                attempt += 1
+                delay = self._backoff_s * 2 ** (attempt - 1)
+                if e.status() not in RETRYABLE or attempt > self._retries or delay >= deadline - time.monotonic():
+                    raise InferenceUnavailable(f"Triton {self._model}: {e.message()}") from e
+                log.warning("Triton unavailable (%s), retry %d in %.1fs", e.message(), attempt, delay)
+                await asyncio.sleep(delay)
+
+    async def segment(
+        self,
+        image: npt.NDArray[np.uint8],
+        concepts: Mapping[str, Sequence[str]],
+    ) -> dict[str, list[Instance]]:
+        phrases, owners = plan_phrases(concepts)
+        if not phrases:
+            return {c: [] for c in concepts}
+        found = await self.candidates(image, phrases)
+        hw = (int(image.shape[0]), int(image.shape[1]))
+        return concept_instances(found, owners, list(concepts), hw, duplicate_iou=self._duplicate_iou)
