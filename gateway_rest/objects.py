@@ -19,15 +19,16 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from server.errors import Forbidden, NotFound, PayloadTooLarge, S3Error, StorageUnavailable
+from server.errors import Forbidden, NotFound, PayloadTooLarge, S3Error
 from server.storage.local import LocalObjectStore
 
 _STATUS: dict[type[S3Error], int] = {
     Forbidden: 403,
     NotFound: 404,
     PayloadTooLarge: 413,
-    StorageUnavailable: 503,
 }
+"""Contract statuses of the errors these routes raise; anything else (``StorageUnavailable``
+included, code ``INTERNAL``) is a 500."""
 
 
 def _request_id(request: Request) -> str:

@@ -157,3 +157,11 @@ def test_request_id_is_echoed(client: TestClient, store: LocalObjectStore) -> No
     r = client.get(store.presign_get(KEY, expires_s=60), headers={"X-Request-Id": "req-123"})
     assert r.json()["meta"]["request_id"] == "req-123"
     assert r.headers["x-request-id"] == "req-123"
+
+
+def test_a_store_failure_is_an_internal_error(client: TestClient, store: LocalObjectStore) -> None:
+    (store.root / "inputs").write_bytes(b"")  # a file where the key's directory must go
+    req = store.presign_put(KEY, content_type="image/jpeg", expires_s=60)
+    r = client.put(req.url, content=b"x", headers=req.headers)
+    assert r.status_code == 500
+    assert _error_code(r) == "INTERNAL"
