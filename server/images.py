@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from server.errors import PayloadTooLarge, ValidationFailed
 
@@ -28,6 +28,16 @@ _OPENERS = ("JPEG", "PNG", "WEBP")
 # Phones write multi-picture JPEGs; Pillow names them MPO but they are JPEG files.
 _FORMAT_ALIASES: dict[str, ImageFormat] = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WEBP"}
 _EXIF_ORIENTATION = 0x0112
+# How to turn stored pixels upright for each EXIF orientation (as ``PIL.ImageOps.exif_transpose``).
+_TRANSPOSE: dict[int, Image.Transpose] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 # Everything Pillow raises for malformed input; none of it may escape as a 500.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError, KeyError)
@@ -78,6 +88,11 @@ def _open(data: bytes, max_pixels: int) -> tuple[Image.Image, ImageFormat]:
 
 
 def _orientation(image: Image.Image) -> int:
+    """EXIF orientation from what the header holds; never decodes pixels."""
+    if image.format == "PNG" and "exif" not in image.info:
+        # Pillow's PNG getexif() decodes the whole image to look for an eXIf chunk after the pixel
+        # data. The PNG extension puts eXIf before IDAT, so a late one is ignored (1, as stored).
+        return 1
     try:
         value = image.getexif().get(_EXIF_ORIENTATION, 1)
     except _DECODE_ERRORS:
@@ -167,10 +182,13 @@ def decode_rgb(data: bytes, *, max_pixels: int) -> npt.NDArray[np.uint8]:
     if image_format == "PNG":
         _verify_png(data)
     with image:
+        # Read before load(): the same header-only answer probe() gives, so both agree on the size.
+        orientation = _orientation(image)
         try:
             image.seek(0)
             image.load()
-            upright = ImageOps.exif_transpose(image)
+            transpose = _TRANSPOSE.get(orientation)
+            upright = image if transpose is None else image.transpose(transpose)
             pixels = _rgb_pixels(upright)
         except Image.DecompressionBombError as e:
             raise PayloadTooLarge(f"the image declares too many pixels ({e})") from e

@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import numpy.typing as npt
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 from server.errors import PayloadTooLarge, ValidationFailed
 from server.images import decode_rgb, encode_jpeg, encode_png, probe
@@ -266,3 +266,39 @@ def test_encoders_refuse_bad_arrays(pixels: npt.NDArray[np.uint8]) -> None:
         encode_png(pixels)
     with pytest.raises(ValueError):
         encode_jpeg(pixels)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_probe_never_decodes_pixels(fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _save(Image.fromarray(_noise(40, 30)), fmt)
+
+    def refuse(self: object) -> None:
+        raise AssertionError("probe decoded pixel data")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+    info = probe(data, max_pixels=LIMIT)
+    assert (info.width, info.height) == (30, 40)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_every_orientation_probes_and_decodes_to_the_same_size(fmt: str, orientation: int) -> None:
+    image = Image.fromarray(_noise(20, 40))
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    data = _save(image, fmt, exif=exif.tobytes())
+    info = probe(data, max_pixels=LIMIT)
+    assert info.orientation == orientation
+    assert decode_rgb(data, max_pixels=LIMIT).shape == (info.height, info.width, 3)
+    assert (info.width, info.height) == ((20, 40) if orientation >= 5 else (40, 20))
+
+
+def test_orientations_match_pillows_exif_transpose() -> None:
+    stored = _noise(6, 10, seed=11)
+    for orientation in range(1, 9):
+        image = Image.fromarray(stored)
+        exif = image.getexif()
+        exif[0x0112] = orientation
+        data = _save(image, "PNG", exif=exif.tobytes())
+        expected = np.array(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+        np.testing.assert_array_equal(decode_rgb(data, max_pixels=LIMIT), expected)
