@@ -10,51 +10,28 @@ through gRPC.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from gateway_rest import envelope
+from gateway_rest.errors import from_domain_error
 from server.errors import Forbidden, NotFound, PayloadTooLarge, S3Error
 from server.storage.local import LocalObjectStore
 
-_STATUS: dict[type[S3Error], int] = {
-    Forbidden: 403,
-    NotFound: 404,
-    PayloadTooLarge: 413,
-}
-"""Contract statuses of the errors these routes raise; anything else (``StorageUnavailable``
-included, code ``INTERNAL``) is a 500."""
-
-
-def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id", "")
-    return given if 0 < len(given) <= 128 and given.isprintable() else str(uuid.uuid4())
-
 
 def _envelope(request: Request, status: int, data: object, error: S3Error | None) -> JSONResponse:
-    request_id = _request_id(request)
-    body = {
-        "success": error is None,
-        "data": data,
-        "error": None if error is None else {"code": error.code, "message": error.message},
-        "meta": {
-            "request_id": request_id,
-            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        },
-    }
-    return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id})
+    if error is None:
+        return envelope.success(request, data, status_code=status)
+    return envelope.failure(request, code=error.code, message=error.message, status_code=status)
 
 
 def error_response(request: Request, error: S3Error) -> JSONResponse:
-    """The contract's error envelope. Kept local so this module stands alone; the app may swap in
-    its shared envelope builder through ``object_routes(..., error_response=...)``."""
-    status = next((code for cls, code in _STATUS.items() if isinstance(error, cls)), 500)
-    return _envelope(request, status, None, error)
+    """The contract's error envelope, status from the gateway's one table (``gateway_rest.errors``)."""
+    return _envelope(request, from_domain_error(error).status_code, None, error)
 
 
 ErrorResponder = Callable[[Request, S3Error], Response]

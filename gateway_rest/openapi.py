@@ -1,0 +1,548 @@
+"""The OpenAPI 3.1 document served at ``GET /openapi.json``.
+
+Written out by hand rather than derived from the routes, so that a test comparing the two catches a
+route added without documentation, or documentation left behind by a removed route.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from gateway_rest.errors import HTTP_STATUS
+
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(required: list[str], props: dict[str, Schema], *, extra: bool = False) -> Schema:
+    schema: Schema = {"type": "object", "properties": props, "required": required}
+    if not extra:
+        schema["additionalProperties"] = False
+    return schema
+
+
+_STR: Schema = {"type": "string"}
+_INT: Schema = {"type": "integer", "format": "int32"}
+_NUM: Schema = {"type": "number"}
+_BOOL: Schema = {"type": "boolean"}
+_TIME: Schema = {"type": "string", "format": "date-time"}
+_OPT_STR: Schema = {"type": ["string", "null"]}
+
+
+def _list(item: Schema) -> Schema:
+    return {"type": "array", "items": item}
+
+
+def _map(value: Schema) -> Schema:
+    return {"type": "object", "additionalProperties": value}
+
+
+_CONCEPT_ACTIONS = {
+    **_map(_ref("ConceptAction")),
+    "description": 'concept → action, e.g. {"Wall": {"action": "recolor", "value": "white"}}',
+}
+_TEMPLATE = _obj(
+    ["id", "width", "height", "fit", "format", "quality", "background"],
+    {
+        "id": _STR,
+        "width": _INT,
+        "height": _INT,
+        "fit": {"enum": ["fit", "fill", "pad"]},
+        "format": {"enum": ["jpeg", "png", "webp"]},
+        "quality": _INT,
+        "background": _STR,
+    },
+)
+_JOB_FIELDS: dict[str, Schema] = {
+    "job_id": _STR,
+    "status": {"enum": ["created", "uploaded", "queued", "running", "done", "failed", "canceled"]},
+    "preset": _STR,
+    "total_items": _INT,
+    "done_items": _INT,
+    "failed_items": _INT,
+    "progress": {"type": "number", "minimum": 0, "maximum": 1},
+    "set_url": _OPT_STR,
+    "rule_id": _OPT_STR,
+    "cost_per_item": _INT,
+    "credits_reserved": _INT,
+    "credits_spent": _INT,
+    "analyzed": _BOOL,
+    "created_at": _TIME,
+    "updated_at": _TIME,
+    "upload_expires_at": {"type": ["string", "null"], "format": "date-time"},
+}
+
+SCHEMAS: dict[str, Schema] = {
+    "Meta": _obj(["request_id", "timestamp"], {"request_id": _STR, "timestamp": _TIME}),
+    "Error": _obj(["code", "message"], {"code": {"enum": sorted(HTTP_STATUS)}, "message": _STR}),
+    "SuccessEnvelope": _obj(
+        ["success", "data", "error", "meta"],
+        {"success": {"const": True}, "data": {}, "error": {"type": "null"}, "meta": _ref("Meta")},
+    ),
+    "ErrorEnvelope": _obj(
+        ["success", "data", "error", "meta"],
+        {"success": {"const": False}, "data": {}, "error": _ref("Error"), "meta": _ref("Meta")},
+    ),
+    "ConceptAction": _obj(
+        ["action"],
+        {"action": _STR},
+        extra=True,
+    )
+    | {"description": "every key but action is a parameter of the action (value, strength, ...)"},
+    "Health": _obj(
+        ["ok", "components", "model", "model_meaningful"],
+        {
+            "ok": _BOOL,
+            "components": _map(_obj(["ok", "detail"], {"ok": _BOOL, "detail": _STR})),
+            "model": _STR,
+            "model_meaningful": _BOOL,
+        },
+    ),
+    "AnonUserRequest": _obj([], {"device_hash": _STR}),
+    "AnonUser": _obj(
+        ["token", "user_id", "plan", "credits", "expires_at"],
+        {"token": _STR, "user_id": _STR, "plan": _STR, "credits": _INT, "expires_at": _TIME},
+    ),
+    "Me": _obj(
+        [
+            "user_id",
+            "plan",
+            "credits",
+            "credits_reserved",
+            "credits_spent",
+            "active_jobs",
+            "max_concurrency",
+            "rule_slots_used",
+            "rule_slots_max",
+            "max_batch",
+        ],
+        {
+            "user_id": _STR,
+            "plan": {"enum": ["free", "pro"]},
+            "credits": _INT,
+            "credits_reserved": _INT,
+            "credits_spent": _INT,
+            "active_jobs": _INT,
+            "max_concurrency": _INT,
+            "rule_slots_used": _INT,
+            "rule_slots_max": _INT,
+            "max_batch": _INT,
+        },
+    ),
+    "Template": _TEMPLATE,
+    "Preset": _obj(
+        [
+            "id",
+            "name",
+            "description",
+            "phase",
+            "concepts",
+            "protect_defaults",
+            "templates",
+            "output_sets",
+            "actions",
+        ],
+        {
+            "id": _STR,
+            "name": _STR,
+            "description": _STR,
+            "phase": _INT,
+            "concepts": _list(
+                _obj(
+                    ["id", "name", "prompts", "default_action", "default_params", "protectable"],
+                    {
+                        "id": _STR,
+                        "name": _STR,
+                        "prompts": _list(_STR),
+                        "default_action": _STR,
+                        "default_params": {"type": "object"},
+                        "protectable": _BOOL,
+                    },
+                )
+            ),
+            "protect_defaults": _list(_STR),
+            "templates": _list(_ref("Template")),
+            "output_sets": _list(
+                _obj(
+                    ["id", "name", "templates"],
+                    {"id": _STR, "name": _STR, "templates": _list(_ref("Template"))},
+                )
+            ),
+            "actions": {"type": "object", "description": "action → description of its parameters"},
+        },
+    ),
+    "PresetList": _obj(["presets"], {"presets": _list(_ref("Preset"))}),
+    "RuleCreate": _obj(
+        ["name", "preset_id", "concepts"],
+        {"name": _STR, "preset_id": _STR, "concepts": _CONCEPT_ACTIONS, "protect": _list(_STR)},
+    ),
+    "RuleUpdate": _obj(
+        [],
+        {"name": _STR, "preset_id": _STR, "concepts": _CONCEPT_ACTIONS, "protect": _list(_STR)},
+    )
+    | {"description": "any subset of the rule's fields; concepts and protect replace the whole value"},
+    "Rule": _obj(
+        ["rule_id", "name", "preset_id", "concepts", "protect", "created_at", "updated_at"],
+        {
+            "rule_id": _STR,
+            "name": _STR,
+            "preset_id": _STR,
+            "concepts": _CONCEPT_ACTIONS,
+            "protect": _list(_STR),
+            "created_at": _TIME,
+            "updated_at": _TIME,
+        },
+    ),
+    "RuleList": _obj(
+        ["rules", "rule_slots_used", "rule_slots_max"],
+        {"rules": _list(_ref("Rule")), "rule_slots_used": _INT, "rule_slots_max": _INT},
+    ),
+    "RuleDeleted": _obj(["rule_id", "deleted"], {"rule_id": _STR, "deleted": _BOOL}),
+    "JobCreate": _obj(
+        ["preset", "item_count"],
+        {
+            "preset": _STR,
+            "item_count": {**_INT, "minimum": 1},
+            "content_types": _list({"enum": ["image/jpeg", "image/png", "image/webp"]}),
+        },
+    ),
+    "JobCreated": _obj(
+        ["job_id", "status", "upload_urls", "expires_at", "credits_reserved"],
+        {
+            "job_id": _STR,
+            "status": {"const": "created"},
+            "upload_urls": _list(
+                _obj(
+                    ["idx", "key", "url", "method", "headers"],
+                    {"idx": _INT, "key": _STR, "url": _STR, "method": {"const": "PUT"}, "headers": _map(_STR)},
+                )
+            ),
+            "expires_at": _TIME,
+            "credits_reserved": _INT,
+        },
+    ),
+    "Instance": _obj(
+        ["concept", "number", "score", "box", "area", "mask_url"],
+        {
+            "concept": _STR,
+            "number": {**_INT, "description": "#1..#N per concept per item"},
+            "score": _NUM,
+            "box": {**_list(_NUM), "description": "x0, y0, x1, y1 in photo pixels"},
+            "area": {"type": "integer"},
+            "mask_url": _OPT_STR,
+        },
+    ),
+    "JobItem": _obj(
+        [
+            "idx",
+            "status",
+            "input_url",
+            "output_url",
+            "preview_url",
+            "instances",
+            "renditions",
+            "error",
+            "attempts",
+            "protect_check",
+        ],
+        {
+            "idx": _INT,
+            "status": _STR,
+            "input_url": _OPT_STR,
+            "output_url": _OPT_STR,
+            "preview_url": _OPT_STR,
+            "instances": _list(_ref("Instance")),
+            "renditions": _list(
+                _obj(
+                    ["template_id", "url", "width", "height", "format"],
+                    {"template_id": _STR, "url": _OPT_STR, "width": _INT, "height": _INT, "format": _STR},
+                )
+            ),
+            "error": _OPT_STR,
+            "attempts": _INT,
+            "protect_check": {"type": ["object", "null"]},
+        },
+    ),
+    "Job": _obj([*_JOB_FIELDS, "items"], {**_JOB_FIELDS, "items": _list(_ref("JobItem"))}),
+    "JobSummary": _obj(list(_JOB_FIELDS), _JOB_FIELDS),
+    "JobList": _obj(
+        ["jobs", "next_page_token"],
+        {"jobs": _list(_ref("JobSummary")), "next_page_token": _OPT_STR},
+    ),
+    "Analyze": _obj([], {"concepts": _list(_STR)}),
+    "Execute": _obj(
+        [],
+        {
+            "concepts": _CONCEPT_ACTIONS,
+            "protect": _list(_STR),
+            "rule_id": _STR,
+            "output_set": _STR,
+            "instances": {
+                **_map(_map(_obj([], {"exclude": _list(_INT), "lock": _list(_INT)}))),
+                "description": 'item idx → concept → choice, e.g. {"0": {"Wall": {"exclude": [2], "lock": [1]}}}',
+            },
+        },
+    ),
+    "ItemResult": _obj(
+        ["idempotency_key", "idx", "status"],
+        {
+            "job_id": _STR,
+            "idempotency_key": _STR,
+            "idx": _INT,
+            "status": {"enum": ["done", "failed"]},
+            "output_key": _STR,
+            "error": _STR,
+            "instances": _list(_ref("Instance")),
+            "protect_check": {"type": "object"},
+        },
+    ),
+    "ItemResultAck": _obj(
+        ["job_id", "idx", "item_status", "job_status", "duplicate"],
+        {"job_id": _STR, "idx": _INT, "item_status": _STR, "job_status": _STR, "duplicate": _BOOL},
+    ),
+    "StoredObject": _obj(["key", "size", "content_type"], {"key": _STR, "size": _INT, "content_type": _STR}),
+}
+
+# Every route can fail with these: a body that is no JSON object, an unexpected fault, a JobService
+# that does not answer (503).
+_ALWAYS = ("VALIDATION_ERROR", "INTERNAL")
+_AUTH = ("AUTH_REQUIRED", "INVALID_TOKEN")
+_PATH_PARAM = {"job_id": "job", "rule_id": "rule", "preset_id": "preset", "key": "object key"}
+
+
+def _success(data: str, status: int = 200, description: str = "OK") -> dict[str, Any]:
+    schema = {"allOf": [_ref("SuccessEnvelope"), {"properties": {"data": _ref(data)}}]}
+    return {str(status): {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+def _errors(codes: tuple[str, ...]) -> dict[str, Any]:
+    by_status: dict[int, list[str]] = {}
+    for code in dict.fromkeys((*codes, *_ALWAYS)):
+        by_status.setdefault(HTTP_STATUS[code], []).append(code)
+    by_status.setdefault(503, []).append("INTERNAL (the job service is unavailable)")
+    return {
+        str(status): {
+            "description": "error.code: " + " | ".join(names),
+            "content": {"application/json": {"schema": _ref("ErrorEnvelope")}},
+        }
+        for status, names in sorted(by_status.items())
+    }
+
+
+def _op(
+    summary: str,
+    data: str,
+    *,
+    errors: tuple[str, ...] = (),
+    body: str | None = None,
+    status: int = 200,
+    auth: bool = True,
+    params: tuple[dict[str, Any], ...] = (),
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {**_success(data, status), **_errors((*_AUTH, *errors) if auth else errors)},
+    }
+    if not auth:
+        op["security"] = []
+    if body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    if params:
+        op["parameters"] = list(params)
+    return op
+
+
+def _path_params(path: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": _STR,
+            "description": f"the {label}'s id" if name != "key" else "the object key",
+        }
+        for name, label in _PATH_PARAM.items()
+        if "{" + name + "}" in path
+    ]
+
+
+_JOB_NOT_FOUND = ("NOT_FOUND",)
+_PAYLOAD = ("PAYLOAD_TOO_LARGE",)
+
+API_PATHS: dict[str, dict[str, Any]] = {
+    "/health": {
+        "get": _op("Liveness and readiness of database, storage and inference", "Health", auth=False)
+        | {
+            "description": "HTTP 503 with success=false, error.code INTERNAL (or INFERENCE_UNAVAILABLE "
+            "when only inference is down) and the Health report in data when a component is down."
+        }
+    },
+    "/auth/anon": {
+        "post": _op(
+            "Create an anonymous user on the free plan; returns its token",
+            "AnonUser",
+            status=201,
+            auth=False,
+            errors=_PAYLOAD,
+        )
+        | {
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": _ref("AnonUserRequest")}},
+            }
+        }
+    },
+    "/me": {"get": _op("The caller's plan, credits and limits", "Me")},
+    "/presets": {"get": _op("Every domain preset", "PresetList")},
+    "/presets/{preset_id}": {"get": _op("One preset", "Preset", errors=("NOT_FOUND",))},
+    "/rules": {
+        "get": _op("The caller's rules and rule slots", "RuleList"),
+        "post": _op(
+            "Save a rule (uses a rule slot)",
+            "Rule",
+            body="RuleCreate",
+            status=201,
+            errors=("RULE_SLOT_LIMIT", "NOT_FOUND", *_PAYLOAD),
+        ),
+    },
+    "/rules/{rule_id}": {
+        "put": _op("Update a rule of the caller", "Rule", body="RuleUpdate", errors=("NOT_FOUND", *_PAYLOAD)),
+        "delete": _op("Delete a rule of the caller (frees its slot)", "RuleDeleted", errors=("NOT_FOUND",)),
+    },
+    "/jobs": {
+        "get": _op(
+            "The caller's jobs, newest first",
+            "JobList",
+            params=(
+                {"name": "page_size", "in": "query", "schema": {**_INT, "minimum": 1, "maximum": 100}},
+                {"name": "page_token", "in": "query", "schema": _STR},
+            ),
+        ),
+        "post": _op(
+            "Create a job, reserve its credits, get presigned upload URLs",
+            "JobCreated",
+            body="JobCreate",
+            status=201,
+            errors=("BATCH_LIMIT", "CONCURRENCY_LIMIT", "INSUFFICIENT_CREDITS", "NOT_FOUND", *_PAYLOAD),
+        ),
+    },
+    "/jobs/{job_id}": {"get": _op("A job with its items and download URLs", "Job", errors=_JOB_NOT_FOUND)},
+    "/jobs/{job_id}/confirm-upload": {
+        "post": _op(
+            "Check every uploaded photo; created → uploaded",
+            "Job",
+            errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
+        )
+    },
+    "/jobs/{job_id}/analyze": {
+        "post": _op(
+            "Segment only: store every instance of the concepts",
+            "Job",
+            body="Analyze",
+            errors=(*_JOB_NOT_FOUND, "INVALID_STATE", "INFERENCE_UNAVAILABLE", *_PAYLOAD),
+        )
+    },
+    "/jobs/{job_id}/execute": {
+        "post": _op(
+            "Apply rules to the album; uploaded → queued",
+            "Job",
+            body="Execute",
+            errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
+        )
+    },
+    "/jobs/{job_id}/callback": {
+        "post": _op(
+            "An item result from a remote worker (idempotent by idempotency_key)",
+            "ItemResultAck",
+            body="ItemResult",
+            auth=False,
+            errors=("FORBIDDEN", *_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
+        )
+        | {"security": [{"callbackSecret": []}]}
+    },
+    "/jobs/{job_id}/cancel": {
+        "post": _op(
+            "Cancel a non-terminal job; refunds credits of items not done",
+            "Job",
+            errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
+        )
+    },
+    "/jobs/{job_id}/events": {
+        "get": {
+            "summary": "Job progress as Server-Sent Events",
+            "description": "`event: job` with the Job JSON (items without instances) per update; "
+            "after a terminal state `event: end` with {job_id, status}, then the stream closes; "
+            "`event: error` with {code, message} if the job service fails mid-stream; "
+            "`: keep-alive` comments while nothing happens. Errors before the stream starts are "
+            "envelopes.",
+            "responses": {
+                "200": {"description": "event stream", "content": {"text/event-stream": {"schema": _STR}}},
+                **_errors((*_AUTH, *_JOB_NOT_FOUND)),
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "security": [],
+            "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}},
+        }
+    },
+}
+
+OBJECT_PATHS: dict[str, dict[str, Any]] = {
+    "/objects/{key}": {
+        "put": {
+            "summary": "Upload an object to a presigned URL of the local store",
+            "security": [],
+            "description": "The URL's query carries its signature; the Content-Type must be the signed one.",
+            "requestBody": {"required": True, "content": {"application/octet-stream": {}}},
+            "responses": {**_success("StoredObject"), **_errors(("FORBIDDEN", *_PAYLOAD))},
+        },
+        "get": {
+            "summary": "Download an object from a presigned URL of the local store",
+            "security": [],
+            "responses": {
+                "200": {"description": "the object's bytes", "content": {"application/octet-stream": {}}},
+                **_errors(("FORBIDDEN", "NOT_FOUND")),
+            },
+        },
+    }
+}
+
+_COMMON_RESPONSES_NOTE = (
+    "Every response is the envelope {success, data, error, meta}. An unknown path is 404 NOT_FOUND; "
+    "a known path with another method is HTTP 405 with error.code VALIDATION_ERROR and an Allow header. "
+    "Unknown fields in a JSON body are rejected with VALIDATION_ERROR naming the field; unknown query "
+    "parameters are ignored. Every response carries X-Request-Id (the client's, when printable and at "
+    "most 128 characters, else a new uuid4), also in meta.request_id."
+)
+
+
+def openapi_document(*, with_objects: bool) -> dict[str, Any]:
+    paths = copy.deepcopy({**API_PATHS, **(OBJECT_PATHS if with_objects else {})})
+    for path, operations in paths.items():
+        params = _path_params(path)
+        if params:
+            for op in operations.values():
+                op["parameters"] = [*params, *op.get("parameters", [])]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "S3 REST API", "version": "1", "description": _COMMON_RESPONSES_NOTE},
+        "security": [{"bearerJWT": []}],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearerJWT": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "callbackSecret": {"type": "apiKey", "in": "header", "name": "X-Callback-Secret"},
+            },
+        },
+    }
