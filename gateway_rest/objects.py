@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -62,8 +62,12 @@ def object_routes(store: LocalObjectStore, *, error_response: ErrorResponder = e
                 async for chunk in request.stream():
                     if chunk:
                         await run_in_threadpool(writer.write, chunk)
-                # Commit (fsync + rename) happens on leaving the block; keep it off the event loop.
+                # Committed here, in a worker thread, so fsync and rename never stall the event loop;
+                # leaving the block then finds the upload already committed.
                 info = await run_in_threadpool(writer.commit)
+        except ClientDisconnect:
+            # The client is gone and reads no answer; the partial upload was discarded on the way out.
+            return Response(status_code=400)
         except S3Error as e:
             return error_response(request, e)
         except ValueError as e:

@@ -79,6 +79,8 @@ class ObjectWriter:
 
     def write(self, chunk: bytes) -> None:
         """Append ``chunk``; raises ``PayloadTooLarge`` (and discards the upload) past the limit."""
+        if self._tmp is None:
+            raise RuntimeError(f"upload of {self.key} is already finished")
         self.size += len(chunk)
         if self._max_bytes is not None and self.size > self._max_bytes:
             self.abort()

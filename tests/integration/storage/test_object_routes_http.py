@@ -87,3 +87,24 @@ def test_streamed_oversize_upload_is_refused_and_nothing_is_stored(served: Local
     with httpx.Client(timeout=30) as client:
         r = client.put(req.url, content=b"small", headers=req.headers)
         assert r.status_code == 200
+
+
+def test_client_vanishing_mid_upload_leaves_nothing(served: LocalObjectStore) -> None:
+    req = served.presign_put(KEY, content_type="image/jpeg", expires_s=60)
+    url = httpx.URL(req.url)
+    head = (
+        f"PUT {url.raw_path.decode()} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
+        f"Content-Type: image/jpeg\r\nContent-Length: {LIMIT}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((url.host, url.port or 80), timeout=5) as conn:
+        conn.sendall(head + b"x" * 100_000)
+        # Give the server time to start writing the object before the client disappears.
+        deadline = time.monotonic() + 5
+        while not list(served.root.rglob("*~tmp")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert list(served.root.rglob("*~tmp")), "the upload never started"
+    deadline = time.monotonic() + 5
+    while list(served.root.rglob("*~tmp")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [p for p in served.root.rglob("*") if p.is_file()] == []
+    assert served.head(KEY) is None
