@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -228,6 +229,25 @@ class LocalObjectStore:
             return
         except OSError as e:
             raise StorageUnavailable(f"could not delete {key}: {e.strerror}") from e
+
+    def remove_stale_uploads(self, *, older_than_s: float) -> int:
+        """Delete temporary files of uploads abandoned by a crash; returns how many were removed.
+
+        An upload in progress touches its file with every chunk, so one idle for ``older_than_s``
+        (choose well above the upload URL lifetime) is dead. For the periodic sweeper.
+        """
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for path in self._root.rglob(f"*{_TMP_SUFFIX}"):
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise StorageUnavailable(f"could not remove {path.name}: {e.strerror}") from e
+        return removed
 
     def presign_put(self, key: str, *, content_type: str, expires_s: int) -> PresignedRequest:
         signed = self.signer.sign(

@@ -202,3 +202,17 @@ def test_write_failures_become_storage_unavailable(store: LocalObjectStore) -> N
     with pytest.raises(StorageUnavailable) as caught:
         store.put(KEY, b"x", content_type="image/jpeg")
     assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_stale_upload_files_are_swept(store: LocalObjectStore) -> None:
+    store.put(KEY, b"kept", content_type="image/jpeg")
+    with store.open_writer("inputs/u1/j1/1.jpg", content_type="image/jpeg") as live:
+        live.write(b"in progress")
+        stale = store.root / "inputs/u1/j1/.2.jpg.abc~tmp"
+        stale.write_bytes(b"left by a crash")
+        os.utime(stale, (1_000_000_000, 1_000_000_000))
+        assert store.remove_stale_uploads(older_than_s=3600) == 1
+        assert len(_leftovers(store.root)) == 1  # the live upload's file is untouched
+    assert _leftovers(store.root) == []
+    assert store.get(KEY) == b"kept"
+    assert store.get("inputs/u1/j1/1.jpg") == b"in progress"
