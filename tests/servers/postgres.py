@@ -74,8 +74,7 @@ def install_postgresql() -> Path:
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise PostgresSetupError(
-                f"`{' '.join(command)}` failed ({done.returncode}):\n{done.stdout[-2000:]}\n"
-                f"{done.stderr[-2000:]}"
+                f"`{' '.join(command)}` failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
             )
     bin_dir = find_bin_dir()
     if bin_dir is None:
@@ -150,9 +149,7 @@ class _Runner:
         if self.as_root:
             command = ["runuser", "-u", SERVICE_USER, "--", *command]
         # cwd inside the cluster's directory: the service user may not be able to enter ours.
-        return subprocess.run(
-            command, cwd=cwd, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout_s, check=False)
 
 
 def _tail(path: Path, limit: int = 3000) -> str:
