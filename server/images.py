@@ -158,7 +158,7 @@ def _rgb_pixels(image: Image.Image) -> npt.NDArray[np.uint8]:
 def _verify_png(data: bytes) -> None:
     """Check every chunk's CRC through to IEND: the decoder stops once the pixels are complete, so a
     file cut after its last pixel row, or with corrupted chunks, would otherwise pass. Cheap: no
-    decompression (about 14 ms for a 36 MB PNG)."""
+    decompression, only chunk checksums."""
     try:
         with Image.open(io.BytesIO(data), formats=("PNG",)) as image:
             image.verify()
