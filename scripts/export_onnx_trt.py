@@ -572,7 +572,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--onnx-tol", type=float, default=ONNX_MAX_ABS_DIFF, help="ONNX parity gate, max |diff|")
     parser.add_argument("--force", action="store_true", help="export again even when the artefact exists")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    log.setLevel(logging.INFO)  # ours only: the exporters' own INFO lines run to thousands
 
     checkpoint = None if args.tiny else args.checkpoint.resolve()
     if checkpoint is not None and not (checkpoint / "config.json").is_file():

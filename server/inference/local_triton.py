@@ -123,6 +123,11 @@ class LocalTriton:
         return self.work_dir / "tritonserver.log"
 
     @property
+    def pid_path(self) -> Path:
+        """Holds the server's pid while it runs (for operators; removed on stop)."""
+        return self.work_dir / "tritonserver.pid"
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
@@ -163,6 +168,7 @@ class LocalTriton:
             self._process = subprocess.Popen(
                 command, stdout=sink, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
             )
+        self.pid_path.write_text(f"{self._process.pid}\n")
         try:
             self._wait_ready()
         except BaseException:
@@ -204,7 +210,10 @@ class LocalTriton:
     def stop(self) -> None:
         """SIGTERM, wait ``stop_timeout_s``, then SIGKILL. Safe to call twice."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
+            return
+        self.pid_path.unlink(missing_ok=True)
+        if process.poll() is not None:
             return
         process.send_signal(signal.SIGTERM)
         try:
