@@ -14,9 +14,9 @@ from tests.servers.net import free_port
 
 
 @contextmanager
-def run_server(app: Starlette, *, start_timeout_s: float = 10.0) -> Iterator[str]:
+def run_server(app: Starlette, *, port: int | None = None, start_timeout_s: float = 10.0) -> Iterator[str]:
     """Serve ``app`` (lifespan included) in a thread; yields its base URL ``http://127.0.0.1:<port>``."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port or free_port(), log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
