@@ -84,6 +84,8 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    # A trailing-slash redirect would be the one answer without an envelope: /me/ is a 404 instead.
+    app.router.redirect_slashes = False
     app.state.max_body_bytes = max_body_bytes
     app.state.sse_keepalive_s = sse_keepalive_s
     return app

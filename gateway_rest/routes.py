@@ -39,10 +39,9 @@ async def health(request: Request) -> Response:
         return envelope.success(request, data)
     down = [c.name for c in report.components if not c.ok]
     code = "INFERENCE_UNAVAILABLE" if down == ["inference"] else "INTERNAL"
+    message = f"not ready: {', '.join(down)} down" if down else "not ready"
     # The one error envelope that carries data: monitors need to see which component is down.
-    return envelope.failure(
-        request, code=code, message=f"not ready: {', '.join(down)} down", status_code=503, data=data
-    )
+    return envelope.failure(request, code=code, message=message, status_code=503, data=data)
 
 
 async def create_anon_user(request: Request) -> Response:

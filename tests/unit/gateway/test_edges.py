@@ -40,6 +40,11 @@ def test_unknown_path_is_not_found(client: TestClient) -> None:
     assert "/nowhere" in str(error["message"])
 
 
+def test_trailing_slash_is_not_found_not_a_bare_redirect(client: TestClient) -> None:
+    r = client.get("/me/", headers=AUTH, follow_redirects=False)
+    _error(r, 404, "NOT_FOUND")
+
+
 def test_wrong_method_is_405_with_allow(client: TestClient) -> None:
     r = client.delete("/me")
     _error(r, 405, "VALIDATION_ERROR")
