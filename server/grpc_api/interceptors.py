@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -44,7 +44,14 @@ def _abort(context: grpc.ServicerContext, method: str, err: Exception) -> None:
     context.abort(GRPC_STATUS[code], message)
 
 
-class DomainErrorInterceptor(grpc.ServerInterceptor[Any, Any]):
+if TYPE_CHECKING:
+    # Generic only in the type stubs; at run time the class takes no parameters.
+    _ServerInterceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    _ServerInterceptor = grpc.ServerInterceptor
+
+
+class DomainErrorInterceptor(_ServerInterceptor):
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],

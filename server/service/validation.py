@@ -48,6 +48,8 @@ def concept_actions(preset: PresetSpec, concepts: object, *, field: str = "conce
     """``{concept: {"action": ..., **params}}`` with every action validated and normalised."""
     if not isinstance(concepts, Mapping):
         raise _fail(field, "must be an object mapping a concept to its action")
+    if not concepts:
+        raise _fail(field, "give at least one concept action")
     out: dict[str, dict[str, Any]] = {}
     for concept_id, entry in concepts.items():
         path = f"{field}.{concept_id}"

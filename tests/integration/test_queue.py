@@ -1,0 +1,143 @@
+"""The durable queue on each database: leases, heartbeats, expiry, retries, dead letters, races."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from server.queue import Claim, WorkQueue
+from server.service.settle import ItemOutputs
+from server.storage import keys
+from tests.support.invariants import check_invariants
+from tests.support.stack import Stack, jpeg_bytes, make_stack
+
+WALL = {"Wall": {"action": "recolor", "value": "white"}}
+
+
+def _queued_job(stack: Stack, n: int) -> tuple[str, str]:
+    user = stack.services.accounts.create_anonymous().user.user_id
+    created = stack.services.jobs.create(user, preset_id="interior", item_count=n)
+    for target in created.uploads:
+        stack.store.put(target.key, jpeg_bytes(seed=target.idx), content_type="image/jpeg")
+    job_id = created.job.job_id
+    stack.services.jobs.confirm_upload(user, job_id)
+    stack.services.jobs.execute(
+        user, job_id, concepts=WALL, protect=None, rule_id=None, instances=None, output_set=None
+    )
+    return user, job_id
+
+
+def _outputs(user: str, claim: Claim) -> ItemOutputs:
+    return ItemOutputs(output_key=keys.output_key(user, claim.job_id, claim.idx))
+
+
+def test_items_are_leased_once_and_finish_the_job(stack: Stack) -> None:
+    user, job_id = _queued_job(stack, 3)
+    queue = WorkQueue(stack.db, stack.settings)
+    claims = [queue.claim("w1"), queue.claim("w2"), queue.claim("w1")]
+    assert sorted(c.idx for c in claims if c) == [0, 1, 2]
+    assert queue.claim("w3") is None
+    assert stack.services.jobs.get(user, job_id).status == "queued"
+    for c in claims:
+        assert c is not None and queue.heartbeat(c)
+        assert queue.complete_item(c, _outputs(user, c))
+    package = queue.claim("w1")
+    assert package is not None and package.stage == "package"
+    assert queue.complete_package(package, keys.set_key(user, job_id))
+    job = stack.services.jobs.get(user, job_id)
+    assert (job.status, job.done_items, job.credits_spent) == ("done", 3, 3)
+    assert stack.services.accounts.me(user).active_jobs == 0
+    check_invariants(stack.db)
+
+
+def test_expired_lease_is_taken_over_and_the_late_result_dropped(database_url: str, tmp_path: Path) -> None:
+    stack = make_stack(database_url, tmp_path / "data", lease_s=0.2)
+    try:
+        user, _job_id = _queued_job(stack, 1)
+        queue = WorkQueue(stack.db, stack.settings)
+        first = queue.claim("dead-worker")
+        assert first is not None
+        time.sleep(0.3)
+        second = queue.claim("live-worker")
+        assert second is not None and (second.idx, second.attempt) == (0, 2)
+        assert not queue.heartbeat(first)
+        assert not queue.complete_item(first, _outputs(user, first))
+        assert queue.complete_item(second, _outputs(user, second))
+        assert stack.services.accounts.me(user).credits_spent == 1
+        check_invariants(stack.db)
+    finally:
+        stack.db.dispose()
+
+
+def test_failures_retry_with_backoff_then_dead_letter(stack: Stack) -> None:
+    user, job_id = _queued_job(stack, 1)
+    queue = WorkQueue(stack.db, stack.settings)
+    for attempt in (1, 2, 3):
+        claim = None
+        deadline = time.monotonic() + 5
+        while claim is None and time.monotonic() < deadline:
+            claim = queue.claim("w")
+            time.sleep(0.02)
+        assert claim is not None and claim.attempt == attempt
+        queue.fail(claim, f"boom {attempt}", retryable=True)
+    job = stack.services.jobs.get(user, job_id)
+    assert job.status == "failed" and job.items and job.items[0].error == "boom 3"
+    assert stack.services.accounts.me(user).credits_available == 100
+    check_invariants(stack.db)
+
+
+def test_exhausted_lease_is_dead_lettered_at_claim(database_url: str, tmp_path: Path) -> None:
+    stack = make_stack(database_url, tmp_path / "data", lease_s=0.1, max_attempts=1)
+    try:
+        user, job_id = _queued_job(stack, 1)
+        queue = WorkQueue(stack.db, stack.settings)
+        assert queue.claim("crashing-worker") is not None
+        time.sleep(0.2)
+        assert queue.claim("next") is None
+        job = stack.services.jobs.get(user, job_id)
+        assert job.status == "failed" and "gave up after 1 attempts" in (job.items or ())[0].error  # type: ignore[operator]
+        check_invariants(stack.db)
+    finally:
+        stack.db.dispose()
+
+
+def test_cancel_drops_running_results(stack: Stack) -> None:
+    user, job_id = _queued_job(stack, 2)
+    queue = WorkQueue(stack.db, stack.settings)
+    claim = queue.claim("w")
+    assert claim is not None
+    stack.services.jobs.cancel(user, job_id)
+    assert not queue.complete_item(claim, _outputs(user, claim))
+    assert queue.claim("w") is None
+    me = stack.services.accounts.me(user)
+    assert (me.credits_available, me.credits_spent) == (100, 0)
+    check_invariants(stack.db)
+
+
+def test_racing_workers_process_each_item_once(stack: Stack) -> None:
+    user, job_id = _queued_job(stack, 10)
+    queue = WorkQueue(stack.db, stack.settings)
+    done: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        while True:
+            claim = queue.claim(name)
+            if claim is None:
+                return
+            if claim.stage == "package":
+                queue.complete_package(claim, keys.set_key(user, claim.job_id))
+                continue
+            if queue.complete_item(claim, _outputs(user, claim)):
+                with lock:
+                    done.append((name, claim.idx))
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(idx for _, idx in done) == list(range(10))
+    assert stack.services.jobs.get(user, job_id).status == "done"
+    check_invariants(stack.db)
