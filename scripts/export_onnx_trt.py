@@ -59,8 +59,9 @@ class ParityError(RuntimeError):
 
 
 def artifact_key(checkpoint: Path | None) -> str:
-    """Hash of the checkpoint files (names, sizes, mtimes) and the export code version."""
+    """Hash of the checkpoint files (names, sizes, mtimes) and of the export code (this file)."""
     h = hashlib.sha256(f"export:{EXPORT_CODE_VERSION}".encode())
+    h.update(Path(__file__).read_bytes())
     if checkpoint is None:
         h.update(f"tiny:{TINY_SEED}:{','.join(TINY_WORDS)}".encode())
     else:
@@ -529,8 +530,6 @@ def export(checkpoint: Path | None, out: Path, trt_mode: str, precision: str, on
             raise RuntimeError(f"TensorRT plans required but cannot be built: {reason}")
         else:
             tensorrt["reason"] = reason
-        graph_dirs = {g: work / "onnx" / g for g in GRAPHS}
-        assemble(work / "repository_cpu", "cpu", geometry, params, graph_dirs, work / "tokenizer.json")
         manifest = {
             "format": 1,
             "name": params.model_name,
@@ -543,7 +542,6 @@ def export(checkpoint: Path | None, out: Path, trt_mode: str, precision: str, on
             "geometry": geometry.__dict__ | {"fpn_sizes": list(geometry.fpn_sizes)},
             "onnx": onnx_files,
             "tokenizer": "tokenizer.json",
-            "repository_cpu": "repository_cpu",
             "repository_gpu": "repository_gpu" if tensorrt["built"] else None,
             "tensorrt": tensorrt,
             "parity": parity,

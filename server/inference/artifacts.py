@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.errors import InferenceUnavailable
-from server.inference.triton_repository import GRAPHS, Geometry
+from server.inference.triton_repository import GRAPHS, Geometry, Sam3Parameters, assemble
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_VENV = REPO_ROOT / ".venv-model"
@@ -59,9 +59,20 @@ class ModelArtifact:
     def tokenizer_json(self) -> Path:
         return self.root / "tokenizer.json"
 
-    @property
-    def repository_cpu(self) -> Path:
-        return self.root / "repository_cpu"
+    def cpu_repository(self, target: Path) -> Path:
+        """Assemble the CPU Triton repository for this model at ``target`` (replaced if present).
+
+        Done at every start rather than at export: the model code then always matches this checkout,
+        while the graphs are hard-linked, not copied.
+        """
+        params = Sam3Parameters(
+            model_name=self.name,
+            meaningful=self.meaningful,
+            score_threshold=self.score_threshold,
+            decoder_batch=self.decoder_batch,
+        )
+        graphs = {graph: self.onnx(graph).parent for graph in GRAPHS}
+        return assemble(target, "cpu", self.geometry, params, graphs, self.tokenizer_json)
 
 
 def model_python(model_venv: Path = MODEL_VENV) -> Path:

@@ -60,7 +60,9 @@ async def build_segmenter(
         stack.push_async_callback(segmenter.close)
     else:
         artifact = await _artifact(settings, model_venv)
-        triton = LocalTriton(artifact.repository_cpu, settings.data_dir / "triton", model_venv=model_venv)
+        work = settings.data_dir / "triton"
+        repository = artifact.cpu_repository(work / "repository")
+        triton = LocalTriton(repository, work, model_venv=model_venv)
         await asyncio.to_thread(triton.start)
         stack.push_async_callback(asyncio.to_thread, triton.stop)
         segmenter = await TritonSegmenter.connect(triton.url, timeout_s=settings.inference_timeout_s)

@@ -52,15 +52,16 @@ def _aa_weights(in_size: int, out_size: int) -> tuple[npt.NDArray[np.intp], F32]
     return np.minimum(index, in_size - 1).astype(np.intp), weight.astype(np.float32)
 
 
-def _resize_axis(image: F32, out_size: int, axis: int) -> F32:
+def _resize_axis(image: npt.NDArray[np.uint8], out_size: int, axis: int) -> U8:
     index, weight = _aa_weights(image.shape[axis], out_size)
-    moved = np.moveaxis(image, axis, 0)
+    # Gather whole rows from a contiguous uint8 copy: 2-3x faster than strided float gathers.
+    moved = np.ascontiguousarray(np.moveaxis(image, axis, 0))
     out = np.zeros((out_size, *moved.shape[1:]), dtype=np.float32)
     for tap in range(index.shape[1]):
         w = weight[:, tap].reshape((out_size,) + (1,) * (moved.ndim - 1))
         out += w * moved[index[:, tap]]
     # torch resizes uint8 images in uint8: round after each pass like it does.
-    return np.moveaxis(np.clip(np.rint(out), 0.0, 255.0), 0, axis).astype(np.float32)
+    return np.moveaxis(np.clip(np.rint(out), 0.0, 255.0), 0, axis).astype(np.uint8)
 
 
 def resize_square(image: U8, size: int) -> U8:
@@ -69,12 +70,12 @@ def resize_square(image: U8, size: int) -> U8:
         raise ValueError(f"image must be HxWx3 uint8, got {image.shape} {image.dtype}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"image must not be empty, got {image.shape}")
-    out = image.astype(np.float32)
+    out = image
     if out.shape[1] != size:
         out = _resize_axis(out, size, axis=1)  # horizontal pass first, as torch does
     if out.shape[0] != size:
         out = _resize_axis(out, size, axis=0)
-    return out.astype(np.uint8)
+    return out if out is not image else image.copy()
 
 
 def preprocess(image: U8, size: int) -> F32:

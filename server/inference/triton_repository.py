@@ -145,7 +145,10 @@ def _graph_io(graph: str, g: Geometry) -> tuple[list[tuple[str, str, list[int]]]
 _GRAPH_BATCHING = {"vision": VISION_BATCHING, "text": TEXT_BATCHING, "decoder": DECODER_BATCHING}
 
 
-def graph_config(graph: str, flavour: Flavour, g: Geometry, intra_op_threads: int = 0) -> str:
+def graph_config(
+    graph: str, flavour: Flavour, g: Geometry, intra_op_threads: int = 0, batching: Batching | None = None
+) -> str:
+    """One graph model's config; ``batching`` overrides the measured default (benchmarks sweep it)."""
     inputs, outputs = _graph_io(graph, g)
     head = f'name: "{graph_model(graph)}"\n'
     if flavour == "cpu":
@@ -158,7 +161,7 @@ def graph_config(graph: str, flavour: Flavour, g: Geometry, intra_op_threads: in
         params = ""
     return (
         head
-        + _batching(_GRAPH_BATCHING[graph])
+        + _batching(batching or _GRAPH_BATCHING[graph])
         + _tensors("input", inputs)
         + _tensors("output", outputs)
         + group
@@ -272,8 +275,17 @@ def assemble(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--root", type=Path, default=SOURCE_ROOT)
+    parser.add_argument("--root", type=Path, default=SOURCE_ROOT, help="where the reference configs go")
+    parser.add_argument("--artifact", type=Path, help="instead: assemble the CPU repository of this export")
+    parser.add_argument("--out", type=Path, help="with --artifact: the repository folder to (re)create")
     args = parser.parse_args(argv)
+    if args.artifact is not None:
+        from server.inference.artifacts import ModelArtifact  # the artefact reader imports this module
+
+        if args.out is None:
+            parser.error("--artifact needs --out")
+        print(ModelArtifact.load(args.artifact).cpu_repository(args.out))
+        return 0
     for path in write_reference(args.root):
         print(path)
     return 0

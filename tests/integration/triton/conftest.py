@@ -30,7 +30,8 @@ def tiny_artifact() -> ModelArtifact:
 
 @pytest.fixture(scope="session")
 def triton_server(tiny_artifact: ModelArtifact, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTriton]:
-    server = LocalTriton(tiny_artifact.repository_cpu, tmp_path_factory.mktemp("triton"))
+    work = tmp_path_factory.mktemp("triton")
+    server = LocalTriton(tiny_artifact.cpu_repository(work / "repository"), work)
     try:
         server.start()
         yield server

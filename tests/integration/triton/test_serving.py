@@ -90,7 +90,7 @@ def test_concurrent_requests_are_batched_on_the_vision_graph(triton_server: Loca
 
 
 def test_a_stopped_triton_is_inference_unavailable(tiny_artifact: ModelArtifact, tmp_path: Path) -> None:
-    server = LocalTriton(tiny_artifact.repository_cpu, tmp_path)
+    server = LocalTriton(tiny_artifact.cpu_repository(tmp_path / "repository"), tmp_path)
 
     async def scenario() -> None:
         segmenter = await TritonSegmenter.connect(server.url, timeout_s=5)
