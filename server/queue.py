@@ -252,3 +252,25 @@ class WorkQueue:
                 return False
             complete_package(job, set_key)
             return True
+
+    def release(self, claim: Claim) -> None:
+        """Give claimed work back untouched (shutdown): claimable at once, the attempt not counted."""
+        with self._db.write() as s:
+            if claim.stage == "package":
+                job = lock_job(s, claim.job_id)
+                if job is not None and job.package_lease_owner == claim.owner:
+                    job.package_lease_owner = None
+                    job.package_lease_expires_at = None
+                    job.package_attempts = max(job.package_attempts - 1, 0)
+                return
+            owned = self._owned(s, claim)
+            if owned is None:
+                return
+            _, item = owned
+            item.lease_owner = None
+            item.lease_expires_at = None
+            item.attempts = max(item.attempts - 1, 0)
+            item.available_at = utcnow()
+            item.updated_at = utcnow()
+            if item.stage == "execute":
+                item.status = "queued"

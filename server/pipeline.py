@@ -1,0 +1,312 @@
+"""What a worker does with one claim: analyze an item, execute an item, or package a job's set.
+
+    analyze: fetch the photo -> segment -> store every instance (low-res masks + instances.json)
+    execute: fetch -> instances (stored by an analysis, else segment) -> layers, protect -> apply
+             the rule -> render every template -> store outputs, previews, masks
+    package: fetch the renditions of every done item -> zip with manifest.json -> store the set
+
+Each step only reads the database and writes objects; the queue records the outcome in one
+transaction afterwards, so a crash at any point leaves nothing half-recorded (objects written by a
+lost attempt are overwritten by the next one: keys are deterministic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+import applier
+from server import images
+from server.config import Settings
+from server.db.engine import Database
+from server.db.tables import JobItemRow, JobRow
+from server.errors import NotFound, S3Error, ValidationFailed
+from server.inference.port import Instance, Segmenter
+from server.presets import COMPUTED_PROTECT_LAYERS, PRESETS, PresetSpec, TemplateSpec
+from server.queue import Claim
+from server.service.job_views import load_items
+from server.service.settle import ItemOutputs
+from server.storage import keys
+from server.storage.port import ObjectStore
+
+log = logging.getLogger(__name__)
+
+U8 = npt.NDArray[np.uint8]
+
+
+class PermanentFailure(S3Error):
+    """The item can never succeed (bad rule parameters for this photo, unusable input)."""
+
+    code = "VALIDATION_ERROR"
+
+
+@dataclass(frozen=True)
+class _Work:
+    job: JobRow
+    item: JobItemRow
+    preset: PresetSpec
+
+
+def _png(pixels: U8) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def _read_png(data: bytes) -> U8:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+
+
+def templates_of(preset: PresetSpec, set_id: str | None) -> tuple[applier.Template, ...]:
+    spec = preset.output_set(set_id)
+    if spec is None:
+        raise PermanentFailure(f"output set {set_id!r} is not in preset {preset.id!r}")
+    return tuple(_template(t) for t in spec.templates)
+
+
+def _template(t: TemplateSpec) -> applier.Template:
+    return applier.Template(
+        id=t.id, width=t.width, height=t.height, fit=t.fit, format=t.format, quality=t.quality, background=t.background
+    )
+
+
+class Pipeline:
+    def __init__(self, db: Database, store: ObjectStore, segmenter: Segmenter, settings: Settings) -> None:
+        self._db = db
+        self._store = store
+        self._segmenter = segmenter
+        self._settings = settings
+
+    async def run(self, claim: Claim) -> ItemOutputs | list[dict[str, Any]] | str:
+        if claim.stage == "analyze":
+            return await self.analyze(claim)
+        if claim.stage == "execute":
+            return await self.execute(claim)
+        return await asyncio.to_thread(self.package, claim)
+
+    # -- shared ---------------------------------------------------------------------------------
+    def _load(self, claim: Claim) -> _Work:
+        with self._db.read() as s:
+            job = s.get(JobRow, claim.job_id)
+            item = next((i for i in load_items(s, claim.job_id) if i.idx == claim.idx), None) if job else None
+        if job is None or item is None:
+            raise PermanentFailure(f"job {claim.job_id} item {claim.idx} no longer exists")
+        preset = PRESETS.get(job.preset_id)
+        if preset is None:
+            raise PermanentFailure(f"unknown preset {job.preset_id!r}")
+        return _Work(job, item, preset)
+
+    def _photo(self, key: str) -> tuple[U8, str]:
+        data = self._store.get(key, max_bytes=self._settings.max_upload_bytes)
+        try:
+            pixels = images.decode_rgb(data, max_pixels=self._settings.max_image_pixels)
+        except ValidationFailed as e:
+            raise PermanentFailure(e.message) from e
+        return pixels, hashlib.sha256(data).hexdigest()
+
+    async def _segment(self, image: U8, preset: PresetSpec, concepts: Sequence[str]) -> dict[str, list[Instance]]:
+        if not concepts:
+            return {}
+        prompts = {c: list(spec.prompts) for c in concepts if (spec := preset.concept(c)) is not None}
+        return await self._segmenter.segment(image, prompts)
+
+    def _store_instances(self, job: JobRow, idx: int, found: Mapping[str, Sequence[Instance]]) -> list[dict[str, Any]]:
+        """Low-resolution masks of every instance plus ``{idx}_instances.json``; returns the records."""
+        records: list[dict[str, Any]] = []
+        for concept, instances in found.items():
+            for inst in instances:
+                mask_key = keys.instance_mask_key(job.user_id, job.id, idx, concept, inst.number)
+                self._store.put(mask_key, _png(inst.mask), content_type="image/png")
+                records.append(
+                    {
+                        "concept": concept,
+                        "number": inst.number,
+                        "score": round(float(inst.score), 4),
+                        "box": [round(float(v), 1) for v in inst.box_xyxy],
+                        "area": int(inst.area),
+                        "mask_key": mask_key,
+                    }
+                )
+        doc = {"model": self._segmenter.info.name, "meaningful": self._segmenter.info.meaningful, "instances": records}
+        self._store.put(
+            keys.instances_key(job.user_id, job.id, idx), json.dumps(doc).encode(), content_type="application/json"
+        )
+        return records
+
+    def _stored_instances(
+        self, records: Sequence[Mapping[str, Any]], concepts: Sequence[str]
+    ) -> dict[str, list[Instance]]:
+        out: dict[str, list[Instance]] = {c: [] for c in concepts}
+        for r in records:
+            concept = str(r["concept"])
+            if concept not in out:
+                continue
+            out[concept].append(
+                Instance(
+                    concept=concept,
+                    number=int(r["number"]),
+                    score=float(r["score"]),
+                    box_xyxy=(float(r["box"][0]), float(r["box"][1]), float(r["box"][2]), float(r["box"][3])),
+                    area=int(r["area"]),
+                    mask=_read_png(self._store.get(str(r["mask_key"]))),
+                )
+            )
+        for found in out.values():
+            found.sort(key=lambda i: i.number)
+        return out
+
+    # -- analyze --------------------------------------------------------------------------------
+    async def analyze(self, claim: Claim) -> list[dict[str, Any]]:
+        work = await asyncio.to_thread(self._load, claim)
+        image, _ = await asyncio.to_thread(self._photo, work.item.input_key)
+        concepts = list(work.job.analyzed_concepts or [])
+        found = await self._segment(image, work.preset, concepts)
+        return await asyncio.to_thread(self._store_instances, work.job, work.item.idx, found)
+
+    # -- execute --------------------------------------------------------------------------------
+    async def execute(self, claim: Claim) -> ItemOutputs:
+        work = await asyncio.to_thread(self._load, claim)
+        job, item = work.job, work.item
+        image, source_sha = await asyncio.to_thread(self._photo, item.input_key)
+        rule: dict[str, dict[str, Any]] = dict(job.concepts or {})
+        protect = list(job.protect or [])
+        wanted = list(dict.fromkeys([*rule, *(p for p in protect if p not in COMPUTED_PROTECT_LAYERS)]))
+        analyzed = set(job.analyzed_concepts or []) if item.instances is not None else set()
+        reuse = [c for c in wanted if c in analyzed]
+        fresh = [c for c in wanted if c not in analyzed]
+        found = await asyncio.to_thread(self._stored_instances, item.instances or [], reuse)
+        segmented = await self._segment(image, work.preset, fresh)
+        found.update(segmented)
+        records = [r for r in (item.instances or []) if r.get("concept") in reuse]
+        if segmented:
+            records += await asyncio.to_thread(self._store_instances, job, item.idx, segmented)
+        choices = (job.instance_choices or {}).get(str(item.idx), {})
+        return await asyncio.to_thread(self._render, work, image, source_sha, rule, protect, found, choices, records)
+
+    def _render(
+        self,
+        work: _Work,
+        image: U8,
+        source_sha: str,
+        rule: Mapping[str, Mapping[str, Any]],
+        protect: Sequence[str],
+        found: Mapping[str, Sequence[Instance]],
+        choices: Mapping[str, Any],
+        records: Sequence[Mapping[str, Any]],
+    ) -> ItemOutputs:
+        job, idx = work.job, work.item.idx
+        try:
+            layers: dict[str, applier.ConceptLayer] = {}
+            for concept, instances in found.items():
+                selection = applier.Selection.from_json(choices.get(concept))
+                layers[concept] = applier.concept_layer(concept, instances, image, selection)
+            alphas = {c: layer.alpha for c, layer in layers.items()}
+            locked = {name: a for layer in layers.values() for name, a in layer.locked.items()}
+            protect_mask = applier.build_protect(image, protect, alphas, locked)
+            result = applier.apply_rule(image, {c: alphas[c] for c in rule if c in alphas}, rule, protect_mask)
+            renditions = applier.render_item(idx, result.image, templates_of(work.preset, job.output_set))
+        except applier.ApplierError as e:
+            raise PermanentFailure(f"the rule cannot be applied to this photo: {e}") from e
+        if not result.protect.passed:  # enforced by apply_rule; a failure here is a bug, never shipped
+            raise PermanentFailure(f"protected pixels changed: {result.protect.to_dict()}")
+        user, jid = job.user_id, job.id
+        output_key = keys.output_key(user, jid, idx)
+        self._store.put(output_key, _png(result.image), content_type="image/png")
+        preview_key = keys.preview_key(user, jid, idx)
+        self._store.put(preview_key, applier.thumbnail(result.image), content_type="image/jpeg")
+        for concept, layer in layers.items():
+            alpha8 = np.clip(layer.alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            self._store.put(keys.mask_key(user, jid, idx, concept), _png(alpha8), content_type="image/png")
+        stored = []
+        for r in renditions:
+            ext = r.path.rsplit(".", 1)[-1]
+            key = keys.rendition_key(user, jid, idx, r.template, ext)
+            self._store.put(key, r.data, content_type=r.media_type)
+            stored.append({"template_id": r.template, "key": key, "format": ext, **r.to_dict()})
+        check = {
+            **result.protect.to_dict(),
+            "steps": [{"concept": s.concept, "action": s.action, "pixels": s.pixels} for s in result.steps],
+            "source_sha256": source_sha,
+            "alpha": result.has_alpha,
+        }
+        return ItemOutputs(
+            output_key=output_key,
+            preview_key=preview_key,
+            renditions=stored,
+            instances=records,
+            protect_check=check,
+            width=int(image.shape[1]),
+            height=int(image.shape[0]),
+        )
+
+    # -- package --------------------------------------------------------------------------------
+    def package(self, claim: Claim) -> str:
+        """The job's set: every rendition of every done item, and a manifest that proves the protect
+        checks and lists sha256 hashes. Deterministic, so a retried packaging writes the same zip."""
+        with self._db.read() as s:
+            job = s.get(JobRow, claim.job_id)
+            if job is None:
+                raise NotFound(f"job {claim.job_id} no longer exists")
+            items = [i for i in load_items(s, job.id) if i.status == "done"]
+        preset = PRESETS[job.preset_id]
+        templates = templates_of(preset, job.output_set)
+        renditions: list[applier.Rendition] = []
+        manifest_items = []
+        for item in items:
+            for r in item.renditions or []:
+                renditions.append(
+                    applier.Rendition(
+                        item=item.idx,
+                        template=str(r["template"]),
+                        path=str(r["path"]),
+                        data=self._store.get(str(r["key"])),
+                        width=int(r["width"]),
+                        height=int(r["height"]),
+                        media_type=str(r["media_type"]),
+                    )
+                )
+            check = dict(item.protect_check or {})
+            manifest_items.append(
+                {
+                    "idx": item.idx,
+                    "source_sha256": check.pop("source_sha256", None),
+                    "width": item.width,
+                    "height": item.height,
+                    "alpha": check.pop("alpha", False),
+                    "instances": (job.instance_choices or {}).get(str(item.idx)),
+                    "steps": check.pop("steps", []),
+                    "protect_check": check,
+                    "renditions": [
+                        {k: v for k, v in r.items() if k not in ("key", "template_id", "format")}
+                        for r in item.renditions or []
+                    ],
+                }
+            )
+        doc = {
+            "version": applier.sets.MANIFEST_VERSION,
+            "job_id": job.id,
+            "preset": job.preset_id,
+            "output_set": job.output_set,
+            "model": self._segmenter.info.name,
+            "masks_meaningful": self._segmenter.info.meaningful,
+            "rule": dict(job.concepts or {}),
+            "protect": list(job.protect or []),
+            "templates": [t.to_dict() for t in templates],
+            "items": manifest_items,
+            "failed_items": job.failed_items,
+        }
+        data = applier.sets.package(renditions, doc)
+        key = keys.set_key(job.user_id, job.id)
+        self._store.put(key, data, content_type="application/zip")
+        return key

@@ -1,0 +1,138 @@
+"""Running the stack: the core (database, object store, SAM3 backend, services), the gRPC server,
+the REST shim, in-process workers and the sweeper, with an orderly shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from server.config import Settings, resolve_secrets
+from server.db.engine import Database
+from server.grpc_api.server import GrpcServer, build_grpc_server
+from server.inference.factory import build_segmenter
+from server.inference.port import Segmenter
+from server.pipeline import Pipeline
+from server.queue import WorkQueue
+from server.service.bundle import Services
+from server.service.health import Probe
+from server.storage.local import LocalObjectStore
+from server.storage.port import ObjectStore
+from server.wiring import build_services, build_store, open_database
+from server.worker import Worker, sweep_forever, worker_name
+
+log = logging.getLogger(__name__)
+
+GRPC_GRACE_S = 5.0
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: it re-raises a captured SIGTERM when ``serve()``
+    returns, which would kill the process before the workers drain. ``serve`` owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Core:
+    settings: Settings
+    db: Database
+    store: ObjectStore
+    segmenter: Segmenter
+    services: Services
+
+
+def _inference_probe(segmenter: Segmenter, loop: asyncio.AbstractEventLoop) -> Probe:
+    def probe() -> str:
+        # Health probes run on threads; the segmenter lives on the event loop.
+        ready = asyncio.run_coroutine_threadsafe(segmenter.ready(), loop).result(timeout=3)
+        if not ready:
+            raise RuntimeError(f"{segmenter.info.name} is not ready")
+        return segmenter.info.name + ("" if segmenter.info.meaningful else " (tiny random-weight model)")
+
+    return probe
+
+
+@contextlib.asynccontextmanager
+async def open_core(settings: Settings) -> AsyncIterator[Core]:
+    async with contextlib.AsyncExitStack() as stack:
+        db = await asyncio.to_thread(open_database, settings)
+        stack.callback(db.dispose)
+        store = await asyncio.to_thread(build_store, settings)
+        segmenter = await build_segmenter(settings, stack)
+        services = build_services(
+            settings,
+            db,
+            store,
+            extra_probes=[("inference", _inference_probe(segmenter, asyncio.get_running_loop()))],
+            model=segmenter.info.name,
+            model_meaningful=segmenter.info.meaningful,
+        )
+        yield Core(settings, db, store, segmenter, services)
+
+
+def _workers(core: Core, count: int) -> list[Worker]:
+    queue = WorkQueue(core.db, core.settings)
+    pipeline = Pipeline(core.db, core.store, core.segmenter, core.settings)
+    return [Worker(queue, pipeline, name=worker_name(n), lease_s=core.settings.lease_s) for n in range(count)]
+
+
+async def _run_background(core: Core, count: int, stopping: asyncio.Event) -> list[asyncio.Task[None]]:
+    tasks = [asyncio.create_task(w.run(stopping), name=w.name) for w in _workers(core, count)]
+    tasks.append(asyncio.create_task(sweep_forever(core.db, core.settings.sweep_interval_s, stopping)))
+    return tasks
+
+
+async def run_workers(stopping: asyncio.Event, *, count: int | None = None, settings: Settings | None = None) -> None:
+    """Workers (and the sweeper) as their own process, until ``stopping`` is set."""
+    settings = resolve_secrets(settings or Settings.from_env())
+    n = settings.workers if count is None else count
+    async with open_core(settings) as core:
+        tasks = await _run_background(core, max(n, 1), stopping)
+        await stopping.wait()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def serve(settings: Settings) -> None:
+    """``make serve``: everything in one process until SIGINT/SIGTERM."""
+    from gateway_rest.app import create_app_from_settings
+    from gateway_rest.objects import object_routes
+
+    settings = resolve_secrets(settings)
+    stopping = asyncio.Event()
+    async with open_core(settings) as core:
+        grpc_server: GrpcServer = build_grpc_server(core.services, bind=f"{settings.grpc_host}:{settings.grpc_port}")
+        grpc_server.start()
+        log.info("gRPC JobService on %s:%d", settings.grpc_host, grpc_server.port)
+        tasks = await _run_background(core, settings.workers, stopping)
+        routes = object_routes(core.store) if isinstance(core.store, LocalObjectStore) else []
+        app = create_app_from_settings(settings, object_routes=routes)
+        config = uvicorn.Config(
+            app, host=settings.http_host, port=settings.http_port, lifespan="on", log_config=None, access_log=False
+        )
+        http = _HttpServer(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: setattr(http, "should_exit", True))
+        log.info(
+            "REST API on http://%s:%d (model %s%s)",
+            settings.http_host,
+            settings.http_port,
+            core.segmenter.info.name,
+            "" if core.segmenter.info.meaningful else ": tiny random-weight model, masks are not meaningful",
+        )
+        try:
+            await http.serve()  # returns once a signal sets should_exit
+        finally:
+            log.info("shutting down: draining workers")
+            stopping.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(grpc_server.stop, GRPC_GRACE_S)
+    log.info("stopped")

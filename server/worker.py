@@ -1,0 +1,182 @@
+"""Pipeline workers: claim work from the queue, run it under a heartbeat, record the outcome.
+
+In-process workers run inside ``make serve`` (``S3_WORKERS``); at scale, ``python -m server.worker``
+runs them as separate processes against the same database and object store. On SIGTERM a worker
+stops claiming, gives its current item ``drain_s`` to finish, and otherwise returns it to the queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+
+from server.db.engine import Database, DatabaseUnavailable
+from server.errors import InferenceUnavailable, StorageUnavailable
+from server.pipeline import PermanentFailure, Pipeline
+from server.queue import Claim, WorkQueue
+from server.service.settle import ItemOutputs
+from server.service.sweeper import expire_abandoned_uploads
+
+log = logging.getLogger(__name__)
+
+TRANSIENT = (InferenceUnavailable, StorageUnavailable, DatabaseUnavailable, OSError, TimeoutError)
+
+
+def worker_name(n: int) -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{n}"
+
+
+@dataclass
+class WorkerStats:
+    done: int = 0
+    failed: int = 0
+    dropped: int = 0
+
+
+class Worker:
+    def __init__(
+        self,
+        queue: WorkQueue,
+        pipeline: Pipeline,
+        *,
+        name: str,
+        lease_s: float,
+        poll_s: float = 0.25,
+        drain_s: float = 20.0,
+    ) -> None:
+        self._queue = queue
+        self._pipeline = pipeline
+        self.name = name
+        self._heartbeat_s = max(lease_s / 3, 0.05)
+        self._poll_s = poll_s
+        self._drain_s = drain_s
+        self.stats = WorkerStats()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        log.info("worker %s started", self.name)
+        while not stopping.is_set():
+            try:
+                claim = await asyncio.to_thread(self._queue.claim, self.name)
+            except DatabaseUnavailable:
+                log.warning("worker %s: database unavailable, retrying", self.name)
+                claim = None
+            if claim is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), self._poll_s)
+                continue
+            await self._process(claim, stopping)
+        log.info("worker %s stopped: %s", self.name, self.stats)
+
+    async def _process(self, claim: Claim, stopping: asyncio.Event) -> None:
+        lost = asyncio.Event()
+        beat = asyncio.create_task(self._heartbeat(claim, lost))
+        work = asyncio.create_task(self._pipeline.run(claim))
+        try:
+            await self._wait(work, lost, stopping)
+            if lost.is_set() and not work.done():
+                work.cancel()
+                self.stats.dropped += 1
+                log.info("%s: lease on %s/%d lost, work dropped", self.name, claim.job_id, claim.idx)
+                return
+            if not work.done():  # shutting down and the drain time ran out
+                work.cancel()
+                await asyncio.to_thread(self._queue.release, claim)
+                log.info("%s: returned %s/%d to the queue on shutdown", self.name, claim.job_id, claim.idx)
+                return
+            await self._record(claim, work)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await beat
+            if not work.done():
+                work.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await work
+
+    async def _wait(self, work: asyncio.Task[object], lost: asyncio.Event, stopping: asyncio.Event) -> None:
+        lost_wait = asyncio.create_task(lost.wait())
+        stop_wait = asyncio.create_task(stopping.wait())
+        try:
+            await asyncio.wait({work, lost_wait, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.is_set() and not work.done() and not lost.is_set():
+                await asyncio.wait({work, lost_wait}, timeout=self._drain_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost_wait.cancel()
+            stop_wait.cancel()
+
+    async def _record(self, claim: Claim, work: asyncio.Task[object]) -> None:
+        error = work.exception()
+        if error is None:
+            result = work.result()
+            if claim.stage == "execute" and isinstance(result, ItemOutputs):
+                recorded = await asyncio.to_thread(self._queue.complete_item, claim, result)
+            elif claim.stage == "analyze" and isinstance(result, list):
+                recorded = await asyncio.to_thread(self._queue.complete_analysis, claim, result)
+            elif claim.stage == "package" and isinstance(result, str):
+                recorded = await asyncio.to_thread(self._queue.complete_package, claim, result)
+            else:
+                raise TypeError(f"unexpected {claim.stage} result {type(result).__name__}")
+            if recorded:
+                self.stats.done += 1
+            else:
+                self.stats.dropped += 1
+            return
+        self.stats.failed += 1
+        retryable = not isinstance(error, PermanentFailure)
+        if isinstance(error, TRANSIENT):
+            log.warning("%s: %s/%d attempt %d: %s", self.name, claim.job_id, claim.idx, claim.attempt, error)
+        elif retryable:
+            log.error("%s: %s/%d attempt %d failed", self.name, claim.job_id, claim.idx, claim.attempt, exc_info=error)
+        message = getattr(error, "message", None) or str(error) or type(error).__name__
+        await asyncio.to_thread(self._queue.fail, claim, message, retryable=retryable)
+
+    async def _heartbeat(self, claim: Claim, lost: asyncio.Event) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            try:
+                alive = await asyncio.to_thread(self._queue.heartbeat, claim)
+            except DatabaseUnavailable:
+                continue  # the lease may still hold; the next beat tries again
+            if not alive:
+                lost.set()
+                return
+
+
+async def sweep_forever(db: Database, interval_s: float, stopping: asyncio.Event) -> None:
+    """Cancel and refund abandoned uploads every ``interval_s``."""
+    while not stopping.is_set():
+        try:
+            await asyncio.to_thread(expire_abandoned_uploads, db)
+        except DatabaseUnavailable as e:
+            log.warning("sweeper: %s", e)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m server.worker``: pipeline workers as a separate process."""
+    from server.runtime import run_workers
+
+    parser = argparse.ArgumentParser(description="S3 pipeline workers (same settings as the server)")
+    parser.add_argument("--workers", type=int, default=None, help="how many workers (default S3_WORKERS or 1)")
+    args = parser.parse_args(argv)
+
+    async def go() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await run_workers(stopping, count=args.workers)
+
+    asyncio.run(go())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
