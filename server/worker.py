@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from dataclasses import dataclass
 
 from server.db.engine import Database, DatabaseUnavailable
@@ -161,18 +162,27 @@ async def sweep_forever(db: Database, interval_s: float, stopping: asyncio.Event
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m server.worker``: pipeline workers as a separate process."""
+    from server.config import Settings, SettingsError
+    from server.logs import configure_logging
     from server.runtime import run_workers
 
     parser = argparse.ArgumentParser(description="S3 pipeline workers (same settings as the server)")
     parser.add_argument("--workers", type=int, default=None, help="how many workers (default S3_WORKERS or 1)")
     args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    # Same JSON logs as the server: without this a worker process reports nothing below WARNING.
+    configure_logging(settings.log_level)
 
     async def go() -> None:
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-        await run_workers(stopping, count=args.workers)
+        await run_workers(stopping, count=args.workers, settings=settings)
 
     asyncio.run(go())
     return 0
