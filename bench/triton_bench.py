@@ -133,9 +133,8 @@ def vision_counts(url: str) -> tuple[int, int]:
         client.close()
 
 
-def with_vision_delay(artifact: ModelArtifact, delay_us: int, work: Path) -> Path:
-    """A copy of the tiny CPU repository whose vision graph waits ``delay_us`` to form batches."""
-    target = work / f"repo-delay-{delay_us}"
+def with_vision_delay(artifact: ModelArtifact, delay_us: int, target: Path) -> Path:
+    """The tiny CPU repository with a vision graph that waits ``delay_us`` to form batches."""
     artifact.cpu_repository(target)
     batching = tr.Batching(
         tr.VISION_BATCHING.max_batch_size, tr.VISION_BATCHING.preferred_batch_sizes, max_queue_delay_us=delay_us
@@ -149,13 +148,24 @@ def queue_delay_sweep(artifact: ModelArtifact, work: Path, delays: tuple[int, ..
     data = sam3_input_data(work)
     rows = []
     for delay in delays:
-        with LocalTriton(with_vision_delay(artifact, delay, work), work / f"triton-{delay}") as server:
+        with LocalTriton(
+            with_vision_delay(artifact, delay, work / f"repo-{delay}"), work / f"triton-{delay}"
+        ) as server:
+            direct = run_perf(server.url, "sam3_vision", 8, work)
             before = vision_counts(server.url)
-            result = run_perf(server.url, "sam3", 8, work, data)
+            through_sam3 = run_perf(server.url, "sam3", 8, work, data)
             after = vision_counts(server.url)
         inferences, executions = after[0] - before[0], after[1] - before[1]
         rows.append(
-            {"max_queue_delay_us": delay, **result, "avg_vision_batch": round(inferences / max(executions, 1), 2)}
+            {
+                "max_queue_delay_us": delay,
+                "vision_infer_per_s": direct["infer_per_s"],
+                "vision_p50_ms": direct["p50_ms"],
+                "sam3_infer_per_s": through_sam3["infer_per_s"],
+                "sam3_p50_ms": through_sam3["p50_ms"],
+                "sam3_p99_ms": through_sam3["p99_ms"],
+                "avg_vision_batch_in_sam3": round(inferences / max(executions, 1), 2),
+            }
         )
     return rows
 
@@ -183,8 +193,13 @@ async def round_trip(artifact: ModelArtifact, url: str, repeat: int) -> list[dic
     return rows
 
 
-def run(repeat: int = 20, delays: tuple[int, ...] = (0, 2000, 5000, 20000)) -> dict[str, Any]:
-    """Every part; returns a JSON-serialisable dict (``make bench`` merges it)."""
+PARTS = ("vision", "sam3", "round_trip", "queue_delay")
+
+
+def run(
+    repeat: int = 20, delays: tuple[int, ...] = (0, 1000, 5000, 20000), parts: tuple[str, ...] = PARTS
+) -> dict[str, Any]:
+    """The chosen parts; returns a JSON-serialisable dict (``make bench`` merges it)."""
     artifact = asyncio.run(ensure_artifact(ARTIFACTS, None))
     results: dict[str, Any] = {
         "model": artifact.name,
@@ -195,11 +210,15 @@ def run(repeat: int = 20, delays: tuple[int, ...] = (0, 2000, 5000, 20000)) -> d
     with tempfile.TemporaryDirectory(prefix="triton-bench-") as tmp:
         work = Path(tmp)
         with LocalTriton(artifact.cpu_repository(work / "repository"), work / "triton") as server:
-            results["vision"] = [run_perf(server.url, "sam3_vision", c, work) for c in (1, 4, 8)]
-            data = sam3_input_data(work)
-            results["sam3"] = [run_perf(server.url, "sam3", c, work, data) for c in (1, 4, 8)]
-            results["round_trip"] = asyncio.run(round_trip(artifact, server.url, repeat))
-        results["queue_delay"] = queue_delay_sweep(artifact, work, delays)
+            if "vision" in parts:
+                results["vision"] = [run_perf(server.url, "sam3_vision", c, work) for c in (1, 4, 8)]
+            if "sam3" in parts:
+                data = sam3_input_data(work)
+                results["sam3"] = [run_perf(server.url, "sam3", c, work, data) for c in (1, 4, 8)]
+            if "round_trip" in parts:
+                results["round_trip"] = asyncio.run(round_trip(artifact, server.url, repeat))
+        if "queue_delay" in parts:
+            results["queue_delay"] = queue_delay_sweep(artifact, work, delays)
     return results
 
 
@@ -217,10 +236,11 @@ def markdown(results: dict[str, Any]) -> str:
     for part, title in (
         ("vision", "perf_analyzer, `sam3_vision` (fp32 [3,112,112], batch 1 per request)"),
         ("sam3", "perf_analyzer, `sam3` (480x640 uint8 photo, 4 phrases)"),
-        ("queue_delay", "vision graph queue delay swept, `sam3` at concurrency 8"),
+        ("queue_delay", "vision graph queue delay swept: `sam3_vision` and `sam3` at concurrency 8"),
         ("round_trip", "one segment() call, 1152x864 photo: Triton vs in-process onnxruntime (median)"),
     ):
-        lines += [f"**{title}**", "", *_table(results[part]), ""]
+        if part in results:
+            lines += [f"**{title}**", "", *_table(results[part]), ""]
     return "\n".join(lines)
 
 
@@ -228,8 +248,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="SAM3 serving benchmarks (tiny model, embedded Triton).")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {PARTS}")
     args = parser.parse_args()
-    results = run(repeat=args.repeat)
+    results = run(repeat=args.repeat, parts=tuple(args.parts.split(",")))
     print(markdown(results))
     if args.json:
         with open(args.json, "w") as f:

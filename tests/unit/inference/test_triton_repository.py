@@ -36,9 +36,10 @@ def test_every_config_parses(flavour: tr.Flavour, geometry: tr.Geometry, params:
     assert sam3.parameters["meaningful"].string_value == ("true" if params.meaningful else "false")
 
     vision = configs["sam3_vision"]
-    assert vision.max_batch_size == tr.VISION_BATCHING.max_batch_size
-    assert list(vision.dynamic_batching.preferred_batch_size) == list(tr.VISION_BATCHING.preferred_batch_sizes)
-    assert vision.dynamic_batching.max_queue_delay_microseconds == tr.VISION_BATCHING.max_queue_delay_us
+    batching = tr.VISION_BATCHING if flavour == "cpu" else tr.GPU_VISION_BATCHING
+    assert vision.max_batch_size == batching.max_batch_size
+    assert list(vision.dynamic_batching.preferred_batch_size) == list(batching.preferred_batch_sizes)
+    assert vision.dynamic_batching.max_queue_delay_microseconds == batching.max_queue_delay_us
     assert list(vision.input[0].dims) == [3, geometry.image_size, geometry.image_size]
     for graph in ("sam3_vision", "sam3_text", "sam3_decoder"):
         config = configs[graph]
