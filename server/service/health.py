@@ -45,13 +45,6 @@ class Health:
         # Probes run in parallel, each bounded, so one hung dependency cannot hang /health.
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self._probes)), thread_name_prefix="health")
 
-    def add_probe(self, name: str, probe: Probe) -> None:
-        self._probes.append((name, probe))
-        self._pool = ThreadPoolExecutor(max_workers=len(self._probes), thread_name_prefix="health")
-
-    def set_model(self, model: str, meaningful: bool) -> None:
-        self._model, self._meaningful = model, meaningful
-
     def report(self) -> HealthReport:
         futures = [(name, self._pool.submit(probe)) for name, probe in self._probes]
         components = []
