@@ -160,6 +160,8 @@ class JobItemRow(Base):
     protect_check: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    requeues: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Times an operator put the failed item back in the queue; each round has its own ledger refs."""
     available_at: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]

@@ -25,23 +25,40 @@ def reserve(session: Session, user: UserRow, job_id: str, amount: int) -> None:
     _event(session, user, job_id, "reserve", amount, "job")
 
 
-def spend_item(session: Session, user: UserRow, job: JobRow, idx: int) -> None:
+def item_ref(idx: int, requeues: int = 0) -> str:
+    """The ledger ref of one item's movements: ``item:3``, and ``item:3/r1`` after an operator's
+    first requeue, so each round of an item reserves, spends or refunds at most once."""
+    return f"item:{idx}/r{requeues}" if requeues else f"item:{idx}"
+
+
+def reserve_item(session: Session, user: UserRow, job: JobRow, idx: int, *, requeues: int) -> None:
+    """A refunded item goes back to work (operator requeue): its credits are reserved again."""
+    amount = job.cost_per_item
+    if user.credits_available < amount:
+        raise InsufficientCredits(f"requeueing needs {amount} credits; {user.credits_available} are available")
+    user.credits_available -= amount
+    user.credits_reserved += amount
+    job.credits_reserved += amount
+    _event(session, user, job.id, "reserve", amount, item_ref(idx, requeues))
+
+
+def spend_item(session: Session, user: UserRow, job: JobRow, idx: int, *, requeues: int = 0) -> None:
     """One item done: its reserved credits become spent."""
     amount = job.cost_per_item
     user.credits_reserved -= amount
     user.credits_spent += amount
     job.credits_reserved -= amount
     job.credits_spent += amount
-    _event(session, user, job.id, "spend", amount, f"item:{idx}")
+    _event(session, user, job.id, "spend", amount, item_ref(idx, requeues))
 
 
-def refund_item(session: Session, user: UserRow, job: JobRow, idx: int) -> None:
+def refund_item(session: Session, user: UserRow, job: JobRow, idx: int, *, requeues: int = 0) -> None:
     """One item failed or canceled: its reserved credits return to the user."""
     amount = job.cost_per_item
     user.credits_reserved -= amount
     user.credits_available += amount
     job.credits_reserved -= amount
-    _event(session, user, job.id, "refund", amount, f"item:{idx}")
+    _event(session, user, job.id, "refund", amount, item_ref(idx, requeues))
 
 
 def grant(session: Session, user: UserRow, amount: int, ref: str, *, kind: str = "admin_grant") -> None:

@@ -68,12 +68,12 @@ def finish_item(
         item.width = outputs.width or item.width
         item.height = outputs.height or item.height
         item.error = None
-        ledger.spend_item(session, user, job, item.idx)
+        ledger.spend_item(session, user, job, item.idx, requeues=item.requeues)
         job.done_items += 1
     else:
         item.status = "failed"
         item.error = error or "processing failed"
-        ledger.refund_item(session, user, job, item.idx)
+        ledger.refund_item(session, user, job, item.idx, requeues=item.requeues)
         job.failed_items += 1
     item.stage = "none"
     item.available_at = None
@@ -123,6 +123,6 @@ def cancel_open_items(session: Session, job: JobRow, reason: str) -> int:
         item.available_at = None
         item.updated_at = now
         release_lease(item)
-        ledger.refund_item(session, user, job, item.idx)
+        ledger.refund_item(session, user, job, item.idx, requeues=item.requeues)
         canceled += 1
     return canceled
