@@ -1,0 +1,131 @@
+"""Running the real pipeline in tests: the tiny SAM3 export, photos that behave like photos, and
+in-process workers driven until jobs finish."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import io
+import time
+from collections.abc import Collection
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import select
+
+from server.db.engine import Database
+from server.db.tables import BillingEventRow, JobItemRow, JobRow
+from server.inference.artifacts import REPO_ROOT, ModelArtifact, ensure_artifact
+from server.inference.factory import build_segmenter
+from server.pipeline import Pipeline
+from server.queue import WorkQueue
+from server.service.job_state import TERMINAL
+from server.worker import Worker, WorkerStats
+from tests.support.stack import Stack
+
+ARTIFACTS = REPO_ROOT / ".artifacts"
+"""Where ``make test`` exports the tiny model once (mk/model.mk); the tests reuse it."""
+
+WALL_WHITE = {"Wall": {"action": "recolor", "value": "white"}}
+
+
+@functools.cache
+def tiny_artifact() -> ModelArtifact:
+    """The tiny random-weight SAM3 export, made by ``make test`` beforehand (a cached no-op then)."""
+    return asyncio.run(ensure_artifact(ARTIFACTS, None))
+
+
+def link_tiny_model(data_dir: Path) -> Path:
+    """Give ``data_dir`` the tiny export in its model cache, so the service finds it instead of
+    exporting again (the export is keyed by directory name). Returns ``data_dir``."""
+    artifact = tiny_artifact()
+    models = data_dir / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    link = models / artifact.root.name
+    if not link.exists():
+        link.symlink_to(artifact.root)
+    return data_dir
+
+
+def photo_jpeg(width: int, height: int, seed: int = 0) -> bytes:
+    """A seeded photo-like JPEG: smooth gradients, one flat block and mild sensor noise.
+
+    Unlike uniform noise it compresses like a real photo, so large sizes stay realistic.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([xx * 255 / width, yy * 255 / height, (xx + yy) * 127 / (width + height)], axis=-1)
+    base[height // 3 : 2 * height // 3, width // 4 : width // 2] = rng.integers(0, 255, 3)
+    pixels = np.clip(base + rng.normal(0, 4, (height, width, 3)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def queued_job(stack: Stack, n: int, *, width: int = 96, height: int = 72, preset: str = "interior") -> tuple[str, str]:
+    """A new user's job of ``n`` uploaded, confirmed and executed photos: ``(user_id, job_id)``."""
+    user = stack.services.accounts.create_anonymous().user.user_id
+    created = stack.services.jobs.create(user, preset_id=preset, item_count=n)
+    for target in created.uploads:
+        stack.store.put(target.key, photo_jpeg(width, height, seed=target.idx), content_type="image/jpeg")
+    job_id = created.job.job_id
+    stack.services.jobs.confirm_upload(user, job_id)
+    concepts = WALL_WHITE if preset == "interior" else {"Background": {"action": "remove"}}
+    stack.services.jobs.execute(
+        user, job_id, concepts=concepts, protect=None, rule_id=None, instances=None, output_set=None
+    )
+    return user, job_id
+
+
+def job_items(db: Database, job_id: str) -> list[JobItemRow]:
+    with db.read() as s:
+        stmt = select(JobItemRow).where(JobItemRow.job_id == job_id).order_by(JobItemRow.idx)
+        return list(s.scalars(stmt))
+
+
+def spend_refs(db: Database, job_id: str) -> list[str]:
+    """The ``ref`` of every spend event of the job (``item:<idx>``), sorted: one per item charged."""
+    with db.read() as s:
+        stmt = select(BillingEventRow.ref).where(BillingEventRow.job_id == job_id, BillingEventRow.type == "spend")
+        return sorted(s.scalars(stmt))
+
+
+def job_statuses(db: Database, job_ids: Collection[str]) -> dict[str, str]:
+    with db.read() as s:
+        return {j: row.status for j in job_ids if (row := s.get(JobRow, j)) is not None}
+
+
+async def _drive(stack: Stack, job_ids: Collection[str], workers: int, timeout_s: float) -> list[WorkerStats]:
+    async with contextlib.AsyncExitStack() as resources:
+        segmenter = await build_segmenter(stack.settings, resources)
+        queue = WorkQueue(stack.db, stack.settings)
+        pipeline = Pipeline(stack.db, stack.store, segmenter, stack.settings)
+        crew = [
+            Worker(queue, pipeline, name=f"test-worker-{n}", lease_s=stack.settings.lease_s, poll_s=0.05)
+            for n in range(workers)
+        ]
+        stopping = asyncio.Event()
+        tasks = [asyncio.create_task(w.run(stopping)) for w in crew]
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                statuses = await asyncio.to_thread(job_statuses, stack.db, job_ids)
+                if all(statuses.get(j) in TERMINAL for j in job_ids):
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"jobs not finished within {timeout_s}s: {statuses}")
+                await asyncio.sleep(0.05)
+        finally:
+            stopping.set()
+            await asyncio.gather(*tasks)
+        return [w.stats for w in crew]
+
+
+def process_jobs(
+    stack: Stack, job_ids: Collection[str], *, workers: int = 2, timeout_s: float = 60.0
+) -> list[WorkerStats]:
+    """Run in-process workers (the configured segmenter, the real pipeline) until every job in
+    ``job_ids`` is terminal; returns each worker's counters."""
+    return asyncio.run(_drive(stack, job_ids, workers, timeout_s))
