@@ -32,9 +32,9 @@ def test_demo_runs_both_albums_and_writes_sets_and_contact_sheets(tmp_path: Path
     (photos / "notes.txt").write_text("not a photo: ignored")
     out = tmp_path / "out"
 
+    command = ["--photos", str(photos), "--items", "1", "--size", "small", "--out", str(out)]
     run = subprocess.run(
-        [sys.executable, "-m", "scripts.demo", "--photos", str(photos), "--items", "1", "--size", "small"]
-        + ["--out", str(out)],
+        [sys.executable, "-m", "scripts.demo", *command],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
