@@ -1,0 +1,121 @@
+"""An album all the way through with ``S3_STORAGE=s3``: the S3-compatible server (moto's, in its own
+process) holds every object; the client uploads and downloads through SigV4 presigned URLs.
+
+create -> presigned PUT -> confirm -> execute -> workers (real pipeline, in-process onnxruntime
+SAM3) -> done -> presigned GET of the outputs and of the set. On SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+from PIL import Image
+
+from server.storage import keys
+from server.storage.s3 import S3ObjectStore
+from tests.servers.s3server import S3Endpoint
+from tests.support.invariants import check_invariants
+from tests.support.pipeline import WALL_WHITE, link_tiny_model, photo_jpeg, process_jobs, spend_refs
+from tests.support.stack import Stack, make_stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def s3_stack(database_url: str, tmp_path: Path, s3_endpoint: S3Endpoint) -> Iterator[Stack]:
+    stack = make_stack(
+        database_url,
+        link_tiny_model(tmp_path / "data"),
+        storage="s3",
+        s3_endpoint_url=s3_endpoint.url,
+        s3_bucket=f"flow-{uuid.uuid4().hex[:12]}",
+        s3_region=s3_endpoint.region,
+        s3_access_key_id=s3_endpoint.access_key_id,
+        s3_secret_access_key=s3_endpoint.secret_access_key,
+        inference="onnx",
+    )
+    try:
+        yield stack
+    finally:
+        stack.db.dispose()
+
+
+def _bucket_keys(endpoint: S3Endpoint, bucket: str, prefix: str) -> set[str]:
+    """What the bucket holds under ``prefix``, asked of the server directly (not through the adapter)."""
+    client = boto3.session.Session(
+        aws_access_key_id=endpoint.access_key_id,
+        aws_secret_access_key=endpoint.secret_access_key,
+        region_name=endpoint.region,
+    ).client("s3", endpoint_url=endpoint.url)
+    found: set[str] = set()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        found.update(obj["Key"] for obj in page.get("Contents", []))
+    return found
+
+
+def test_album_through_presigned_urls_on_the_s3_store(s3_stack: Stack, s3_endpoint: S3Endpoint) -> None:
+    stack = s3_stack
+    assert isinstance(stack.store, S3ObjectStore)
+    jobs = stack.services.jobs
+    user = stack.services.accounts.create_anonymous().user.user_id
+    n = 2
+    created = jobs.create(user, preset_id="interior", item_count=n)
+    job_id = created.job.job_id
+    with httpx.Client(timeout=30) as http:
+        for target in created.uploads:
+            req = target.request
+            assert req.method == "PUT" and req.url.startswith(s3_endpoint.url)
+            assert "X-Amz-Signature=" in req.url
+            sent = http.put(req.url, content=photo_jpeg(160, 120, seed=target.idx), headers=req.headers)
+            assert sent.status_code == 200, sent.text
+
+        assert jobs.confirm_upload(user, job_id).status == "uploaded"
+        jobs.execute(user, job_id, concepts=WALL_WHITE, protect=None, rule_id=None, instances=None, output_set=None)
+        stats = process_jobs(stack, [job_id], workers=2)
+        assert sum(s.done for s in stats) == n + 1 and sum(s.failed for s in stats) == 0
+
+        job = jobs.get(user, job_id)
+        assert (job.status, job.done_items, job.failed_items) == ("done", n, 0)
+        assert spend_refs(stack.db, job_id) == [f"item:{i}" for i in range(n)]
+        assert job.set_key == keys.set_key(user, job_id) and job.items is not None
+
+        # Every object the contract names is in the bucket, under the contract's keys.
+        held = _bucket_keys(s3_endpoint, stack.settings.s3_bucket, "")
+        for item in job.items:
+            expected = {
+                keys.input_key(user, job_id, item.idx),
+                keys.output_key(user, job_id, item.idx),
+                keys.preview_key(user, job_id, item.idx),
+                keys.mask_key(user, job_id, item.idx, "Wall"),
+                keys.instances_key(user, job_id, item.idx),
+                *(str(r["key"]) for r in item.renditions),
+            }
+            assert item.renditions and expected <= held, expected - held
+
+        # Downloads: SigV4 presigned GETs straight from the store.
+        for item in job.items:
+            assert item.output_key is not None
+            got = http.get(jobs.download_url(item.output_key))
+            assert got.status_code == 200
+            with Image.open(io.BytesIO(got.content)) as result:
+                assert (result.format, result.size) == ("PNG", (160, 120))
+        got = http.get(jobs.download_url(job.set_key))
+        assert got.status_code == 200 and got.headers["content-type"] == "application/zip"
+
+    with zipfile.ZipFile(io.BytesIO(got.content)) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        names = set(zf.namelist())
+    assert manifest["job_id"] == job_id and [i["idx"] for i in manifest["items"]] == list(range(n))
+    listed = {r["path"] for i in manifest["items"] for r in i["renditions"]}
+    assert listed and listed | {"manifest.json"} == names
+    for i in manifest["items"]:
+        assert i["protect_check"]["passed"] is True
+    check_invariants(stack.db)
