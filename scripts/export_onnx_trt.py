@@ -463,7 +463,9 @@ def _save_tokenizer(checkpoint: Path, target: Path) -> None:
     tok.backend_tokenizer.save(str(target))
 
 
-def export(checkpoint: Path | None, out: Path, trt_mode: str, precision: str, onnx_tol: float) -> dict[str, Any]:
+def export(
+    checkpoint: Path | None, out: Path, trt_mode: str, precision: str, onnx_tol: float, replace: bool = False
+) -> dict[str, Any]:
     """Build the artefact in a scratch folder next to ``out`` and move it into place when every gate passes."""
     import torch
     from transformers import Sam3Model
@@ -549,9 +551,12 @@ def export(checkpoint: Path | None, out: Path, trt_mode: str, precision: str, on
             "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
         }
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-        if out.exists():
+        if out.exists() and replace:
             shutil.rmtree(out)
-        os.replace(work, out)  # atomic: a half-written artefact is never seen as finished
+        if out.exists():
+            log.info("another process finished %s first: keeping its artefact", out)
+        else:
+            os.replace(work, out)  # atomic: a half-written artefact is never seen as finished
         return manifest
     finally:
         if work.exists():
@@ -585,7 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         log.info("exporting %s to %s", "the tiny model" if checkpoint is None else checkpoint, out)
         try:
-            export(checkpoint, out, args.trt, args.precision, args.onnx_tol)
+            export(checkpoint, out, args.trt, args.precision, args.onnx_tol, replace=args.force)
         except ParityError as e:
             print(f"error: parity gate failed, artefact refused: {e}", file=sys.stderr)
             return 3

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
 from pathlib import Path
 
 from server.config import Settings
@@ -60,8 +62,10 @@ async def build_segmenter(
         stack.push_async_callback(segmenter.close)
     else:
         artifact = await _artifact(settings, model_venv)
-        work = settings.data_dir / "triton"
+        # One folder per process: a worker process beside the service starts its own server.
+        work = settings.data_dir / "triton" / f"run-{os.getpid()}"
         repository = artifact.cpu_repository(work / "repository")
+        stack.callback(shutil.rmtree, repository, ignore_errors=True)
         triton = LocalTriton(repository, work, model_venv=model_venv)
         await asyncio.to_thread(triton.start)
         stack.push_async_callback(asyncio.to_thread, triton.stop)

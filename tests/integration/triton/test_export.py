@@ -42,17 +42,15 @@ def test_export_is_reused_when_present(tiny_artifact: ModelArtifact) -> None:
     assert "nothing to export" in run.stderr
 
 
-def test_export_refuses_an_artefact_that_fails_parity(tmp_path: Path) -> None:
+def test_export_refuses_an_artefact_that_fails_parity(tiny_artifact: ModelArtifact, tmp_path: Path) -> None:
+    # The checkpoint path is the one real weights take (a Hugging Face directory); an impossible
+    # tolerance makes the first ONNX graph fail its gate.
+    checkpoint = tiny_artifact.root / "checkpoint"
     out = tmp_path / "refused"
-    run = subprocess.run(
-        [str(model_python()), "-m", "scripts.export_onnx_trt", "--tiny", "--out", str(out), "--onnx-tol", "1e-12"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    command = [str(model_python()), "-m", "scripts.export_onnx_trt", "--checkpoint", str(checkpoint)]
+    command += ["--out", str(out), "--onnx-tol", "1e-12"]
+    run = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 3, run.stderr[-2000:]
-    assert "parity gate failed" in run.stderr
+    assert "parity gate failed" in run.stderr and "ONNX vision" in run.stderr
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no scratch folder left behind

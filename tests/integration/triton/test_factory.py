@@ -26,7 +26,7 @@ def _alive(pid: int) -> bool:
 
 
 def _triton_pid(data_dir: Path) -> int:
-    return int((data_dir / "triton" / "tritonserver.pid").read_text())
+    return int((data_dir / "triton" / f"run-{os.getpid()}" / "tritonserver.pid").read_text())
 
 
 @pytest.mark.parametrize("inference", ["triton", "onnx"])
@@ -50,4 +50,5 @@ def test_build_segmenter_without_checkpoint_serves_the_tiny_model(
     assert "masks are NOT meaningful" in caplog.text
     if inference == "triton":
         assert pid is not None and not _alive(pid), "the embedded Triton must stop with the stack"
-        assert not (data_dir_with_tiny_model / "triton" / "tritonserver.pid").exists()
+        run = data_dir_with_tiny_model / "triton" / f"run-{os.getpid()}"
+        assert not (run / "tritonserver.pid").exists() and not (run / "repository").exists()
