@@ -9,6 +9,7 @@ from server.config import Settings
 from server.db.engine import Database
 from server.db.migrate import upgrade
 from server.service.accounts import Accounts
+from server.service.admin import Admin
 from server.service.bundle import Services
 from server.service.callbacks import Callbacks
 from server.service.health import Health, Probe
@@ -73,7 +74,7 @@ def build_services(
     model: str = "none",
     model_meaningful: bool = False,
 ) -> Services:
-    if settings.jwt_secret is None or settings.callback_secret is None:
+    if settings.jwt_secret is None or settings.callback_secret is None or settings.admin_token is None:
         raise ValueError("resolve secrets before building services")
     tokens = TokenService(settings.jwt_secret, settings.jwt_ttl_s)
     health = Health(
@@ -89,4 +90,5 @@ def build_services(
         jobs=Jobs(db, store, settings),
         callbacks=Callbacks(db, settings.callback_secret),
         health=health,
+        admin=Admin(db, admin_token=settings.admin_token, max_attempts=settings.max_attempts),
     )

@@ -17,6 +17,7 @@ import grpc
 
 from server.errors import S3Error
 from server.grpc_api.status import ERROR_CODE_METADATA_KEY, GRPC_STATUS
+from server.metrics.rpc import RpcMetrics
 
 log = logging.getLogger("s3.grpc")
 
@@ -52,6 +53,15 @@ else:
 
 
 class DomainErrorInterceptor(_ServerInterceptor):
+    def __init__(self, metrics: RpcMetrics | None = None) -> None:
+        self._metrics = metrics
+
+    def _observe(self, method: str, outcome: str, started: float) -> None:
+        if self._metrics is not None:
+            # Unexpected exceptions are answered INTERNAL: count them so, not by class name.
+            code = outcome if outcome in GRPC_STATUS or outcome == "OK" else "INTERNAL"
+            self._metrics.observe(method, code, time.perf_counter() - started)
+
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
@@ -75,6 +85,7 @@ class DomainErrorInterceptor(_ServerInterceptor):
                     _abort(context, method, err)
                     raise  # unreachable: abort raises
                 finally:
+                    self._observe(method, outcome, started)
                     log.info(
                         "%s %s %.1fms",
                         method,
@@ -94,11 +105,15 @@ class DomainErrorInterceptor(_ServerInterceptor):
 
             def unary_stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 token = request_id_var.set(_request_id(context))
+                started = time.perf_counter()
+                outcome = "OK"
                 try:
                     yield from inner_us(request, context)
                 except Exception as err:
+                    outcome = err.code if isinstance(err, S3Error) else type(err).__name__
                     _abort(context, method, err)
                 finally:
+                    self._observe(method, outcome, started)
                     request_id_var.reset(token)
 
             return grpc.unary_stream_rpc_method_handler(

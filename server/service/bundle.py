@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from server.db.engine import Database
 from server.service.accounts import Accounts
+from server.service.admin import Admin
 from server.service.callbacks import Callbacks
 from server.service.health import Health
 from server.service.jobs import Jobs
@@ -22,5 +23,6 @@ class Services:
     jobs: Jobs
     callbacks: Callbacks
     health: Health
+    admin: Admin
     watch_interval_s: float = 0.5
     """How often a job-progress stream looks for changes."""

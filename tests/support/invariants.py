@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from server.db.engine import Database
 from server.db.tables import BillingEventRow, JobItemRow, JobRow, UserRow
+from server.service.ledger import item_ref
 
 OPEN_ITEM_STATES = {"pending", "uploaded", "queued", "running"}
 
@@ -52,3 +53,18 @@ def check_invariants(db: Database) -> None:
         reserved_by_user[j.user_id] += j.credits_reserved
     for u in users:
         assert reserved_by_user[u.id] == u.credits_reserved, u.id
+    _check_requeue_rounds(events, items)
+
+
+def _check_requeue_rounds(events: list[BillingEventRow], items: list[JobItemRow]) -> None:
+    """Every operator requeue of an item reserved its credits again under that round's ref, and an
+    item is paid for at most once whatever the number of rounds."""
+    reserved = {(e.job_id, e.ref) for e in events if e.type == "reserve"}
+    spends: dict[tuple[str | None, str], int] = defaultdict(int)
+    for e in events:
+        if e.type == "spend":
+            spends[(e.job_id, e.ref.split("/", 1)[0])] += 1
+    for i in items:
+        for round_no in range(1, i.requeues + 1):
+            assert (i.job_id, item_ref(i.idx, round_no)) in reserved, (i.job_id, i.idx, round_no)
+        assert spends[(i.job_id, item_ref(i.idx))] == (1 if i.status == "done" else 0), (i.job_id, i.idx)
