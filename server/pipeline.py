@@ -30,7 +30,7 @@ from server import images
 from server.config import Settings
 from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
-from server.errors import NotFound, S3Error, ValidationFailed
+from server.errors import NotFound, PayloadTooLarge, S3Error, ValidationFailed
 from server.inference.port import Instance, Segmenter
 from server.presets import COMPUTED_PROTECT_LAYERS, PRESETS, PresetSpec, TemplateSpec
 from server.queue import Claim
@@ -111,8 +111,10 @@ class Pipeline:
         data = self._store.get(key, max_bytes=self._settings.max_upload_bytes)
         try:
             pixels = images.decode_rgb(data, max_pixels=self._settings.max_image_pixels)
-        except ValidationFailed as e:
-            raise PermanentFailure(e.message) from e
+        except (ValidationFailed, PayloadTooLarge) as e:
+            # Unusable for good (swapped after confirm-upload): no retry. "CODE: message" as
+            # confirm-upload writes it, so the item's error always names its contract code.
+            raise PermanentFailure(f"{e.code}: {e.message}") from e
         return pixels, hashlib.sha256(data).hexdigest()
 
     async def _segment(self, image: U8, preset: PresetSpec, concepts: Sequence[str]) -> dict[str, list[Instance]]:
