@@ -8,8 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -47,6 +47,8 @@ class StackConfig:
     data_dir: Path
     log_path: Path
     workers: int = 2
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Extra ``S3_*`` settings for the server (the benchmarks use them; the demo runs the defaults)."""
 
 
 class EmbeddedStack:
@@ -84,6 +86,7 @@ class EmbeddedStack:
         env.pop("S3_DATABASE_URL", None)
         env.pop("S3_STORAGE", None)
         env.pop("S3_PUBLIC_BASE_URL", None)
+        env.update(self.config.env)
         self.config.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.config.log_path.open("wb")
         self._process = subprocess.Popen(

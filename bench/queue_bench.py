@@ -1,0 +1,278 @@
+"""Queue and orchestration: album items per second end to end, with the instant segmenter.
+
+Worker processes (``multiprocessing`` spawn, one ``server.worker.Worker`` each, as ``python -m
+server.worker`` runs them) claim from the database queue, run ``server.pipeline.Pipeline`` (fetch,
+segment with :class:`bench.instant_segmenter.InstantSegmenter`, apply the rule, render the output set,
+store) and record the outcome; the last item of a job queues its packaging. The clock runs from the
+``execute`` calls to the moment every job is ``done`` (set packaged).
+
+Reference, same run: the same items' pipeline work called directly in this process, one after the other,
+with nothing recorded (no claims, leases, heartbeats or settlement): ``queue efficiency`` = items/s with
+one worker process / items/s of the direct calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import multiprocessing as mp
+import multiprocessing.synchronize as mps
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from sqlalchemy import select, update
+
+from applier.synthetic import interior_scene
+from bench.instant_segmenter import InstantSegmenter
+from server.clock import utcnow
+from server.config import Settings
+from server.db.engine import Database
+from server.db.tables import BillingEventRow, JobRow, UserRow
+from server.pipeline import Pipeline
+from server.queue import Claim, WorkQueue
+from server.service.bundle import Services
+from server.storage import keys
+from server.storage.port import ObjectStore
+from server.wiring import build_services, build_store, open_database
+from server.worker import Worker
+
+SECRET = "bench-secret-" + "b" * 40
+PHOTO_SIZE = (640, 480)
+RULE = {"Wall": {"action": "recolor", "value": "sage"}}
+PROTECT = ["Text"]
+OUTPUT_SET = "listing"
+DONE_TIMEOUT_S = 600.0
+
+
+def bench_settings(data_dir: Path, database_url: str) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        jwt_secret=SECRET,
+        callback_secret=SECRET,
+        admin_token=SECRET,
+        lease_s=30.0,
+        retry_backoff_s=0.2,
+    )
+
+
+# -- worker processes ---------------------------------------------------------------------------------
+
+
+def _worker_main(data_dir: str, database_url: str, ready: mps.Event, stop: mps.Event) -> None:
+    """One worker process: the service's Worker and Pipeline with the instant segmenter."""
+    settings = bench_settings(Path(data_dir), database_url)
+    db = Database.from_url(database_url)
+    store = build_store(settings)
+    pipeline = Pipeline(db, store, InstantSegmenter(), settings)
+    worker = Worker(WorkQueue(db, settings), pipeline, name=f"bench:{os.getpid()}", lease_s=settings.lease_s)
+
+    async def go() -> None:
+        stopping = asyncio.Event()
+        task = asyncio.create_task(worker.run(stopping))
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        stopping.set()
+        await task
+
+    try:
+        asyncio.run(go())
+    finally:
+        db.dispose()
+
+
+@contextmanager
+def worker_processes(count: int, data_dir: Path, database_url: str) -> Iterator[None]:
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    readies = [ctx.Event() for _ in range(count)]
+    procs = [
+        ctx.Process(target=_worker_main, args=(str(data_dir), database_url, ready, stop), daemon=True)
+        for ready in readies
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for ready in readies:
+            if not ready.wait(120):
+                raise RuntimeError("a worker process did not start")
+        yield
+    finally:
+        stop.set()
+        for p in procs:
+            p.join(60)
+            if p.is_alive():
+                p.kill()
+
+
+# -- albums ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    settings: Settings
+    db: Database
+    store: ObjectStore
+    services: Services
+    photo: bytes
+
+
+def _photo() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(interior_scene(*PHOTO_SIZE, seed=3).image).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+@contextmanager
+def open_bench(database_url: str | None, work: Path) -> Iterator[Bench]:
+    """A migrated database (``None``: a SQLite file in ``work``) and a local object store in ``work``."""
+    url = database_url or f"sqlite:///{work / 's3.db'}"
+    settings = bench_settings(work, url)
+    db = open_database(settings)
+    store = build_store(settings)
+    try:
+        yield Bench(settings, db, store, build_services(settings, db, store), _photo())
+    finally:
+        db.dispose()
+
+
+def pro_user(bench: Bench, credits: int) -> str:
+    """A new user on the pro plan (100 items per job) with ``credits``: set in the database directly,
+    with the grant recorded like any other credit movement."""
+    user_id = bench.services.accounts.create_anonymous().user.user_id
+    with bench.db.write() as s:
+        s.execute(
+            update(UserRow)
+            .where(UserRow.id == user_id)
+            .values(
+                plan="pro",
+                credits_granted=UserRow.credits_granted + credits,
+                credits_available=UserRow.credits_available + credits,
+            )
+        )
+        s.add(BillingEventRow(user_id=user_id, type="grant", amount=credits, ref="bench", created_at=utcnow()))
+    return user_id
+
+
+def uploaded_job(bench: Bench, user_id: str, items: int) -> str:
+    """A job with every photo uploaded and confirmed, ready to execute."""
+    created = bench.services.jobs.create(user_id, preset_id="interior", item_count=items)
+    job_id = created.job.job_id
+    for idx in range(items):
+        bench.store.put(keys.input_key(user_id, job_id, idx), bench.photo, content_type="image/jpeg")
+    bench.services.jobs.confirm_upload(user_id, job_id)
+    return job_id
+
+
+def execute(bench: Bench, user_id: str, job_id: str) -> None:
+    bench.services.jobs.execute(
+        user_id, job_id, concepts=RULE, protect=PROTECT, rule_id=None, instances=None, output_set=OUTPUT_SET
+    )
+
+
+def wait_done(bench: Bench, job_ids: Sequence[str]) -> None:
+    deadline = time.monotonic() + DONE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with bench.db.read() as s:
+            states = list(
+                s.execute(select(JobRow.status, JobRow.done_items, JobRow.total_items).where(JobRow.id.in_(job_ids)))
+            )
+        if all(status in ("done", "failed", "canceled") for status, _, _ in states):
+            bad = [(status, done, total) for status, done, total in states if status != "done" or done != total]
+            if bad:
+                raise RuntimeError(f"jobs did not finish cleanly: {bad}")
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"jobs not done after {DONE_TIMEOUT_S} s")
+
+
+def timed_albums(bench: Bench, albums: Sequence[tuple[str, str]]) -> float:
+    """Execute every (user, job) and return the seconds until all are done."""
+    started = time.perf_counter()
+    for user_id, job_id in albums:
+        execute(bench, user_id, job_id)
+    wait_done(bench, [job_id for _, job_id in albums])
+    return time.perf_counter() - started
+
+
+# -- measurements ---------------------------------------------------------------------------------------
+
+
+def direct_items_per_s(bench: Bench, items: int) -> float:
+    """The reference: the pipeline's execute work for ``items`` items, called directly, nothing recorded."""
+    user_id = pro_user(bench, items)
+    job_id = uploaded_job(bench, user_id, items)
+    execute(bench, user_id, job_id)
+    pipeline = Pipeline(bench.db, bench.store, InstantSegmenter(), bench.settings)
+
+    async def go() -> float:
+        await pipeline.execute(Claim("execute", job_id, 0, 1, "warm-up"))
+        started = time.perf_counter()
+        for idx in range(items):
+            await pipeline.execute(Claim("execute", job_id, idx, 1, "direct"))
+        return time.perf_counter() - started
+
+    seconds = asyncio.run(go())
+    bench.services.jobs.cancel(user_id, job_id)
+    return items / seconds
+
+
+def scaling(database_url: str | None, workers: int, jobs: int, items: int) -> dict[str, Any]:
+    """``jobs`` albums of ``items`` photos (one user each) through ``workers`` worker processes."""
+    work = Path(tempfile.mkdtemp(prefix="queue-bench-"))
+    try:
+        with open_bench(database_url, work) as bench:
+            albums = []
+            for _ in range(jobs):
+                user_id = pro_user(bench, items)
+                albums.append((user_id, uploaded_job(bench, user_id, items)))
+            with worker_processes(workers, work, bench.settings.effective_database_url):
+                seconds = timed_albums(bench, albums)
+        total = jobs * items
+        return {
+            "workers": workers,
+            "items": total,
+            "seconds": round(seconds, 2),
+            "items_per_s": round(total / seconds, 2),
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def growth(database_url: str | None, workers: int, sizes: Sequence[int]) -> list[dict[str, Any]]:
+    """One album per size, one after the other, on one database and one set of worker processes."""
+    work = Path(tempfile.mkdtemp(prefix="queue-growth-"))
+    try:
+        with open_bench(database_url, work) as bench:
+            user_id = pro_user(bench, sum(sizes))
+            jobs = {n: uploaded_job(bench, user_id, n) for n in sizes}
+            rows = []
+            with worker_processes(workers, work, bench.settings.effective_database_url):
+                for n in sizes:
+                    seconds = timed_albums(bench, [(user_id, jobs[n])])
+                    rows.append({"items": n, "seconds": round(seconds, 2), "ms_per_item": round(seconds * 1000 / n, 1)})
+        largest = rows[-1]["ms_per_item"]
+        for row in rows:
+            row["x_largest"] = round(row["ms_per_item"] / largest, 2)
+        return rows
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def direct_rate(database_url: str | None, items: int) -> float:
+    """:func:`direct_items_per_s` on a fresh database and object store."""
+    work = Path(tempfile.mkdtemp(prefix="queue-direct-"))
+    try:
+        with open_bench(database_url, work) as bench:
+            return direct_items_per_s(bench, items)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,161 @@
+"""The generated sections of ``docs/benchmarks.md``, one function per part of ``bench/results.json``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bench.report import table
+
+MISSING = "_Not measured yet: run `make bench`._"
+
+
+def _run_line(results: dict[str, Any], part: str) -> str:
+    run = results.get("runs", {}).get(part)
+    if not run:
+        return ""
+    m = run["machine_before"]
+    load = ", ".join(str(x) for x in m["load_average"])
+    return (
+        f"_Measured {run['finished_at']} by `{results.get('command', 'make bench')}` in {run['seconds']} s on "
+        f"{m['cpus']} CPUs ({m['platform']}, Python {m['python']}); load average before: {load}, "
+        f"after: {', '.join(str(x) for x in run['load_average_after'])}._"
+    )
+
+
+def api(results: dict[str, Any]) -> str:
+    data = results.get("api")
+    if not data:
+        return MISSING
+    rows = []
+    for database, run in data.items():
+        for endpoint, r in run["endpoints"].items():
+            rows.append(
+                [
+                    database,
+                    f"`{endpoint}`",
+                    r["shim"]["rps"],
+                    r["bare"]["rps"],
+                    f"**{r['rps_ratio']}**",
+                    r["shim"]["p99_ms"],
+                    r["bare"]["p99_ms"],
+                    f"**{r['p99_ratio']}**",
+                    r["shim"]["requests"],
+                ]
+            )
+    head = ["database", "endpoint", "shim req/s", "bare req/s", "req/s ratio", "shim p99 ms", "bare p99 ms"]
+    head += ["p99 ratio", "requests"]
+    concurrency = next(iter(data.values()))["concurrency"]
+    return "\n\n".join(
+        [
+            f"{concurrency} requests in flight, one keep-alive pool, loopback.",
+            table(head, rows),
+            _run_line(results, "api"),
+        ]
+    )
+
+
+def queue(results: dict[str, Any]) -> str:
+    data = results.get("queue")
+    if not data:
+        return MISSING
+    rows = []
+    for database in ("sqlite", "postgresql"):
+        run = data.get(database)
+        if not run:
+            continue
+        rows.append([database, "direct calls (reference)", "-", run["direct_items_per_s"], "1.0"])
+        for r in run["workers"]:
+            rows.append(
+                [database, f"{r['workers']} worker process(es)", r["items"], r["items_per_s"], f"**{r['x_direct']}**"]
+            )
+    intro = (
+        f"{data['jobs']} albums of {data['items_per_job']} photos ({data['photo'][0]}x{data['photo'][1]} JPEG, "
+        "interior preset, Wall recolor, Text protected, `listing` set of three renditions), all executed at once."
+    )
+    head = ["database", "who runs the items", "items", "items/s", "x direct"]
+    return "\n\n".join([intro, table(head, rows), _run_line(results, "queue")])
+
+
+def growth(results: dict[str, Any]) -> str:
+    data = results.get("growth")
+    if not data:
+        return MISSING
+    rows = [[r["items"], r["seconds"], r["ms_per_item"], f"**{r['x_largest']}**"] for r in data["rows"]]
+    intro = f"One album at a time on {data['database']}, {data['workers']} worker processes, instant segmenter."
+    head = ["album items", "seconds (execute to set packaged)", "ms per item", "x the largest album's"]
+    return "\n\n".join([intro, table(head, rows), _run_line(results, "growth")])
+
+
+def applier_section(results: dict[str, Any]) -> str:
+    data = results.get("applier")
+    if not data:
+        return MISSING
+    from bench import applier_bench
+
+    return "\n\n".join([applier_bench.markdown(data), _run_line(results, "applier")])
+
+
+def triton(results: dict[str, Any]) -> str:
+    data = results.get("triton")
+    if not data:
+        return MISSING
+    from bench import triton_bench
+
+    return "\n\n".join([triton_bench.markdown(data), _run_line(results, "triton")])
+
+
+SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "api": api,
+    "queue": queue,
+    "growth": growth,
+    "applier": applier_section,
+    "triton": triton,
+}
+
+TEMPLATE = """# Benchmarks
+
+`make bench` runs every benchmark on this machine and writes `bench/results.json` and the tables
+between the `bench:` markers below (text outside the markers is kept). Each figure stands next to a
+reference measured in the same run, and the ratio is what carries across machines.
+
+## REST shim -> gRPC -> database
+
+`python -m server.serve` as shipped (REST shim and JobService in one process, JSON logs at INFO, no
+pipeline workers) against a bare Starlette app under the same uvicorn that answers with the very
+bytes the shim answered. The same client drives both (`bench/load.py`), so both include the client's
+own cost: a ratio of 0.5 means the shim serves half the requests per second of a do-nothing endpoint.
+
+<!-- bench:api -->
+<!-- /bench:api -->
+
+## Queue and orchestration
+
+Worker processes (`server.worker.Worker` + `server.pipeline.Pipeline`, one per process, spawned) with
+`bench/instant_segmenter.py`, a Segmenter that answers at once with one fixed instance, so that the time
+is the pipeline's own. Reference: the same items' pipeline work called directly, one after the other,
+with nothing recorded (no claim, lease, heartbeat or settlement). `x direct` above 1 is parallelism;
+with one worker it is the share of the time that is real work rather than orchestration.
+
+<!-- bench:queue -->
+<!-- /bench:queue -->
+
+## How cost grows with the album
+
+<!-- bench:growth -->
+<!-- /bench:growth -->
+
+## Applier
+
+See [applier.md](applier.md) for what each action does; `bench/applier_bench.py` measures it.
+
+<!-- bench:applier -->
+<!-- /bench:applier -->
+
+## SAM3 serving (Triton)
+
+See [sam3_serving.md](sam3_serving.md) for the serving design; `bench/triton_bench.py` measures it.
+
+<!-- bench:triton -->
+<!-- /bench:triton -->
+"""

@@ -1,0 +1,157 @@
+"""``make bench`` (``python -m bench.run``): every benchmark, each figure next to its reference from
+the same run, into ``bench/results.json`` and the generated sections of ``docs/benchmarks.md``.
+
+Parts (``--parts`` runs a subset; the other parts' previous results are kept):
+
+- ``api``: REST shim -> gRPC -> database vs a bare Starlette endpoint (:mod:`bench.api_bench`), on
+  SQLite and on PostgreSQL.
+- ``queue``: album items per second with the instant segmenter and 1, 2, 4 worker processes, on SQLite
+  and on PostgreSQL, vs the same pipeline work called directly (:mod:`bench.queue_bench`).
+- ``growth``: albums of 1, 10 and 100 items, time per item.
+- ``applier``: :mod:`bench.applier_bench` (ms per megapixel per action vs one memory pass).
+- ``triton``: :mod:`bench.triton_bench` (perf_analyzer, batching, Triton vs in-process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench import api_bench, queue_bench
+from bench.render import SECTIONS, TEMPLATE
+from bench.report import refresh
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "bench" / "results.json"
+DOC = REPO_ROOT / "docs" / "benchmarks.md"
+PARTS = ("api", "queue", "growth", "applier", "triton")
+WORKERS = (1, 2, 4)
+QUEUE_JOBS, QUEUE_ITEMS = 3, 8
+GROWTH_SIZES = (1, 10, 100)
+GROWTH_WORKERS = 2
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[Any]:
+    from tests.servers.postgres import run_postgres  # the test fixture's server: real PostgreSQL, thrown away
+
+    with run_postgres() as server:
+        yield server
+
+
+def _api(pg: Any) -> dict[str, Any]:
+    out = {"sqlite": api_bench.run(None, label="sqlite")}
+    with pg.fresh_database("bench_api") as url:
+        out["postgresql"] = api_bench.run(url, label="postgresql")
+    return out
+
+
+def _queue(pg: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"jobs": QUEUE_JOBS, "items_per_job": QUEUE_ITEMS, "photo": list(queue_bench.PHOTO_SIZE)}
+    for label in ("sqlite", "postgresql"):
+        with contextlib.ExitStack() as stack:
+            url = None if label == "sqlite" else stack.enter_context(pg.fresh_database("bench_direct"))
+            direct = queue_bench.direct_rate(url, QUEUE_ITEMS)
+        rows = []
+        for workers in WORKERS:
+            with contextlib.ExitStack() as stack:
+                url = None if label == "sqlite" else stack.enter_context(pg.fresh_database(f"bench_q{workers}"))
+                row = queue_bench.scaling(url, workers, QUEUE_JOBS, QUEUE_ITEMS)
+            row["x_direct"] = round(row["items_per_s"] / direct, 2)
+            rows.append(row)
+        out[label] = {"direct_items_per_s": round(direct, 2), "workers": rows}
+    return out
+
+
+def _growth(pg: Any) -> dict[str, Any]:
+    return {
+        "database": "sqlite",
+        "workers": GROWTH_WORKERS,
+        "rows": queue_bench.growth(None, GROWTH_WORKERS, GROWTH_SIZES),
+    }
+
+
+def _applier(pg: Any) -> dict[str, Any]:
+    from bench import applier_bench
+
+    return applier_bench.run()
+
+
+def _triton(pg: Any) -> dict[str, Any]:
+    from bench import triton_bench
+
+    return triton_bench.run()
+
+
+RUNNERS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "api": _api,
+    "queue": _queue,
+    "growth": _growth,
+    "applier": _applier,
+    "triton": _triton,
+}
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
+    args = parser.parse_args(argv)
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
+
+    results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results["command"] = "make bench" if len(parts) == len(PARTS) else f"python -m bench.run --parts {','.join(parts)}"
+    results.setdefault("runs", {})
+    failed = []
+    needs_pg = {"api", "queue"} & set(parts)
+    with postgres() if needs_pg else contextlib.nullcontext() as pg:
+        for part in parts:
+            print(f"== {part}", flush=True)
+            started = time.monotonic()
+            before = machine()
+            try:
+                results[part] = RUNNERS[part](pg)
+            except Exception:
+                traceback.print_exc()
+                failed.append(part)
+                continue
+            results["runs"][part] = {
+                "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "seconds": round(time.monotonic() - started, 1),
+                "machine_before": before,
+                "load_average_after": machine()["load_average"],
+            }
+            # Written after every part: a later failure keeps what was measured.
+            RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+            print(f"   {part}: {results['runs'][part]['seconds']} s", flush=True)
+    refresh(DOC, {name: render(results) for name, render in SECTIONS.items()}, TEMPLATE)
+    print(f"wrote {RESULTS.relative_to(REPO_ROOT)} and {DOC.relative_to(REPO_ROOT)}")
+    if failed:
+        print(f"FAILED parts: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
