@@ -1,8 +1,8 @@
 """The REST shim's application factory.
 
 Middleware, outermost first: Starlette's last-resort error handler, CORS (when origins are set),
-the request context (request id, access log, 500 envelope), Starlette's exception handlers, then the
-routes. The gRPC channel is opened by the lifespan, never at import time.
+request metrics, the request context (request id, access log, 500 envelope), Starlette's exception
+handlers, then the routes. The gRPC channel is opened by the lifespan, never at import time.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from gateway_rest.envelope import REQUEST_ID_HEADER
 from gateway_rest.handlers import EXCEPTION_HANDLERS
+from gateway_rest.metrics import HttpMetrics, MetricsMiddleware, metrics_endpoint
 from gateway_rest.middleware import RequestContextMiddleware
 from gateway_rest.openapi import openapi_document
 from gateway_rest.routes import api_routes
@@ -43,12 +44,14 @@ def create_app(
     object_routes: Sequence[BaseRoute] = (),
     rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S,
     sse_keepalive_s: float = DEFAULT_SSE_KEEPALIVE_S,
+    metrics: HttpMetrics | None = None,
 ) -> Starlette:
     """The REST shim in front of the JobService at ``grpc_target``.
 
     ``object_routes``: the local object store's presigned endpoints (``gateway_rest.objects``), when
     that store is in use. ``rpc_timeout_s``: deadline of each unary JobService call.
     ``sse_keepalive_s``: quiet time after which an event stream sends a keep-alive comment.
+    ``metrics``: where request metrics go and ``GET /metrics`` reads (default: a new registry).
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
@@ -62,7 +65,8 @@ def create_app(
         async with open_backend(grpc_target, timeout_s=rpc_timeout_s) as backend:
             yield {"backend": backend}
 
-    middleware = [Middleware(RequestContextMiddleware)]
+    http_metrics = metrics if metrics is not None else HttpMetrics()
+    middleware = [Middleware(MetricsMiddleware, metrics=http_metrics), Middleware(RequestContextMiddleware)]
     if cors_origins:
         middleware.insert(
             0,
@@ -78,6 +82,7 @@ def create_app(
         routes=[
             *api_routes(),
             Route("/openapi.json", openapi, methods=["GET"], name="openapi"),
+            Route("/metrics", metrics_endpoint(http_metrics), methods=["GET"], name="metrics"),
             *object_routes,
         ],
         middleware=middleware,
@@ -88,6 +93,7 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.max_body_bytes = max_body_bytes
     app.state.sse_keepalive_s = sse_keepalive_s
+    app.state.metrics = http_metrics
     return app
 
 

@@ -488,6 +488,20 @@ API_PATHS: dict[str, dict[str, Any]] = {
             },
         }
     },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics of the shim",
+            "description": "Request counts and latency histograms by method, route template and status, in "
+            "the Prometheus text format: the one answer that is not an envelope.",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition format",
+                    "content": {"text/plain": {"schema": _STR}},
+                }
+            },
+        }
+    },
     "/openapi.json": {
         "get": {
             "summary": "This document",
@@ -518,7 +532,7 @@ OBJECT_PATHS: dict[str, dict[str, Any]] = {
 }
 
 _COMMON_RESPONSES_NOTE = (
-    "Every response is the envelope {success, data, error, meta}. An unknown path is 404 NOT_FOUND; "
+    "Every response but /metrics is the envelope {success, data, error, meta}. An unknown path is 404 NOT_FOUND; "
     "a known path with another method is HTTP 405 with error.code VALIDATION_ERROR and an Allow header. "
     "Unknown fields in a JSON body are rejected with VALIDATION_ERROR naming the field; unknown query "
     "parameters are ignored. Every response carries X-Request-Id (the client's, when printable and at "
