@@ -35,6 +35,8 @@ class Settings:
     """``S3_GRPC_PORT``."""
     grpc_target: str | None = None
     """``S3_GRPC_TARGET``: where the REST shim finds the JobService (default: grpc_host:grpc_port)."""
+    metrics_port: int = 9464
+    """``S3_METRICS_PORT``: Prometheus ``/metrics`` of the JobService process, on grpc_host (0 = off)."""
     data_dir: Path = Path(".s3data")
     """``S3_DATA_DIR``: SQLite file, local objects and generated secrets."""
     database_url: str | None = None
@@ -168,6 +170,7 @@ class Settings:
             grpc_host=text("S3_GRPC_HOST", d.grpc_host) or d.grpc_host,
             grpc_port=integer("S3_GRPC_PORT", d.grpc_port),
             grpc_target=text("S3_GRPC_TARGET", None),
+            metrics_port=integer("S3_METRICS_PORT", d.metrics_port),
             data_dir=Path(text("S3_DATA_DIR", str(d.data_dir)) or d.data_dir),
             database_url=text("S3_DATABASE_URL", None),
             jwt_secret=text("S3_JWT_SECRET", None),

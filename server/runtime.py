@@ -17,6 +17,9 @@ from server.db.engine import Database
 from server.grpc_api.server import GrpcServer, build_grpc_server
 from server.inference.factory import build_segmenter
 from server.inference.port import Segmenter
+from server.metrics import ServiceMetrics
+from server.metrics.http import start_metrics_endpoint
+from server.metrics.inference import TimedSegmenter
 from server.pipeline import Pipeline
 from server.queue import WorkQueue
 from server.service.bundle import Services
@@ -47,6 +50,7 @@ class Core:
     store: ObjectStore
     segmenter: Segmenter
     services: Services
+    metrics: ServiceMetrics
 
 
 def _inference_probe(segmenter: Segmenter, loop: asyncio.AbstractEventLoop) -> Probe:
@@ -66,7 +70,8 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
         db = await asyncio.to_thread(open_database, settings)
         stack.callback(db.dispose)
         store = await asyncio.to_thread(build_store, settings)
-        segmenter = await build_segmenter(settings, stack)
+        metrics = ServiceMetrics.create(db)
+        segmenter: Segmenter = TimedSegmenter(await build_segmenter(settings, stack), metrics.inference)
         services = build_services(
             settings,
             db,
@@ -75,7 +80,7 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
             model=segmenter.info.name,
             model_meaningful=segmenter.info.meaningful,
         )
-        yield Core(settings, db, store, segmenter, services)
+        yield Core(settings, db, store, segmenter, services, metrics)
 
 
 def _workers(core: Core, count: int) -> list[Worker]:
@@ -108,9 +113,16 @@ async def serve(settings: Settings) -> None:
     settings = resolve_secrets(settings)
     stopping = asyncio.Event()
     async with open_core(settings) as core:
-        grpc_server: GrpcServer = build_grpc_server(core.services, bind=f"{settings.grpc_host}:{settings.grpc_port}")
+        grpc_server: GrpcServer = build_grpc_server(
+            core.services, bind=f"{settings.grpc_host}:{settings.grpc_port}", metrics=core.metrics.rpc
+        )
         grpc_server.start()
         log.info("gRPC JobService on %s:%d", settings.grpc_host, grpc_server.port)
+        metrics_endpoint = (
+            start_metrics_endpoint(core.metrics.registry, host=settings.grpc_host, port=settings.metrics_port)
+            if settings.metrics_port
+            else None
+        )
         tasks = await _run_background(core, settings.workers, stopping)
         routes = object_routes(core.store) if isinstance(core.store, LocalObjectStore) else []
         app = create_app_from_settings(settings, object_routes=routes)
@@ -135,4 +147,6 @@ async def serve(settings: Settings) -> None:
             stopping.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(grpc_server.stop, GRPC_GRACE_S)
+            if metrics_endpoint is not None:
+                await asyncio.to_thread(metrics_endpoint.close)
     log.info("stopped")
