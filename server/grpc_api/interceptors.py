@@ -25,6 +25,16 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 
 REQUEST_ID_KEY = "x-request-id"
 
+# Status details travel in HTTP/2 trailers, which gRPC caps at 16 KiB; a message that echoes a huge
+# user value would turn a clear error into RESOURCE_EXHAUSTED. Bound it well below the cap.
+MAX_MESSAGE_CHARS = 1000
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[: MAX_MESSAGE_CHARS - 20] + f"... ({len(message)} chars)"
+
 
 def _request_id(context: grpc.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
@@ -42,7 +52,7 @@ def _abort(context: grpc.ServicerContext, method: str, err: Exception) -> None:
         log.error("%s failed unexpectedly", method, exc_info=err)
         code, message = "INTERNAL", "internal error"
     context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, code), (REQUEST_ID_KEY, request_id_var.get())))
-    context.abort(GRPC_STATUS[code], message)
+    context.abort(GRPC_STATUS[code], _bounded(message))
 
 
 if TYPE_CHECKING:

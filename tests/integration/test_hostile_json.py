@@ -116,12 +116,6 @@ def test_unicode_names_round_trip(live: LiveRest) -> None:
     http.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: the service's validation message echoes the 100 kB value into the gRPC status "
-    "details, which pass the 16 KiB metadata limit; the client sees RESOURCE_EXHAUSTED -> 500 INTERNAL "
-    "(fix: bound the message in server/grpc_api/interceptors.py _abort)",
-)
 def test_a_huge_action_parameter_is_a_clear_400(live: LiveRest) -> None:
     http = httpx.Client(base_url=live.base_url, timeout=60)
     auth, _ = sign_up(http)
