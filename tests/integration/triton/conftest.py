@@ -10,15 +10,12 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from server.inference.artifacts import MODEL_VENV, REPO_ROOT, ModelArtifact, ensure_artifact
 from server.inference.local_triton import LocalTriton
 
 ARTIFACTS = REPO_ROOT / ".artifacts"
-
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
@@ -37,17 +34,6 @@ def triton_server(tiny_artifact: ModelArtifact, tmp_path_factory: pytest.TempPat
         yield server
     finally:
         server.stop()
-
-
-def photo(seed: int, hw: tuple[int, int] = (120, 160)) -> np.ndarray:
-    """A seeded synthetic photo: smooth colour regions plus noise (not all noise, not all flat)."""
-    rng = np.random.default_rng(seed)
-    h, w = hw
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([xx * 255 / w, yy * 255 / h, (xx + yy) * 127 / (h + w)], axis=-1)
-    image = base + rng.normal(0, 20, (h, w, 3))
-    image[h // 3 : 2 * h // 3, w // 4 : w // 2] = rng.integers(0, 255, 3)
-    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 @pytest.fixture

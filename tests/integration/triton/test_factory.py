@@ -12,7 +12,7 @@ import pytest
 
 from server.config import Settings
 from server.inference.factory import build_segmenter
-from tests.integration.triton.conftest import photo
+from tests.integration.triton.photos import photo
 
 pytestmark = pytest.mark.integration
 

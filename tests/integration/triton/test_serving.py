@@ -17,7 +17,7 @@ from server.inference.local_triton import LocalTriton
 from server.inference.onnx_local import OnnxLocalSegmenter
 from server.inference.port import Instance
 from server.inference.triton import TritonSegmenter
-from tests.integration.triton.conftest import photo
+from tests.integration.triton.photos import photo
 
 pytestmark = pytest.mark.integration
 
