@@ -1,6 +1,9 @@
 # SAM3 serving: the model environment (bundled Triton server, onnxruntime, export tools), the tiny
 # model export used by the tests and by `make serve` without weights, and perf_analyzer for benchmarks.
 MODEL_VENV ?= .venv-model
+# Python 3.11: the CPU build of torch 2.13.0 these machines carry is a cp311 wheel (another Python
+# would pull PyPI's multi-GB CUDA build), and the bundled Triton has a python backend stub for it.
+MODEL_PYTHON ?= python3.11
 MODEL_PY := $(MODEL_VENV)/bin/python
 MODEL_STAMP := $(MODEL_VENV)/.installed-stamp
 MODEL_REQS := mk/model-requirements.txt
@@ -12,7 +15,7 @@ PERF_STAMP := $(PERF_VENV)/.installed-stamp
 .PHONY: model-venv tiny-model model-configs perf-tools triton-bench
 
 $(MODEL_STAMP): $(MODEL_REQS)
-	@test -x $(MODEL_PY) || $(PY) -m venv $(MODEL_VENV)
+	@test -x $(MODEL_PY) || $(MODEL_PYTHON) -m venv $(MODEL_VENV)
 	$(MODEL_PY) -m pip install -q --upgrade pip
 	$(MODEL_PY) -m pip install -q -r $(MODEL_REQS)
 	@touch $(MODEL_STAMP)
