@@ -71,7 +71,13 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), self._poll_s)
                 continue
-            await self._process(claim, stopping)
+            try:
+                await self._process(claim, stopping)
+            except DatabaseUnavailable as e:
+                # The outcome could not be recorded (its transaction rolled back, nothing charged).
+                # The lease runs out and the work is claimed again; this worker carries on.
+                self.stats.dropped += 1
+                log.warning("worker %s: %s/%d not recorded: %s", self.name, claim.job_id, claim.idx, e)
         log.info("worker %s stopped: %s", self.name, self.stats)
 
     async def _process(self, claim: Claim, stopping: asyncio.Event) -> None:
