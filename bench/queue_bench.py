@@ -6,9 +6,10 @@ segment with :class:`bench.instant_segmenter.InstantSegmenter`, apply the rule, 
 store) and record the outcome; the last item of a job queues its packaging. The clock runs from the
 ``execute`` calls to the moment every job is ``done`` (set packaged).
 
-Reference, same run: the same items' pipeline work called directly in this process, one after the other,
-with nothing recorded (no claims, leases, heartbeats or settlement): ``queue efficiency`` = items/s with
-one worker process / items/s of the direct calls.
+Reference, same run: the same albums' pipeline work (every item, then every set's packaging) called
+directly in this process, one after the other, timing only the pipeline calls (claims, leases,
+heartbeats, polling and settlement left out): ``x direct`` = items/s through the worker processes /
+items/s of the direct calls.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ from server.config import Settings
 from server.db.engine import Database
 from server.db.tables import BillingEventRow, JobRow, UserRow
 from server.pipeline import Pipeline
-from server.queue import Claim, WorkQueue
+from server.queue import WorkQueue
 from server.service.bundle import Services
+from server.service.settle import ItemOutputs
 from server.storage import keys
 from server.storage.port import ObjectStore
 from server.wiring import build_services, build_store, open_database
@@ -207,23 +209,41 @@ def timed_albums(bench: Bench, albums: Sequence[tuple[str, str]]) -> float:
 # -- measurements ---------------------------------------------------------------------------------------
 
 
-def direct_items_per_s(bench: Bench, items: int) -> float:
-    """The reference: the pipeline's execute work for ``items`` items, called directly, nothing recorded."""
-    user_id = pro_user(bench, items)
-    job_id = uploaded_job(bench, user_id, items)
-    execute(bench, user_id, job_id)
+def direct_seconds(bench: Bench, albums: Sequence[tuple[str, str]]) -> float:
+    """The reference: the pipeline's own work for the albums (every item's execute, then each set's
+    packaging), called directly in this process one after the other. Claims and results still go
+    through the queue so that packaging finds its items, but only the pipeline calls are timed."""
+    for user_id, job_id in albums:
+        execute(bench, user_id, job_id)
+    queue = WorkQueue(bench.db, bench.settings)
     pipeline = Pipeline(bench.db, bench.store, InstantSegmenter(), bench.settings)
 
     async def go() -> float:
-        await pipeline.execute(Claim("execute", job_id, 0, 1, "warm-up"))
-        started = time.perf_counter()
-        for idx in range(items):
-            await pipeline.execute(Claim("execute", job_id, idx, 1, "direct"))
-        return time.perf_counter() - started
+        work_s = 0.0
+        while (claim := queue.claim("direct")) is not None:
+            started = time.perf_counter()
+            result = await pipeline.run(claim)
+            work_s += time.perf_counter() - started
+            if claim.stage == "package" and isinstance(result, str):
+                queue.complete_package(claim, result)
+            elif isinstance(result, ItemOutputs):
+                queue.complete_item(claim, result)
+            else:
+                raise RuntimeError(f"unexpected {claim.stage} result {type(result).__name__}")
+        return work_s
 
     seconds = asyncio.run(go())
-    bench.services.jobs.cancel(user_id, job_id)
-    return items / seconds
+    wait_done(bench, [job_id for _, job_id in albums])
+    return seconds
+
+
+def _albums(bench: Bench, jobs: int, items: int) -> list[tuple[str, str]]:
+    """``jobs`` uploaded albums of ``items`` photos, one pro user each."""
+    albums = []
+    for _ in range(jobs):
+        user_id = pro_user(bench, items)
+        albums.append((user_id, uploaded_job(bench, user_id, items)))
+    return albums
 
 
 def scaling(database_url: str | None, workers: int, jobs: int, items: int) -> dict[str, Any]:
@@ -231,10 +251,7 @@ def scaling(database_url: str | None, workers: int, jobs: int, items: int) -> di
     work = Path(tempfile.mkdtemp(prefix="queue-bench-"))
     try:
         with open_bench(database_url, work) as bench:
-            albums = []
-            for _ in range(jobs):
-                user_id = pro_user(bench, items)
-                albums.append((user_id, uploaded_job(bench, user_id, items)))
+            albums = _albums(bench, jobs, items)
             with worker_processes(workers, work, bench.settings.effective_database_url):
                 seconds = timed_albums(bench, albums)
         total = jobs * items
@@ -268,11 +285,13 @@ def growth(database_url: str | None, workers: int, sizes: Sequence[int]) -> list
         shutil.rmtree(work, ignore_errors=True)
 
 
-def direct_rate(database_url: str | None, items: int) -> float:
-    """:func:`direct_items_per_s` on a fresh database and object store."""
+def direct_rate(database_url: str | None, jobs: int, items: int) -> float:
+    """Items per second of :func:`direct_seconds` for ``jobs`` albums of ``items`` on a fresh database."""
     work = Path(tempfile.mkdtemp(prefix="queue-direct-"))
     try:
         with open_bench(database_url, work) as bench:
-            return direct_items_per_s(bench, items)
+            warm = _albums(bench, 1, 1)  # first calls pay for lazy imports and caches
+            direct_seconds(bench, warm)
+            return jobs * items / direct_seconds(bench, _albums(bench, jobs, items))
     finally:
         shutil.rmtree(work, ignore_errors=True)

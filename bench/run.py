@@ -36,7 +36,7 @@ RESULTS = REPO_ROOT / "bench" / "results.json"
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
 PARTS = ("api", "queue", "growth", "applier", "triton")
 WORKERS = (1, 2, 4)
-QUEUE_JOBS, QUEUE_ITEMS = 3, 8
+QUEUE_JOBS, QUEUE_ITEMS = 4, 12
 GROWTH_SIZES = (1, 10, 100)
 GROWTH_WORKERS = 2
 
@@ -57,28 +57,30 @@ def _api(pg: Any) -> dict[str, Any]:
 
 
 def _queue(pg: Any) -> dict[str, Any]:
+    """Per database and worker count, the direct reference right before the run it is compared with,
+    so that both see the same machine load."""
     out: dict[str, Any] = {"jobs": QUEUE_JOBS, "items_per_job": QUEUE_ITEMS, "photo": list(queue_bench.PHOTO_SIZE)}
     for label in ("sqlite", "postgresql"):
-        with contextlib.ExitStack() as stack:
-            url = None if label == "sqlite" else stack.enter_context(pg.fresh_database("bench_direct"))
-            direct = queue_bench.direct_rate(url, QUEUE_ITEMS)
         rows = []
         for workers in WORKERS:
             with contextlib.ExitStack() as stack:
+                url = None if label == "sqlite" else stack.enter_context(pg.fresh_database(f"bench_d{workers}"))
+                direct = queue_bench.direct_rate(url, QUEUE_JOBS, QUEUE_ITEMS)
+            with contextlib.ExitStack() as stack:
                 url = None if label == "sqlite" else stack.enter_context(pg.fresh_database(f"bench_q{workers}"))
                 row = queue_bench.scaling(url, workers, QUEUE_JOBS, QUEUE_ITEMS)
+            row["direct_items_per_s"] = round(direct, 2)
             row["x_direct"] = round(row["items_per_s"] / direct, 2)
             rows.append(row)
-        out[label] = {"direct_items_per_s": round(direct, 2), "workers": rows}
+        out[label] = {"workers": rows}
     return out
 
 
 def _growth(pg: Any) -> dict[str, Any]:
-    return {
-        "database": "sqlite",
-        "workers": GROWTH_WORKERS,
-        "rows": queue_bench.growth(None, GROWTH_WORKERS, GROWTH_SIZES),
-    }
+    out: dict[str, Any] = {"workers": GROWTH_WORKERS, "sqlite": queue_bench.growth(None, GROWTH_WORKERS, GROWTH_SIZES)}
+    with pg.fresh_database("bench_growth") as url:
+        out["postgresql"] = queue_bench.growth(url, GROWTH_WORKERS, GROWTH_SIZES)
+    return out
 
 
 def _applier(pg: Any) -> dict[str, Any]:
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     results["command"] = "make bench" if len(parts) == len(PARTS) else f"python -m bench.run --parts {','.join(parts)}"
     results.setdefault("runs", {})
     failed = []
-    needs_pg = {"api", "queue"} & set(parts)
+    needs_pg = {"api", "queue", "growth"} & set(parts)
     with postgres() if needs_pg else contextlib.nullcontext() as pg:
         for part in parts:
             print(f"== {part}", flush=True)
