@@ -58,17 +58,18 @@ class WorkQueue:
         for _ in range(8):  # a few dead-letters may have to be cleared before real work shows up
             exhausted: tuple[str, int] | None = None
             with self._db.write() as s:
-                item = self._next_item(s)
-                if item is not None:
-                    if item.attempts >= self._max_attempts:
-                        exhausted = (item.job_id, item.idx)
-                    else:
-                        return self._lease_item(s, item, owner)
-                else:
-                    job = self._next_package(s)
-                    if job is None:
-                        return None
+                # Packaging first: it is what ends a job (releasing its slot, settling its credits),
+                # and behind a steady stream of items it would otherwise wait for the queue to drain.
+                job = self._next_package(s)
+                if job is not None:
                     return self._lease_package(job, owner)
+                item = self._next_item(s)
+                if item is None:
+                    return None
+                if item.attempts >= self._max_attempts:
+                    exhausted = (item.job_id, item.idx)
+                else:
+                    return self._lease_item(s, item, owner)
             if exhausted is not None:
                 self._dead_letter(*exhausted, reason=f"gave up after {self._max_attempts} attempts (worker lost)")
         return None
