@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from bench.loadgen import check_database, passed, run_load
+from server.queue import WorkQueue
+from server.service.callbacks import ItemReport
 from tests.servers.net import free_port
-from tests.support.pipeline import link_tiny_model
+from tests.support.pipeline import job_statuses, link_tiny_model, queued_job
 from tests.support.processes import child, service_env, wait_http_ready
-from tests.support.stack import make_settings
+from tests.support.stack import Stack, make_settings
 
 pytestmark = pytest.mark.integration
 
@@ -48,3 +50,16 @@ def test_the_load_generator_refuses_other_hosts_and_unbounded_runs() -> None:
     for target, users in (("http://example.com", 1), ("http://10.0.0.1:8080", 1), ("http://127.0.0.1:1", 10_000)):
         with pytest.raises(ValueError):
             asyncio.run(run_load(target, users=users, photos=1))
+
+
+def test_a_finished_album_is_packaged_before_the_queue_drains(stack: Stack) -> None:
+    """Under load the queue always holds items; the album whose items are all finished must still be
+    packaged (and so end, freeing its user's slot) next, not after every queued item."""
+    user_a, album_a = queued_job(stack, 1)
+    _, album_b = queued_job(stack, 3)
+    secret = stack.settings.callback_secret
+    report = ItemReport("remote-0", 0, "done", output_key=f"outputs/{user_a}/{album_a}/0_result.png")
+    stack.services.callbacks.report(secret, album_a, report)
+    claim = WorkQueue(stack.db, stack.settings).claim("w")
+    assert claim is not None and (claim.stage, claim.job_id) == ("package", album_a)
+    assert job_statuses(stack.db, [album_b])[album_b] == "queued"
