@@ -14,20 +14,31 @@ Bounded: at most 256 users, 10 photos per album, 20 albums per user, ``--timeout
 targets only. Run against ``make serve`` (or any S3 on this host):
 
     python -m bench.loadgen --users 8 --photos 4 --target http://127.0.0.1:8080
+
+or let it start the stack itself as real processes on loopback (one Triton serving the tiny SAM3,
+``python -m server.serve``, and with ``--worker-processes K`` that many ``python -m server.worker``
+processes instead of in-process workers), on a throw-away PostgreSQL server or a SQLite file:
+
+    python -m bench.loadgen --spawn postgres --worker-processes 3 --users 16 --photos 4
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import ipaddress
 import json
+import os
+import signal
 import sys
+import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -272,9 +283,57 @@ def check_database(url: str) -> str:
     return "ok"
 
 
+@contextlib.contextmanager
+def spawned_stack(database: str, worker_processes: int, work: Path) -> Iterator[tuple[str, str]]:
+    """The stack as real loopback processes; yields ``(REST base URL, database URL)``, stops it all."""
+    # The test suite's server helpers: the same throw-away PostgreSQL and process handling.
+    from server.inference.artifacts import REPO_ROOT, ensure_artifact
+    from server.inference.local_triton import LocalTriton
+    from tests.servers.net import free_port
+    from tests.servers.postgres import run_postgres
+    from tests.support.processes import child, wait_http_ready
+
+    with contextlib.ExitStack() as stack:
+        artifact = asyncio.run(ensure_artifact(REPO_ROOT / ".artifacts", None))
+        triton = LocalTriton(artifact.cpu_repository(work / "triton" / "repository"), work / "triton")
+        triton.start()
+        stack.callback(triton.stop)
+        if database == "postgres":
+            database_url = stack.enter_context(run_postgres()).url()
+        else:
+            database_url = f"sqlite:///{work / 's3.db'}"
+        http_port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("S3_")}
+        env.update(
+            S3_DATA_DIR=str(work / "data"),
+            S3_DATABASE_URL=database_url,
+            S3_HTTP_PORT=str(http_port),
+            S3_GRPC_PORT=str(free_port()),
+            S3_TRITON_URL=triton.url,
+            S3_WORKERS="0" if worker_processes else "1",
+            S3_LOG_LEVEL="WARNING",
+        )
+        base = f"http://127.0.0.1:{http_port}"
+        processes = [stack.enter_context(child("server.serve", env, work / "logs"))]
+        wait_http_ready(base, processes[0])
+        for n in range(worker_processes):
+            processes.append(stack.enter_context(child("server.worker", env, work / "logs", name=f"worker-{n}")))
+        try:
+            yield base, database_url
+        finally:
+            for p in reversed(processes):  # drain first; child() kills whatever is left
+                if p.alive():
+                    p.signal(signal.SIGTERM)
+            for p in processes:
+                with contextlib.suppress(Exception):
+                    p.wait(30)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--target", default="http://127.0.0.1:8080", help="base URL of the REST API (loopback)")
+    parser.add_argument("--spawn", choices=["sqlite", "postgres"], help="start the stack here instead of --target")
+    parser.add_argument("--worker-processes", type=int, default=0, help="with --spawn: separate worker processes")
     parser.add_argument("--users", type=int, default=8)
     parser.add_argument("--photos", type=int, default=4, help="photos per album (free plan: at most 10)")
     parser.add_argument("--albums", type=int, default=1, help="albums per user, one after another")
@@ -284,10 +343,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the report here too")
     args = parser.parse_args(argv)
     width, _, height = args.size.partition("x")
-    try:
-        report = asyncio.run(
+    if not 0 <= args.worker_processes <= 8:
+        print("loadgen: --worker-processes must be within 0..8", file=sys.stderr)
+        return 2
+
+    def load(target: str) -> dict[str, Any]:
+        return asyncio.run(
             run_load(
-                args.target,
+                target,
                 users=args.users,
                 photos=args.photos,
                 albums=args.albums,
@@ -295,11 +358,25 @@ def main(argv: list[str] | None = None) -> int:
                 timeout_s=args.timeout_s,
             )
         )
+
+    try:
+        if args.spawn:
+            with (
+                tempfile.TemporaryDirectory(prefix="s3-loadgen-") as work,
+                spawned_stack(args.spawn, args.worker_processes, Path(work)) as (target, database_url),
+            ):
+                report = load(target)
+                report["checks"]["database_invariants"] = check_database(database_url)
+            report["stack"] = f"{args.spawn}, " + (
+                f"{args.worker_processes} worker processes" if args.worker_processes else "1 in-process worker"
+            )
+        else:
+            report = load(args.target)
+            if args.database_url:
+                report["checks"]["database_invariants"] = check_database(args.database_url)
     except (ValueError, LoadError) as e:
         print(f"loadgen: {e}", file=sys.stderr)
         return 2
-    if args.database_url:
-        report["checks"]["database_invariants"] = check_database(args.database_url)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:
