@@ -21,9 +21,9 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
+from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 from schemathesis.generation.case import Case
-from schemathesis.core.result import Ok
 from schemathesis.schemas import APIOperation
 
 from tests.support.invariants import check_invariants
