@@ -40,6 +40,15 @@ def lightness_map(histogram: F64, target_l: float, detail: float) -> F64:
     levels = np.arange(256, dtype=np.float64) * (100.0 / 255.0)
     total = histogram.sum()
     mean = float((histogram * levels).sum() / total) if total > 0 else target_l
+    if total > 0:
+        # Headroom: a white (or black) target on a photo with shading is placed so that the region's
+        # brightest (darkest) 1% just reaches the limit, as a real white wall photographs a little
+        # below paper white with its shading intact, instead of clipping flat.
+        cdf = np.cumsum(histogram) / total
+        low = float(levels[np.searchsorted(cdf, 0.01)])
+        high = float(levels[np.searchsorted(cdf, 0.99)])
+        target_l = min(target_l, _L_HIGH - 0.5 * detail * (high - mean))
+        target_l = max(target_l, _L_LOW + 0.5 * detail * (mean - low))
     base = target_l + detail * (levels - mean)
     # The knees pull the mean off the target near white or black: shift back, a bounded amount,
     # so that shading is compressed rather than flattened.

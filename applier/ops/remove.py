@@ -55,13 +55,24 @@ def inpaint(image: U8, alpha: F32, *, feather_px: float = 1.0) -> U8:
     return composite(image, new, np.asarray(weights, np.float32), box)
 
 
-def _decontaminate(image: U8, fg_alpha: F32) -> F32:
-    """Foreground colours (float32 RGB 0..255) with the old background's spill removed at the edge."""
-    rgb = image[..., :3].astype(np.float32)
+def _decontaminate(image: U8, fg_alpha: F32) -> U8:
+    """Foreground colours (RGB uint8) with the old background's spill removed at the matte's edge.
+
+    Only the box around partially transparent pixels is worked on; elsewhere colours are the photo's.
+    """
+    result = np.ascontiguousarray(image[..., :3]).copy()
+    edge_full = (fg_alpha > 0.02) & (fg_alpha < 0.98)
+    box = bounding_box(edge_full.astype(np.float32))
+    if box is None:
+        return result
     h, w = fg_alpha.shape
     sigma = max(2.0, min(h, w) * 0.004)
-    pure_bg = (fg_alpha <= 0.02).astype(np.float32)
-    pure_fg = (fg_alpha >= 0.98).astype(np.float32)
+    box = box.padded(int(sigma * 3) + 2, fg_alpha.shape)
+    sl = box.slices
+    rgb = result[sl].astype(np.float32)
+    a2 = fg_alpha[sl]
+    pure_bg = (a2 <= 0.02).astype(np.float32)
+    pure_fg = (a2 >= 0.98).astype(np.float32)
 
     def local_mean(weight: F32) -> F32:
         num = cv2.GaussianBlur(rgb * weight[..., None], (0, 0), sigma)
@@ -70,14 +81,14 @@ def _decontaminate(image: U8, fg_alpha: F32) -> F32:
 
     background = local_mean(pure_bg)
     foreground_near = local_mean(pure_fg)
-    a = np.clip(fg_alpha, 0.0, 1.0)[..., None]
+    a = np.clip(a2, 0.0, 1.0)[..., None]
     solved = (rgb - (1 - a) * background) / np.maximum(a, 0.05)
     # Where the solve is ill-conditioned (tiny alpha) lean on nearby pure-foreground colour.
     trust = np.clip((a - 0.05) / 0.3, 0.0, 1.0)
-    out = solved * trust + foreground_near * (1 - trust)
-    edge = (fg_alpha > 0.02) & (fg_alpha < 0.98)
-    result = rgb.copy()
-    result[edge] = np.clip(out[edge], 0, 255)
+    out = np.clip(solved * trust + foreground_near * (1 - trust) + 0.5, 0, 255).astype(np.uint8)
+    edge = edge_full[sl]
+    crop = result[sl]
+    crop[edge] = out[edge]
     return result
 
 
@@ -99,14 +110,16 @@ def remove(image: U8, alpha: F32, *, mode: str = "auto", color: str = "#ffffff",
     fg = _decontaminate(image, keep)
     if mode == "transparent":
         out = np.empty((h, w, 4), np.uint8)
-        out[..., :3] = np.clip(fg + 0.5, 0, 255).astype(np.uint8)
-        out[..., 3] = np.clip(keep * 255 + 0.5, 0, 255).astype(np.uint8)
+        out[..., :3] = fg
+        out[..., 3] = cv2.convertScaleAbs(keep, alpha=255.0)
         # Fully transparent pixels carry no colour: zero them so encoders compress and nothing leaks.
         out[out[..., 3] == 0] = 0
         return out
     backdrop = np.array(hex_to_rgb(color), np.float32)
-    flat = fg * keep[..., None] + backdrop * (1 - keep[..., None])
-    new = np.clip(flat + 0.5, 0, 255).astype(np.uint8)
+    solid = np.empty_like(fg)
+    solid[:] = backdrop.astype(np.uint8)
+    keep = np.ascontiguousarray(keep, np.float32)
+    new = np.asarray(cv2.blendLinear(fg, solid, keep, np.float32(1) - keep), np.uint8)
     if image.shape[2] == 4:
         new = np.dstack([new, np.full((h, w), 255, np.uint8)])
     # Away from the region keep == 1 and the decontaminated colour is the photo's own, so every

@@ -125,18 +125,34 @@ def drop_shadow(
         return image.copy()
     h, w = alpha.shape
     obj_h = box.height
-    sigma = max(1.0, softness / 100 * obj_h)
-    shift = distance / 100 * obj_h
+    # The shadow is smooth: build it at a reduced resolution and upsample.
+    k = min(1.0, 512 / max(h, w))
+    sw, sh = max(1, round(w * k)), max(1, round(h * k))
+    small = np.asarray(cv2.resize(alpha, (sw, sh), interpolation=cv2.INTER_AREA), np.float32)
+    base_y = box.y1 * k
+    sigma = max(0.6, softness / 100 * obj_h * k)
+    shift = distance / 100 * obj_h * k
     dx, dy = shift * np.cos(np.radians(angle)), shift * np.sin(np.radians(angle))
-    m = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
-    cast = np.asarray(cv2.warpAffine(alpha, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0), np.float32)
+    # Project the silhouette onto the ground: flatten it towards its base (a light from above and in
+    # front), lean it along the shadow's direction, then offset it.
+    flatten = 0.12
+    lean = -np.cos(np.radians(angle)) * 0.35
+    m = np.array(
+        [[1, lean * flatten, dx - lean * flatten * base_y], [0, flatten, base_y * (1 - flatten) + dy]],
+        dtype=np.float32,
+    )
+    cast = np.asarray(cv2.warpAffine(small, m, (sw, sh), flags=cv2.INTER_LINEAR, borderValue=0), np.float32)
     # A contact shadow where the object meets the ground: a flat ellipse across its base.
-    contact = np.zeros((h, w), np.float32)
-    centre = (round((box.x0 + box.x1) / 2), round(box.y1 - 1 + dy * 0.3))
-    axes = (max(1, round(box.width * 0.55)), max(1, round(obj_h * 0.03)))
+    contact = np.zeros((sh, sw), np.float32)
+    centre = (round((box.x0 + box.x1) / 2 * k), round(base_y - 1 + dy * 0.3))
+    axes = (max(1, round(box.width * k * 0.55)), max(1, round(obj_h * k * 0.025)))
     cv2.ellipse(contact, centre, axes, 0, 0, 360, 1.0, -1, cv2.LINE_AA)
-    shadow = np.maximum(cv2.GaussianBlur(cast, (0, 0), sigma), cv2.GaussianBlur(contact, (0, 0), sigma * 0.35))
-    shadow = np.asarray(np.clip(shadow * strength, 0, 1) * (1 - alpha), np.float32)
+    soft = np.maximum(
+        0.9 * np.asarray(cv2.GaussianBlur(cast, (0, 0), sigma), np.float32),
+        np.asarray(cv2.GaussianBlur(contact, (0, 0), max(0.6, sigma * 0.3)), np.float32),
+    )
+    full = np.asarray(cv2.resize(soft, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
+    shadow = np.asarray(np.clip(full * strength, 0, 1) * (1 - alpha), np.float32)
     rgb = image[..., :3].astype(np.float32)
     if image.shape[2] == 3:
         out: U8 = np.clip(rgb * (1 - shadow[..., None]) + 0.5, 0, 255).astype(np.uint8)

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
 from applier.errors import MaskError
 from applier.masks import boundary_error, refine_alpha, upsample_probability
-from applier.synthetic import interior_scene, low_res_probability, seller_scene
+from applier.synthetic import Scene, interior_scene, low_res_probability, seller_scene
+
+
+@functools.cache
+def _scene(kind: str) -> Scene:
+    return interior_scene(1152, 864, seed=1) if kind == "interior" else seller_scene(960, 960, seed=1)
 
 
 @pytest.mark.parametrize(
@@ -20,7 +27,7 @@ from applier.synthetic import interior_scene, low_res_probability, seller_scene
     ],
 )
 def test_refined_edges_beat_bilinear_upsampling(kind: str, concept: str) -> None:
-    scene = interior_scene(1152, 864, seed=1) if kind == "interior" else seller_scene(960, 960, seed=1)
+    scene = _scene(kind)
     truth = scene.masks[concept]
     prob = low_res_probability(truth)  # 288x288, aspect not kept, like SAM3
     bilinear = upsample_probability(prob, *truth.shape)
