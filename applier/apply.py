@@ -58,7 +58,14 @@ def _stage(action: str, params: Mapping[str, object]) -> int:
     return _STAGE[action]
 
 
-def _run(action: str, image: U8, alpha: F32, params: dict[str, object], textures: Mapping[str, U8]) -> U8:
+def _run(
+    action: str,
+    image: U8,
+    alpha: F32,
+    params: dict[str, object],
+    textures: Mapping[str, U8],
+    others: Mapping[str, F32],
+) -> U8:
     p = {k: v for k, v in params.items() if k != "action"}
     if action == "recolor":
         return recolor(image, alpha, value=str(p["value"]), strength=_f(p, "strength"), detail=_f(p, "detail"))
@@ -103,8 +110,23 @@ def _run(action: str, image: U8, alpha: F32, params: dict[str, object], textures
                 angle=_f(p, "angle"),
             )
         strength = 1.0 if p["mode"] == "remove" else _f(p, "strength")
-        return lift_shadow(image, alpha, strength=strength)
+        return lift_shadow(image, alpha, strength=strength, exclude=_objects_beside(alpha, others))
     return image  # keep
+
+
+def _objects_beside(alpha: F32, others: Mapping[str, F32]) -> F32 | None:
+    """Union of the other layers that do not contain this region (a Background contains its shadow;
+    the Product casting it does not): they must not be touched by the region's clean-up."""
+    core = alpha >= 0.5
+    area = int(np.count_nonzero(core))
+    union: F32 | None = None
+    for other in others.values():
+        if other is alpha or area == 0:
+            continue
+        if np.count_nonzero(other[core] >= 0.5) >= area // 2:
+            continue
+        union = other.copy() if union is None else np.maximum(union, other)
+    return union
 
 
 def _f(params: Mapping[str, object], key: str) -> float:
@@ -146,7 +168,7 @@ def apply_rule(
             steps.append(AppliedStep(concept, action, 0))
             continue
         alpha = layers[concept]
-        work = _run(action, work, alpha, params, textures or {})
+        work = _run(action, work, alpha, params, textures or {}, layers)
         steps.append(AppliedStep(concept, action, int(np.count_nonzero(alpha >= 0.5))))
     mask = protect if protect is not None else no_protect((h, w))
     out = enforce(image, work, mask) if mask.mask.any() else (work if work is not image else image.copy())

@@ -63,7 +63,7 @@ def adjust(
     return composite(image, new, alpha, box)
 
 
-def lift_shadow(image: U8, alpha: F32, *, strength: float = 0.6) -> U8:
+def lift_shadow(image: U8, alpha: F32, *, strength: float = 0.6, exclude: F32 | None = None) -> U8:
     """Soften (``strength`` < 1) or remove (1) a cast shadow: divide out its darkening.
 
     The unshadowed surface around the shadow (a studio sweep, a floor) is smooth: it is filled in
@@ -98,11 +98,19 @@ def lift_shadow(image: U8, alpha: F32, *, strength: float = 0.6) -> U8:
     lifted = np.clip(crop.astype(np.float32) * gain_full[..., None] + 0.5, 0, 255).astype(np.uint8)
     if image.shape[2] == 4:
         lifted = np.dstack([lifted, image[sl][..., 3]])
-    # Feather the edge of the shadow mask, but never onto the object next to it.
+    # Feather the edge of the shadow mask, but never onto the object next to it: a pixel that would
+    # need much more gain than the shadow's own core is darker than any shadow here (the product).
     soft = np.asarray(cv2.GaussianBlur(alpha, (0, 0), max(1.0, 0.03 * max(box.height, box.width))), np.float32)
-    foreign_full = cv2.resize(foreign.astype(np.uint8), (box.width, box.height), interpolation=cv2.INTER_NEAREST)
-    soft[sl] *= 1 - cv2.dilate(foreign_full, np.ones((5, 5), np.uint8)).astype(np.float32)
     weights = np.maximum(alpha, soft)
+    surface_full = cv2.resize(surface.astype(np.float32), (box.width, box.height), interpolation=cv2.INTER_LINEAR)
+    needed = surface_full / np.maximum(crop.astype(np.float32).mean(axis=-1), 1.0)
+    core = alpha[sl] >= 0.9
+    limit = float(np.percentile(needed[core], 98)) if core.any() else float(needed.max())
+    foreignness = np.clip((needed - 1.15 * limit) / (0.25 * limit), 0.0, 1.0)
+    weights[sl] *= 1 - foreignness
+    if exclude is not None:
+        # Other objects the caller knows about (the product casting the shadow) are never lifted.
+        weights[sl] *= 1 - np.clip(exclude[sl], 0.0, 1.0)
     return composite(image, lifted, np.asarray(weights, np.float32), box)
 
 
