@@ -81,6 +81,7 @@ def _run(
             texture=str(p["texture"]),
             scale=_f(p, "scale"),
             rotation=_f(p, "rotation"),
+            perspective=_f(p, "perspective"),
             shading=_f(p, "shading"),
             seed=int(_f(p, "seed")),
             color=str(color) if color is not None else None,

@@ -83,6 +83,13 @@ _SPECS: dict[str, tuple[str, tuple[ParamSpec, ...]]] = {
             ParamSpec("color", "color", "Tint: the texture's mean colour becomes this colour."),
             _num("scale", 0.1, 10.0, 1.0, "Texture scale relative to the region (1 = default pattern size)."),
             _num("rotation", -180.0, 180.0, 0.0, "Pattern rotation in degrees."),
+            _num(
+                "perspective",
+                0.0,
+                1.0,
+                0.0,
+                "Foreshortening towards the top of the region, for floors (0 = flat, 1 = strong).",
+            ),
             _num("shading", 0.0, 1.0, 1.0, "Share of the photo's shading re-applied on the texture."),
             ParamSpec("seed", "integer", "Variation of the procedural pattern.", 0, minimum=0, maximum=2**31 - 1),
         ),

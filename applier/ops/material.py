@@ -28,7 +28,7 @@ def _linear_to_srgb(c: F32) -> F32:
     return np.asarray(np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055), np.float32)
 
 
-def illumination(image: U8, alpha: F32, box: Box, *, smooth: float = 0.04) -> F32:
+def illumination(image: U8, alpha: F32, box: Box, *, smooth: float = 0.06) -> F32:
     """Relative illumination over ``box`` (mean 1 inside the region), smoothed over ``smooth`` of its
     short side, from the linear luminance of the photo."""
     sl = box.slices
@@ -39,8 +39,12 @@ def illumination(image: U8, alpha: F32, box: Box, *, smooth: float = 0.04) -> F3
     # Solve at a reduced resolution: illumination is smooth, and this keeps 12 MP affordable.
     k = min(1.0, 256 / max(box.height, box.width))
     sw, sh = max(1, round(box.width * k)), max(1, round(box.height * k))
-    lum_s = cv2.resize(luminance * weight, (sw, sh), interpolation=cv2.INTER_AREA)
-    w_s = cv2.resize(weight, (sw, sh), interpolation=cv2.INTER_AREA)
+    lum_s = np.asarray(cv2.resize(luminance, (sw, sh), interpolation=cv2.INTER_AREA), np.float32)
+    # The old surface's own pattern (grout lines, plank seams) is not lighting: a closing removes dark
+    # structures thinner than a few pixels before smoothing, so they do not print through the texture.
+    lum_s = np.asarray(cv2.morphologyEx(lum_s, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)), np.float32)
+    w_s = np.asarray(cv2.resize(weight, (sw, sh), interpolation=cv2.INTER_AREA), np.float32)
+    lum_s = lum_s * w_s
     sigma = max(1.0, smooth * min(sw, sh))
     num = cv2.GaussianBlur(lum_s, (0, 0), sigma)
     den = cv2.GaussianBlur(w_s, (0, 0), sigma)
@@ -64,6 +68,28 @@ def _rotated(make: object, h: int, w: int, degrees: float) -> F32:
     return np.asarray(turned[y0 : y0 + h, x0 : x0 + w], np.float32)
 
 
+def _ground_plane(make: object, h: int, w: int, perspective: float) -> F32:
+    """The texture laid on a ground plane seen from above the region's bottom edge: full size at the
+    bottom row, shrinking towards a horizon above the region as ``perspective`` grows."""
+    assert callable(make)
+    horizon = h * (0.25 + 2.0 * (1.0 - perspective))  # distance from the region's top to the horizon
+    far = (h + horizon) / horizon  # magnification of the texture needed at the top row
+    src_h_full = (h + horizon) * h / horizon
+    src_w_full = w * far
+    # Far rows need a large source; cap its pixel count (far rows are minified anyway).
+    f = min(1.0, float(np.sqrt(6.0 * h * w / (src_h_full * src_w_full))))
+    src_h, src_w = max(2, int(src_h_full * f) + 2), max(2, int(src_w_full * f) + 2)
+    source: F32 = make(src_h, src_w, f)
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    depth = (h + horizon) / (ys + horizon)
+    ty = (h + horizon) * depth - (h + horizon)  # 0 at the bottom row, growing upwards
+    map_y = np.broadcast_to((src_h_full - 1 - ty) * f, (h, w)).astype(np.float32)
+    map_x = ((src_w_full / 2 + (xs - w / 2) * depth) * f).astype(np.float32)
+    out = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return np.asarray(out, np.float32)
+
+
 def _tint(texture: F32, color: str) -> F32:
     """Move the texture's mean colour to ``color`` in Lab, keeping its variation."""
     lab = cv2.cvtColor(texture, cv2.COLOR_RGB2Lab)
@@ -80,6 +106,7 @@ def material(
     texture: str,
     scale: float = 1.0,
     rotation: float = 0.0,
+    perspective: float = 0.0,
     shading: float = 1.0,
     seed: int = 0,
     color: str | None = None,
@@ -96,14 +123,24 @@ def material(
             raise ValueError("texture 'upload' needs the uploaded texture array")
         source = uploaded
 
-        def make(h: int, w: int) -> F32:
-            return tile_texture(source, h, w, size_px)
+        def make_scaled(h: int, w: int, k: float) -> F32:
+            return tile_texture(source, h, w, size_px * k)
     else:
 
-        def make(h: int, w: int) -> F32:
-            return procedural(texture, h, w, size_px, seed)
+        def make_scaled(h: int, w: int, k: float) -> F32:
+            return procedural(texture, h, w, size_px * k, seed)
 
-    tex = _rotated(make, box.height, box.width, rotation)
+    def make(h: int, w: int) -> F32:
+        return make_scaled(h, w, 1.0)
+
+    if perspective > 0:
+
+        def make_rotated(h: int, w: int, k: float) -> F32:
+            return _rotated(lambda hh, ww: make_scaled(hh, ww, k), h, w, rotation)
+
+        tex = _ground_plane(make_rotated, box.height, box.width, perspective)
+    else:
+        tex = _rotated(make, box.height, box.width, rotation)
     if color is not None:
         tex = _tint(tex, color)
     if shading > 0:
