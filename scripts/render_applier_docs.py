@@ -30,7 +30,10 @@ INTERIOR: list[tuple[str, Rule, list[str]]] = [
     ("recolor_wall_white", {"Wall": {"action": "recolor", "value": "white"}}, ["Text", "Logo"]),
     (
         "recolor_wall_navy_floor_wood",
-        {"Wall": {"action": "recolor", "value": "navy"}, "Floor": {"action": "material", "texture": "wood"}},
+        {
+            "Wall": {"action": "recolor", "value": "navy"},
+            "Floor": {"action": "material", "texture": "wood", "perspective": 0.8},
+        },
         [],
     ),
     (

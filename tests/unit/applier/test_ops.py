@@ -84,3 +84,19 @@ def test_keep_and_unknown_concepts_leave_the_photo_alone(interior: Scene) -> Non
         ("Door", "blur", False),
         ("Wall", "keep", True),
     ]
+
+
+def test_material_perspective_shrinks_the_pattern_towards_the_top() -> None:
+    from applier.ops.material import material
+
+    image = np.full((300, 400, 3), 128, np.uint8)
+    alpha = np.ones((300, 400), np.float32)
+    flat = material(image, alpha, texture="tiles", shading=0.0)
+    deep = material(image, alpha, texture="tiles", shading=0.0, perspective=0.9)
+
+    def grout_columns(row: np.ndarray) -> int:  # type: ignore[type-arg]
+        dark = row.mean(axis=-1) < row.mean() - 8
+        return int(np.count_nonzero(dark[1:] & ~dark[:-1]))
+
+    assert grout_columns(flat[20]) == grout_columns(flat[280])
+    assert grout_columns(deep[20]) > 1.5 * grout_columns(deep[280])
