@@ -100,8 +100,10 @@ def lift_shadow(image: U8, alpha: F32, *, strength: float = 0.6, exclude: F32 | 
         lifted = np.dstack([lifted, image[sl][..., 3]])
     # Feather the edge of the shadow mask, but never onto the object next to it: a pixel that would
     # need much more gain than the shadow's own core is darker than any shadow here (the product).
-    soft = np.asarray(cv2.GaussianBlur(alpha, (0, 0), max(1.0, 0.03 * max(box.height, box.width))), np.float32)
-    weights = np.maximum(alpha, soft)
+    weights = np.zeros_like(alpha)
+    weights[sl] = np.maximum(
+        alpha[sl], cv2.GaussianBlur(alpha[sl], (0, 0), max(1.0, 0.03 * max(box.height, box.width)))
+    )
     surface_full = cv2.resize(surface.astype(np.float32), (box.width, box.height), interpolation=cv2.INTER_LINEAR)
     needed = surface_full / np.maximum(crop.astype(np.float32).mean(axis=-1), 1.0)
     core = alpha[sl] >= 0.9
