@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,8 @@ MAX_S = 12.0
 
 
 @contextmanager
-def bare_server(bodies: dict[str, tuple[int, str]], work: Path) -> Iterator[str]:
-    """The reference app under uvicorn in its own process; yields its base URL."""
+def bare_server(bodies: dict[str, tuple[int, str]], work: Path) -> Iterator[tuple[str, int]]:
+    """The reference app under uvicorn in its own process; yields its base URL and process id."""
     path = work / "bare_bodies.json"
     path.write_text(json.dumps(bodies))
     port = free_port()
@@ -52,22 +53,40 @@ def bare_server(bodies: dict[str, tuple[int, str]], work: Path) -> Iterator[str]
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the bare reference server did not start") from None
                 time.sleep(0.1)
-        yield base
+        yield base, process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-def _measure(base_url: str, request: Request, count: int, *, max_s: float = MAX_S) -> LoadResult:
-    return run_load(base_url, request, count=count, concurrency=CONCURRENCY, warmup=WARMUP, max_s=max_s)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads included (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _ratios(shim: LoadResult, bare: LoadResult) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Measured:
+    load: LoadResult
+    server_cpu_ms: float
+    """Server process CPU time per request: unlike wall-clock figures, it hardly moves when other
+    processes (or the client) compete for the cores."""
+
+
+def _measure(base_url: str, pid: int, request: Request, count: int, *, max_s: float = MAX_S) -> Measured:
+    before = cpu_seconds(pid)
+    load = run_load(base_url, request, count=count, concurrency=CONCURRENCY, warmup=WARMUP, max_s=max_s)
+    used = cpu_seconds(pid) - before
+    return Measured(load, round(used * 1000 / (load.requests + WARMUP), 3))
+
+
+def _ratios(shim: Measured, bare: Measured) -> dict[str, Any]:
     return {
-        "shim": shim.to_dict(),
-        "bare": bare.to_dict(),
-        "rps_ratio": round(shim.rps / bare.rps, 3),
-        "p99_ratio": round(shim.p99_ms / bare.p99_ms, 2),
+        "shim": shim.load.to_dict() | {"server_cpu_ms": shim.server_cpu_ms},
+        "bare": bare.load.to_dict() | {"server_cpu_ms": bare.server_cpu_ms},
+        "rps_ratio": round(shim.load.rps / bare.load.rps, 3),
+        "p99_ratio": round(shim.load.p99_ms / bare.load.p99_ms, 2),
+        "cpu_ratio": round(shim.server_cpu_ms / bare.server_cpu_ms, 1),
     }
 
 
@@ -94,9 +113,11 @@ def run(database_url: str | None = None, *, label: str = "sqlite") -> dict[str, 
 
         with EmbeddedStack(config) as stack:
             shim_url = stack.base_url
+            assert stack.pid is not None
+            shim_pid = stack.pid
             stack.wait_healthy(300)
             # One user per POST /jobs (a free user may hold one active job): sign up enough first.
-            shim_auth = _measure(shim_url, sign_up, POST_COUNT + 2, max_s=120.0)
+            shim_auth = _measure(shim_url, shim_pid, sign_up, POST_COUNT + 2, max_s=120.0)
             if len(tokens) < POST_COUNT + WARMUP + 2:
                 raise RuntimeError(f"only {len(tokens)} users signed up; POST /jobs needs one per request")
             owner = {"Authorization": f"Bearer {tokens.pop()}"}
@@ -115,16 +136,16 @@ def run(database_url: str | None = None, *, label: str = "sqlite") -> dict[str, 
                 headers = {"Authorization": f"Bearer {next(unused, tokens[0])}"}
                 return await client.post("/jobs", json=body, headers=headers)
 
-            with bare_server(captured, work) as bare_url:
-                bare_auth = _measure(bare_url, sign_up, POST_COUNT + 2)
-                shim_get = _measure(shim_url, get_job, GET_COUNT)
-                bare_get = _measure(bare_url, get_job, GET_COUNT)
-                shim_post = _measure(shim_url, create_job, POST_COUNT)
-                bare_post = _measure(bare_url, create_job, POST_COUNT)
+            with bare_server(captured, work) as (bare_url, bare_pid):
+                bare_auth = _measure(bare_url, bare_pid, sign_up, POST_COUNT + 2)
+                shim_get = _measure(shim_url, shim_pid, get_job, GET_COUNT)
+                bare_get = _measure(bare_url, bare_pid, get_job, GET_COUNT)
+                shim_post = _measure(shim_url, shim_pid, create_job, POST_COUNT)
+                bare_post = _measure(bare_url, bare_pid, create_job, POST_COUNT)
 
     for name, result in (("POST /auth/anon", shim_auth), ("GET /jobs/{id}", shim_get), ("POST /jobs", shim_post)):
-        if result.errors:
-            raise RuntimeError(f"{name} on the shim: {result.errors} of {result.requests} requests failed")
+        if result.load.errors:
+            raise RuntimeError(f"{name} on the shim: {result.load.errors} of {result.load.requests} requests failed")
     return {
         "database": label,
         "concurrency": CONCURRENCY,

@@ -17,7 +17,7 @@ def _run_line(results: dict[str, Any], part: str) -> str:
     m = run["machine_before"]
     load = ", ".join(str(x) for x in m["load_average"])
     return (
-        f"_Measured {run['finished_at']} by `{results.get('command', 'make bench')}` in {run['seconds']} s on "
+        f"_Measured {run['finished_at']} by `{run.get('command', results.get('command', 'make bench'))}` in {run['seconds']} s on "
         f"{m['cpus']} CPUs ({m['platform']}, Python {m['python']}); load average before: {load}, "
         f"after: {', '.join(str(x) for x in run['load_average_after'])}._"
     )
@@ -34,6 +34,9 @@ def api(results: dict[str, Any]) -> str:
                 [
                     database,
                     f"`{endpoint}`",
+                    r["shim"]["server_cpu_ms"],
+                    r["bare"]["server_cpu_ms"],
+                    f"**{r['cpu_ratio']}**",
                     r["shim"]["rps"],
                     r["bare"]["rps"],
                     f"**{r['rps_ratio']}**",
@@ -43,8 +46,8 @@ def api(results: dict[str, Any]) -> str:
                     r["shim"]["requests"],
                 ]
             )
-    head = ["database", "endpoint", "shim req/s", "bare req/s", "req/s ratio", "shim p99 ms", "bare p99 ms"]
-    head += ["p99 ratio", "requests"]
+    head = ["database", "endpoint", "shim server CPU ms/req", "bare server CPU ms/req", "CPU ratio"]
+    head += ["shim req/s", "bare req/s", "req/s ratio", "shim p99 ms", "bare p99 ms", "p99 ratio", "requests"]
     concurrency = next(iter(data.values()))["concurrency"]
     return "\n\n".join(
         [
@@ -64,10 +67,9 @@ def queue(results: dict[str, Any]) -> str:
         run = data.get(database)
         if not run:
             continue
-        rows.append([database, "direct calls (reference)", "-", run["direct_items_per_s"], "1.0"])
         for r in run["workers"]:
             rows.append(
-                [database, f"{r['workers']} worker process(es)", r["items"], r["items_per_s"], f"**{r['x_direct']}**"]
+                [database, r["workers"], r["items"], r["items_per_s"], r["direct_items_per_s"], f"**{r['x_direct']}**"]
             )
     intro = (
         f"{data['jobs']} albums of {data['items_per_job']} photos ({data['photo'][0]}x{data['photo'][1]} JPEG, "

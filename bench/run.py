@@ -116,7 +116,13 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
+    parser.add_argument("--render", action="store_true", help="only refresh docs/benchmarks.md from results.json")
     args = parser.parse_args(argv)
+    if args.render:
+        results_only: dict[str, Any] = json.loads(RESULTS.read_text())
+        refresh(DOC, {name: render(results_only) for name, render in SECTIONS.items()}, TEMPLATE)
+        print(f"wrote {DOC.relative_to(REPO_ROOT)} from {RESULTS.relative_to(REPO_ROOT)}")
+        return 0
     parts = [p for p in args.parts.split(",") if p]
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -139,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(part)
                 continue
             results["runs"][part] = {
+                "command": results["command"],
                 "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                 "seconds": round(time.monotonic() - started, 1),
                 "machine_before": before,

@@ -100,6 +100,10 @@ class EmbeddedStack:
             start_new_session=True,
         )
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
