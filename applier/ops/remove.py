@@ -73,15 +73,24 @@ def _decontaminate(image: U8, fg_alpha: F32) -> U8:
     size = (max(1, w // step), max(1, h // step))
     rgb_small = cv2.resize(result, size, interpolation=cv2.INTER_AREA).astype(np.float32)
     a_small = np.asarray(cv2.resize(fg_alpha, size, interpolation=cv2.INTER_AREA), np.float32)
-    map_x = ((xs.astype(np.float32) + 0.5) / step - 0.5).reshape(-1, 1)
-    map_y = ((ys.astype(np.float32) + 0.5) / step - 0.5).reshape(-1, 1)
+    # remap wants 2-D maps under 32767 on each side: lay the edge pixels out in rows of 1024.
+    n = ys.size
+    rows = -(-n // 1024)
+    flat_x = np.zeros(rows * 1024, np.float32)
+    flat_y = np.zeros(rows * 1024, np.float32)
+    flat_x[:n] = (xs.astype(np.float32) + 0.5) / step - 0.5
+    flat_y[:n] = (ys.astype(np.float32) + 0.5) / step - 0.5
+    map_x = flat_x.reshape(rows, 1024)
+    map_y = flat_y.reshape(rows, 1024)
+
+    def sample(img: F32, channels: int) -> F32:
+        out = cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return np.asarray(out, np.float32).reshape(-1, channels)[:n]
 
     def local_mean(weight: F32) -> F32:
-        num = cv2.GaussianBlur(rgb_small * weight[..., None], (0, 0), sigma / step)
-        den = cv2.GaussianBlur(weight, (0, 0), sigma / step)
-        at_num = cv2.remap(num, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3)
-        at_den = cv2.remap(den, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1, 1)
-        return np.asarray(at_num / np.maximum(at_den, 1e-3), np.float32)
+        num = np.asarray(cv2.GaussianBlur(rgb_small * weight[..., None], (0, 0), sigma / step), np.float32)
+        den = np.asarray(cv2.GaussianBlur(weight, (0, 0), sigma / step), np.float32)
+        return np.asarray(sample(num, 3) / np.maximum(sample(den, 1), 1e-3), np.float32)
 
     background = local_mean((a_small <= 0.1).astype(np.float32))
     foreground_near = local_mean((a_small >= 0.9).astype(np.float32))

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from applier.synthetic import Scene, interior_scene, seller_scene
 
+G = TypeVar("G", bound=np.generic)
 
-def frozen(array: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
+
+def frozen(array: npt.NDArray[G]) -> npt.NDArray[G]:
     """A read-only copy: any in-place write by the code under test raises ValueError."""
     out = array.copy()
     out.setflags(write=False)

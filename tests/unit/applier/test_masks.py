@@ -54,7 +54,7 @@ def test_alpha_is_exactly_zero_or_one_away_from_the_edge() -> None:
 def test_rejects_masks_that_are_not_uint8_probabilities() -> None:
     image = np.zeros((20, 30, 3), np.uint8)
     with pytest.raises(MaskError):
-        refine_alpha(np.zeros((8, 8), np.float32), image)  # type: ignore[arg-type]
+        refine_alpha(np.zeros((8, 8), np.float32), image)
     with pytest.raises(MaskError):
         refine_alpha(np.zeros((8, 8), np.uint8), np.zeros((20, 30), np.uint8))
 

@@ -29,7 +29,7 @@ from applier.templates import render
 from .conftest import frozen, layers_of
 
 
-def _ops(scene: Scene) -> list[Callable[[np.ndarray, np.ndarray], object]]:  # type: ignore[type-arg]
+def _ops(scene: Scene) -> list[Callable[[np.ndarray, np.ndarray], object]]:
     return [
         lambda img, a: recolor(img, a, value="#5b7fa6"),
         lambda img, a: material(img, a, texture="marble", rotation=30),

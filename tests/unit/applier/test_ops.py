@@ -25,7 +25,7 @@ def test_transparent_background_has_a_clean_matte(seller: Scene) -> None:
     assert rim_l <= product_l + 25
 
 
-def _near(mask: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+def _near(mask: np.ndarray) -> np.ndarray:
     import cv2
 
     m = mask.astype(np.uint8)
@@ -94,7 +94,7 @@ def test_material_perspective_shrinks_the_pattern_towards_the_top() -> None:
     flat = material(image, alpha, texture="tiles", shading=0.0)
     deep = material(image, alpha, texture="tiles", shading=0.0, perspective=0.9)
 
-    def grout_columns(row: np.ndarray) -> int:  # type: ignore[type-arg]
+    def grout_columns(row: np.ndarray) -> int:
         dark = row.mean(axis=-1) < row.mean() - 8
         return int(np.count_nonzero(dark[1:] & ~dark[:-1]))
 
