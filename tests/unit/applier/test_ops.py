@@ -100,3 +100,12 @@ def test_material_perspective_shrinks_the_pattern_towards_the_top() -> None:
 
     assert grout_columns(flat[20]) == grout_columns(flat[280])
     assert grout_columns(deep[20]) > 1.5 * grout_columns(deep[280])
+
+
+def test_transparent_matte_with_a_very_long_soft_edge() -> None:
+    # More partially transparent pixels than OpenCV's remap accepts along one side (32767).
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (220, 220, 3), dtype=np.uint8)
+    alpha = np.full((220, 220), 0.5, np.float32)
+    out = remove(image, alpha, mode="transparent", feather=0.0)
+    assert out.shape == (220, 220, 4) and set(np.unique(out[..., 3]).tolist()) == {128}
