@@ -41,7 +41,7 @@ def _median_ms(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def measure(mp: int, repeat: int) -> dict[str, object]:
+def measure(mp: int, repeat: int, only: tuple[str, ...] = ()) -> dict[str, object]:
     """One size: the copy baseline and every action, in ms, ms/MP and multiples of the copy."""
     w, h = SIZES_MP[mp]
     scene = interior_scene(w, h, seed=0)
@@ -67,15 +67,17 @@ def measure(mp: int, repeat: int) -> dict[str, object]:
     }
     table: dict[str, object] = {}
     for name, fn in actions.items():
+        if only and not any(name.startswith(prefix) for prefix in only):
+            continue
         ms = _median_ms(fn, repeat if mp < 12 else max(2, repeat // 2))
         table[name] = {"ms": round(ms, 1), "ms_per_mp": round(ms / megapixels, 2), "x_copy": round(ms / copy_ms, 1)}
     return {"width": w, "height": h, "copy_ms": round(copy_ms, 2), "actions": table}
 
 
-def run(sizes: tuple[int, ...] = (1, 4, 12), repeat: int = 5) -> dict[str, object]:
+def run(sizes: tuple[int, ...] = (1, 4, 12), repeat: int = 5, only: tuple[str, ...] = ()) -> dict[str, object]:
     """Every size on one OpenCV thread; returns a JSON-serialisable dict (``make bench`` merges it)."""
     cv2.setNumThreads(1)
-    return {"threads": 1, "repeat": repeat, "sizes": {f"{mp}MP": measure(mp, repeat) for mp in sizes}}
+    return {"threads": 1, "repeat": repeat, "sizes": {f"{mp}MP": measure(mp, repeat, only) for mp in sizes}}
 
 
 def markdown(results: dict[str, object]) -> str:
@@ -98,8 +100,10 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--sizes", default="1,4,12", help="megapixel sizes among 1,4,12")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--actions", default="", help="comma-separated name prefixes, e.g. recolor")
     args = parser.parse_args()
-    results = run(tuple(int(s) for s in args.sizes.split(",")), args.repeat)
+    only = tuple(a for a in args.actions.split(",") if a)
+    results = run(tuple(int(s) for s in args.sizes.split(",")), args.repeat, only)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
