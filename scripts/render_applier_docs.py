@@ -64,7 +64,11 @@ SELLER: list[tuple[str, Rule, list[str]]] = [
     ),
     ("shadow_remove", {"Shadow": {"action": "shadow", "mode": "remove"}}, []),
     ("shadow_soften", {"Shadow": {"action": "shadow", "mode": "soften", "strength": 0.6}}, []),
-    ("recolor_product_teal", {"Product": {"action": "recolor", "value": "teal"}}, ["Logo", "Text", "highlights"]),
+    (
+        "recolor_product_teal",
+        {"Product": {"action": "recolor", "value": "teal"}},
+        ["Label", "Logo", "Text", "highlights"],
+    ),
     ("blur_background", {"Background": {"action": "blur", "radius": 1.2}}, []),
     ("adjust_product_saturation", {"Product": {"action": "adjust", "saturation": 0.5, "contrast": 0.2}}, []),
 ]
