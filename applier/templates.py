@@ -136,7 +136,15 @@ def encode(image: U8, template: Template) -> bytes:
     pil = Image.fromarray(image, mode)
     buf = io.BytesIO()
     if template.format == "jpeg":
-        pil.save(buf, "JPEG", quality=template.quality, optimize=True, subsampling=0 if template.quality >= 90 else 2)
+        subsampling = 0 if template.quality >= 90 else 2
+        try:
+            pil.save(buf, "JPEG", quality=template.quality, optimize=True, subsampling=subsampling)
+        except OSError:
+            # Optimised Huffman tables need the whole output in one libjpeg buffer, which Pillow sizes
+            # at about one byte per pixel; a very detailed photo overflows it. Standard tables have
+            # no such limit and cost a few percent of size.
+            buf = io.BytesIO()
+            pil.save(buf, "JPEG", quality=template.quality, optimize=False, subsampling=subsampling)
     elif template.format == "png":
         pil.save(buf, "PNG", optimize=False, compress_level=6)
     else:
