@@ -30,7 +30,7 @@ from tests.support.stack import make_settings
 
 pytestmark = pytest.mark.integration
 
-ITEMS = 6
+ITEMS = 8
 WALL = {"Wall": {"action": "recolor", "value": "white"}}
 
 
