@@ -469,6 +469,7 @@ def job_json(m: pb.Job, *, with_items: bool = True) -> JsonObject:
         "credits_reserved": m.credits_reserved,
         "credits_spent": m.credits_spent,
         "analyzed": m.analyzed,
+        "error": _absent(m.error),
         "created_at": m.created_at,
         "updated_at": m.updated_at,
         "upload_expires_at": _absent(m.upload_expires_at),

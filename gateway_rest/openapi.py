@@ -71,6 +71,7 @@ _JOB_FIELDS: dict[str, Schema] = {
     "credits_reserved": _INT,
     "credits_spent": _INT,
     "analyzed": _BOOL,
+    "error": _OPT_STR,
     "created_at": _TIME,
     "updated_at": _TIME,
     "upload_expires_at": {"type": ["string", "null"], "format": "date-time"},

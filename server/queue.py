@@ -190,11 +190,20 @@ class WorkQueue:
         with self._db.write() as s:
             if claim.stage == "package":
                 job = lock_job(s, claim.job_id)
-                if job is not None and job.package_lease_owner == claim.owner:
-                    job.package_lease_owner = None
-                    delay = self._backoff_s * 2 ** min(job.package_attempts - 1, 10)
-                    job.package_lease_expires_at = utcnow() + timedelta(seconds=delay)
-                    job.error = f"packaging: {error}"
+                if job is None or job.package_lease_owner != claim.owner or job.status != "running":
+                    return
+                if not retryable:
+                    # Every item's output is stored and paid for; only the zip cannot be made.
+                    # The job ends done without a set rather than retrying forever.
+                    log.error("job %s packaging failed for good: %s", job.id, error)
+                    complete_package(job, None, error=f"packaging failed: {error}")
+                    return
+                # Transient (store or database outage): keep trying, backoff capped near a minute,
+                # so the set appears once the dependency is back.
+                job.package_lease_owner = None
+                delay = min(self._backoff_s * 2 ** min(job.package_attempts - 1, 10), 60.0)
+                job.package_lease_expires_at = utcnow() + timedelta(seconds=delay)
+                job.error = f"packaging: {error}"
                 return
             owned = self._owned(s, claim)
             if owned is None:

@@ -123,7 +123,7 @@ class JobRow(Base):
     analyzed_concepts: Mapped[list[Any] | None] = mapped_column(JSON)
     set_key: Mapped[str | None] = mapped_column(String(300))
     package_state: Mapped[str] = mapped_column(String(16), default="none")
-    """Output-set packaging once every item is finished: none | pending | done."""
+    """Output-set packaging once every item is finished: none | pending | done | failed."""
     package_attempts: Mapped[int] = mapped_column(Integer, default=0)
     package_lease_owner: Mapped[str | None] = mapped_column(String(64))
     package_lease_expires_at: Mapped[datetime | None]

@@ -177,6 +177,7 @@ def job(view: JobView, urls: UrlFor | None) -> pb.Job:
         updated_at=rfc3339(view.updated_at),
         upload_expires_at=rfc3339(view.upload_deadline_at) if view.status == "created" else "",
         analyzed=bool(view.analyzed_concepts),
+        error=view.error or "",
     )
 
 

@@ -49,6 +49,7 @@ def job_view(row: JobRow, items: list[JobItemRow] | None) -> JobView:
         credits_spent=row.credits_spent,
         analyzed_concepts=list(row.analyzed_concepts or []),
         set_key=row.set_key,
+        error=row.error if row.status in ("failed", "done") else None,
         created_at=row.created_at,
         updated_at=row.updated_at,
         upload_deadline_at=row.upload_deadline_at,

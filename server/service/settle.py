@@ -89,7 +89,7 @@ def settle_job(session: Session, job: JobRow) -> None:
     """Once every item is finished: failed when none is done, else package the output set.
 
     The job becomes ``done`` when its set is packaged (``complete_package``), so a client that sees
-    ``done`` always finds the set.
+    ``done`` finds the set, or, if it could never be made, the job's error saying why.
     """
     if job.status != "running" or job.done_items + job.failed_items < job.total_items:
         return
@@ -100,9 +100,11 @@ def settle_job(session: Session, job: JobRow) -> None:
         job.updated_at = utcnow()
 
 
-def complete_package(job: JobRow, set_key: str) -> None:
+def complete_package(job: JobRow, set_key: str | None, *, error: str | None = None) -> None:
+    """The job is done: with its set, or (``set_key`` None) with the reason the set could not be made."""
     job.set_key = set_key
-    job.package_state = "done"
+    job.error = error
+    job.package_state = "done" if set_key else "failed"
     job.package_lease_owner = None
     job.package_lease_expires_at = None
     job_state.move(job, "done")

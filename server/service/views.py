@@ -61,6 +61,7 @@ class JobView:
     credits_spent: int
     analyzed_concepts: list[str]
     set_key: str | None
+    error: str | None
     created_at: datetime
     updated_at: datetime
     upload_deadline_at: datetime

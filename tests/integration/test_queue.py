@@ -141,3 +141,26 @@ def test_racing_workers_process_each_item_once(stack: Stack) -> None:
     assert sorted(idx for _, idx in done) == list(range(10))
     assert stack.services.jobs.get(user, job_id).status == "done"
     check_invariants(stack.db)
+
+
+def test_packaging_retries_transient_failures_and_gives_up_on_permanent_ones(stack: Stack) -> None:
+    user, job_id = _queued_job(stack, 1)
+    queue = WorkQueue(stack.db, stack.settings)
+    item = queue.claim("w")
+    assert item is not None and queue.complete_item(item, _outputs(user, item))
+    package = queue.claim("w")
+    assert package is not None and package.stage == "package"
+    queue.fail(package, "store unavailable", retryable=True)
+    assert stack.services.jobs.get(user, job_id).status == "running"
+    deadline = time.monotonic() + 5
+    retry = None
+    while retry is None and time.monotonic() < deadline:
+        retry = queue.claim("w")
+        time.sleep(0.02)
+    assert retry is not None and (retry.stage, retry.attempt) == ("package", 2)
+    queue.fail(retry, "output set 'gone' is not in preset 'interior'", retryable=False)
+    job = stack.services.jobs.get(user, job_id)
+    assert (job.status, job.set_key, job.done_items) == ("done", None, 1)
+    assert job.error is not None and job.error.startswith("packaging failed: output set")
+    assert queue.claim("w") is None
+    check_invariants(stack.db)

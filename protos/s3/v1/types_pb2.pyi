@@ -567,6 +567,7 @@ class Job(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     UPLOAD_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     ANALYZED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     status: _builtins.str
     preset: _builtins.str
@@ -584,6 +585,8 @@ class Job(_message.Message):
     updated_at: _builtins.str
     upload_expires_at: _builtins.str
     analyzed: _builtins.bool
+    error: _builtins.str
+    """why a job failed, or why a done job has no set"""
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobItem]: ...
     def __init__(
@@ -606,10 +609,11 @@ class Job(_message.Message):
         updated_at: _builtins.str = ...,
         upload_expires_at: _builtins.str = ...,
         analyzed: _builtins.bool = ...,
+        error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzed", b"analyzed", "cost_per_item", b"cost_per_item", "created_at", b"created_at", "credits_reserved", b"credits_reserved", "credits_spent", b"credits_spent", "done_items", b"done_items", "failed_items", b"failed_items", "items", b"items", "job_id", b"job_id", "preset", b"preset", "progress", b"progress", "rule_id", b"rule_id", "set_url", b"set_url", "status", b"status", "total_items", b"total_items", "updated_at", b"updated_at", "upload_expires_at", b"upload_expires_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzed", b"analyzed", "cost_per_item", b"cost_per_item", "created_at", b"created_at", "credits_reserved", b"credits_reserved", "credits_spent", b"credits_spent", "done_items", b"done_items", "error", b"error", "failed_items", b"failed_items", "items", b"items", "job_id", b"job_id", "preset", b"preset", "progress", b"progress", "rule_id", b"rule_id", "set_url", b"set_url", "status", b"status", "total_items", b"total_items", "updated_at", b"updated_at", "upload_expires_at", b"upload_expires_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
