@@ -65,6 +65,9 @@ def concept_actions(preset: PresetSpec, concepts: object, *, field: str = "conce
             normalised = validate_action(action, params)
         except ParamError as e:
             raise _fail(f"{path}.{e.field}" if e.field != "action" else f"{path}.action", e.message) from e
+        if action == "material" and normalised.get("texture") == "upload":
+            # The renderer supports uploaded textures, but the API has no texture upload yet.
+            raise _fail(f"{path}.texture", "uploaded textures are not available yet; use a built-in texture")
         out[str(concept_id)] = {"action": action, **normalised}
     return out
 

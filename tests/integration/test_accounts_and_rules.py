@@ -62,6 +62,14 @@ def test_rule_crud_normalises_and_frees_slots(stack: Stack) -> None:
         ),
         ({"name": "x", "preset_id": "interior", "concepts": WALL_WHITE, "protect": ["Sky"]}, "protect[0]"),
         (
+            {
+                "name": "x",
+                "preset_id": "interior",
+                "concepts": {"Floor": {"action": "material", "texture": "upload", "texture_ref": "t1"}},
+            },
+            "concepts.Floor.texture",
+        ),
+        (
             {"name": "x", "preset_id": "interior", "concepts": {"Text": {"action": "blur"}}, "protect": ["Text"]},
             "concepts.Text",
         ),
