@@ -132,8 +132,15 @@ reference measured in the same run, and the ratio is what carries across machine
 
 `python -m server.serve` as shipped (REST shim and JobService in one process, JSON logs at INFO, no
 pipeline workers) against a bare Starlette app under the same uvicorn that answers with the very
-bytes the shim answered. The same client drives both (`bench/load.py`), so both include the client's
-own cost: a ratio of 0.5 means the shim serves half the requests per second of a do-nothing endpoint.
+bytes the shim answered. One client (`bench/load.py`: httpx, 16 requests in flight) drives both, one
+endpoint after the other. Per endpoint: the server process's CPU time per request (user + system
+time from `/proc` over the whole load, divided by the requests), requests/s and p99 latency.
+
+The CPU ratio is the figure that carries: the work that the shim, the gRPC hop, the JobService and
+the database driver add to each request. On a 2-core machine the Python client itself is the
+bottleneck of the bare app, and client and servers share the cores with everything else running, so
+the requests/s and p99 ratios stay near 1 and move from run to run. With PostgreSQL the database
+server's own CPU (its own processes) is not in the figure.
 
 <!-- bench:api -->
 <!-- /bench:api -->
