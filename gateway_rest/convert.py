@@ -449,6 +449,7 @@ def _item_json(i: pb.JobItem) -> JsonObject:
         ],
         "error": _absent(i.error),
         "attempts": i.attempts,
+        "analysis": i.analysis or "none",
         "protect_check": struct_json(i.protect_check) if i.HasField("protect_check") else None,
     }
 

@@ -249,6 +249,7 @@ SCHEMAS: dict[str, Schema] = {
             "error",
             "attempts",
             "protect_check",
+            "analysis",
         ],
         {
             "idx": _INT,
@@ -266,6 +267,7 @@ SCHEMAS: dict[str, Schema] = {
             "error": _OPT_STR,
             "attempts": _INT,
             "protect_check": {"type": ["object", "null"]},
+            "analysis": {"enum": ["none", "pending", "done", "failed"]},
         },
     ),
     "Job": _obj([*_JOB_FIELDS, "items"], {**_JOB_FIELDS, "items": _list(_ref("JobItem"))}),

@@ -154,6 +154,7 @@ def job_item(view: JobItemView, urls: UrlFor | None) -> pb.JobItem:
         ],
         error=view.error or "",
         attempts=view.attempts,
+        analysis=view.analysis,
         protect_check=struct(view.protect_check) if view.protect_check else None,
     )
 

@@ -19,6 +19,17 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 
 
+def analysis_state(row: JobItemRow) -> str:
+    """Distinguishes 'no instances yet' from 'analysed, none found' for the Instances stage."""
+    if row.stage == "analyze":
+        return "pending"
+    if row.instances is not None:
+        return "done"
+    if (row.error or "").startswith("analysis failed"):
+        return "failed"
+    return "none"
+
+
 def item_view(row: JobItemRow) -> JobItemView:
     return JobItemView(
         idx=row.idx,
@@ -31,6 +42,7 @@ def item_view(row: JobItemRow) -> JobItemView:
         protect_check=dict(row.protect_check) if row.protect_check else None,
         error=row.error,
         attempts=row.attempts,
+        analysis=analysis_state(row),
     )
 
 

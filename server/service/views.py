@@ -44,6 +44,8 @@ class JobItemView:
     protect_check: dict[str, Any] | None
     error: str | None
     attempts: int
+    analysis: str
+    """none | pending | done | failed: whether this item's instances are known."""
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ def test_whole_flow_over_grpc(served: tuple[Stack, jobs_pb2_grpc.JobServiceStub,
     job = stub.ConfirmUpload(jpb.JobRef(job_id=created.job_id), metadata=md)
     assert job.status == "uploaded" and all(i.input_url for i in job.items)
     analyzed = stub.AnalyzeJob(jpb.AnalyzeJobRequest(job_id=created.job_id, concepts=["Wall"]), metadata=md)
-    assert analyzed.analyzed
+    assert analyzed.analyzed and [i.analysis for i in analyzed.items] == ["pending", "pending"]
     listed_jobs = stub.ListJobs(jpb.ListJobsRequest(), metadata=md)
     assert [j.job_id for j in listed_jobs.jobs] == [created.job_id]
     with pytest.raises(grpc.RpcError) as err:

@@ -164,3 +164,18 @@ def test_packaging_retries_transient_failures_and_gives_up_on_permanent_ones(sta
     assert job.error is not None and job.error.startswith("packaging failed: output set")
     assert queue.claim("w") is None
     check_invariants(stack.db)
+
+
+def test_an_analysis_that_finds_nothing_is_done_not_pending(stack: Stack) -> None:
+    user = stack.services.accounts.create_anonymous().user.user_id
+    created = stack.services.jobs.create(user, preset_id="interior", item_count=1)
+    stack.store.put(created.uploads[0].key, jpeg_bytes(), content_type="image/jpeg")
+    job_id = created.job.job_id
+    stack.services.jobs.confirm_upload(user, job_id)
+    assert [i.analysis for i in stack.services.jobs.analyze(user, job_id, ["Wall"]).items or ()] == ["pending"]
+    queue = WorkQueue(stack.db, stack.settings)
+    claim = queue.claim("w")
+    assert claim is not None and claim.stage == "analyze"
+    assert queue.complete_analysis(claim, [])
+    item = (stack.services.jobs.get(user, job_id).items or ())[0]
+    assert (item.analysis, item.instances) == ("done", [])

@@ -511,6 +511,7 @@ class JobItem(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     PROTECT_CHECK_FIELD_NUMBER: _builtins.int
+    ANALYSIS_FIELD_NUMBER: _builtins.int
     idx: _builtins.int
     status: _builtins.str
     input_url: _builtins.str
@@ -518,6 +519,8 @@ class JobItem(_message.Message):
     preview_url: _builtins.str
     error: _builtins.str
     attempts: _builtins.int
+    analysis: _builtins.str
+    """none | pending | done | failed: the Instances stage of this item"""
     @_builtins.property
     def instances(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstanceInfo]: ...
     @_builtins.property
@@ -537,10 +540,11 @@ class JobItem(_message.Message):
         error: _builtins.str = ...,
         attempts: _builtins.int = ...,
         protect_check: _struct_pb2.Struct | None = ...,
+        analysis: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["protect_check", b"protect_check"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "error", b"error", "idx", b"idx", "input_url", b"input_url", "instances", b"instances", "output_url", b"output_url", "preview_url", b"preview_url", "protect_check", b"protect_check", "renditions", b"renditions", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "attempts", b"attempts", "error", b"error", "idx", b"idx", "input_url", b"input_url", "instances", b"instances", "output_url", b"output_url", "preview_url", b"preview_url", "protect_check", b"protect_check", "renditions", b"renditions", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
