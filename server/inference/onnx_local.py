@@ -20,7 +20,7 @@ from server.errors import InferenceUnavailable
 from server.inference import sam3_core
 from server.inference.artifacts import ModelArtifact
 from server.inference.port import Instance, SegmenterInfo
-from server.inference.postprocess import DUPLICATE_IOU, concept_instances, plan_phrases
+from server.inference.postprocess import DUPLICATE_IOU, segment_concepts
 from server.inference.triton import check_image
 
 F32 = sam3_core.F32
@@ -114,9 +114,4 @@ class OnnxLocalSegmenter:
         image: npt.NDArray[np.uint8],
         concepts: Mapping[str, Sequence[str]],
     ) -> dict[str, list[Instance]]:
-        phrases, owners = plan_phrases(concepts)
-        if not phrases:
-            return {c: [] for c in concepts}
-        found = await self.candidates(image, phrases)
-        hw = (int(image.shape[0]), int(image.shape[1]))
-        return concept_instances(found, owners, list(concepts), hw, duplicate_iou=self._duplicate_iou)
+        return await segment_concepts(self.candidates, image, concepts, duplicate_iou=self._duplicate_iou)

@@ -9,7 +9,7 @@ overlaps a kept one with IoU >= ``duplicate_iou``. Candidates whose mask covers 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -93,3 +93,23 @@ def concept_instances(
                 )
             )
     return result
+
+
+CandidateSource = Callable[[npt.NDArray[np.uint8], Sequence[str]], Awaitable[Candidates]]
+"""A backend's ``candidates(image, phrases)``: raw SAM3 output for every phrase."""
+
+
+async def segment_concepts(
+    candidates: CandidateSource,
+    image: npt.NDArray[np.uint8],
+    concepts: Mapping[str, Sequence[str]],
+    *,
+    duplicate_iou: float = DUPLICATE_IOU,
+) -> dict[str, list[Instance]]:
+    """``Segmenter.segment`` for any backend: one request for every phrase, then numbered instances."""
+    phrases, owners = plan_phrases(concepts)
+    if not phrases:
+        return {c: [] for c in concepts}
+    found = await candidates(image, phrases)
+    hw = (int(image.shape[0]), int(image.shape[1]))
+    return concept_instances(found, owners, list(concepts), hw, duplicate_iou=duplicate_iou)

@@ -22,7 +22,7 @@ from tritonclient.utils import InferenceServerException
 
 from server.errors import InferenceUnavailable
 from server.inference.port import Instance, SegmenterInfo
-from server.inference.postprocess import DUPLICATE_IOU, concept_instances, plan_phrases
+from server.inference.postprocess import DUPLICATE_IOU, segment_concepts
 from server.inference.sam3_core import Candidates
 from server.inference.triton_repository import SAM3_MODEL
 
@@ -143,9 +143,4 @@ class TritonSegmenter:
         image: npt.NDArray[np.uint8],
         concepts: Mapping[str, Sequence[str]],
     ) -> dict[str, list[Instance]]:
-        phrases, owners = plan_phrases(concepts)
-        if not phrases:
-            return {c: [] for c in concepts}
-        found = await self.candidates(image, phrases)
-        hw = (int(image.shape[0]), int(image.shape[1]))
-        return concept_instances(found, owners, list(concepts), hw, duplicate_iou=self._duplicate_iou)
+        return await segment_concepts(self.candidates, image, concepts, duplicate_iou=self._duplicate_iou)
