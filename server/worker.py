@@ -78,6 +78,12 @@ class Worker:
                 # The lease runs out and the work is claimed again; this worker carries on.
                 self.stats.dropped += 1
                 log.warning("worker %s: %s/%d not recorded: %s", self.name, claim.job_id, claim.idx, e)
+            except Exception:
+                # A bug or a violated database constraint (the ledger's double-charge guard) while
+                # recording: nothing was committed, the lease runs out and the item is retried up
+                # to the dead letter. The worker itself must keep serving the queue.
+                self.stats.dropped += 1
+                log.exception("worker %s: %s/%d could not be recorded", self.name, claim.job_id, claim.idx)
         log.info("worker %s stopped: %s", self.name, self.stats)
 
     async def _process(self, claim: Claim, stopping: asyncio.Event) -> None:
