@@ -34,6 +34,7 @@ from server.service.admin_views import (
     decode_page_token,
     encode_page_token,
 )
+from server.service.ids import canonical_id, resource_id
 from server.service.locking import lock_user
 from server.service.settle import cancel_open_items, lock_job, release_lease
 
@@ -75,13 +76,6 @@ def _text(value: str, name: str, *, required: bool = False, limit: int = MAX_REA
     if len(value) > limit or not value.isprintable():
         raise ValidationFailed(f"{name}: must be at most {limit} printable characters", field=name)
     return value
-
-
-def _job_uuid(job_id: str) -> str:
-    try:
-        return str(uuid.UUID(job_id))
-    except (ValueError, TypeError, AttributeError):
-        raise NotFound("job not found") from None
 
 
 def _audit(session: Session, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
@@ -164,7 +158,7 @@ class Admin:
     # -- jobs -----------------------------------------------------------------------------------
     def job(self, job_id: str) -> AdminJobView:
         with self._db.read() as s:
-            job = s.get(JobRow, _job_uuid(job_id))
+            job = s.get(JobRow, resource_id(job_id, "job"))
             if job is None:
                 raise NotFound("job not found")
             return admin_job_view(s, job, max_attempts=self._max_attempts)
@@ -179,10 +173,10 @@ class Admin:
             .where(dead_letter_clause(self._max_attempts))
         )
         if job_id:
-            try:
-                stmt = stmt.where(JobItemRow.job_id == str(uuid.UUID(job_id)))
-            except ValueError:
-                raise ValidationFailed("job_id: must be a job id", field="job_id") from None
+            parsed = canonical_id(job_id)
+            if parsed is None:
+                raise ValidationFailed("job_id: must be a job id", field="job_id")
+            stmt = stmt.where(JobItemRow.job_id == parsed)
         if page_token:
             stamp, last_id = decode_page_token(page_token)
             stmt = stmt.where(
@@ -211,7 +205,7 @@ class Admin:
         )
 
     def _locked_job(self, session: Session, job_id: str) -> JobRow:
-        job = lock_job(session, _job_uuid(job_id))
+        job = lock_job(session, resource_id(job_id, "job"))
         if job is None:
             raise NotFound("job not found")
         return job

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from server.db.engine import Database
 from server.db.tables import CallbackReceiptRow, JobItemRow
 from server.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from server.service import job_state
+from server.service.ids import resource_id
 from server.service.settle import FINISHED_ITEM_STATES, ItemOutputs, finish_item, lock_job
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class Callbacks:
         if report.status not in ("done", "failed"):
             raise ValidationFailed("status: must be 'done' or 'failed'", field="status")
         with self._db.write() as s:
-            job = lock_job(s, _job_id(job_id))
+            job = lock_job(s, resource_id(job_id, "job"))
             if job is None:
                 raise NotFound("job not found")
             receipt = s.get(CallbackReceiptRow, (job.id, key))
@@ -102,10 +102,3 @@ class Callbacks:
             )
             log.info("callback %s: job %s item %d %s", key, job.id, item.idx, item.status)
             return result
-
-
-def _job_id(job_id: str) -> str:
-    try:
-        return str(uuid.UUID(job_id))
-    except (ValueError, TypeError, AttributeError):
-        raise NotFound("job not found") from None

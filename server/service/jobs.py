@@ -33,6 +33,7 @@ from server.errors import (
 from server.plans import limits_for
 from server.presets import PresetSpec
 from server.service import job_state, ledger, validation
+from server.service.ids import resource_id
 from server.service.job_views import job_view, load_items
 from server.service.locking import count_active_jobs, lock_user
 from server.service.rules import owned_rule
@@ -73,16 +74,9 @@ class _Checked:
     content_type: str = ""
 
 
-def _parse_job_id(job_id: str) -> str:
-    try:
-        return str(uuid.UUID(job_id))
-    except (ValueError, TypeError, AttributeError):
-        raise NotFound("job not found") from None
-
-
 def owned_job(session: Session, user_id: str, job_id: str, *, lock: bool = False) -> JobRow:
     """The user's job; another user's job is reported missing, never forbidden."""
-    jid = _parse_job_id(job_id)
+    jid = resource_id(job_id, "job")
     row = lock_job(session, jid) if lock else session.get(JobRow, jid)
     if row is None or row.user_id != user_id:
         raise NotFound("job not found")

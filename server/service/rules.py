@@ -15,6 +15,7 @@ from server.db.tables import RuleRow
 from server.errors import NotFound, RuleSlotLimit
 from server.plans import limits_for
 from server.service import validation
+from server.service.ids import canonical_id
 from server.service.locking import count_rules, get_user, lock_user
 from server.service.views import RuleView
 
@@ -33,18 +34,11 @@ def rule_view(row: RuleRow) -> RuleView:
 
 def owned_rule(session: Session, user_id: str, rule_id: str) -> RuleRow:
     """The user's rule; another user's rule is reported missing, never forbidden."""
-    row = session.get(RuleRow, rule_id) if _is_uuid(rule_id) else None
+    parsed = canonical_id(rule_id)
+    row = session.get(RuleRow, parsed) if parsed else None
     if row is None or row.user_id != user_id:
         raise NotFound("rule not found")
     return row
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except (ValueError, TypeError, AttributeError):
-        return False
-    return True
 
 
 class Rules:
