@@ -11,18 +11,12 @@ import grpc
 from protos.s3.v1 import admin_pb2 as apb
 from protos.s3.v1 import admin_pb2_grpc
 from server.grpc_api import admin_convert
+from server.grpc_api.interceptors import metadata_value
 from server.service.admin import REQUEUEABLE_JOB_STATES, Admin, clean_actor
 from server.service.jobs import Jobs
 
 ADMIN_TOKEN_KEY = "x-admin-token"
 ADMIN_ACTOR_KEY = "x-admin-actor"
-
-
-def _metadata(context: grpc.ServicerContext, key: str) -> str | None:
-    for k, v in context.invocation_metadata() or ():
-        if k == key and isinstance(v, str):
-            return v
-    return None
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
@@ -33,8 +27,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     def _operator(self, context: grpc.ServicerContext) -> str:
         """The caller's actor name, once the admin token is checked (the token first: an invalid
         actor name must not tell an unauthenticated caller anything)."""
-        self._admin.authorize(_metadata(context, ADMIN_TOKEN_KEY))
-        return clean_actor(_metadata(context, ADMIN_ACTOR_KEY))
+        self._admin.authorize(metadata_value(context, ADMIN_TOKEN_KEY))
+        return clean_actor(metadata_value(context, ADMIN_ACTOR_KEY))
 
     def GetUser(self, request: apb.GetUserRequest, context: grpc.ServicerContext) -> apb.AdminUser:
         self._operator(context)

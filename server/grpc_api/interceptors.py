@@ -36,10 +36,18 @@ def _bounded(message: str) -> str:
     return message[: MAX_MESSAGE_CHARS - 20] + f"... ({len(message)} chars)"
 
 
+def metadata_value(context: grpc.ServicerContext, key: str) -> str | None:
+    """The first value of a text metadata key of the call, or None."""
+    for k, v in context.invocation_metadata() or ():
+        if k == key and isinstance(v, str):
+            return v
+    return None
+
+
 def _request_id(context: grpc.ServicerContext) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_KEY and isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable():
-            return value
+    value = metadata_value(context, REQUEST_ID_KEY)
+    if value is not None and 0 < len(value) <= 128 and value.isprintable():
+        return value
     return str(uuid.uuid4())
 
 

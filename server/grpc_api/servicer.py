@@ -17,6 +17,7 @@ from protos.s3.v1 import types_pb2 as pb
 from server.clock import rfc3339
 from server.errors import NotFound
 from server.grpc_api import convert
+from server.grpc_api.interceptors import metadata_value
 from server.presets import PRESETS
 from server.service import job_views
 from server.service.bundle import Services
@@ -25,19 +26,12 @@ from server.service.job_state import TERMINAL
 from server.service.views import JobView
 
 
-def _metadata(context: grpc.ServicerContext, key: str) -> str | None:
-    for k, v in context.invocation_metadata() or ():
-        if k == key and isinstance(v, str):
-            return v
-    return None
-
-
 class JobService(jobs_pb2_grpc.JobServiceServicer):
     def __init__(self, services: Services) -> None:
         self._s = services
 
     def _user(self, context: grpc.ServicerContext) -> str:
-        return self._s.tokens.user_from_authorization(_metadata(context, "authorization"))
+        return self._s.tokens.user_from_authorization(metadata_value(context, "authorization"))
 
     def GetHealth(self, request: jpb.GetHealthRequest, context: grpc.ServicerContext) -> jpb.GetHealthResponse:
         report = self._s.health.report()
@@ -158,7 +152,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         self, request: jpb.ReportItemResultRequest, context: grpc.ServicerContext
     ) -> jpb.ReportItemResultResponse:
         result = self._s.callbacks.report(
-            _metadata(context, "x-callback-secret"),
+            metadata_value(context, "x-callback-secret"),
             request.job_id,
             ItemReport(
                 idempotency_key=request.idempotency_key,
