@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import io
 import time
 from collections.abc import Collection
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from sqlalchemy import select
 
+from bench.loadgen import photo
 from server.db.engine import Database
 from server.db.tables import BillingEventRow, JobItemRow, JobRow
 from server.inference.artifacts import REPO_ROOT, ModelArtifact, ensure_artifact
@@ -50,18 +48,8 @@ def link_tiny_model(data_dir: Path) -> Path:
 
 
 def photo_jpeg(width: int, height: int, seed: int = 0) -> bytes:
-    """A seeded photo-like JPEG: smooth gradients, one flat block and mild sensor noise.
-
-    Unlike uniform noise it compresses like a real photo, so large sizes stay realistic.
-    """
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack([xx * 255 / width, yy * 255 / height, (xx + yy) * 127 / (width + height)], axis=-1)
-    base[height // 3 : 2 * height // 3, width // 4 : width // 2] = rng.integers(0, 255, 3)
-    pixels = np.clip(base + rng.normal(0, 4, (height, width, 3)), 0, 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
+    """A seeded photo-like JPEG (the load generator's): it compresses like a real photo, unlike noise."""
+    return photo(width, height, seed)
 
 
 def queued_job(stack: Stack, n: int, *, width: int = 96, height: int = 72, preset: str = "interior") -> tuple[str, str]:
