@@ -18,12 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from gateway_rest.credentials import EdgeCredentials
 from gateway_rest.envelope import REQUEST_ID_HEADER
 from gateway_rest.handlers import EXCEPTION_HANDLERS
-from gateway_rest.metrics import HttpMetrics, MetricsMiddleware, metrics_endpoint
+from gateway_rest.metrics import HttpMetrics, MetricsMiddleware
 from gateway_rest.middleware import RequestContextMiddleware
 from gateway_rest.openapi import openapi_document
-from gateway_rest.routes import api_routes
+from gateway_rest.routes import api_endpoints, api_routes
 from gateway_rest.rpc import open_backend
 from server.config import Settings
 
@@ -45,17 +46,27 @@ def create_app(
     rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S,
     sse_keepalive_s: float = DEFAULT_SSE_KEEPALIVE_S,
     metrics: HttpMetrics | None = None,
+    credentials: EdgeCredentials | None = None,
 ) -> Starlette:
     """The REST shim in front of the JobService at ``grpc_target``.
 
     ``object_routes``: the local object store's presigned endpoints (``gateway_rest.objects``), when
     that store is in use. ``rpc_timeout_s``: deadline of each unary JobService call.
     ``sse_keepalive_s``: quiet time after which an event stream sends a keep-alive comment.
-    ``metrics``: where request metrics go and ``GET /metrics`` reads (default: a new registry).
+    ``metrics``: where request metrics go (default: a new registry); the operator app
+    (``gateway_rest.operator``) serves them, this app does not.
+    ``credentials``: checked by the shim before a body is read (``gateway_rest.credentials``);
+    ``None`` leaves every check to the JobService, for tests whose fake JobService takes any token.
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
-    document = openapi_document(with_objects=bool(object_routes))
+    body_limits = {
+        (method, path): min(endpoint.body_bytes, max_body_bytes)
+        for path, _, endpoints in api_endpoints()
+        for method, endpoint in endpoints.items()
+        if method in ("POST", "PUT")
+    }
+    document = openapi_document(with_objects=bool(object_routes), body_limits=body_limits)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
@@ -82,7 +93,6 @@ def create_app(
         routes=[
             *api_routes(),
             Route("/openapi.json", openapi, methods=["GET"], name="openapi"),
-            Route("/metrics", metrics_endpoint(http_metrics), methods=["GET"], name="metrics"),
             *object_routes,
         ],
         middleware=middleware,
@@ -94,13 +104,19 @@ def create_app(
     app.state.max_body_bytes = max_body_bytes
     app.state.sse_keepalive_s = sse_keepalive_s
     app.state.metrics = http_metrics
+    app.state.credentials = credentials
     return app
 
 
-def create_app_from_settings(settings: Settings, *, object_routes: Sequence[BaseRoute] = ()) -> Starlette:
+def create_app_from_settings(
+    settings: Settings, *, object_routes: Sequence[BaseRoute] = (), metrics: HttpMetrics | None = None
+) -> Starlette:
+    """From resolved settings (``server.config.resolve_secrets``)."""
     return create_app(
         grpc_target=settings.effective_grpc_target,
         cors_origins=settings.cors_origins,
         max_body_bytes=settings.max_body_bytes,
         object_routes=object_routes,
+        metrics=metrics,
+        credentials=EdgeCredentials.from_settings(settings),
     )

@@ -186,7 +186,9 @@ def list_jobs_request(query: Mapping[str, str]) -> jpb.ListJobsRequest:
     raw_size = query.get("page_size")
     size = 0
     if raw_size is not None:
-        if not raw_size.isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses, and a
+        # length bound keeps int() from spending time on (or refusing) thousands of digits.
+        if not (raw_size.isascii() and raw_size.isdigit() and len(raw_size) <= len(str(INT32_MAX))):
             raise validation_error("page_size must be a positive integer")
         size = _int32(int(raw_size), "page_size")
     return jpb.ListJobsRequest(page_size=size, page_token=query.get("page_token", ""))

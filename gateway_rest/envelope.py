@@ -42,6 +42,17 @@ def timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def mark_body_read(conn: HTTPConnection) -> None:
+    """Called once a request's body has been received to its end."""
+    conn.scope.setdefault("state", {})["body_read"] = True
+
+
+def has_unread_body(conn: HTTPConnection) -> bool:
+    declared = conn.headers.get("content-length", "0").strip() not in ("", "0")
+    chunked = "transfer-encoding" in conn.headers
+    return (declared or chunked) and not conn.scope.get("state", {}).get("body_read", False)
+
+
 def meta(conn: HTTPConnection) -> dict[str, str]:
     return {"request_id": request_id_of(conn), "timestamp": timestamp()}
 
@@ -72,7 +83,13 @@ def failure(
     data: Any = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    """An error envelope. ``data`` stays null except where a route documents otherwise (/health)."""
+    """An error envelope. ``data`` stays null except where a route documents otherwise (/health).
+
+    When the request's body was not read to its end (refused from its head, or too large), the answer
+    closes the connection: otherwise the server would go on receiving a body nobody reads.
+    """
+    if has_unread_body(conn):
+        headers = {**(headers or {}), "Connection": "close"}
     body = {
         "success": False,
         "data": data,

@@ -1,5 +1,10 @@
-"""The shim's Prometheus metrics: request counts and latencies per route template and status, and
-``GET /metrics`` in the text format (no envelope: Prometheus scrapes text, not JSON).
+"""The shim's Prometheus metrics: request counts and latencies per method, route template and
+status, and ``GET /metrics`` in the text format (no envelope: Prometheus scrapes text, not JSON),
+served by the operator app (``gateway_rest.operator``).
+
+Every label value comes from a closed set (the known methods, the app's route templates, HTTP
+statuses), never from the request's own text: otherwise each made-up method or path a client sends
+would become a new series kept for the life of the process.
 
 Each app gets its own registry (``create_app``), never the process-wide default one, so two apps in
 one process (tests, the benchmark's side-by-side servers) count separately.
@@ -18,6 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED_ROUTE = "<unmatched>"
 """The route label of paths no route knows: one series, however many random paths are probed."""
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+OTHER_METHOD = "OTHER"
+"""The method label of any method outside ``KNOWN_METHODS``."""
 # A REST call is a gRPC round trip plus JSON; event streams last until the job ends.
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
 
@@ -45,6 +53,10 @@ class HttpMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER_METHOD
 
 
 def route_template(scope: Scope) -> str:
@@ -83,7 +95,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             # 499: the client went away before an answer started (nginx's convention).
-            self.metrics.observe(scope["method"], route_template(scope), status or 499, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.observe(method_label(scope["method"]), route_template(scope), status or 499, elapsed)
 
 
 def metrics_endpoint(metrics: HttpMetrics) -> Callable[[Request], Awaitable[Response]]:

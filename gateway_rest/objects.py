@@ -65,6 +65,7 @@ def object_routes(store: LocalObjectStore, *, error_response: ErrorResponder = e
                 # Committed here, in a worker thread, so fsync and rename never stall the event loop;
                 # leaving the block then finds the upload already committed.
                 info = await run_in_threadpool(writer.commit)
+            envelope.mark_body_read(request)
         except ClientDisconnect:
             # The client is gone and reads no answer; the partial upload was discarded on the way out.
             return Response(status_code=400)

@@ -7,6 +7,7 @@ route added without documentation, or documentation left behind by a removed rou
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from gateway_rest.errors import HTTP_STATUS
@@ -94,7 +95,8 @@ SCHEMAS: dict[str, Schema] = {
         extra=True,
     )
     | {"description": "every key but action is a parameter of the action (value, strength, ...)"},
-    "Health": _obj(
+    "Health": _obj(["ok"], {"ok": _BOOL}),
+    "OperatorHealth": _obj(
         ["ok", "components", "model", "model_meaningful"],
         {
             "ok": _BOOL,
@@ -381,10 +383,11 @@ _PAYLOAD = ("PAYLOAD_TOO_LARGE",)
 
 API_PATHS: dict[str, dict[str, Any]] = {
     "/health": {
-        "get": _op("Liveness and readiness of database, storage and inference", "Health", auth=False)
+        "get": _op("Ready or not: {ok} only", "Health", auth=False)
         | {
             "description": "HTTP 503 with success=false, error.code INTERNAL (or INFERENCE_UNAVAILABLE "
-            "when only inference is down) and the Health report in data when a component is down."
+            "when only inference is down) and data {ok: false} when a component is down. Which one, "
+            "and the model in use, are on the operator address (see the document's description)."
         }
     },
     "/auth/anon": {
@@ -491,20 +494,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
             },
         }
     },
-    "/metrics": {
-        "get": {
-            "summary": "Prometheus metrics of the shim",
-            "description": "Request counts and latency histograms by method, route template and status, in "
-            "the Prometheus text format: the one answer that is not an envelope.",
-            "security": [],
-            "responses": {
-                "200": {
-                    "description": "Prometheus text exposition format",
-                    "content": {"text/plain": {"schema": _STR}},
-                }
-            },
-        }
-    },
     "/openapi.json": {
         "get": {
             "summary": "This document",
@@ -535,21 +524,33 @@ OBJECT_PATHS: dict[str, dict[str, Any]] = {
 }
 
 _COMMON_RESPONSES_NOTE = (
-    "Every response but /metrics is the envelope {success, data, error, meta}. An unknown path is 404 NOT_FOUND; "
+    "Every response is the envelope {success, data, error, meta}. An unknown path is 404 NOT_FOUND; "
     "a known path with another method is HTTP 405 with error.code VALIDATION_ERROR and an Allow header. "
     "Unknown fields in a JSON body are rejected with VALIDATION_ERROR naming the field; unknown query "
     "parameters are ignored. Every response carries X-Request-Id (the client's, when printable and at "
-    "most 128 characters, else a new uuid4), also in meta.request_id."
+    "most 128 characters, else a new uuid4), also in meta.request_id. "
+    "Credentials (bearer JWT or X-Callback-Secret) are checked before a request body is read: a refused "
+    "request is answered from its head, with Connection: close when it had a body. Each operation's "
+    "x-max-body-bytes is the largest body it reads (413 PAYLOAD_TOO_LARGE past it). JSON bodies must not "
+    "repeat a key, and numbers must be finite (no NaN, Infinity or 1e999) and integers at most 2^53: "
+    "400 VALIDATION_ERROR otherwise. "
+    "The operator surface is not part of this document: GET /metrics (Prometheus text) and GET /health "
+    "(the OperatorHealth schema: each component and the model) are served on S3_OPERATOR_HOST:"
+    "S3_OPERATOR_PORT, loopback by default."
 )
 
 
-def openapi_document(*, with_objects: bool) -> dict[str, Any]:
+def openapi_document(*, with_objects: bool, body_limits: Mapping[tuple[str, str], int]) -> dict[str, Any]:
+    """``body_limits``: ``{(METHOD, path): bytes}``, the largest body each operation reads."""
     paths = copy.deepcopy({**API_PATHS, **(OBJECT_PATHS if with_objects else {})})
     for path, operations in paths.items():
         params = _path_params(path)
-        if params:
-            for op in operations.values():
+        for method, op in operations.items():
+            if params:
                 op["parameters"] = [*params, *op.get("parameters", [])]
+            limit = body_limits.get((method.upper(), path))
+            if limit is not None:
+                op["x-max-body-bytes"] = limit
     return {
         "openapi": "3.1.0",
         "info": {"title": "S3 REST API", "version": "1", "description": _COMMON_RESPONSES_NOTE},

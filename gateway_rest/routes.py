@@ -1,30 +1,48 @@
 """The contract's endpoints. Each one is decode → call the JobService → encode, nothing more.
 
-One ``Route`` per path with the handlers of its methods, so a wrong method is answered 405 with an
-``Allow`` header listing every method the path has.
+One ``Route`` per path with the endpoints of its methods, so a wrong method is answered 405 with an
+``Allow`` header listing every method the path has. Each endpoint states the credential it needs and
+the largest body it takes (``Endpoint``); both are enforced before the handler reads a byte of the
+body, and ``endpoint_limits()`` publishes them for the OpenAPI document.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway_rest import convert, envelope
-from gateway_rest.body import read_json
+from gateway_rest.body import decode_json
+from gateway_rest.credentials import Credential, EdgeCredentials
 from gateway_rest.rpc import backend, call_metadata, unary
 from gateway_rest.sse import EventStreamResponse, job_events
 from protos.s3.v1 import jobs_pb2 as jpb
 
 Handler = Callable[[Request], Awaitable[Response | EventStreamResponse]]
+T = TypeVar("T")
+
+KIB = 1024
+NO_BODY_BYTES = 1 * KIB
+"""Endpoints without fields still accept ``{}`` (and an honest client's whitespace)."""
 
 
-async def _body(request: Request) -> Any:
-    limit: int = request.app.state.max_body_bytes
-    return await read_json(request, limit)
+@dataclass(frozen=True)
+class Endpoint:
+    handler: Handler
+    credential: Credential = Credential.BEARER
+    body_bytes: int = NO_BODY_BYTES
+    """The largest body this endpoint reads (capped again by the app's ``max_body_bytes``)."""
+
+
+async def _decode(request: Request, convert: Callable[[Any], T]) -> T:
+    """The request body, read within the endpoint's cap, parsed and converted (``gateway_rest.body``)."""
+    limit: int = request.state.body_limit
+    return await decode_json(request, limit, convert)
 
 
 def _job_id(request: Request) -> str:
@@ -32,20 +50,24 @@ def _job_id(request: Request) -> str:
     return job_id
 
 
-async def health(request: Request) -> Response:
-    report = await unary(request, backend(request).stub.GetHealth, jpb.GetHealthRequest())
-    data = convert.health_json(report)
-    if report.ok:
-        return envelope.success(request, data)
+def health_failure_code(report: jpb.GetHealthResponse) -> str:
+    """INFERENCE_UNAVAILABLE when only inference is down (clients wait and retry), else INTERNAL."""
     down = [c.name for c in report.components if not c.ok]
-    code = "INFERENCE_UNAVAILABLE" if down == ["inference"] else "INTERNAL"
-    message = f"not ready: {', '.join(down)} down" if down else "not ready"
-    # The one error envelope that carries data: monitors need to see which component is down.
-    return envelope.failure(request, code=code, message=message, status_code=503, data=data)
+    return "INFERENCE_UNAVAILABLE" if down == ["inference"] else "INTERNAL"
+
+
+async def health(request: Request) -> Response:
+    """Ok or not ok, nothing more: which component is down and why is for operators
+    (``gateway_rest.operator``), not for anyone on the public port."""
+    report = await unary(request, backend(request).stub.GetHealth, jpb.GetHealthRequest())
+    if report.ok:
+        return envelope.success(request, {"ok": True})
+    code = health_failure_code(report)
+    return envelope.failure(request, code=code, message="not ready", status_code=503, data={"ok": False})
 
 
 async def create_anon_user(request: Request) -> Response:
-    message = convert.anon_user_request(await _body(request))
+    message = await _decode(request, convert.anon_user_request)
     created = await unary(request, backend(request).stub.CreateAnonUser, message)
     return envelope.success(request, convert.anon_user_json(created), status_code=201)
 
@@ -67,7 +89,7 @@ async def get_preset(request: Request) -> Response:
 
 
 async def create_rule(request: Request) -> Response:
-    message = convert.create_rule_request(await _body(request))
+    message = await _decode(request, convert.create_rule_request)
     rule = await unary(request, backend(request).stub.CreateRule, message)
     return envelope.success(request, convert.rule_json(rule), status_code=201)
 
@@ -78,7 +100,8 @@ async def list_rules(request: Request) -> Response:
 
 
 async def update_rule(request: Request) -> Response:
-    message = convert.update_rule_request(request.path_params["rule_id"], await _body(request))
+    rule_id = request.path_params["rule_id"]
+    message = await _decode(request, lambda body: convert.update_rule_request(rule_id, body))
     rule = await unary(request, backend(request).stub.UpdateRule, message)
     return envelope.success(request, convert.rule_json(rule))
 
@@ -96,7 +119,7 @@ async def list_jobs(request: Request) -> Response:
 
 
 async def create_job(request: Request) -> Response:
-    message = convert.create_job_request(await _body(request))
+    message = await _decode(request, convert.create_job_request)
     created = await unary(request, backend(request).stub.CreateJob, message)
     return envelope.success(request, convert.created_job_json(created), status_code=201)
 
@@ -107,31 +130,34 @@ async def get_job(request: Request) -> Response:
 
 
 async def confirm_upload(request: Request) -> Response:
-    convert.no_fields(await _body(request))
+    await _decode(request, convert.no_fields)
     job = await unary(request, backend(request).stub.ConfirmUpload, jpb.JobRef(job_id=_job_id(request)))
     return envelope.success(request, convert.job_json(job))
 
 
 async def analyze_job(request: Request) -> Response:
-    message = convert.analyze_request(_job_id(request), await _body(request))
+    job_id = _job_id(request)
+    message = await _decode(request, lambda body: convert.analyze_request(job_id, body))
     job = await unary(request, backend(request).stub.AnalyzeJob, message)
     return envelope.success(request, convert.job_json(job))
 
 
 async def execute_job(request: Request) -> Response:
-    message = convert.execute_request(_job_id(request), await _body(request))
+    job_id = _job_id(request)
+    message = await _decode(request, lambda body: convert.execute_request(job_id, body))
     job = await unary(request, backend(request).stub.ExecuteJob, message)
     return envelope.success(request, convert.job_json(job))
 
 
 async def cancel_job(request: Request) -> Response:
-    convert.no_fields(await _body(request))
+    await _decode(request, convert.no_fields)
     job = await unary(request, backend(request).stub.CancelJob, jpb.JobRef(job_id=_job_id(request)))
     return envelope.success(request, convert.job_json(job))
 
 
 async def report_item_result(request: Request) -> Response:
-    message = convert.item_result_request(_job_id(request), await _body(request))
+    job_id = _job_id(request)
+    message = await _decode(request, lambda body: convert.item_result_request(job_id, body))
     result = await unary(request, backend(request).stub.ReportItemResult, message, callback_secret=True)
     return envelope.success(request, convert.item_result_json(result))
 
@@ -153,30 +179,48 @@ async def job_events_stream(request: Request) -> Response | EventStreamResponse:
     return EventStreamResponse(job_events(call, events, first, keepalive_s=keepalive_s))
 
 
-def _path(path: str, name: str, handlers: Mapping[str, Handler]) -> Route:
+def _path(path: str, name: str, endpoints: Mapping[str, Endpoint]) -> Route:
     async def dispatch(request: Request) -> Any:
-        method = "GET" if request.method == "HEAD" else request.method
-        return await handlers[method](request)
+        endpoint = endpoints["GET" if request.method == "HEAD" else request.method]
+        credentials: EdgeCredentials | None = request.app.state.credentials
+        if credentials is not None:
+            credentials.check(request, endpoint.credential)
+        request.state.body_limit = min(endpoint.body_bytes, request.app.state.max_body_bytes)
+        return await endpoint.handler(request)
 
-    return Route(path, dispatch, methods=list(handlers), name=name)
+    return Route(path, dispatch, methods=list(endpoints), name=name)
+
+
+EndpointTable = list[tuple[str, str, dict[str, Endpoint]]]
+"""``(path, route name, {method: endpoint})``."""
+
+
+def api_endpoints() -> EndpointTable:
+    """Exactly the contract's paths (no prefix). Body caps: a small JSON route gets a small cap;
+    execute and callback bodies grow with a job's items and instances."""
+    public, worker = Credential.NONE, Credential.CALLBACK
+    return [
+        ("/health", "health", {"GET": Endpoint(health, public)}),
+        ("/auth/anon", "auth_anon", {"POST": Endpoint(create_anon_user, public, 1 * KIB)}),
+        ("/me", "me", {"GET": Endpoint(get_me)}),
+        ("/presets", "presets", {"GET": Endpoint(list_presets)}),
+        ("/presets/{preset_id}", "preset", {"GET": Endpoint(get_preset)}),
+        ("/rules", "rules", {"GET": Endpoint(list_rules), "POST": Endpoint(create_rule, body_bytes=64 * KIB)}),
+        (
+            "/rules/{rule_id}",
+            "rule",
+            {"PUT": Endpoint(update_rule, body_bytes=64 * KIB), "DELETE": Endpoint(delete_rule)},
+        ),
+        ("/jobs", "jobs", {"GET": Endpoint(list_jobs), "POST": Endpoint(create_job, body_bytes=16 * KIB)}),
+        ("/jobs/{job_id}", "job", {"GET": Endpoint(get_job)}),
+        ("/jobs/{job_id}/confirm-upload", "job_confirm_upload", {"POST": Endpoint(confirm_upload)}),
+        ("/jobs/{job_id}/analyze", "job_analyze", {"POST": Endpoint(analyze_job, body_bytes=16 * KIB)}),
+        ("/jobs/{job_id}/execute", "job_execute", {"POST": Endpoint(execute_job, body_bytes=256 * KIB)}),
+        ("/jobs/{job_id}/callback", "job_callback", {"POST": Endpoint(report_item_result, worker, 1024 * KIB)}),
+        ("/jobs/{job_id}/cancel", "job_cancel", {"POST": Endpoint(cancel_job)}),
+        ("/jobs/{job_id}/events", "job_events", {"GET": Endpoint(job_events_stream)}),
+    ]
 
 
 def api_routes() -> list[Route]:
-    """Exactly the contract's paths (no prefix)."""
-    return [
-        _path("/health", "health", {"GET": health}),
-        _path("/auth/anon", "auth_anon", {"POST": create_anon_user}),
-        _path("/me", "me", {"GET": get_me}),
-        _path("/presets", "presets", {"GET": list_presets}),
-        _path("/presets/{preset_id}", "preset", {"GET": get_preset}),
-        _path("/rules", "rules", {"GET": list_rules, "POST": create_rule}),
-        _path("/rules/{rule_id}", "rule", {"PUT": update_rule, "DELETE": delete_rule}),
-        _path("/jobs", "jobs", {"GET": list_jobs, "POST": create_job}),
-        _path("/jobs/{job_id}", "job", {"GET": get_job}),
-        _path("/jobs/{job_id}/confirm-upload", "job_confirm_upload", {"POST": confirm_upload}),
-        _path("/jobs/{job_id}/analyze", "job_analyze", {"POST": analyze_job}),
-        _path("/jobs/{job_id}/execute", "job_execute", {"POST": execute_job}),
-        _path("/jobs/{job_id}/callback", "job_callback", {"POST": report_item_result}),
-        _path("/jobs/{job_id}/cancel", "job_cancel", {"POST": cancel_job}),
-        _path("/jobs/{job_id}/events", "job_events", {"GET": job_events_stream}),
-    ]
+    return [_path(path, name, endpoints) for path, name, endpoints in api_endpoints()]

@@ -6,6 +6,7 @@ Units are in the names (``_s``, ``_bytes``). Nothing here opens a connection or 
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -29,6 +30,18 @@ class Settings:
     """``S3_HTTP_HOST``: address the REST shim binds to."""
     http_port: int = 8080
     """``S3_HTTP_PORT``."""
+    http_header_timeout_s: float = 10.0
+    """``S3_HTTP_HEADER_TIMEOUT_S``: a connection without a complete request head by then is closed."""
+    http_body_timeout_s: float = 20.0
+    """``S3_HTTP_BODY_TIMEOUT_S``: grace for a request body, extended at the minimum rate below."""
+    http_body_min_rate_bytes_per_s: int = 1024
+    """``S3_HTTP_BODY_MIN_RATE_BYTES_PER_S``: each this many bytes received add a second to the body deadline."""
+    http_max_connections: int = 1000
+    """``S3_HTTP_MAX_CONNECTIONS``: open connections past which new ones are closed at once."""
+    operator_host: str = "127.0.0.1"
+    """``S3_OPERATOR_HOST``: address of the shim's operator surface (``/metrics``, detailed ``/health``)."""
+    operator_port: int = 9465
+    """``S3_OPERATOR_PORT``: its port (0 = off)."""
     grpc_host: str = "127.0.0.1"
     """``S3_GRPC_HOST``: address the gRPC JobService binds to."""
     grpc_port: int = 50051
@@ -152,8 +165,8 @@ class Settings:
                 value = float(raw)
             except ValueError as err:
                 raise SettingsError(f"{name} must be a number, got {raw!r}") from err
-            if value <= 0:
-                raise SettingsError(f"{name} must be > 0, got {value}")
+            if not math.isfinite(value) or value <= 0:
+                raise SettingsError(f"{name} must be a finite number > 0, got {raw!r}")
             return value
 
         storage = text("S3_STORAGE", d.storage)
@@ -167,6 +180,14 @@ class Settings:
         return cls(
             http_host=text("S3_HTTP_HOST", d.http_host) or d.http_host,
             http_port=integer("S3_HTTP_PORT", d.http_port),
+            http_header_timeout_s=number("S3_HTTP_HEADER_TIMEOUT_S", d.http_header_timeout_s),
+            http_body_timeout_s=number("S3_HTTP_BODY_TIMEOUT_S", d.http_body_timeout_s),
+            http_body_min_rate_bytes_per_s=integer(
+                "S3_HTTP_BODY_MIN_RATE_BYTES_PER_S", d.http_body_min_rate_bytes_per_s, minimum=1
+            ),
+            http_max_connections=integer("S3_HTTP_MAX_CONNECTIONS", d.http_max_connections, minimum=1),
+            operator_host=text("S3_OPERATOR_HOST", d.operator_host) or d.operator_host,
+            operator_port=integer("S3_OPERATOR_PORT", d.operator_port),
             grpc_host=text("S3_GRPC_HOST", d.grpc_host) or d.grpc_host,
             grpc_port=integer("S3_GRPC_PORT", d.grpc_port),
             grpc_target=text("S3_GRPC_TARGET", None),

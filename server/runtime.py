@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -29,9 +31,13 @@ from server.storage.port import ObjectStore
 from server.wiring import build_services, build_store, open_database
 from server.worker import Worker, sweep_forever, worker_name
 
+if TYPE_CHECKING:
+    from gateway_rest.http_server import HttpLimits
+
 log = logging.getLogger(__name__)
 
 GRPC_GRACE_S = 5.0
+OPERATOR_RPC_TIMEOUT_S = 10.0
 
 
 class _HttpServer(uvicorn.Server):
@@ -105,10 +111,36 @@ async def run_workers(stopping: asyncio.Event, *, count: int | None = None, sett
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _bind_operator(settings: Settings) -> socket.socket | None:
+    """The operator surface's listening socket; None (logged) when the port is taken: users'
+    requests matter more than metrics, as for the JobService's own metrics endpoint."""
+    try:
+        return socket.create_server((settings.operator_host, settings.operator_port), reuse_port=False)
+    except OSError as e:
+        log.error(
+            "operator surface not started: cannot bind %s:%d: %s", settings.operator_host, settings.operator_port, e
+        )
+        return None
+
+
+def http_limits(settings: Settings) -> HttpLimits:
+    from gateway_rest.http_server import HttpLimits
+
+    return HttpLimits(
+        header_timeout_s=settings.http_header_timeout_s,
+        body_timeout_s=settings.http_body_timeout_s,
+        body_min_rate_bytes_per_s=settings.http_body_min_rate_bytes_per_s,
+        max_connections=settings.http_max_connections,
+    )
+
+
 async def serve(settings: Settings) -> None:
     """``make serve``: everything in one process until SIGINT/SIGTERM."""
     from gateway_rest.app import create_app_from_settings
+    from gateway_rest.http_server import uvicorn_config
+    from gateway_rest.metrics import HttpMetrics
     from gateway_rest.objects import object_routes
+    from gateway_rest.operator import create_operator_app
 
     settings = resolve_secrets(settings)
     stopping = asyncio.Event()
@@ -125,14 +157,41 @@ async def serve(settings: Settings) -> None:
         )
         tasks = await _run_background(core, settings.workers, stopping)
         routes = object_routes(core.store) if isinstance(core.store, LocalObjectStore) else []
-        app = create_app_from_settings(settings, object_routes=routes)
-        config = uvicorn.Config(
-            app, host=settings.http_host, port=settings.http_port, lifespan="on", log_config=None, access_log=False
-        )
-        http = _HttpServer(config)
+        http_metrics = HttpMetrics()
+        app = create_app_from_settings(settings, object_routes=routes, metrics=http_metrics)
+        limits = http_limits(settings)
+        servers = [
+            _HttpServer(
+                uvicorn_config(
+                    app,
+                    host=settings.http_host,
+                    port=settings.http_port,
+                    limits=limits,
+                    lifespan="on",
+                    log_config=None,
+                    access_log=False,
+                )
+            )
+        ]
+        sockets: list[list[socket.socket] | None] = [None]
+        operator_socket = _bind_operator(settings) if settings.operator_port else None
+        if operator_socket is not None:
+            operator = create_operator_app(
+                grpc_target=settings.effective_grpc_target, metrics=http_metrics, rpc_timeout_s=OPERATOR_RPC_TIMEOUT_S
+            )
+            config = uvicorn_config(
+                operator, host="", port=0, limits=limits, lifespan="on", log_config=None, access_log=False
+            )
+            servers.append(_HttpServer(config))
+            sockets.append([operator_socket])
         loop = asyncio.get_running_loop()
+
+        def stop_serving() -> None:
+            for server in servers:
+                server.should_exit = True
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: setattr(http, "should_exit", True))
+            loop.add_signal_handler(sig, stop_serving)
         log.info(
             "REST API on http://%s:%d (model %s%s)",
             settings.http_host,
@@ -140,8 +199,18 @@ async def serve(settings: Settings) -> None:
             core.segmenter.info.name,
             "" if core.segmenter.info.meaningful else ": tiny random-weight model, masks are not meaningful",
         )
+        if operator_socket is not None:
+            log.info(
+                "operator surface on http://%s:%d (/metrics, /health)", settings.operator_host, settings.operator_port
+            )
         try:
-            await http.serve()  # returns once a signal sets should_exit
+            # Each returns once a signal sets should_exit; if one fails to start, the other stops too.
+            serving = (server.serve(sockets=bound) for server, bound in zip(servers, sockets, strict=True))
+            results = await asyncio.gather(*serving, return_exceptions=True)
+            stop_serving()
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
         finally:
             log.info("shutting down: draining workers")
             stopping.set()

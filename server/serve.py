@@ -1,24 +1,27 @@
 """``python -m server.serve`` (``make serve``): the whole stack in the foreground, on embedded
-defaults unless the environment says otherwise (see server/config.py)."""
+defaults unless the environment says otherwise (see server/config.py). A refused setting ends it
+with one line naming the variable and exit code 2 (``server.startup``)."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
 
-from server.config import Settings, SettingsError
+from server.config import SettingsError
 from server.logs import configure_logging
 from server.runtime import serve
+from server.startup import load_settings, refuse
 
 
 def main() -> int:
     try:
-        settings = Settings.from_env()
+        settings = load_settings()
     except SettingsError as e:
-        print(f"configuration error: {e}", file=sys.stderr)
-        return 2
+        return refuse(e)
     configure_logging(settings.log_level)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except SettingsError as e:  # one only checkable while the stack opens
+        return refuse(e)
     return 0
 
 

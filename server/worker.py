@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 from dataclasses import dataclass
 
 from server.db.engine import Database, DatabaseUnavailable
@@ -174,18 +173,18 @@ async def sweep_forever(db: Database, interval_s: float, stopping: asyncio.Event
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m server.worker``: pipeline workers as a separate process."""
-    from server.config import Settings, SettingsError
+    from server.config import SettingsError
     from server.logs import configure_logging
     from server.runtime import run_workers
+    from server.startup import load_settings, refuse
 
     parser = argparse.ArgumentParser(description="S3 pipeline workers (same settings as the server)")
     parser.add_argument("--workers", type=int, default=None, help="how many workers (default S3_WORKERS or 1)")
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_env()
+        settings = load_settings()
     except SettingsError as e:
-        print(f"configuration error: {e}", file=sys.stderr)
-        return 2
+        return refuse(e)
     # Same JSON logs as the server: without this a worker process reports nothing below WARNING.
     configure_logging(settings.log_level)
 
@@ -196,7 +195,10 @@ def main(argv: list[str] | None = None) -> int:
             loop.add_signal_handler(sig, stopping.set)
         await run_workers(stopping, count=args.workers, settings=settings)
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    except SettingsError as e:  # one only checkable while the stack opens
+        return refuse(e)
     return 0
 
 

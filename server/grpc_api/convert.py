@@ -11,6 +11,7 @@ from google.protobuf.struct_pb2 import Struct
 from applier.params import describe_actions
 from protos.s3.v1 import types_pb2 as pb
 from server.clock import rfc3339
+from server.errors import ValidationFailed
 from server.presets import PresetSpec
 from server.service.views import JobItemView, JobView, RuleView, UserView
 
@@ -21,15 +22,19 @@ def struct(value: Mapping[str, Any]) -> Struct:
     return s
 
 
-def from_struct(value: Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(value)
+def from_struct(value: Struct, *, field: str = "params") -> dict[str, Any]:
+    """A client's Struct as plain JSON values; NaN or an infinity in it is the client's error."""
+    try:
+        return json_format.MessageToDict(value)
+    except ValueError as e:  # json_format refuses non-finite numbers
+        raise ValidationFailed(f"{field}: must hold finite numbers only", field=field) from e
 
 
 def concept_actions_from_pb(concepts: Mapping[str, pb.ConceptAction]) -> dict[str, dict[str, Any]]:
     """``{concept: ConceptAction}`` to the API shape ``{concept: {"action": ..., **params}}``."""
     out: dict[str, dict[str, Any]] = {}
     for concept, entry in concepts.items():
-        params = from_struct(entry.params)
+        params = from_struct(entry.params, field=f"concepts.{concept}")
         params.pop("action", None)
         out[concept] = {"action": entry.action, **params}
     return out

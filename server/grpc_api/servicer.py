@@ -161,7 +161,9 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                 output_key=request.output_key,
                 error=request.error,
                 instances=[convert.instance_from_pb(i) for i in request.instances],
-                protect_check=convert.from_struct(request.protect_check) if request.HasField("protect_check") else None,
+                protect_check=convert.from_struct(request.protect_check, field="protect_check")
+                if request.HasField("protect_check")
+                else None,
             ),
         )
         return jpb.ReportItemResultResponse(

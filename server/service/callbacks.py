@@ -21,6 +21,7 @@ from server.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from server.service import job_state
 from server.service.ids import resource_id
 from server.service.settle import FINISHED_ITEM_STATES, ItemOutputs, finish_item, lock_job
+from server.service.validation import storable
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,22 @@ class ItemReport:
     protect_check: Mapping[str, Any] | None = None
 
 
+def check_callback_secret(presented: str | None, secret: str) -> None:
+    """:class:`Forbidden` unless ``presented`` is ``secret`` (compared in constant time).
+
+    The REST shim calls it before reading a callback's body; the JobService again before using it.
+    """
+    if not presented or not hmac.compare_digest(presented.encode(), secret.encode()):
+        raise Forbidden("the callback secret is missing or wrong")
+
+
 class Callbacks:
     def __init__(self, db: Database, secret: str) -> None:
         self._db = db
-        self._secret = secret.encode()
+        self._secret = secret
 
     def authenticate(self, presented: str | None) -> None:
-        if not presented or not hmac.compare_digest(presented.encode(), self._secret):
-            raise Forbidden("the callback secret is missing or wrong")
+        check_callback_secret(presented, self._secret)
 
     def report(self, presented_secret: str | None, job_id: str, report: ItemReport) -> CallbackResult:
         self.authenticate(presented_secret)
@@ -64,6 +73,8 @@ class Callbacks:
             raise ValidationFailed(f"idempotency_key: 1..{MAX_KEY_CHARS} printable characters", field="idempotency_key")
         if report.status not in ("done", "failed"):
             raise ValidationFailed("status: must be 'done' or 'failed'", field="status")
+        storable(list(report.instances), "instances")
+        storable(report.protect_check, "protect_check")
         with self._db.write() as s:
             job = lock_job(s, resource_id(job_id, "job"))
             if job is None:

@@ -6,6 +6,7 @@ Errors are ``ValidationFailed`` whose message starts with the path of the bad fi
 
 from __future__ import annotations
 
+import math
 import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,6 +21,22 @@ MAX_NAME_CHARS = 100
 
 def _fail(field: str, message: str) -> ValidationFailed:
     return ValidationFailed(f"{field}: {message}", field=field)
+
+
+def storable(value: object, field: str) -> None:
+    """Refuse what a JSON answer could not give back later: NaN, infinities, at any depth.
+
+    Values are stored as JSON and read back into every later answer about them, so one stored
+    ``inf`` would make each of those answers fail.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _fail(field, "must be a finite number")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            storable(item, f"{field}.{key}")
+    elif isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        for i, item in enumerate(value):
+            storable(item, f"{field}[{i}]")
 
 
 def preset_by_id(preset_id: object, *, field: str = "preset_id") -> PresetSpec:
@@ -61,6 +78,7 @@ def concept_actions(preset: PresetSpec, concepts: object, *, field: str = "conce
         if not isinstance(action, str) or not action:
             raise _fail(f"{path}.action", "is required")
         params = {k: v for k, v in entry.items() if k != "action"}
+        storable(params, path)
         try:
             normalised = validate_action(action, params)
         except ParamError as e:

@@ -55,8 +55,8 @@ def _operations(live: LiveRest) -> list[Operation]:
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), result
         operations.append(result.ok())
-    # The document itself and the Prometheus text of /metrics are the answers that are not envelopes.
-    return [op for op in operations if op.path not in ("/openapi.json", "/metrics")]
+    # The document itself is the one answer that is not an envelope.
+    return [op for op in operations if op.path != "/openapi.json"]
 
 
 def _real_ids(live: LiveRest, auth: dict[str, str]) -> dict[str, str]:

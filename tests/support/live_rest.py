@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from gateway_rest.app import create_app
+from gateway_rest.credentials import EdgeCredentials
 from gateway_rest.errors import HTTP_STATUS
 from gateway_rest.objects import object_routes
 from server.errors import ALL_CODES
@@ -40,7 +41,9 @@ def live_rest(database_url: str, data_dir: Path, *, grpc_workers: int = 16, **ov
     try:
         target = f"127.0.0.1:{grpc_server.port}"
         routes = object_routes(stack.store) if isinstance(stack.store, LocalObjectStore) else []
-        app = create_app(grpc_target=target, object_routes=routes)
+        app = create_app(
+            grpc_target=target, object_routes=routes, credentials=EdgeCredentials.from_settings(stack.settings)
+        )
         with run_server(app, port=port) as base:
             yield LiveRest(base, target, stack)
     finally:

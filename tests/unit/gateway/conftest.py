@@ -9,6 +9,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway_rest.app import create_app
+from gateway_rest.credentials import EdgeCredentials
+from gateway_rest.metrics import HttpMetrics
+from gateway_rest.operator import create_operator_app
+from server.service.tokens import TokenService
 from tests.unit.gateway.fake_service import Script, serve_fake
 
 ClientFactory = Callable[..., TestClient]
@@ -44,8 +48,31 @@ def make_client(target: str) -> Iterator[ClientFactory]:
 
 
 @pytest.fixture
-def client(make_client: ClientFactory) -> TestClient:
-    return make_client()
+def metrics() -> HttpMetrics:
+    return HttpMetrics()
+
+
+@pytest.fixture
+def client(make_client: ClientFactory, metrics: HttpMetrics) -> TestClient:
+    return make_client(metrics=metrics)
+
+
+@pytest.fixture
+def operator(target: str, metrics: HttpMetrics) -> Iterator[TestClient]:
+    """The operator surface of ``client``'s app (its metrics, the detailed health)."""
+    app = create_operator_app(grpc_target=target, metrics=metrics, rpc_timeout_s=10.0)
+    with TestClient(app, raise_server_exceptions=False) as operator_client:
+        yield operator_client
 
 
 AUTH = {"Authorization": "Bearer token-1"}
+"""Good enough for an app without edge credentials: the fake JobService takes any token."""
+
+EDGE_JWT_SECRET = "edge-jwt-" + "j" * 40
+EDGE_CALLBACK_SECRET = "edge-callback-" + "c" * 40
+SIGNED_AUTH = {"Authorization": f"Bearer {TokenService(EDGE_JWT_SECRET, 3600).issue('user-1').token}"}
+"""A token the edge check of ``edge_credentials()`` accepts."""
+
+
+def edge_credentials() -> EdgeCredentials:
+    return EdgeCredentials(TokenService(EDGE_JWT_SECRET, 3600), EDGE_CALLBACK_SECRET)

@@ -15,7 +15,7 @@ from gateway_rest.objects import object_routes
 from server.config import Settings
 from server.storage.local import LocalObjectStore
 from server.storage.signing import UrlSigner
-from tests.unit.gateway.conftest import AUTH, ClientFactory
+from tests.unit.gateway.conftest import AUTH, EDGE_CALLBACK_SECRET, EDGE_JWT_SECRET, SIGNED_AUTH, ClientFactory
 
 
 def test_channel_lives_exactly_as_long_as_the_lifespan(target: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,9 +47,15 @@ def test_channel_lives_exactly_as_long_as_the_lifespan(target: str, monkeypatch:
 
 
 def test_settings_reach_the_app(target: str) -> None:
-    settings = Settings(grpc_target=target, cors_origins=("https://app.example",), max_body_bytes=10)
+    settings = Settings(
+        grpc_target=target,
+        cors_origins=("https://app.example",),
+        max_body_bytes=10,
+        jwt_secret=EDGE_JWT_SECRET,
+        callback_secret=EDGE_CALLBACK_SECRET,
+    )
     with TestClient(create_app_from_settings(settings)) as client:
-        r = client.post("/rules", content=b"x" * 11, headers={**AUTH, "Origin": "https://app.example"})
+        r = client.post("/rules", content=b"x" * 11, headers={**SIGNED_AUTH, "Origin": "https://app.example"})
         assert r.status_code == 413
         assert r.headers["access-control-allow-origin"] == "https://app.example"
 

@@ -9,39 +9,54 @@ from protos.s3.v1 import types_pb2 as pb
 from tests.unit.gateway.conftest import AUTH, ClientFactory
 from tests.unit.gateway.fake_service import Script
 
+_REPORT = jpb.GetHealthResponse(
+    ok=True,
+    components=[
+        jpb.ComponentHealth(name="database", ok=True, detail="sqlite"),
+        jpb.ComponentHealth(name="storage", ok=True, detail="local"),
+        jpb.ComponentHealth(name="inference", ok=True, detail="triton"),
+    ],
+    model="sam3-tiny-random",
+    model_meaningful=False,
+)
 
-def test_health_ok_needs_no_token(client: TestClient, script: Script) -> None:
-    script.health = jpb.GetHealthResponse(
-        ok=True,
-        components=[
-            jpb.ComponentHealth(name="database", ok=True, detail="sqlite"),
-            jpb.ComponentHealth(name="storage", ok=True, detail="local"),
-            jpb.ComponentHealth(name="inference", ok=True, detail="triton"),
-        ],
-        model="sam3-tiny-random",
-        model_meaningful=False,
-    )
+
+def test_public_health_says_ok_and_nothing_more(client: TestClient, script: Script) -> None:
+    script.health = _REPORT
     r = client.get("/health")
     assert r.status_code == 200
-    data = r.json()["data"]
-    assert set(data["components"]) == {"database", "storage", "inference"}
-    assert data["components"]["database"] == {"ok": True, "detail": "sqlite"}
-    assert (data["model"], data["model_meaningful"]) == ("sam3-tiny-random", False)
+    assert r.json()["data"] == {"ok": True}
     assert "authorization" not in script.calls[-1].metadata
 
 
-def test_health_down_is_503_with_the_report(client: TestClient, script: Script) -> None:
+def test_public_health_down_is_503_without_the_report(client: TestClient, script: Script) -> None:
     script.health = jpb.GetHealthResponse(
         ok=False,
         components=[
             jpb.ComponentHealth(name="database", ok=True, detail="sqlite"),
-            jpb.ComponentHealth(name="inference", ok=False, detail="connection refused"),
+            jpb.ComponentHealth(name="inference", ok=False, detail="connection refused at 10.0.0.7:8001"),
         ],
     )
     r = client.get("/health")
     body = r.json()
     assert r.status_code == 503 and body["success"] is False
-    assert body["error"]["code"] == "INFERENCE_UNAVAILABLE" and "inference" in body["error"]["message"]
+    assert body["error"]["code"] == "INFERENCE_UNAVAILABLE" and body["data"] == {"ok": False}
+    assert "10.0.0.7" not in r.text and "sqlite" not in r.text
+
+
+def test_operator_health_has_the_report(operator: TestClient, script: Script) -> None:
+    script.health = _REPORT
+    data = operator.get("/health").json()["data"]
+    assert set(data["components"]) == {"database", "storage", "inference"}
+    assert data["components"]["database"] == {"ok": True, "detail": "sqlite"}
+    assert (data["model"], data["model_meaningful"]) == ("sam3-tiny-random", False)
+    script.health = jpb.GetHealthResponse(
+        ok=False, components=[jpb.ComponentHealth(name="inference", ok=False, detail="connection refused")]
+    )
+    r = operator.get("/health")
+    body = r.json()
+    assert r.status_code == 503 and body["error"]["code"] == "INFERENCE_UNAVAILABLE"
+    assert "inference" in body["error"]["message"]
     assert body["data"]["components"]["inference"]["detail"] == "connection refused"
 
 

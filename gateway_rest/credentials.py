@@ -1,0 +1,49 @@
+"""Credentials the shim checks itself, before it reads a request body.
+
+A request with a wrong token or callback secret is answered from its head alone: its body is never
+read, parsed or converted, so an unauthenticated sender of large bodies costs the event loop no more
+than one of small ones. The JobService checks the same credentials again (it is the authority: it
+knows about users, and it serves gRPC clients directly); the checks here use the same code
+(``TokenService``, ``check_callback_secret``), so both answer the same codes and messages.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from server.config import Settings
+from server.service.callbacks import check_callback_secret
+from server.service.tokens import TokenService
+
+
+class Credential(enum.Enum):
+    """What a route needs before its body is read."""
+
+    NONE = "none"
+    BEARER = "bearer"
+    """``Authorization: Bearer <JWT>`` signed by the service and not expired."""
+    CALLBACK = "callback"
+    """``X-Callback-Secret``: a remote worker."""
+
+
+@dataclass(frozen=True)
+class EdgeCredentials:
+    tokens: TokenService
+    callback_secret: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EdgeCredentials:
+        """From resolved settings (``server.config.resolve_secrets``): the secrets must be set."""
+        if settings.jwt_secret is None or settings.callback_secret is None:
+            raise ValueError("resolve the settings' secrets before building the shim's credentials")
+        return cls(TokenService(settings.jwt_secret, settings.jwt_ttl_s), settings.callback_secret)
+
+    def check(self, conn: HTTPConnection, credential: Credential) -> None:
+        """Raise the contract's AUTH_REQUIRED / INVALID_TOKEN / FORBIDDEN error when ``credential`` fails."""
+        if credential is Credential.BEARER:
+            self.tokens.user_from_authorization(conn.headers.get("authorization"))
+        elif credential is Credential.CALLBACK:
+            check_callback_secret(conn.headers.get("x-callback-secret"), self.callback_secret)
