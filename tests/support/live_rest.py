@@ -15,6 +15,7 @@ import httpx
 from gateway_rest.app import create_app
 from gateway_rest.credentials import EdgeCredentials
 from gateway_rest.errors import HTTP_STATUS
+from gateway_rest.http_server import HttpLimits
 from gateway_rest.objects import object_routes
 from server.errors import ALL_CODES
 from server.grpc_api.server import build_grpc_server
@@ -32,7 +33,14 @@ class LiveRest:
 
 
 @contextmanager
-def live_rest(database_url: str, data_dir: Path, *, grpc_workers: int = 16, **overrides: object) -> Iterator[LiveRest]:
+def live_rest(
+    database_url: str,
+    data_dir: Path,
+    *,
+    grpc_workers: int = 16,
+    limits: HttpLimits | None = None,
+    **overrides: object,
+) -> Iterator[LiveRest]:
     """The whole API served on loopback; the local store's presigned URLs point at it."""
     port = free_port()
     stack = make_stack(database_url, data_dir, http_port=port, **overrides)
@@ -44,7 +52,7 @@ def live_rest(database_url: str, data_dir: Path, *, grpc_workers: int = 16, **ov
         app = create_app(
             grpc_target=target, object_routes=routes, credentials=EdgeCredentials.from_settings(stack.settings)
         )
-        with run_server(app, port=port) as base:
+        with run_server(app, port=port, limits=limits) as base:
             yield LiveRest(base, target, stack)
     finally:
         grpc_server.stop(1.0)

@@ -1,4 +1,5 @@
-"""``run_server()``: the app under a real uvicorn on a free loopback port, always shut down."""
+"""``run_server()``: the app under a real uvicorn on a free loopback port, always shut down, with the
+same protocol and limits as the served stack (``gateway_rest.http_server``)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,24 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.applications import Starlette
 
+from gateway_rest.http_server import HttpLimits, uvicorn_config
+
 from tests.servers.net import free_port
 
 
 @contextmanager
-def run_server(app: Starlette, *, port: int | None = None, start_timeout_s: float = 10.0) -> Iterator[str]:
+def run_server(
+    app: Starlette, *, port: int | None = None, start_timeout_s: float = 10.0, limits: HttpLimits | None = None
+) -> Iterator[str]:
     """Serve ``app`` (lifespan included) in a thread; yields its base URL ``http://127.0.0.1:<port>``."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port or free_port(), log_level="warning", lifespan="on")
+    config = uvicorn_config(
+        app,
+        host="127.0.0.1",
+        port=port or free_port(),
+        limits=limits or HttpLimits(),
+        log_level="warning",
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
