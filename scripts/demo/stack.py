@@ -58,7 +58,10 @@ class EmbeddedStack:
         self.config = config
         self.http_port = free_port()
         self.grpc_port = free_port()
+        self.operator_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.http_port}"
+        self.operator_url = f"http://127.0.0.1:{self.operator_port}"
+        """The operator surface: ``/metrics`` and the detailed ``/health`` (model, components)."""
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self.exit_code: int | None = None
@@ -80,6 +83,8 @@ class EmbeddedStack:
             S3_HTTP_PORT=str(self.http_port),
             S3_GRPC_HOST="127.0.0.1",
             S3_GRPC_PORT=str(self.grpc_port),
+            S3_OPERATOR_HOST="127.0.0.1",
+            S3_OPERATOR_PORT=str(self.operator_port),
             S3_WORKERS=str(self.config.workers),
         )
         env.pop("S3_TRITON_URL", None)  # the demo always runs the embedded defaults
@@ -108,7 +113,8 @@ class EmbeddedStack:
         return self._process is not None and self._process.poll() is None
 
     def wait_healthy(self, timeout_s: float, on_wait: Callable[[float], None] | None = None) -> dict[str, Any]:
-        """The ``/health`` data once every component is up; raises StackError on exit or timeout."""
+        """The detailed ``/health`` data (operator surface: components, model, model_meaningful) once
+        every component is up; raises StackError on exit or timeout."""
         started = time.monotonic()
         deadline = started + timeout_s
         last = "no answer yet"
@@ -117,7 +123,7 @@ class EmbeddedStack:
                 if not self.alive():
                     raise StackError(f"the server exited with code {self._returncode()} during start-up")
                 try:
-                    body = client.get(self.base_url + "/health").json()
+                    body = client.get(self.operator_url + "/health").json()
                 except (httpx.HTTPError, ValueError) as e:
                     last = type(e).__name__
                 else:

@@ -1,5 +1,5 @@
 """Operator tools against real servers: ``s3ctl`` as a subprocess, and the Prometheus endpoints of
-a ``python -m server.serve`` process (the shim's ``/metrics`` and the JobService's own port) scraped
+a ``python -m server.serve`` process (the shim's operator address and the JobService's own port) scraped
 and parsed after real traffic, inference included."""
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def _value(samples: dict[str, list[tuple[Mapping[str, str], float]]], name: str,
 
 def test_metrics_of_a_served_stack_and_s3ctl_with_the_generated_token(tmp_path: Path) -> None:
     data_dir = link_tiny_model(tmp_path / "data")
-    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    http_port, grpc_port, metrics_port, operator_port = free_port(), free_port(), free_port(), free_port()
     stack = make_stack(
         f"sqlite:///{tmp_path / 's3.db'}",
         data_dir,
@@ -144,8 +144,10 @@ def test_metrics_of_a_served_stack_and_s3ctl_with_the_generated_token(tmp_path: 
         http_port=http_port,
         grpc_port=grpc_port,
         workers=1,
+        operator_port=operator_port,
     )
     base = f"http://127.0.0.1:{http_port}"
+    operator = f"http://127.0.0.1:{operator_port}"
     try:
         user, job_id = queued_job(stack, 2)
         # No S3_ADMIN_TOKEN: the server generates data_dir/secrets/admin_token, where s3ctl finds it.
@@ -165,12 +167,23 @@ def test_metrics_of_a_served_stack_and_s3ctl_with_the_generated_token(tmp_path: 
             )
             assert server.alive(), server.output()[-3000:]
 
-            shim = _scrape(f"{base}/metrics")
+            # The operator surface is off the public port: there, /metrics does not exist and /health
+            # says only ok; on the operator address both tell everything.
+            with httpx.Client(timeout=30) as http:
+                assert http.get(f"{base}/metrics").status_code == 404
+                assert http.get(f"{base}/health").json()["data"] == {"ok": True}
+                detailed = http.get(f"{operator}/health").json()["data"]
+                assert detailed["ok"] is True and detailed["model_meaningful"] is False
+                assert {"database", "storage", "inference"} <= set(detailed["components"])
+                http.request("BREW", f"{base}/me")
+            shim = _scrape(f"{operator}/metrics")
             assert _value(shim, "s3_http_requests_total", method="GET", route="/me", status="200") == 2
             assert _value(shim, "s3_http_requests_total", method="GET", route="/me", status="401") == 1
             assert _value(shim, "s3_http_requests_total", method="POST", route="/auth/anon", status="201") == 1
             assert _value(shim, "s3_http_requests_total", method="GET", route="/jobs/{job_id}", status="401") == 1
             assert _value(shim, "s3_http_request_duration_seconds_count", method="GET", route="/me", status="200") == 2
+            assert _value(shim, "s3_http_requests_total", method="OTHER", route="/me", status="405") == 1
+            assert not any(labels.get("method") == "BREW" for labels, _ in shim["s3_http_requests_total"])
 
             ctl = Ctl(_ctl_env(S3_GRPC_TARGET=f"127.0.0.1:{grpc_port}", S3_DATA_DIR=str(data_dir)))
             shown = ctl.json("user", user)
@@ -179,7 +192,8 @@ def test_metrics_of_a_served_stack_and_s3ctl_with_the_generated_token(tmp_path: 
             service = _scrape(f"http://127.0.0.1:{metrics_port}/metrics")
             grpc_me = {"method": "/s3.v1.JobService/GetMe"}
             assert _value(service, "s3_grpc_requests_total", **grpc_me, code="OK") == 2
-            assert _value(service, "s3_grpc_requests_total", **grpc_me, code="AUTH_REQUIRED") == 1
+            # The request without a token was answered by the shim's edge check: it never reached gRPC.
+            assert not [v for labels, v in service["s3_grpc_requests_total"] if labels.get("code") == "AUTH_REQUIRED"]
             assert _value(service, "s3_grpc_requests_total", method="/s3.v1.AdminService/GetUser", code="OK") == 1
             assert _value(service, "s3_grpc_request_duration_seconds_count", **grpc_me, code="OK") == 2
             # The served worker segmented both photos through the timed segmenter.

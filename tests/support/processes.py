@@ -43,6 +43,7 @@ _ENV_FIELDS = {
     "S3_WORKERS": "workers",
     "S3_HTTP_PORT": "http_port",
     "S3_GRPC_PORT": "grpc_port",
+    "S3_OPERATOR_PORT": "operator_port",
 }
 
 

@@ -37,6 +37,7 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         lease_s=30.0,
         retry_backoff_s=0.05,
         max_image_pixels=40_000_000,
+        operator_port=0,  # off unless a test asks: child processes would share the default port
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
 
