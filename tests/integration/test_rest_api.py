@@ -22,7 +22,10 @@ import jwt
 import pytest
 
 from gateway_rest.app import create_app
+from gateway_rest.credentials import EdgeCredentials
+from gateway_rest.metrics import HttpMetrics
 from gateway_rest.objects import object_routes
+from gateway_rest.operator import create_operator_app
 from server.grpc_api.server import build_grpc_server
 from server.storage.local import LocalObjectStore
 from tests.servers.net import free_port
@@ -36,6 +39,8 @@ pytestmark = pytest.mark.integration
 class Rest:
     http: httpx.Client
     stack: Stack
+    operator: httpx.Client
+    """The operator surface (``/metrics``, the detailed ``/health``)."""
 
 
 @pytest.fixture
@@ -47,9 +52,22 @@ def rest(tmp_path: Path) -> Iterator[Rest]:
     grpc_server.start()
     try:
         assert isinstance(stack.store, LocalObjectStore)
-        app = create_app(grpc_target=f"127.0.0.1:{grpc_server.port}", object_routes=object_routes(stack.store))
-        with run_server(app, port=port) as base, httpx.Client(base_url=base, timeout=30) as http:
-            yield Rest(http, stack)
+        target = f"127.0.0.1:{grpc_server.port}"
+        metrics = HttpMetrics()
+        app = create_app(
+            grpc_target=target,
+            object_routes=object_routes(stack.store),
+            metrics=metrics,
+            credentials=EdgeCredentials.from_settings(stack.settings),
+        )
+        operator_app = create_operator_app(grpc_target=target, metrics=metrics, rpc_timeout_s=10.0)
+        with (
+            run_server(app, port=port) as base,
+            run_server(operator_app) as operator_base,
+            httpx.Client(base_url=base, timeout=30) as http,
+            httpx.Client(base_url=operator_base, timeout=30) as operator,
+        ):
+            yield Rest(http, stack, operator)
     finally:
         grpc_server.stop(1.0)
         stack.db.dispose()
@@ -204,8 +222,11 @@ def test_server_side_validation_reaches_the_client(rest: Rest) -> None:
     _err(rest.http.post("/jobs", json={"preset": "interior", "item_count": 11}, headers=auth), 400, "BATCH_LIMIT")
 
 
-def test_health_reports_each_component(rest: Rest) -> None:
-    data = _ok(rest.http.get("/health"))
+def test_health_reports_each_component_on_the_operator_surface_only(rest: Rest) -> None:
+    assert _ok(rest.http.get("/health")) == {"ok": True}
+    assert rest.http.get("/metrics").status_code == 404
+    assert "s3_http_requests_total" in rest.operator.get("/metrics").text
+    data = _ok(rest.operator.get("/health"))
     assert data["ok"] is True
     assert {"database", "storage"} <= set(data["components"])
     assert all(c["ok"] for c in data["components"].values())
