@@ -111,3 +111,24 @@ def test_created_statuses_match_the_routes(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert set(paths["/rules"]["post"]["responses"]) >= {"201", "409", "413"}
     assert set(paths["/jobs"]["post"]["responses"]) >= {"201", "402", "429"}
+
+
+def test_body_caps_and_credentials_match_the_endpoint_table(make_client: ClientFactory) -> None:
+    from gateway_rest.credentials import Credential
+    from gateway_rest.routes import api_endpoints
+
+    client = make_client(max_body_bytes=512 * 1024)
+    paths = client.get("/openapi.json").json()["paths"]
+    assert paths["/rules"]["post"]["x-max-body-bytes"] == 64 * 1024
+    assert paths["/auth/anon"]["post"]["x-max-body-bytes"] == 1024
+    assert paths["/jobs/{job_id}/callback"]["post"]["x-max-body-bytes"] == 512 * 1024  # the app-wide ceiling
+    expected = {Credential.NONE: [], Credential.CALLBACK: [{"callbackSecret": []}]}
+    for path, _, endpoints in api_endpoints():
+        for method, endpoint in endpoints.items():
+            op = paths[path][method.lower()]
+            assert op.get("security", "bearer default") == expected.get(endpoint.credential, "bearer default"), (
+                method,
+                path,
+            )
+            if method in ("POST", "PUT"):
+                assert op["x-max-body-bytes"] == min(endpoint.body_bytes, 512 * 1024)
