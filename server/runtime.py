@@ -123,6 +123,13 @@ def _bind_operator(settings: Settings) -> socket.socket | None:
         return None
 
 
+def _http_server(app: object, host: str, port: int, limits: HttpLimits) -> _HttpServer:
+    from gateway_rest.http_server import uvicorn_config
+
+    config = uvicorn_config(app, host=host, port=port, limits=limits, lifespan="on", log_config=None, access_log=False)
+    return _HttpServer(config)
+
+
 def http_limits(settings: Settings) -> HttpLimits:
     from gateway_rest.http_server import HttpLimits
 
@@ -137,7 +144,6 @@ def http_limits(settings: Settings) -> HttpLimits:
 async def serve(settings: Settings) -> None:
     """``make serve``: everything in one process until SIGINT/SIGTERM."""
     from gateway_rest.app import create_app_from_settings
-    from gateway_rest.http_server import uvicorn_config
     from gateway_rest.metrics import HttpMetrics
     from gateway_rest.objects import object_routes
     from gateway_rest.operator import create_operator_app
@@ -160,35 +166,29 @@ async def serve(settings: Settings) -> None:
         http_metrics = HttpMetrics()
         app = create_app_from_settings(settings, object_routes=routes, metrics=http_metrics)
         limits = http_limits(settings)
-        servers = [
-            _HttpServer(
-                uvicorn_config(
-                    app,
-                    host=settings.http_host,
-                    port=settings.http_port,
-                    limits=limits,
-                    lifespan="on",
-                    log_config=None,
-                    access_log=False,
-                )
-            )
+        servers: list[tuple[_HttpServer, list[socket.socket] | None]] = [
+            (_http_server(app, settings.http_host, settings.http_port, limits), None)
         ]
-        sockets: list[list[socket.socket] | None] = [None]
         operator_socket = _bind_operator(settings) if settings.operator_port else None
         if operator_socket is not None:
             operator = create_operator_app(
                 grpc_target=settings.effective_grpc_target, metrics=http_metrics, rpc_timeout_s=OPERATOR_RPC_TIMEOUT_S
             )
-            config = uvicorn_config(
-                operator, host="", port=0, limits=limits, lifespan="on", log_config=None, access_log=False
+            servers.append(
+                (_http_server(operator, settings.operator_host, settings.operator_port, limits), [operator_socket])
             )
-            servers.append(_HttpServer(config))
-            sockets.append([operator_socket])
         loop = asyncio.get_running_loop()
 
         def stop_serving() -> None:
-            for server in servers:
+            for server, _ in servers:
                 server.should_exit = True
+
+        async def serve_until_stopped(server: _HttpServer, bound: list[socket.socket] | None) -> None:
+            # Returns once a signal sets should_exit; when one server ends, the other ends too.
+            try:
+                await server.serve(sockets=bound)
+            finally:
+                stop_serving()
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop_serving)
@@ -204,15 +204,11 @@ async def serve(settings: Settings) -> None:
                 "operator surface on http://%s:%d (/metrics, /health)", settings.operator_host, settings.operator_port
             )
         try:
-            # Each returns once a signal sets should_exit; if one fails to start, the other stops too.
-            serving = (server.serve(sockets=bound) for server, bound in zip(servers, sockets, strict=True))
-            results = await asyncio.gather(*serving, return_exceptions=True)
-            stop_serving()
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
+            await asyncio.gather(*(serve_until_stopped(server, bound) for server, bound in servers))
         finally:
             log.info("shutting down: draining workers")
+            if operator_socket is not None:
+                operator_socket.close()
             stopping.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(grpc_server.stop, GRPC_GRACE_S)
