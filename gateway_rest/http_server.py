@@ -143,7 +143,12 @@ def guarded_protocol(limits: HttpLimits) -> type[GuardedH11Protocol]:
 
 
 def uvicorn_config(app: Any, *, host: str, port: int, limits: HttpLimits, **options: Any) -> uvicorn.Config:
-    """A uvicorn ``Config`` serving ``app`` with ``limits`` (``options``: any other uvicorn setting)."""
+    """A uvicorn ``Config`` serving ``app`` with ``limits`` (``options``: any other uvicorn setting).
+
+    ``proxy_headers`` is off unless asked for: uvicorn would otherwise believe X-Forwarded-For from
+    127.0.0.1 on its own, and which proxies to believe is the app's decision.
+    """
+    options.setdefault("proxy_headers", False)
     return uvicorn.Config(
         app,
         host=host,
