@@ -103,7 +103,17 @@ SCHEMAS: dict[str, Schema] = {
             "model_meaningful": _BOOL,
         },
     ),
-    "AnonUserRequest": _obj([], {"device_hash": _STR}),
+    "AnonUserRequest": _obj(
+        [],
+        {
+            "device_hash": {
+                "type": "string",
+                "maxLength": 128,
+                "description": "a stable hash of the device: its first sign-up gets the starting credits, later "
+                "ones a new account with none (never the earlier account: that needs its refresh token)",
+            }
+        },
+    ),
     "AnonUser": _obj(
         ["token", "user_id", "plan", "credits", "expires_at", "refresh_token", "refresh_expires_at", "signup_credits"],
         {
@@ -369,7 +379,9 @@ _IDEMPOTENCY_KEY_PARAM = {
     "user action, reused on retries). The first successful answer is kept at least 24 hours: the same key "
     "with the same body answers it again (status and data) with Idempotent-Replayed: true, doing nothing; "
     "the same key with another body, or on another endpoint, is 422 IDEMPOTENCY_MISMATCH; while the first "
-    "request still runs, 409 INVALID_STATE. An error answer is not kept: a retry runs again.",
+    "request still runs, 409 INVALID_STATE. An error answer is not kept: a retry runs again. A replayed "
+    "answer is the first one as it was, presigned URLs included (they may have expired: GET the job for "
+    "fresh ones).",
 }
 _IDEMPOTENT_ERRORS = ("IDEMPOTENCY_MISMATCH", "INVALID_STATE")
 
