@@ -40,15 +40,6 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
     def _user(self, context: grpc.ServicerContext) -> str:
         return self._s.tokens.user_from_authorization(metadata_value(context, "authorization"))
 
-    def GetHealth(self, request: jpb.GetHealthRequest, context: grpc.ServicerContext) -> jpb.GetHealthResponse:
-        report = self._s.health.report()
-        return jpb.GetHealthResponse(
-            ok=report.ok,
-            components=[jpb.ComponentHealth(name=c.name, ok=c.ok, detail=c.detail) for c in report.components],
-            model=report.model,
-            model_meaningful=report.model_meaningful,
-        )
-
     def _once(
         self,
         context: grpc.ServicerContext,
@@ -79,6 +70,15 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             raise
         assert started.response is not None, "the service did not record its answer"
         return parse(started.response)
+
+    def GetHealth(self, request: jpb.GetHealthRequest, context: grpc.ServicerContext) -> jpb.GetHealthResponse:
+        report = self._s.health.report()
+        return jpb.GetHealthResponse(
+            ok=report.ok,
+            components=[jpb.ComponentHealth(name=c.name, ok=c.ok, detail=c.detail) for c in report.components],
+            model=report.model,
+            model_meaningful=report.model_meaningful,
+        )
 
     def CreateAnonUser(
         self, request: jpb.CreateAnonUserRequest, context: grpc.ServicerContext
