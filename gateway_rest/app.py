@@ -24,7 +24,7 @@ from gateway_rest.metrics import HttpMetrics, MetricsMiddleware, metrics_endpoin
 from gateway_rest.middleware import RequestContextMiddleware
 from gateway_rest.openapi import openapi_document
 from gateway_rest.routes import api_routes
-from gateway_rest.rpc import open_backend
+from gateway_rest.rpc import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, open_backend
 from server.config import Settings
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -33,7 +33,7 @@ DEFAULT_SSE_KEEPALIVE_S = 15.0
 
 # Headers a browser may send cross-origin and read back. X-Callback-Secret is left out on purpose:
 # it belongs to remote workers, never to a web page.
-_CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", REQUEST_ID_HEADER)
+_CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", REQUEST_ID_HEADER, IDEMPOTENCY_KEY_HEADER)
 
 
 def create_app(
@@ -75,7 +75,7 @@ def create_app(
                 allow_origins=list(cors_origins),
                 allow_methods=["GET", "POST", "PUT", "DELETE"],
                 allow_headers=list(_CORS_REQUEST_HEADERS),
-                expose_headers=[REQUEST_ID_HEADER],
+                expose_headers=[REQUEST_ID_HEADER, REPLAYED_HEADER],
             ),
         )
     app = Starlette(

@@ -34,6 +34,7 @@ HTTP_STATUS: MappingProxyType[str, int] = MappingProxyType(
         "PAYLOAD_TOO_LARGE": 413,
         "INFERENCE_UNAVAILABLE": 503,
         "INTERNAL": 500,
+        "IDEMPOTENCY_MISMATCH": 422,
     }
 )
 

@@ -103,10 +103,44 @@ SCHEMAS: dict[str, Schema] = {
             "model_meaningful": _BOOL,
         },
     ),
-    "AnonUserRequest": _obj([], {"device_hash": _STR}),
+    "AnonUserRequest": _obj(
+        [],
+        {
+            "device_hash": {
+                "type": "string",
+                "maxLength": 128,
+                "description": "a stable hash of the device: its first sign-up gets the starting credits, later "
+                "ones a new account with none (never the earlier account: that needs its refresh token)",
+            }
+        },
+    ),
     "AnonUser": _obj(
-        ["token", "user_id", "plan", "credits", "expires_at"],
-        {"token": _STR, "user_id": _STR, "plan": _STR, "credits": _INT, "expires_at": _TIME},
+        ["token", "user_id", "plan", "credits", "expires_at", "refresh_token", "refresh_expires_at", "signup_credits"],
+        {
+            "token": {**_STR, "description": "the access token (short-lived, S3_JWT_TTL_S)"},
+            "user_id": _STR,
+            "plan": _STR,
+            "credits": _INT,
+            "expires_at": {**_TIME, "description": "when the access token expires"},
+            "refresh_token": {**_STR, "description": "opaque; spend it at POST /auth/refresh"},
+            "refresh_expires_at": _TIME,
+            "signup_credits": {
+                **_BOOL,
+                "description": "false when this device_hash already had its sign-up credits (the account "
+                "starts with 0)",
+            },
+        },
+    ),
+    "RefreshRequest": _obj(["refresh_token"], {"refresh_token": _STR}),
+    "Session": _obj(
+        ["token", "user_id", "expires_at", "refresh_token", "refresh_expires_at"],
+        {
+            "token": _STR,
+            "user_id": _STR,
+            "expires_at": _TIME,
+            "refresh_token": {**_STR, "description": "the next refresh token; the one sent is spent"},
+            "refresh_expires_at": _TIME,
+        },
     ),
     "Me": _obj(
         [
@@ -336,6 +370,22 @@ def _errors(codes: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
+_IDEMPOTENCY_KEY_PARAM = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Optional, 1 to 255 printable ASCII characters, scoped to the caller (e.g. a uuid4 per "
+    "user action, reused on retries). The first successful answer is kept at least 24 hours: the same key "
+    "with the same body answers it again (status and data) with Idempotent-Replayed: true, doing nothing; "
+    "the same key with another body, or on another endpoint, is 422 IDEMPOTENCY_MISMATCH; while the first "
+    "request still runs, 409 INVALID_STATE. An error answer is not kept: a retry runs again. A replayed "
+    "answer is the first one as it was, presigned URLs included (they may have expired: GET the job for "
+    "fresh ones).",
+}
+_IDEMPOTENT_ERRORS = ("IDEMPOTENCY_MISMATCH", "INVALID_STATE")
+
+
 def _op(
     summary: str,
     data: str,
@@ -345,11 +395,22 @@ def _op(
     status: int = 200,
     auth: bool = True,
     params: tuple[dict[str, Any], ...] = (),
+    idempotent: bool = False,
 ) -> dict[str, Any]:
+    if idempotent:
+        errors = (*errors, *_IDEMPOTENT_ERRORS)
+        params = (*params, _IDEMPOTENCY_KEY_PARAM)
     op: dict[str, Any] = {
         "summary": summary,
         "responses": {**_success(data, status), **_errors((*_AUTH, *errors) if auth else errors)},
     }
+    if idempotent:
+        op["responses"][str(status)]["headers"] = {
+            "Idempotent-Replayed": {
+                "description": "true when this is the kept answer to an earlier request with the same key",
+                "schema": {"const": "true"},
+            }
+        }
     if not auth:
         op["security"] = []
     if body is not None:
@@ -389,7 +450,7 @@ API_PATHS: dict[str, dict[str, Any]] = {
     },
     "/auth/anon": {
         "post": _op(
-            "Create an anonymous user on the free plan; returns its token",
+            "Create an anonymous user on the free plan; returns its access and refresh tokens",
             "AnonUser",
             status=201,
             auth=False,
@@ -400,6 +461,21 @@ API_PATHS: dict[str, dict[str, Any]] = {
                 "required": False,
                 "content": {"application/json": {"schema": _ref("AnonUserRequest")}},
             }
+        }
+    },
+    "/auth/refresh": {
+        "post": _op(
+            "Spend a refresh token for a new access token and refresh token",
+            "Session",
+            body="RefreshRequest",
+            auth=False,
+            errors=("INVALID_TOKEN", *_PAYLOAD),
+        )
+        | {
+            "description": "Needs no Authorization (the access token may have expired). Each refresh token "
+            "works once; a spent one sent again revokes its whole session (that token, the newer ones and "
+            "the session's future): INVALID_TOKEN, sign up again. Unused refresh tokens expire after "
+            "S3_REFRESH_TTL_S (60 days), so an app that opens within that time stays signed in."
         }
     },
     "/me": {"get": _op("The caller's plan, credits and limits", "Me")},
@@ -413,6 +489,7 @@ API_PATHS: dict[str, dict[str, Any]] = {
             body="RuleCreate",
             status=201,
             errors=("RULE_SLOT_LIMIT", "NOT_FOUND", *_PAYLOAD),
+            idempotent=True,
         ),
     },
     "/rules/{rule_id}": {
@@ -434,6 +511,7 @@ API_PATHS: dict[str, dict[str, Any]] = {
             body="JobCreate",
             status=201,
             errors=("BATCH_LIMIT", "CONCURRENCY_LIMIT", "INSUFFICIENT_CREDITS", "NOT_FOUND", *_PAYLOAD),
+            idempotent=True,
         ),
     },
     "/jobs/{job_id}": {"get": _op("A job with its items and download URLs", "Job", errors=_JOB_NOT_FOUND)},
@@ -450,6 +528,7 @@ API_PATHS: dict[str, dict[str, Any]] = {
             "Job",
             body="Analyze",
             errors=(*_JOB_NOT_FOUND, "INVALID_STATE", "INFERENCE_UNAVAILABLE", *_PAYLOAD),
+            idempotent=True,
         )
     },
     "/jobs/{job_id}/execute": {
@@ -458,6 +537,7 @@ API_PATHS: dict[str, dict[str, Any]] = {
             "Job",
             body="Execute",
             errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
+            idempotent=True,
         )
     },
     "/jobs/{job_id}/callback": {
@@ -475,6 +555,7 @@ API_PATHS: dict[str, dict[str, Any]] = {
             "Cancel a non-terminal job; refunds credits of items not done",
             "Job",
             errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
+            idempotent=True,
         )
     },
     "/jobs/{job_id}/events": {

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from gateway_rest import convert, envelope
 from gateway_rest.body import read_json
-from gateway_rest.rpc import backend, call_metadata, unary
+from gateway_rest.rpc import backend, call_metadata, unary, unary_once
 from gateway_rest.sse import EventStreamResponse, job_events
 from protos.s3.v1 import jobs_pb2 as jpb
 
@@ -50,6 +50,12 @@ async def create_anon_user(request: Request) -> Response:
     return envelope.success(request, convert.anon_user_json(created), status_code=201)
 
 
+async def refresh_session(request: Request) -> Response:
+    message = convert.refresh_request(await _body(request))
+    renewed = await unary(request, backend(request).stub.RefreshSession, message)
+    return envelope.success(request, convert.refresh_json(renewed))
+
+
 async def get_me(request: Request) -> Response:
     state = await unary(request, backend(request).stub.GetMe, jpb.GetMeRequest())
     return envelope.success(request, convert.user_state_json(state))
@@ -68,8 +74,8 @@ async def get_preset(request: Request) -> Response:
 
 async def create_rule(request: Request) -> Response:
     message = convert.create_rule_request(await _body(request))
-    rule = await unary(request, backend(request).stub.CreateRule, message)
-    return envelope.success(request, convert.rule_json(rule), status_code=201)
+    rule, headers = await unary_once(request, backend(request).stub.CreateRule, message)
+    return envelope.success(request, convert.rule_json(rule), status_code=201, headers=headers)
 
 
 async def list_rules(request: Request) -> Response:
@@ -97,8 +103,8 @@ async def list_jobs(request: Request) -> Response:
 
 async def create_job(request: Request) -> Response:
     message = convert.create_job_request(await _body(request))
-    created = await unary(request, backend(request).stub.CreateJob, message)
-    return envelope.success(request, convert.created_job_json(created), status_code=201)
+    created, headers = await unary_once(request, backend(request).stub.CreateJob, message)
+    return envelope.success(request, convert.created_job_json(created), status_code=201, headers=headers)
 
 
 async def get_job(request: Request) -> Response:
@@ -114,20 +120,20 @@ async def confirm_upload(request: Request) -> Response:
 
 async def analyze_job(request: Request) -> Response:
     message = convert.analyze_request(_job_id(request), await _body(request))
-    job = await unary(request, backend(request).stub.AnalyzeJob, message)
-    return envelope.success(request, convert.job_json(job))
+    job, headers = await unary_once(request, backend(request).stub.AnalyzeJob, message)
+    return envelope.success(request, convert.job_json(job), headers=headers)
 
 
 async def execute_job(request: Request) -> Response:
     message = convert.execute_request(_job_id(request), await _body(request))
-    job = await unary(request, backend(request).stub.ExecuteJob, message)
-    return envelope.success(request, convert.job_json(job))
+    job, headers = await unary_once(request, backend(request).stub.ExecuteJob, message)
+    return envelope.success(request, convert.job_json(job), headers=headers)
 
 
 async def cancel_job(request: Request) -> Response:
     convert.no_fields(await _body(request))
-    job = await unary(request, backend(request).stub.CancelJob, jpb.JobRef(job_id=_job_id(request)))
-    return envelope.success(request, convert.job_json(job))
+    job, headers = await unary_once(request, backend(request).stub.CancelJob, jpb.JobRef(job_id=_job_id(request)))
+    return envelope.success(request, convert.job_json(job), headers=headers)
 
 
 async def report_item_result(request: Request) -> Response:
@@ -166,6 +172,7 @@ def api_routes() -> list[Route]:
     return [
         _path("/health", "health", {"GET": health}),
         _path("/auth/anon", "auth_anon", {"POST": create_anon_user}),
+        _path("/auth/refresh", "auth_refresh", {"POST": refresh_session}),
         _path("/me", "me", {"GET": get_me}),
         _path("/presets", "presets", {"GET": list_presets}),
         _path("/presets/{preset_id}", "preset", {"GET": get_preset}),

@@ -47,8 +47,14 @@ class Settings:
     """``S3_CALLBACK_SECRET``: shared with remote workers; generated like the JWT secret."""
     admin_token: str | None = None
     """``S3_ADMIN_TOKEN``: operator credential for admin RPCs; generated like the JWT secret."""
-    jwt_ttl_s: int = 30 * 24 * 3600
-    """``S3_JWT_TTL_S``: lifetime of issued tokens."""
+    jwt_ttl_s: int = 15 * 60
+    """``S3_JWT_TTL_S``: lifetime of access tokens (short: a session lives on by refreshing)."""
+    refresh_ttl_s: int = 60 * 24 * 3600
+    """``S3_REFRESH_TTL_S``: a refresh token unused this long expires; each refresh issues a new one."""
+    idempotency_ttl_s: int = 24 * 3600
+    """``S3_IDEMPOTENCY_TTL_S``: how long the first answer to an ``Idempotency-Key`` is kept."""
+    idempotency_lease_s: float = 60.0
+    """``S3_IDEMPOTENCY_LEASE_S``: how long an attempt holds its key before a retry may take it over."""
     workers: int = 1
     """``S3_WORKERS``: in-process pipeline workers (0 = external workers only)."""
     storage: StorageKind = "local"
@@ -177,6 +183,9 @@ class Settings:
             callback_secret=text("S3_CALLBACK_SECRET", None),
             admin_token=text("S3_ADMIN_TOKEN", None),
             jwt_ttl_s=integer("S3_JWT_TTL_S", d.jwt_ttl_s, minimum=1),
+            refresh_ttl_s=integer("S3_REFRESH_TTL_S", d.refresh_ttl_s, minimum=1),
+            idempotency_ttl_s=integer("S3_IDEMPOTENCY_TTL_S", d.idempotency_ttl_s, minimum=1),
+            idempotency_lease_s=number("S3_IDEMPOTENCY_LEASE_S", d.idempotency_lease_s),
             workers=integer("S3_WORKERS", d.workers),
             storage=storage,  # type: ignore[arg-type]
             s3_endpoint_url=text("S3_S3_ENDPOINT_URL", None),

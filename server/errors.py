@@ -82,6 +82,12 @@ class Internal(S3Error):
     code = "INTERNAL"
 
 
+class IdempotencyMismatch(S3Error):
+    """An ``Idempotency-Key`` sent again with another request than the one it first came with."""
+
+    code = "IDEMPOTENCY_MISMATCH"
+
+
 ALL_CODES: tuple[str, ...] = (
     "AUTH_REQUIRED",
     "INVALID_TOKEN",
@@ -96,4 +102,5 @@ ALL_CODES: tuple[str, ...] = (
     "PAYLOAD_TOO_LARGE",
     "INFERENCE_UNAVAILABLE",
     "INTERNAL",
+    "IDEMPOTENCY_MISMATCH",
 )

@@ -29,6 +29,7 @@ GRPC_STATUS: MappingProxyType[str, grpc.StatusCode] = MappingProxyType(
         "PAYLOAD_TOO_LARGE": grpc.StatusCode.OUT_OF_RANGE,
         "INFERENCE_UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
         "INTERNAL": grpc.StatusCode.INTERNAL,
+        "IDEMPOTENCY_MISMATCH": grpc.StatusCode.INVALID_ARGUMENT,
     }
 )
 
