@@ -56,6 +56,12 @@ class ConcurrencyLimit(S3Error):
     code = "CONCURRENCY_LIMIT"
 
 
+class RateLimited(S3Error):
+    """Too many requests in a rate-limit window (the REST shim's limiter raises it at its edge)."""
+
+    code = "RATE_LIMITED"
+
+
 class RuleSlotLimit(S3Error):
     code = "RULE_SLOT_LIMIT"
 
@@ -91,6 +97,7 @@ ALL_CODES: tuple[str, ...] = (
     "INVALID_STATE",
     "INSUFFICIENT_CREDITS",
     "CONCURRENCY_LIMIT",
+    "RATE_LIMITED",
     "RULE_SLOT_LIMIT",
     "BATCH_LIMIT",
     "PAYLOAD_TOO_LARGE",
