@@ -235,3 +235,14 @@ def test_an_unreachable_store_lets_requests_through(shim: Factory) -> None:
     answers = [client.get("/jobs", headers=peer("203.0.113.5")) for _ in range(3)]
     assert [r.status_code for r in answers] == [200, 200, 200]
     assert not any(h in answers[0].headers for h in HEADERS)
+
+
+def test_the_openapi_document_names_the_headers_on_every_answer(shim: Factory) -> None:
+    paths = shim(limits()).get("/openapi.json").json()["paths"]
+    for path, operations in paths.items():
+        for method, op in operations.items():
+            for status, response in op["responses"].items():
+                names = set(response.get("headers", {}))
+                assert {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} <= names, (method, path, status)
+                assert ("Retry-After" in names) == (status == "429"), (method, path, status)
+            assert "RATE_LIMITED" in op["responses"].get("429", {}).get("description", ""), (method, path)
