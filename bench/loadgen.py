@@ -252,7 +252,8 @@ async def run_load(
     }
 
 
-def _check_bounds(target: str, users: int, photos: int, albums: int) -> None:
+def check_loopback(target: str) -> None:
+    """ValueError unless ``target`` is on this host: the load tools never send traffic elsewhere."""
     host = urlsplit(target).hostname or ""
     loopback = host == "localhost"
     if not loopback:
@@ -262,6 +263,10 @@ def _check_bounds(target: str, users: int, photos: int, albums: int) -> None:
             loopback = False
     if not loopback:
         raise ValueError(f"--target must be a loopback address, got {host!r}")
+
+
+def _check_bounds(target: str, users: int, photos: int, albums: int) -> None:
+    check_loopback(target)
     for name, value, top in (
         ("users", users, MAX_USERS),
         ("photos", photos, MAX_PHOTOS),
