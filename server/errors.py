@@ -57,7 +57,8 @@ class ConcurrencyLimit(S3Error):
 
 
 class RateLimited(S3Error):
-    """Too many requests in a rate-limit window (the REST shim's limiter raises it at its edge)."""
+    """Too many requests in a rate-limit window. The REST shim's limiter answers these itself
+    (``gateway_rest.rate_limit_middleware``); the JobService does not limit rates (README)."""
 
     code = "RATE_LIMITED"
 
