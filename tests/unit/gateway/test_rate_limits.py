@@ -15,6 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway_rest import convert
 from gateway_rest.app import create_app, verified_user
 from gateway_rest.client_address import TrustedProxies
 from gateway_rest.rate_limits import RateLimitConfig
@@ -146,6 +147,18 @@ def test_every_answer_carries_the_rate_limit_headers(shim: Factory, script: Scri
     assert all(int(r.headers["ratelimit-limit"]) == ROOMY.requests for r in answers.values())
     remaining = [int(r.headers["ratelimit-remaining"]) for r in answers.values()]
     assert remaining == sorted(remaining, reverse=True) and remaining[0] > remaining[-1], remaining
+
+
+def test_the_last_resort_500_carries_the_headers_too(shim: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug's 500 is rendered by the request-context middleware, inside the limiter."""
+
+    def broken(_: object) -> dict[str, object]:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(convert, "user_state_json", broken)
+    r = shim(limits()).get("/me", headers=peer("203.0.113.5", token("u1")))
+    assert r.status_code == 500 and r.json()["error"]["code"] == "INTERNAL"
+    assert_rate_headers(r)
 
 
 def test_remaining_counts_down_and_reset_is_set_once_the_bucket_is_full(shim: Factory) -> None:
