@@ -10,6 +10,7 @@ import copy
 from typing import Any
 
 from gateway_rest.errors import HTTP_STATUS
+from server.config import Settings
 
 Schema = dict[str, Any]
 
@@ -344,9 +345,9 @@ SCHEMAS: dict[str, Schema] = {
     "StoredObject": _obj(["key", "size", "content_type"], {"key": _STR, "size": _INT, "content_type": _STR}),
 }
 
-# Every route can fail with these: a body that is no JSON object, an unexpected fault, a JobService
-# that does not answer (503).
-_ALWAYS = ("VALIDATION_ERROR", "INTERNAL")
+# Every route can fail with these: a body that is no JSON object, a full rate-limit bucket, an
+# unexpected fault, a JobService that does not answer (503).
+_ALWAYS = ("VALIDATION_ERROR", "RATE_LIMITED", "INTERNAL")
 _AUTH = ("AUTH_REQUIRED", "INVALID_TOKEN")
 _PATH_PARAM = {"job_id": "job", "rule_id": "rule", "preset_id": "preset", "key": "object key"}
 
@@ -438,6 +439,7 @@ def _path_params(path: str) -> list[dict[str, Any]]:
 
 
 _JOB_NOT_FOUND = ("NOT_FOUND",)
+_SIGNUP, _SIGNUP_ALL = Settings().rate_limit_signup_address, Settings().rate_limit_signup_global
 _PAYLOAD = ("PAYLOAD_TOO_LARGE",)
 
 API_PATHS: dict[str, dict[str, Any]] = {
@@ -457,10 +459,14 @@ API_PATHS: dict[str, dict[str, Any]] = {
             errors=_PAYLOAD,
         )
         | {
+            "description": "Sign-ups have limits of their own, tighter than other routes': per client "
+            f"address (default {_SIGNUP.requests} per {_SIGNUP.window_s} s) and for all addresses together "
+            f"(default {_SIGNUP_ALL.requests} per {_SIGNUP_ALL.window_s} s); past either, 429 RATE_LIMITED "
+            "with Retry-After.",
             "requestBody": {
                 "required": False,
                 "content": {"application/json": {"schema": _ref("AnonUserRequest")}},
-            }
+            },
         }
     },
     "/auth/refresh": {
@@ -615,18 +621,50 @@ OBJECT_PATHS: dict[str, dict[str, Any]] = {
     }
 }
 
+_INT_HEADER: Schema = {"type": "integer", "minimum": 0}
+# The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers), on every answer while
+# limits are on (S3_RATE_LIMITS); they describe the caller's bucket closest to being full.
+RATE_LIMIT_HEADERS: dict[str, Schema] = {
+    "RateLimit-Limit": {"description": "requests allowed in the window of that bucket", "schema": _INT_HEADER},
+    "RateLimit-Remaining": {"description": "requests left in it, this one counted", "schema": _INT_HEADER},
+    "RateLimit-Reset": {
+        "description": "seconds until it has room again (0: it has room now)",
+        "schema": _INT_HEADER,
+    },
+    "RateLimit-Policy": {"description": "the bucket's limit and window: `<limit>;w=<seconds>`", "schema": _STR},
+}
+RETRY_AFTER_HEADER: dict[str, Schema] = {
+    "Retry-After": {"description": "seconds to wait before trying again (every 429)", "schema": _INT_HEADER}
+}
+
 _COMMON_RESPONSES_NOTE = (
     "Every response but /metrics is the envelope {success, data, error, meta}. An unknown path is 404 NOT_FOUND; "
     "a known path with another method is HTTP 405 with error.code VALIDATION_ERROR and an Allow header. "
     "Unknown fields in a JSON body are rejected with VALIDATION_ERROR naming the field; unknown query "
     "parameters are ignored. Every response carries X-Request-Id (the client's, when printable and at "
-    "most 128 characters, else a new uuid4), also in meta.request_id."
+    "most 128 characters, else a new uuid4), also in meta.request_id. "
+    "Rate limits: every request counts against its client address (the socket peer, or what a trusted "
+    "proxy says in X-Forwarded-For), a request with a valid token also against its user, and POST "
+    "/auth/anon also against tighter sign-up limits per address and for all addresses together. Every "
+    "answer carries RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset (and RateLimit-Policy) for the "
+    "caller's bucket closest to being full; a full bucket is HTTP 429 RATE_LIMITED. Every 429 (also "
+    "CONCURRENCY_LIMIT) carries Retry-After in seconds."
 )
+
+
+def _with_rate_limit_headers(operations: dict[str, Any]) -> None:
+    """Every route is limited, /metrics and this document too: each answer names the headers."""
+    for op in operations.values():
+        op["responses"].setdefault("429", _errors(("RATE_LIMITED",))["429"])
+        for status, response in op["responses"].items():
+            headers = {**RATE_LIMIT_HEADERS, **(RETRY_AFTER_HEADER if status == "429" else {})}
+            response["headers"] = {**response.get("headers", {}), **headers}
 
 
 def openapi_document(*, with_objects: bool) -> dict[str, Any]:
     paths = copy.deepcopy({**API_PATHS, **(OBJECT_PATHS if with_objects else {})})
     for path, operations in paths.items():
+        _with_rate_limit_headers(operations)
         params = _path_params(path)
         if params:
             for op in operations.values():

@@ -56,6 +56,13 @@ class ConcurrencyLimit(S3Error):
     code = "CONCURRENCY_LIMIT"
 
 
+class RateLimited(S3Error):
+    """Too many requests in a rate-limit window. The REST shim's limiter answers these itself
+    (``gateway_rest.rate_limit_middleware``); the JobService does not limit rates (README)."""
+
+    code = "RATE_LIMITED"
+
+
 class RuleSlotLimit(S3Error):
     code = "RULE_SLOT_LIMIT"
 
@@ -97,6 +104,7 @@ ALL_CODES: tuple[str, ...] = (
     "INVALID_STATE",
     "INSUFFICIENT_CREDITS",
     "CONCURRENCY_LIMIT",
+    "RATE_LIMITED",
     "RULE_SLOT_LIMIT",
     "BATCH_LIMIT",
     "PAYLOAD_TOO_LARGE",

@@ -126,8 +126,16 @@ async def serve(settings: Settings) -> None:
         tasks = await _run_background(core, settings.workers, stopping)
         routes = object_routes(core.store) if isinstance(core.store, LocalObjectStore) else []
         app = create_app_from_settings(settings, object_routes=routes)
+        # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 on its own;
+        # S3_TRUSTED_PROXIES (gateway_rest.client_address) is the one place that decides.
         config = uvicorn.Config(
-            app, host=settings.http_host, port=settings.http_port, lifespan="on", log_config=None, access_log=False
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
         )
         http = _HttpServer(config)
         loop = asyncio.get_running_loop()

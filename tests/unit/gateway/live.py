@@ -16,7 +16,10 @@ from tests.servers.net import free_port
 @contextmanager
 def run_server(app: Starlette, *, port: int | None = None, start_timeout_s: float = 10.0) -> Iterator[str]:
     """Serve ``app`` (lifespan included) in a thread; yields its base URL ``http://127.0.0.1:<port>``."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port or free_port(), log_level="warning", lifespan="on")
+    # proxy_headers off, as the service serves it: the app decides whose X-Forwarded-For to believe.
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port or free_port(), log_level="warning", lifespan="on", proxy_headers=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
