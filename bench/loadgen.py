@@ -15,7 +15,10 @@ targets only. Run against ``make serve`` (or any S3 on this host):
 
     python -m bench.loadgen --users 8 --photos 4 --target http://127.0.0.1:8080
 
-or let it start the stack itself as real processes on loopback (one Triton serving the tiny SAM3,
+Against ``make serve`` every user signs up from 127.0.0.1, so more than the sign-up limit per address
+(``S3_RATE_LIMIT_SIGNUP_ADDRESS``, see the README) needs that setting raised there; a
+refused sign-up shows as an error of ``POST /auth/anon`` in the report. Or let it start the stack
+itself (with room for its users) as real processes on loopback (one Triton serving the tiny SAM3,
 ``python -m server.serve``, and with ``--worker-processes K`` that many ``python -m server.worker``
 processes instead of in-process workers), on a throw-away PostgreSQL server or a SQLite file:
 
@@ -249,7 +252,8 @@ async def run_load(
     }
 
 
-def _check_bounds(target: str, users: int, photos: int, albums: int) -> None:
+def check_loopback(target: str) -> None:
+    """ValueError unless ``target`` is on this host: the load tools never send traffic elsewhere."""
     host = urlsplit(target).hostname or ""
     loopback = host == "localhost"
     if not loopback:
@@ -259,6 +263,10 @@ def _check_bounds(target: str, users: int, photos: int, albums: int) -> None:
             loopback = False
     if not loopback:
         raise ValueError(f"--target must be a loopback address, got {host!r}")
+
+
+def _check_bounds(target: str, users: int, photos: int, albums: int) -> None:
+    check_loopback(target)
     for name, value, top in (
         ("users", users, MAX_USERS),
         ("photos", photos, MAX_PHOTOS),
@@ -312,6 +320,10 @@ def spawned_stack(database: str, worker_processes: int, work: Path) -> Iterator[
             S3_TRITON_URL=triton.url,
             S3_WORKERS="0" if worker_processes else "1",
             S3_LOG_LEVEL="WARNING",
+            # Every simulated user signs up and polls from this one address: room for the most users
+            # a run may have (each at most ten requests a second), the per-user limit as shipped.
+            S3_RATE_LIMIT_SIGNUP_ADDRESS=f"{MAX_USERS}/600",
+            S3_RATE_LIMIT_ADDRESS=f"{MAX_USERS * 600}/60",
         )
         base = f"http://127.0.0.1:{http_port}"
         processes = [stack.enter_context(child("server.serve", env, work / "logs"))]

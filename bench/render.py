@@ -114,12 +114,49 @@ def triton(results: dict[str, Any]) -> str:
     return "\n\n".join([triton_bench.markdown(data), _run_line(results, "triton")])
 
 
+def ratelimit(results: dict[str, Any]) -> str:
+    data = results.get("ratelimit")
+    if not data:
+        return MISSING
+    rows = []
+    for endpoint, modes in data["endpoints"].items():
+        for mode, r in modes.items():
+            rows.append(
+                [
+                    f"`{endpoint}`",
+                    mode,
+                    r["server_cpu_ms"],
+                    r["store_cpu_ms"],
+                    r.get("limiter_cpu_ms", "-"),
+                    r["rps_per_core"],
+                    f"**{r['rps_per_core_ratio']}**" if "rps_per_core_ratio" in r else "1 (reference)",
+                    r["rps"],
+                    r["p99_ms"],
+                    r["requests"],
+                ]
+            )
+    head = ["endpoint", "limiter", "shim CPU ms/req", "Redis CPU ms/req", "limiter CPU ms/req"]
+    head += ["req/s per core", "x without limiter", "req/s", "p99 ms", "requests"]
+    intro = (
+        f"{data['concurrency']} requests in flight, one keep-alive pool, loopback; the three servers run at once, "
+        f"measured in {data['rounds']} interleaved rounds."
+    )
+    alone = data["limiter_alone_cpu_us"]
+    alone_line = (
+        "The limiter's own work for one request (verify the token, count it in its address and user buckets, "
+        f"read both windows), alone in one process: **{alone['memory']} µs** of CPU with in-process counters, "
+        f"**{alone['redis']} µs** with Redis (client side)."
+    )
+    return "\n\n".join([intro, table(head, rows), alone_line, _run_line(results, "ratelimit")])
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "api": api,
     "queue": queue,
     "growth": growth,
     "applier": applier_section,
     "triton": triton,
+    "ratelimit": ratelimit,
 }
 
 TEMPLATE = """# Benchmarks
@@ -177,4 +214,14 @@ See [sam3_serving.md](sam3_serving.md) for the serving design; `bench/triton_ben
 
 <!-- bench:triton -->
 <!-- /bench:triton -->
+
+## Rate limiter
+
+`bench/ratelimit_bench.py`: three `python -m server.serve` at once, identical but for the rate
+limiter (off, counters in process memory, counters in Redis), limits too high to refuse anything, the
+same load loop on each in turn. Per request: the server's CPU time, Redis's, and from their sum
+requests per second per core; `x without limiter` is that figure over the one without.
+
+<!-- bench:ratelimit -->
+<!-- /bench:ratelimit -->
 """

@@ -10,6 +10,8 @@ Parts (``--parts`` runs a subset; the other parts' previous results are kept):
 - ``growth``: albums of 1, 10 and 100 items, time per item.
 - ``applier``: :mod:`bench.applier_bench` (ms per megapixel per action vs one memory pass).
 - ``triton``: :mod:`bench.triton_bench` (perf_analyzer, batching, Triton vs in-process).
+- ``ratelimit``: the REST shim without rate limits, with in-process counters and with counters in
+  Redis, side by side (:mod:`bench.ratelimit_bench`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from bench.report import refresh
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results.json"
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
-PARTS = ("api", "queue", "growth", "applier", "triton")
+PARTS = ("api", "queue", "growth", "applier", "triton", "ratelimit")
 WORKERS = (1, 2, 4)
 QUEUE_JOBS, QUEUE_ITEMS = 4, 12
 GROWTH_SIZES = (1, 10, 100)
@@ -95,12 +97,19 @@ def _triton(pg: Any) -> dict[str, Any]:
     return triton_bench.run()
 
 
+def _ratelimit(pg: Any) -> dict[str, Any]:
+    from bench import ratelimit_bench
+
+    return ratelimit_bench.run()
+
+
 RUNNERS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "api": _api,
     "queue": _queue,
     "growth": _growth,
     "applier": _applier,
     "triton": _triton,
+    "ratelimit": _ratelimit,
 }
 
 

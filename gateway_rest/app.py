@@ -1,14 +1,15 @@
 """The REST shim's application factory.
 
 Middleware, outermost first: Starlette's last-resort error handler, CORS (when origins are set),
-request metrics, the request context (request id, access log, 500 envelope), Starlette's exception
-handlers, then the routes. The gRPC channel is opened by the lifespan, never at import time.
+request metrics, the rate limiter (RateLimit headers on every answer, 429 for a full bucket), the
+request context (request id, access log, 500 envelope), Starlette's exception handlers, then the
+routes. The gRPC channel and the rate limiter's store are opened by the lifespan, never at import time.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -24,17 +25,22 @@ from gateway_rest.handlers import EXCEPTION_HANDLERS
 from gateway_rest.metrics import HttpMetrics, MetricsMiddleware
 from gateway_rest.middleware import RequestContextMiddleware
 from gateway_rest.openapi import openapi_document
+from gateway_rest.rate_limit_middleware import LIMITER_STATE_KEY, RATE_LIMIT_HEADERS, RateLimitMiddleware
+from gateway_rest.rate_limits import RateLimitConfig, UserOf, no_user, open_rate_limiter
 from gateway_rest.routes import api_endpoints, api_routes
-from gateway_rest.rpc import open_backend
+from gateway_rest.rpc import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, open_backend
 from server.config import Settings
+from server.errors import S3Error
+from server.service.tokens import TokenService
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_RPC_TIMEOUT_S = 60.0
 DEFAULT_SSE_KEEPALIVE_S = 15.0
+DEFAULT_RATE_LIMITS = RateLimitConfig.from_settings(Settings())
 
 # Headers a browser may send cross-origin and read back. X-Callback-Secret is left out on purpose:
 # it belongs to remote workers, never to a web page.
-_CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", REQUEST_ID_HEADER)
+_CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", REQUEST_ID_HEADER, IDEMPOTENCY_KEY_HEADER)
 
 
 def create_app(
@@ -47,6 +53,8 @@ def create_app(
     sse_keepalive_s: float = DEFAULT_SSE_KEEPALIVE_S,
     metrics: HttpMetrics | None = None,
     credentials: EdgeCredentials | None = None,
+    rate_limits: RateLimitConfig | None = DEFAULT_RATE_LIMITS,
+    user_of: UserOf = no_user,
 ) -> Starlette:
     """The REST shim in front of the JobService at ``grpc_target``.
 
@@ -57,6 +65,8 @@ def create_app(
     (``gateway_rest.operator``) serves them, this app does not.
     ``credentials``: checked by the shim before a body is read (``gateway_rest.credentials``);
     ``None`` leaves every check to the JobService, for tests whose fake JobService takes any token.
+    ``rate_limits``: the limits every request is counted against (None: no limits, no headers);
+    ``user_of``: the user id of a request's verified token, for the per-user bucket.
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
@@ -73,11 +83,18 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with open_backend(grpc_target, timeout_s=rpc_timeout_s) as backend:
-            yield {"backend": backend}
+        async with AsyncExitStack() as stack:
+            state: dict[str, Any] = {
+                "backend": await stack.enter_async_context(open_backend(grpc_target, timeout_s=rpc_timeout_s))
+            }
+            if rate_limits is not None:
+                state[LIMITER_STATE_KEY] = await stack.enter_async_context(open_rate_limiter(rate_limits.storage_url))
+            yield state
 
     http_metrics = metrics if metrics is not None else HttpMetrics()
     middleware = [Middleware(MetricsMiddleware, metrics=http_metrics), Middleware(RequestContextMiddleware)]
+    if rate_limits is not None:
+        middleware.insert(1, Middleware(RateLimitMiddleware, config=rate_limits, user_of=user_of))
     if cors_origins:
         middleware.insert(
             0,
@@ -86,7 +103,7 @@ def create_app(
                 allow_origins=list(cors_origins),
                 allow_methods=["GET", "POST", "PUT", "DELETE"],
                 allow_headers=list(_CORS_REQUEST_HEADERS),
-                expose_headers=[REQUEST_ID_HEADER],
+                expose_headers=[REQUEST_ID_HEADER, REPLAYED_HEADER, *RATE_LIMIT_HEADERS],
             ),
         )
     app = Starlette(
@@ -108,15 +125,33 @@ def create_app(
     return app
 
 
+def verified_user(tokens: TokenService) -> UserOf:
+    """The per-user bucket's key: the subject of a token that verifies, never of an unchecked one
+    (anyone could name another user in an unsigned token and spend their budget)."""
+
+    def user_of(authorization: str | None) -> str | None:
+        if not authorization:
+            return None
+        try:
+            return tokens.user_from_authorization(authorization)
+        except S3Error:
+            return None
+
+    return user_of
+
+
 def create_app_from_settings(
     settings: Settings, *, object_routes: Sequence[BaseRoute] = (), metrics: HttpMetrics | None = None
 ) -> Starlette:
-    """From resolved settings (``server.config.resolve_secrets``)."""
+    """The shim as ``make serve`` runs it; ``settings`` has its secrets resolved."""
+    credentials = EdgeCredentials.from_settings(settings)
     return create_app(
         grpc_target=settings.effective_grpc_target,
         cors_origins=settings.cors_origins,
         max_body_bytes=settings.max_body_bytes,
         object_routes=object_routes,
         metrics=metrics,
-        credentials=EdgeCredentials.from_settings(settings),
+        credentials=credentials,
+        rate_limits=RateLimitConfig.from_settings(settings) if settings.rate_limits_enabled else None,
+        user_of=verified_user(credentials.tokens),
     )

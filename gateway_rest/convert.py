@@ -150,6 +150,11 @@ def anon_user_request(body: Any) -> jpb.CreateAnonUserRequest:
     return jpb.CreateAnonUserRequest(device_hash=f.text("device_hash"))
 
 
+def refresh_request(body: Any) -> jpb.RefreshSessionRequest:
+    f = _Fields(body, "", ("refresh_token",))
+    return jpb.RefreshSessionRequest(refresh_token=f.text("refresh_token", required=True))
+
+
 def create_rule_request(body: Any) -> jpb.CreateRuleRequest:
     f = _Fields(body, "", ("name", "preset_id", "concepts", "protect"))
     message = jpb.CreateRuleRequest(
@@ -331,6 +336,19 @@ def anon_user_json(m: jpb.CreateAnonUserResponse) -> JsonObject:
         "plan": m.plan,
         "credits": m.credits,
         "expires_at": _absent(m.expires_at),
+        "refresh_token": m.refresh_token,
+        "refresh_expires_at": _absent(m.refresh_expires_at),
+        "signup_credits": m.signup_credits,
+    }
+
+
+def refresh_json(m: jpb.RefreshSessionResponse) -> JsonObject:
+    return {
+        "token": m.token,
+        "user_id": m.user_id,
+        "expires_at": _absent(m.expires_at),
+        "refresh_token": m.refresh_token,
+        "refresh_expires_at": _absent(m.refresh_expires_at),
     }
 
 

@@ -29,11 +29,13 @@ HTTP_STATUS: MappingProxyType[str, int] = MappingProxyType(
         "INVALID_STATE": 409,
         "INSUFFICIENT_CREDITS": 402,
         "CONCURRENCY_LIMIT": 429,
+        "RATE_LIMITED": 429,
         "RULE_SLOT_LIMIT": 409,
         "BATCH_LIMIT": 400,
         "PAYLOAD_TOO_LARGE": 413,
         "INFERENCE_UNAVAILABLE": 503,
         "INTERNAL": 500,
+        "IDEMPOTENCY_MISMATCH": 422,
     }
 )
 
@@ -121,7 +123,7 @@ _CODE_OF_HTTP: MappingProxyType[int, str] = MappingProxyType(
         405: "VALIDATION_ERROR",
         409: "INVALID_STATE",
         413: "PAYLOAD_TOO_LARGE",
-        429: "CONCURRENCY_LIMIT",
+        429: "RATE_LIMITED",
         503: "INTERNAL",
     }
 )

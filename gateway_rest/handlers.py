@@ -22,8 +22,15 @@ from server.errors import S3Error
 
 log = logging.getLogger("s3.rest")
 
+# Every 429 says when to try again. The rate limiter's own carry the exact wait; the others
+# (CONCURRENCY_LIMIT: a job of the user's must end first) get an interval as polite as the app's own
+# progress polling.
+BUSY_RETRY_AFTER_S = 5
+
 
 def _respond(request: Request, failure: ApiFailure, headers: Mapping[str, str] | None = None) -> Response:
+    if failure.status_code == 429 and not any(name.lower() == "retry-after" for name in headers or {}):
+        headers = {**(headers or {}), "Retry-After": str(BUSY_RETRY_AFTER_S)}
     return envelope.failure(
         request,
         code=failure.code,

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway_rest.errors import HTTP_STATUS
+from server.config import Settings
 
 Schema = dict[str, Any]
 
@@ -105,10 +106,44 @@ SCHEMAS: dict[str, Schema] = {
             "model_meaningful": _BOOL,
         },
     ),
-    "AnonUserRequest": _obj([], {"device_hash": _STR}),
+    "AnonUserRequest": _obj(
+        [],
+        {
+            "device_hash": {
+                "type": "string",
+                "maxLength": 128,
+                "description": "a stable hash of the device: its first sign-up gets the starting credits, later "
+                "ones a new account with none (never the earlier account: that needs its refresh token)",
+            }
+        },
+    ),
     "AnonUser": _obj(
-        ["token", "user_id", "plan", "credits", "expires_at"],
-        {"token": _STR, "user_id": _STR, "plan": _STR, "credits": _INT, "expires_at": _TIME},
+        ["token", "user_id", "plan", "credits", "expires_at", "refresh_token", "refresh_expires_at", "signup_credits"],
+        {
+            "token": {**_STR, "description": "the access token (short-lived, S3_JWT_TTL_S)"},
+            "user_id": _STR,
+            "plan": _STR,
+            "credits": _INT,
+            "expires_at": {**_TIME, "description": "when the access token expires"},
+            "refresh_token": {**_STR, "description": "opaque; spend it at POST /auth/refresh"},
+            "refresh_expires_at": _TIME,
+            "signup_credits": {
+                **_BOOL,
+                "description": "false when this device_hash already had its sign-up credits (the account "
+                "starts with 0)",
+            },
+        },
+    ),
+    "RefreshRequest": _obj(["refresh_token"], {"refresh_token": _STR}),
+    "Session": _obj(
+        ["token", "user_id", "expires_at", "refresh_token", "refresh_expires_at"],
+        {
+            "token": _STR,
+            "user_id": _STR,
+            "expires_at": _TIME,
+            "refresh_token": {**_STR, "description": "the next refresh token; the one sent is spent"},
+            "refresh_expires_at": _TIME,
+        },
     ),
     "Me": _obj(
         [
@@ -312,9 +347,9 @@ SCHEMAS: dict[str, Schema] = {
     "StoredObject": _obj(["key", "size", "content_type"], {"key": _STR, "size": _INT, "content_type": _STR}),
 }
 
-# Every route can fail with these: a body that is no JSON object, an unexpected fault, a JobService
-# that does not answer (503).
-_ALWAYS = ("VALIDATION_ERROR", "INTERNAL")
+# Every route can fail with these: a body that is no JSON object, a full rate-limit bucket, an
+# unexpected fault, a JobService that does not answer (503).
+_ALWAYS = ("VALIDATION_ERROR", "RATE_LIMITED", "INTERNAL")
 _AUTH = ("AUTH_REQUIRED", "INVALID_TOKEN")
 _PATH_PARAM = {"job_id": "job", "rule_id": "rule", "preset_id": "preset", "key": "object key"}
 
@@ -338,6 +373,22 @@ def _errors(codes: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
+_IDEMPOTENCY_KEY_PARAM = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Optional, 1 to 255 printable ASCII characters, scoped to the caller (e.g. a uuid4 per "
+    "user action, reused on retries). The first successful answer is kept at least 24 hours: the same key "
+    "with the same body answers it again (status and data) with Idempotent-Replayed: true, doing nothing; "
+    "the same key with another body, or on another endpoint, is 422 IDEMPOTENCY_MISMATCH; while the first "
+    "request still runs, 409 INVALID_STATE. An error answer is not kept: a retry runs again. A replayed "
+    "answer is the first one as it was, presigned URLs included (they may have expired: GET the job for "
+    "fresh ones).",
+}
+_IDEMPOTENT_ERRORS = ("IDEMPOTENCY_MISMATCH", "INVALID_STATE")
+
+
 def _op(
     summary: str,
     data: str,
@@ -347,11 +398,22 @@ def _op(
     status: int = 200,
     auth: bool = True,
     params: tuple[dict[str, Any], ...] = (),
+    idempotent: bool = False,
 ) -> dict[str, Any]:
+    if idempotent:
+        errors = (*errors, *_IDEMPOTENT_ERRORS)
+        params = (*params, _IDEMPOTENCY_KEY_PARAM)
     op: dict[str, Any] = {
         "summary": summary,
         "responses": {**_success(data, status), **_errors((*_AUTH, *errors) if auth else errors)},
     }
+    if idempotent:
+        op["responses"][str(status)]["headers"] = {
+            "Idempotent-Replayed": {
+                "description": "true when this is the kept answer to an earlier request with the same key",
+                "schema": {"const": "true"},
+            }
+        }
     if not auth:
         op["security"] = []
     if body is not None:
@@ -379,6 +441,7 @@ def _path_params(path: str) -> list[dict[str, Any]]:
 
 
 _JOB_NOT_FOUND = ("NOT_FOUND",)
+_SIGNUP, _SIGNUP_ALL = Settings().rate_limit_signup_address, Settings().rate_limit_signup_global
 _PAYLOAD = ("PAYLOAD_TOO_LARGE",)
 
 API_PATHS: dict[str, dict[str, Any]] = {
@@ -392,17 +455,36 @@ API_PATHS: dict[str, dict[str, Any]] = {
     },
     "/auth/anon": {
         "post": _op(
-            "Create an anonymous user on the free plan; returns its token",
+            "Create an anonymous user on the free plan; returns its access and refresh tokens",
             "AnonUser",
             status=201,
             auth=False,
             errors=_PAYLOAD,
         )
         | {
+            "description": "Sign-ups have limits of their own, tighter than other routes': per client "
+            f"address (default {_SIGNUP.requests} per {_SIGNUP.window_s} s) and for all addresses together "
+            f"(default {_SIGNUP_ALL.requests} per {_SIGNUP_ALL.window_s} s); past either, 429 RATE_LIMITED "
+            "with Retry-After.",
             "requestBody": {
                 "required": False,
                 "content": {"application/json": {"schema": _ref("AnonUserRequest")}},
-            }
+            },
+        }
+    },
+    "/auth/refresh": {
+        "post": _op(
+            "Spend a refresh token for a new access token and refresh token",
+            "Session",
+            body="RefreshRequest",
+            auth=False,
+            errors=("INVALID_TOKEN", *_PAYLOAD),
+        )
+        | {
+            "description": "Needs no Authorization (the access token may have expired). Each refresh token "
+            "works once; a spent one sent again revokes its whole session (that token, the newer ones and "
+            "the session's future): INVALID_TOKEN, sign up again. Unused refresh tokens expire after "
+            "S3_REFRESH_TTL_S (60 days), so an app that opens within that time stays signed in."
         }
     },
     "/me": {"get": _op("The caller's plan, credits and limits", "Me")},
@@ -416,6 +498,7 @@ API_PATHS: dict[str, dict[str, Any]] = {
             body="RuleCreate",
             status=201,
             errors=("RULE_SLOT_LIMIT", "NOT_FOUND", *_PAYLOAD),
+            idempotent=True,
         ),
     },
     "/rules/{rule_id}": {
@@ -437,6 +520,7 @@ API_PATHS: dict[str, dict[str, Any]] = {
             body="JobCreate",
             status=201,
             errors=("BATCH_LIMIT", "CONCURRENCY_LIMIT", "INSUFFICIENT_CREDITS", "NOT_FOUND", *_PAYLOAD),
+            idempotent=True,
         ),
     },
     "/jobs/{job_id}": {"get": _op("A job with its items and download URLs", "Job", errors=_JOB_NOT_FOUND)},
@@ -453,6 +537,7 @@ API_PATHS: dict[str, dict[str, Any]] = {
             "Job",
             body="Analyze",
             errors=(*_JOB_NOT_FOUND, "INVALID_STATE", "INFERENCE_UNAVAILABLE", *_PAYLOAD),
+            idempotent=True,
         )
     },
     "/jobs/{job_id}/execute": {
@@ -461,6 +546,7 @@ API_PATHS: dict[str, dict[str, Any]] = {
             "Job",
             body="Execute",
             errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
+            idempotent=True,
         )
     },
     "/jobs/{job_id}/callback": {
@@ -478,6 +564,7 @@ API_PATHS: dict[str, dict[str, Any]] = {
             "Cancel a non-terminal job; refunds credits of items not done",
             "Job",
             errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
+            idempotent=True,
         )
     },
     "/jobs/{job_id}/events": {
@@ -523,6 +610,22 @@ OBJECT_PATHS: dict[str, dict[str, Any]] = {
     }
 }
 
+_INT_HEADER: Schema = {"type": "integer", "minimum": 0}
+# The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers), on every answer while
+# limits are on (S3_RATE_LIMITS); they describe the caller's bucket closest to being full.
+RATE_LIMIT_HEADERS: dict[str, Schema] = {
+    "RateLimit-Limit": {"description": "requests allowed in the window of that bucket", "schema": _INT_HEADER},
+    "RateLimit-Remaining": {"description": "requests left in it, this one counted", "schema": _INT_HEADER},
+    "RateLimit-Reset": {
+        "description": "seconds until it has room again (0: it has room now)",
+        "schema": _INT_HEADER,
+    },
+    "RateLimit-Policy": {"description": "the bucket's limit and window: `<limit>;w=<seconds>`", "schema": _STR},
+}
+RETRY_AFTER_HEADER: dict[str, Schema] = {
+    "Retry-After": {"description": "seconds to wait before trying again (every 429)", "schema": _INT_HEADER}
+}
+
 _COMMON_RESPONSES_NOTE = (
     "Every response is the envelope {success, data, error, meta}. An unknown path is 404 NOT_FOUND; "
     "a known path with another method is HTTP 405 with error.code VALIDATION_ERROR and an Allow header. "
@@ -536,14 +639,30 @@ _COMMON_RESPONSES_NOTE = (
     "400 VALIDATION_ERROR otherwise. "
     "The operator surface is not part of this document: GET /metrics (Prometheus text) and GET /health "
     "(the OperatorHealth schema: each component and the model) are served on S3_OPERATOR_HOST:"
-    "S3_OPERATOR_PORT, loopback by default."
+    "S3_OPERATOR_PORT, loopback by default. "
+    "Rate limits: every request counts against its client address (the socket peer, or what a trusted "
+    "proxy says in X-Forwarded-For), a request with a valid token also against its user, and POST "
+    "/auth/anon also against tighter sign-up limits per address and for all addresses together. Every "
+    "answer carries RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset (and RateLimit-Policy) for the "
+    "caller's bucket closest to being full; a full bucket is HTTP 429 RATE_LIMITED. Every 429 (also "
+    "CONCURRENCY_LIMIT) carries Retry-After in seconds."
 )
+
+
+def _with_rate_limit_headers(operations: dict[str, Any]) -> None:
+    """Every route is limited, /metrics and this document too: each answer names the headers."""
+    for op in operations.values():
+        op["responses"].setdefault("429", _errors(("RATE_LIMITED",))["429"])
+        for status, response in op["responses"].items():
+            headers = {**RATE_LIMIT_HEADERS, **(RETRY_AFTER_HEADER if status == "429" else {})}
+            response["headers"] = {**response.get("headers", {}), **headers}
 
 
 def openapi_document(*, with_objects: bool, body_limits: Mapping[tuple[str, str], int]) -> dict[str, Any]:
     """``body_limits``: ``{(METHOD, path): bytes}``, the largest body each operation reads."""
     paths = copy.deepcopy({**API_PATHS, **(OBJECT_PATHS if with_objects else {})})
     for path, operations in paths.items():
+        _with_rate_limit_headers(operations)
         params = _path_params(path)
         for method, op in operations.items():
             if params:

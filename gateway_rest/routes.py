@@ -19,7 +19,7 @@ from starlette.routing import Route
 from gateway_rest import convert, envelope
 from gateway_rest.body import decode_json
 from gateway_rest.credentials import Credential, EdgeCredentials
-from gateway_rest.rpc import backend, call_metadata, unary
+from gateway_rest.rpc import backend, call_metadata, unary, unary_once
 from gateway_rest.sse import EventStreamResponse, job_events
 from protos.s3.v1 import jobs_pb2 as jpb
 
@@ -72,6 +72,12 @@ async def create_anon_user(request: Request) -> Response:
     return envelope.success(request, convert.anon_user_json(created), status_code=201)
 
 
+async def refresh_session(request: Request) -> Response:
+    message = await _decode(request, convert.refresh_request)
+    renewed = await unary(request, backend(request).stub.RefreshSession, message)
+    return envelope.success(request, convert.refresh_json(renewed))
+
+
 async def get_me(request: Request) -> Response:
     state = await unary(request, backend(request).stub.GetMe, jpb.GetMeRequest())
     return envelope.success(request, convert.user_state_json(state))
@@ -90,8 +96,8 @@ async def get_preset(request: Request) -> Response:
 
 async def create_rule(request: Request) -> Response:
     message = await _decode(request, convert.create_rule_request)
-    rule = await unary(request, backend(request).stub.CreateRule, message)
-    return envelope.success(request, convert.rule_json(rule), status_code=201)
+    rule, headers = await unary_once(request, backend(request).stub.CreateRule, message)
+    return envelope.success(request, convert.rule_json(rule), status_code=201, headers=headers)
 
 
 async def list_rules(request: Request) -> Response:
@@ -120,8 +126,8 @@ async def list_jobs(request: Request) -> Response:
 
 async def create_job(request: Request) -> Response:
     message = await _decode(request, convert.create_job_request)
-    created = await unary(request, backend(request).stub.CreateJob, message)
-    return envelope.success(request, convert.created_job_json(created), status_code=201)
+    created, headers = await unary_once(request, backend(request).stub.CreateJob, message)
+    return envelope.success(request, convert.created_job_json(created), status_code=201, headers=headers)
 
 
 async def get_job(request: Request) -> Response:
@@ -138,21 +144,21 @@ async def confirm_upload(request: Request) -> Response:
 async def analyze_job(request: Request) -> Response:
     job_id = _job_id(request)
     message = await _decode(request, lambda body: convert.analyze_request(job_id, body))
-    job = await unary(request, backend(request).stub.AnalyzeJob, message)
-    return envelope.success(request, convert.job_json(job))
+    job, headers = await unary_once(request, backend(request).stub.AnalyzeJob, message)
+    return envelope.success(request, convert.job_json(job), headers=headers)
 
 
 async def execute_job(request: Request) -> Response:
     job_id = _job_id(request)
     message = await _decode(request, lambda body: convert.execute_request(job_id, body))
-    job = await unary(request, backend(request).stub.ExecuteJob, message)
-    return envelope.success(request, convert.job_json(job))
+    job, headers = await unary_once(request, backend(request).stub.ExecuteJob, message)
+    return envelope.success(request, convert.job_json(job), headers=headers)
 
 
 async def cancel_job(request: Request) -> Response:
     await _decode(request, convert.no_fields)
-    job = await unary(request, backend(request).stub.CancelJob, jpb.JobRef(job_id=_job_id(request)))
-    return envelope.success(request, convert.job_json(job))
+    job, headers = await unary_once(request, backend(request).stub.CancelJob, jpb.JobRef(job_id=_job_id(request)))
+    return envelope.success(request, convert.job_json(job), headers=headers)
 
 
 async def report_item_result(request: Request) -> Response:
@@ -202,6 +208,7 @@ def api_endpoints() -> EndpointTable:
     return [
         ("/health", "health", {"GET": Endpoint(health, public)}),
         ("/auth/anon", "auth_anon", {"POST": Endpoint(create_anon_user, public, 1 * KIB)}),
+        ("/auth/refresh", "auth_refresh", {"POST": Endpoint(refresh_session, public, 8 * KIB)}),
         ("/me", "me", {"GET": Endpoint(get_me)}),
         ("/presets", "presets", {"GET": Endpoint(list_presets)}),
         ("/presets/{preset_id}", "preset", {"GET": Endpoint(get_preset)}),

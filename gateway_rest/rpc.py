@@ -6,10 +6,10 @@ here: a ``grpc.aio.AioRpcError`` propagates to the app's exception handler, whic
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import grpc
 from google.protobuf.message import Message
@@ -18,6 +18,7 @@ from starlette.requests import HTTPConnection
 from gateway_rest.envelope import request_id_of
 from gateway_rest.errors import ApiError
 from protos.s3.v1 import jobs_pb2_grpc
+from server.grpc_api import metadata_keys
 
 if TYPE_CHECKING:
     from protos.s3.v1.jobs_pb2_grpc import JobServiceAsyncStub
@@ -31,6 +32,9 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_FORWARDED_HEADER_CHARS = 8192
 
 Metadata = tuple[tuple[str, str], ...]
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,9 @@ def _forwardable(value: str, header: str, code: str) -> str:
     return value
 
 
-def call_metadata(conn: HTTPConnection, *, callback_secret: bool = False) -> Metadata:
-    """``x-request-id`` always; ``authorization`` when sent; ``x-callback-secret`` for the callback."""
+def call_metadata(conn: HTTPConnection, *, callback_secret: bool = False, idempotency_key: bool = False) -> Metadata:
+    """``x-request-id`` always; ``authorization`` when sent; ``x-callback-secret`` for the callback;
+    ``idempotency-key`` for the routes that take one (the JobService checks and keeps it)."""
     metadata: list[tuple[str, str]] = [("x-request-id", request_id_of(conn))]
     authorization = conn.headers.get("authorization")
     if authorization:
@@ -80,6 +85,11 @@ def call_metadata(conn: HTTPConnection, *, callback_secret: bool = False) -> Met
         secret = conn.headers.get("x-callback-secret")
         if secret:
             metadata.append(("x-callback-secret", _forwardable(secret, "X-Callback-Secret", "FORBIDDEN")))
+    if idempotency_key:
+        key = conn.headers.get(IDEMPOTENCY_KEY_HEADER)
+        if key is not None:
+            value = _forwardable(key, IDEMPOTENCY_KEY_HEADER, "VALIDATION_ERROR")
+            metadata.append((metadata_keys.IDEMPOTENCY_KEY, value))
     return tuple(metadata)
 
 
@@ -97,3 +107,17 @@ async def unary(
         timeout=backend(conn).timeout_s,
     )
     return response
+
+
+async def unary_once(
+    conn: HTTPConnection,
+    method: grpc.aio.UnaryUnaryMultiCallable[RequestT, ResponseT],
+    message: RequestT,
+) -> tuple[ResponseT, dict[str, str]]:
+    """:func:`unary` for a route that takes ``Idempotency-Key``: the answer, and the headers to add
+    to it (``Idempotent-Replayed: true`` when the JobService answered from a kept first answer)."""
+    call = method(message, metadata=call_metadata(conn, idempotency_key=True), timeout=backend(conn).timeout_s)
+    response: ResponseT = await call
+    initial = cast("Iterable[tuple[str, str | bytes]]", await call.initial_metadata() or ())
+    replayed = any(k == metadata_keys.REPLAYED and v == "true" for k, v in initial)
+    return response, ({REPLAYED_HEADER: "true"} if replayed else {})

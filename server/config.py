@@ -6,6 +6,7 @@ Units are in the names (``_s``, ``_bytes``). Nothing here opens a connection or 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import secrets
@@ -15,11 +16,40 @@ from pathlib import Path
 from typing import Literal
 
 StorageKind = Literal["local", "s3"]
+RateLimitStorageKind = Literal["memory", "redis"]
 InferenceKind = Literal["triton", "onnx"]
 
 
 class SettingsError(ValueError):
     """An environment variable has a value the service cannot start with."""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``requests`` in any ``window_s`` seconds (a sliding window). Environment form:
+    ``<requests>/<window_s>``, e.g. ``600/60``."""
+
+    requests: int
+    window_s: int
+
+    def __post_init__(self) -> None:
+        if self.requests < 1 or self.window_s < 1:
+            raise ValueError(f"a rate limit needs requests >= 1 and window_s >= 1, got {self}")
+
+    @classmethod
+    def parse(cls, name: str, raw: str) -> RateLimit:
+        requests, slash, window = raw.partition("/")
+        try:
+            if not slash:
+                raise ValueError(raw)
+            return cls(int(requests), int(window))
+        except ValueError as err:
+            raise SettingsError(
+                f"{name} must be <requests>/<window_s> with both >= 1, e.g. 600/60; got {raw!r}"
+            ) from err
+
+    def __str__(self) -> str:
+        return f"{self.requests}/{self.window_s}"
 
 
 @dataclass(frozen=True)
@@ -60,8 +90,14 @@ class Settings:
     """``S3_CALLBACK_SECRET``: shared with remote workers; generated like the JWT secret."""
     admin_token: str | None = None
     """``S3_ADMIN_TOKEN``: operator credential for admin RPCs; generated like the JWT secret."""
-    jwt_ttl_s: int = 30 * 24 * 3600
-    """``S3_JWT_TTL_S``: lifetime of issued tokens."""
+    jwt_ttl_s: int = 15 * 60
+    """``S3_JWT_TTL_S``: lifetime of access tokens (short: a session lives on by refreshing)."""
+    refresh_ttl_s: int = 60 * 24 * 3600
+    """``S3_REFRESH_TTL_S``: a refresh token unused this long expires; each refresh issues a new one."""
+    idempotency_ttl_s: int = 24 * 3600
+    """``S3_IDEMPOTENCY_TTL_S``: how long the first answer to an ``Idempotency-Key`` is kept."""
+    idempotency_lease_s: float = 60.0
+    """``S3_IDEMPOTENCY_LEASE_S``: how long an attempt holds its key before a retry may take it over."""
     workers: int = 1
     """``S3_WORKERS``: in-process pipeline workers (0 = external workers only)."""
     storage: StorageKind = "local"
@@ -114,6 +150,23 @@ class Settings:
     """``S3_SWEEP_INTERVAL_S``: how often expired uploads and leases are swept."""
     log_level: str = "INFO"
     """``S3_LOG_LEVEL``."""
+    rate_limits_enabled: bool = True
+    """``S3_RATE_LIMITS``: ``on`` (default) or ``off`` (no limits and no RateLimit-* headers)."""
+    rate_limit_storage_url: str = "memory://"
+    """``S3_RATE_LIMIT_STORAGE_URL``: where the counters live: ``memory://`` (this process only, right
+    for one process) or ``redis://[:password@]host:port[/db]`` (``rediss://`` for TLS), shared by
+    every REST replica."""
+    rate_limit_address: RateLimit = RateLimit(6000, 60)
+    """``S3_RATE_LIMIT_ADDRESS``: requests per client address (IPv6: per /64), every route."""
+    rate_limit_user: RateLimit = RateLimit(1200, 60)
+    """``S3_RATE_LIMIT_USER``: requests per signed-in user, on top of the address limit."""
+    rate_limit_signup_address: RateLimit = RateLimit(30, 600)
+    """``S3_RATE_LIMIT_SIGNUP_ADDRESS``: ``POST /auth/anon`` per client address."""
+    rate_limit_signup_global: RateLimit = RateLimit(3000, 60)
+    """``S3_RATE_LIMIT_SIGNUP_GLOBAL``: ``POST /auth/anon`` from all addresses together."""
+    trusted_proxies: tuple[str, ...] = ()
+    """``S3_TRUSTED_PROXIES``: comma-separated addresses or networks (``10.0.0.0/8``) of reverse
+    proxies whose ``X-Forwarded-For`` names the client; from any other peer the header is ignored."""
 
     @property
     def sqlite_path(self) -> Path:
@@ -169,6 +222,29 @@ class Settings:
                 raise SettingsError(f"{name} must be a finite number > 0, got {raw!r}")
             return value
 
+        def rate_limit(name: str, default: RateLimit) -> RateLimit:
+            raw = text(name, None)
+            return default if raw is None else RateLimit.parse(name, raw)
+
+        def switch(name: str, default: bool) -> bool:
+            raw = (text(name, None) or "").lower()
+            if not raw:
+                return default
+            if raw not in ("on", "off"):
+                raise SettingsError(f"{name} must be 'on' or 'off', got {raw!r}")
+            return raw == "on"
+
+        rate_limit_storage_url = text("S3_RATE_LIMIT_STORAGE_URL", d.rate_limit_storage_url) or ""
+        if rate_limit_storage_url.partition("://")[0] not in ("memory", "redis", "rediss"):
+            raise SettingsError(
+                f"S3_RATE_LIMIT_STORAGE_URL must be memory:// or a redis:// (rediss://) URL, got {rate_limit_storage_url!r}"
+            )
+        proxies = tuple(p.strip() for p in (text("S3_TRUSTED_PROXIES", "") or "").split(",") if p.strip())
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as err:
+                raise SettingsError(f"S3_TRUSTED_PROXIES: {proxy!r} is not an address or network") from err
         storage = text("S3_STORAGE", d.storage)
         if storage not in ("local", "s3"):
             raise SettingsError(f"S3_STORAGE must be 'local' or 's3', got {storage!r}")
@@ -198,6 +274,9 @@ class Settings:
             callback_secret=text("S3_CALLBACK_SECRET", None),
             admin_token=text("S3_ADMIN_TOKEN", None),
             jwt_ttl_s=integer("S3_JWT_TTL_S", d.jwt_ttl_s, minimum=1),
+            refresh_ttl_s=integer("S3_REFRESH_TTL_S", d.refresh_ttl_s, minimum=1),
+            idempotency_ttl_s=integer("S3_IDEMPOTENCY_TTL_S", d.idempotency_ttl_s, minimum=1),
+            idempotency_lease_s=number("S3_IDEMPOTENCY_LEASE_S", d.idempotency_lease_s),
             workers=integer("S3_WORKERS", d.workers),
             storage=storage,  # type: ignore[arg-type]
             s3_endpoint_url=text("S3_S3_ENDPOINT_URL", None),
@@ -224,6 +303,13 @@ class Settings:
             credits_per_item=integer("S3_CREDITS_PER_ITEM", d.credits_per_item, minimum=1),
             sweep_interval_s=number("S3_SWEEP_INTERVAL_S", d.sweep_interval_s),
             log_level=(text("S3_LOG_LEVEL", d.log_level) or d.log_level).upper(),
+            rate_limits_enabled=switch("S3_RATE_LIMITS", d.rate_limits_enabled),
+            rate_limit_storage_url=rate_limit_storage_url,
+            rate_limit_address=rate_limit("S3_RATE_LIMIT_ADDRESS", d.rate_limit_address),
+            rate_limit_user=rate_limit("S3_RATE_LIMIT_USER", d.rate_limit_user),
+            rate_limit_signup_address=rate_limit("S3_RATE_LIMIT_SIGNUP_ADDRESS", d.rate_limit_signup_address),
+            rate_limit_signup_global=rate_limit("S3_RATE_LIMIT_SIGNUP_GLOBAL", d.rate_limit_signup_global),
+            trusted_proxies=proxies,
         )
 
 

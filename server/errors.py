@@ -56,6 +56,13 @@ class ConcurrencyLimit(S3Error):
     code = "CONCURRENCY_LIMIT"
 
 
+class RateLimited(S3Error):
+    """Too many requests in a rate-limit window. The REST shim's limiter answers these itself
+    (``gateway_rest.rate_limit_middleware``); the JobService does not limit rates (README)."""
+
+    code = "RATE_LIMITED"
+
+
 class RuleSlotLimit(S3Error):
     code = "RULE_SLOT_LIMIT"
 
@@ -82,6 +89,12 @@ class Internal(S3Error):
     code = "INTERNAL"
 
 
+class IdempotencyMismatch(S3Error):
+    """An ``Idempotency-Key`` sent again with another request than the one it first came with."""
+
+    code = "IDEMPOTENCY_MISMATCH"
+
+
 ALL_CODES: tuple[str, ...] = (
     "AUTH_REQUIRED",
     "INVALID_TOKEN",
@@ -91,9 +104,11 @@ ALL_CODES: tuple[str, ...] = (
     "INVALID_STATE",
     "INSUFFICIENT_CREDITS",
     "CONCURRENCY_LIMIT",
+    "RATE_LIMITED",
     "RULE_SLOT_LIMIT",
     "BATCH_LIMIT",
     "PAYLOAD_TOO_LARGE",
     "INFERENCE_UNAVAILABLE",
     "INTERNAL",
+    "IDEMPOTENCY_MISMATCH",
 )

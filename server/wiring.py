@@ -13,8 +13,10 @@ from server.service.admin import Admin
 from server.service.bundle import Services
 from server.service.callbacks import Callbacks
 from server.service.health import Health, Probe
+from server.service.idempotency import Idempotency
 from server.service.jobs import Jobs
 from server.service.rules import Rules
+from server.service.sessions import Sessions
 from server.service.tokens import TokenService
 from server.storage.local import LocalObjectStore
 from server.storage.port import ObjectStore
@@ -77,6 +79,7 @@ def build_services(
     if settings.jwt_secret is None or settings.callback_secret is None or settings.admin_token is None:
         raise ValueError("resolve secrets before building services")
     tokens = TokenService(settings.jwt_secret, settings.jwt_ttl_s)
+    sessions = Sessions(db, tokens, settings.refresh_ttl_s)
     health = Health(
         [("database", _db_probe(db)), ("storage", _store_probe(store)), *extra_probes],
         model=model,
@@ -85,10 +88,12 @@ def build_services(
     return Services(
         db=db,
         tokens=tokens,
-        accounts=Accounts(db, tokens, settings.starting_credits),
+        accounts=Accounts(db, sessions, settings.starting_credits),
         rules=Rules(db),
         jobs=Jobs(db, store, settings),
         callbacks=Callbacks(db, settings.callback_secret),
         health=health,
         admin=Admin(db, admin_token=settings.admin_token, max_attempts=settings.max_attempts),
+        sessions=sessions,
+        idempotency=Idempotency(db, ttl_s=settings.idempotency_ttl_s, lease_s=settings.idempotency_lease_s),
     )

@@ -21,7 +21,7 @@ from server.errors import InferenceUnavailable, StorageUnavailable
 from server.pipeline import PermanentFailure, Pipeline
 from server.queue import Claim, WorkQueue
 from server.service.settle import ItemOutputs
-from server.service.sweeper import expire_abandoned_uploads
+from server.service.sweeper import delete_expired_records, expire_abandoned_uploads
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +161,11 @@ class Worker:
 
 
 async def sweep_forever(db: Database, interval_s: float, stopping: asyncio.Event) -> None:
-    """Cancel and refund abandoned uploads every ``interval_s``."""
+    """Cancel and refund abandoned uploads, and delete expired records, every ``interval_s``."""
     while not stopping.is_set():
         try:
             await asyncio.to_thread(expire_abandoned_uploads, db)
+            await asyncio.to_thread(delete_expired_records, db)
         except DatabaseUnavailable as e:
             log.warning("sweeper: %s", e)
         with contextlib.suppress(TimeoutError):

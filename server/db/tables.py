@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -213,3 +214,61 @@ class AuditRow(Base):
     target: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
+
+
+class SessionFamilyRow(Base):
+    """One signed-in app install: the chain of refresh tokens rotated from one sign-up. Revoking the
+    family ends every token of the chain, the one in the attacker's hands and the legitimate one."""
+
+    __tablename__ = "session_families"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    refreshed_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class RefreshTokenRow(Base):
+    """A refresh token, by the SHA-256 of its value (the value itself is never stored). Spent once:
+    a second use of a spent token revokes its family."""
+
+    __tablename__ = "refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family_id: Mapped[str] = mapped_column(ForeignKey("session_families.id", ondelete="CASCADE"), index=True)
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    spent_at: Mapped[datetime | None]
+
+
+class DeviceGrantRow(Base):
+    """The device (client ``device_hash``) that has had its sign-up credits, and the account that got
+    them. Not a foreign key: the grant outlives a deleted account, or deleting it would re-arm it."""
+
+    __tablename__ = "device_grants"
+
+    device_hash: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(36))
+    granted_at: Mapped[datetime]
+
+
+class IdempotencyKeyRow(Base):
+    """A client's ``Idempotency-Key`` per user: the request it came with (``fingerprint``) and, once
+    the effect committed (in the same transaction), the answer to replay. ``pending`` rows belong to
+    the attempt ``owner`` until ``locked_until``; a crashed attempt's row is taken over after that."""
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    """pending | done."""
+    owner: Mapped[str] = mapped_column(String(36))
+    locked_until: Mapped[datetime]
+    response: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -7,23 +7,30 @@ raised as ``server.errors`` and translated by ``interceptors.DomainErrorIntercep
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from protos.s3.v1 import jobs_pb2 as jpb
 from protos.s3.v1 import jobs_pb2_grpc
 from protos.s3.v1 import types_pb2 as pb
 from server.clock import rfc3339
 from server.errors import NotFound
-from server.grpc_api import convert
+from server.grpc_api import convert, metadata_keys
 from server.grpc_api.interceptors import metadata_value
 from server.presets import PRESETS
 from server.service import job_views
 from server.service.bundle import Services
 from server.service.callbacks import ItemReport
+from server.service.idempotency import Claim, Record, Replay
 from server.service.job_state import TERMINAL
+from server.service.jobs import CreatedJob
+from server.service.sessions import IssuedSession
 from server.service.views import JobView
+
+ResponseT = TypeVar("ResponseT", bound=Message)
 
 
 class JobService(jobs_pb2_grpc.JobServiceServicer):
@@ -32,6 +39,37 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
 
     def _user(self, context: grpc.ServicerContext) -> str:
         return self._s.tokens.user_from_authorization(metadata_value(context, "authorization"))
+
+    def _once(
+        self,
+        context: grpc.ServicerContext,
+        user_id: str,
+        rpc: str,
+        request: Message,
+        parse: Callable[[bytes], ResponseT],
+        call: Callable[[Claim | None], ResponseT],
+    ) -> ResponseT:
+        """``call`` under the request's idempotency key, when it has one (see server.service.idempotency).
+
+        ``call`` gets the claim to pass to the service as ``record``; with one, the answer is the stored
+        bytes, so the first answer and every replay of it are the same message.
+        """
+        key = metadata_value(context, metadata_keys.IDEMPOTENCY_KEY)
+        if key is None:
+            return call(None)
+        started = self._s.idempotency.begin(
+            user_id, key, operation=rpc, request=request.SerializeToString(deterministic=True)
+        )
+        if isinstance(started, Replay):
+            context.send_initial_metadata(((metadata_keys.REPLAYED, "true"),))
+            return parse(started.response)
+        try:
+            call(started)
+        except BaseException:
+            self._s.idempotency.release(started)
+            raise
+        assert started.response is not None, "the service did not record its answer"
+        return parse(started.response)
 
     def GetHealth(self, request: jpb.GetHealthRequest, context: grpc.ServicerContext) -> jpb.GetHealthResponse:
         report = self._s.health.report()
@@ -52,6 +90,21 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             plan=created.user.plan,
             credits=created.user.credits_available,
             expires_at=rfc3339(created.token.expires_at),
+            refresh_token=created.refresh.token,
+            refresh_expires_at=rfc3339(created.refresh.expires_at),
+            signup_credits=created.signup_credits,
+        )
+
+    def RefreshSession(
+        self, request: jpb.RefreshSessionRequest, context: grpc.ServicerContext
+    ) -> jpb.RefreshSessionResponse:
+        renewed: IssuedSession = self._s.sessions.refresh(request.refresh_token)
+        return jpb.RefreshSessionResponse(
+            token=renewed.access.token,
+            user_id=renewed.user_id,
+            expires_at=rfc3339(renewed.access.expires_at),
+            refresh_token=renewed.refresh.token,
+            refresh_expires_at=rfc3339(renewed.refresh.expires_at),
         )
 
     def GetMe(self, request: jpb.GetMeRequest, context: grpc.ServicerContext) -> pb.UserState:
@@ -69,14 +122,20 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         return convert.preset(spec)
 
     def CreateRule(self, request: jpb.CreateRuleRequest, context: grpc.ServicerContext) -> pb.Rule:
-        view = self._s.rules.create(
-            self._user(context),
-            name=request.name,
-            preset_id=request.preset_id,
-            concepts=convert.concept_actions_from_pb(request.concepts),
-            protect=list(request.protect),
-        )
-        return convert.rule(view)
+        user_id = self._user(context)
+
+        def call(claim: Claim | None) -> pb.Rule:
+            view = self._s.rules.create(
+                user_id,
+                name=request.name,
+                preset_id=request.preset_id,
+                concepts=convert.concept_actions_from_pb(request.concepts),
+                protect=list(request.protect),
+                record=claim.recorder(lambda v: convert.rule(v).SerializeToString()) if claim else None,
+            )
+            return convert.rule(view)
+
+        return self._once(context, user_id, "CreateRule", request, pb.Rule.FromString, call)
 
     def ListRules(self, request: jpb.ListRulesRequest, context: grpc.ServicerContext) -> jpb.ListRulesResponse:
         user_id = self._user(context)
@@ -108,42 +167,67 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         )
 
     def CreateJob(self, request: jpb.CreateJobRequest, context: grpc.ServicerContext) -> jpb.CreateJobResponse:
-        created = self._s.jobs.create(
-            self._user(context),
-            preset_id=request.preset,
-            item_count=request.item_count,
-            content_types=list(request.content_types),
-        )
-        return jpb.CreateJobResponse(
-            job_id=created.job.job_id,
-            status=created.job.status,
-            upload_urls=[
-                pb.UploadUrl(
-                    idx=u.idx, key=u.key, url=u.request.url, method=u.request.method, headers=u.request.headers
-                )
-                for u in created.uploads
-            ],
-            expires_at=rfc3339(created.expires_at),
-            credits_reserved=created.job.credits_reserved,
-        )
+        user_id = self._user(context)
+
+        def call(claim: Claim | None) -> jpb.CreateJobResponse:
+            created = self._s.jobs.create(
+                user_id,
+                preset_id=request.preset,
+                item_count=request.item_count,
+                content_types=list(request.content_types),
+                record=claim.recorder(lambda c: _created_job(c).SerializeToString()) if claim else None,
+            )
+            return _created_job(created)
+
+        return self._once(context, user_id, "CreateJob", request, jpb.CreateJobResponse.FromString, call)
 
     def ConfirmUpload(self, request: jpb.JobRef, context: grpc.ServicerContext) -> pb.Job:
         return self._job(self._s.jobs.confirm_upload(self._user(context), request.job_id))
 
+    def _job_once(
+        self,
+        context: grpc.ServicerContext,
+        rpc: str,
+        request: Message,
+        call: Callable[[str, Record[JobView] | None], JobView],
+    ) -> pb.Job:
+        """A job-moving RPC under its idempotency key: ``call(user_id, record)`` runs the service."""
+        user_id = self._user(context)
+
+        def encode(view: JobView) -> bytes:
+            return self._job(view).SerializeToString()
+
+        def run(claim: Claim | None) -> pb.Job:
+            return self._job(call(user_id, claim.recorder(encode) if claim else None))
+
+        return self._once(context, user_id, rpc, request, pb.Job.FromString, run)
+
     def AnalyzeJob(self, request: jpb.AnalyzeJobRequest, context: grpc.ServicerContext) -> pb.Job:
-        return self._job(self._s.jobs.analyze(self._user(context), request.job_id, list(request.concepts)))
+        return self._job_once(
+            context,
+            "AnalyzeJob",
+            request,
+            lambda user_id, record: self._s.jobs.analyze(
+                user_id, request.job_id, list(request.concepts), record=record
+            ),
+        )
 
     def ExecuteJob(self, request: jpb.ExecuteJobRequest, context: grpc.ServicerContext) -> pb.Job:
-        view = self._s.jobs.execute(
-            self._user(context),
-            request.job_id,
-            concepts=convert.concept_actions_from_pb(request.concepts),
-            protect=list(request.protect) if request.protect else None,
-            rule_id=request.rule_id or None,
-            instances=convert.instance_choices_from_pb(request.instances),
-            output_set=request.output_set or None,
+        return self._job_once(
+            context,
+            "ExecuteJob",
+            request,
+            lambda user_id, record: self._s.jobs.execute(
+                user_id,
+                request.job_id,
+                concepts=convert.concept_actions_from_pb(request.concepts),
+                protect=list(request.protect) if request.protect else None,
+                rule_id=request.rule_id or None,
+                instances=convert.instance_choices_from_pb(request.instances),
+                output_set=request.output_set or None,
+                record=record,
+            ),
         )
-        return self._job(view)
 
     def GetJob(self, request: jpb.JobRef, context: grpc.ServicerContext) -> pb.Job:
         return self._job(self._s.jobs.get(self._user(context), request.job_id))
@@ -175,7 +259,12 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         )
 
     def CancelJob(self, request: jpb.JobRef, context: grpc.ServicerContext) -> pb.Job:
-        return self._job(self._s.jobs.cancel(self._user(context), request.job_id))
+        return self._job_once(
+            context,
+            "CancelJob",
+            request,
+            lambda user_id, record: self._s.jobs.cancel(user_id, request.job_id, record=record),
+        )
 
     def WatchJob(self, request: jpb.JobRef, context: grpc.ServicerContext) -> Iterator[jpb.JobEvent]:
         """Sends the job whenever its progress changes, and a final event when it ends."""
@@ -198,3 +287,16 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             for item in message.items:
                 del item.instances[:]
         return message
+
+
+def _created_job(created: CreatedJob) -> jpb.CreateJobResponse:
+    return jpb.CreateJobResponse(
+        job_id=created.job.job_id,
+        status=created.job.status,
+        upload_urls=[
+            pb.UploadUrl(idx=u.idx, key=u.key, url=u.request.url, method=u.request.method, headers=u.request.headers)
+            for u in created.uploads
+        ],
+        expires_at=rfc3339(created.expires_at),
+        credits_reserved=created.job.credits_reserved,
+    )

@@ -24,11 +24,13 @@ GRPC_STATUS: MappingProxyType[str, grpc.StatusCode] = MappingProxyType(
         "INVALID_STATE": grpc.StatusCode.FAILED_PRECONDITION,
         "INSUFFICIENT_CREDITS": grpc.StatusCode.FAILED_PRECONDITION,
         "CONCURRENCY_LIMIT": grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "RATE_LIMITED": grpc.StatusCode.RESOURCE_EXHAUSTED,
         "RULE_SLOT_LIMIT": grpc.StatusCode.RESOURCE_EXHAUSTED,
         "BATCH_LIMIT": grpc.StatusCode.INVALID_ARGUMENT,
         "PAYLOAD_TOO_LARGE": grpc.StatusCode.OUT_OF_RANGE,
         "INFERENCE_UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
         "INTERNAL": grpc.StatusCode.INTERNAL,
+        "IDEMPOTENCY_MISMATCH": grpc.StatusCode.INVALID_ARGUMENT,
     }
 )
 

@@ -1,19 +1,28 @@
-"""Anonymous sign-up and the user's state (/auth/anon, /me)."""
+"""Anonymous sign-up and the user's state (/auth/anon, /me).
+
+Sign-up credits are granted once per device: the first account a ``device_hash`` signs up gets them,
+and every later sign-up from that device gets a new, empty account (no credits; rules and jobs of
+its own). The account of a device is never handed out again from its hash, which any client can
+send: an install gets its account back only with that account's refresh token (``/auth/refresh``).
+A sign-up without a ``device_hash`` is granted as before; the sign-up rate limit bounds those.
+"""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from server.clock import utcnow
 from server.db.engine import Database
-from server.db.tables import BillingEventRow, UserRow
+from server.db.tables import BillingEventRow, DeviceGrantRow, UserRow
 from server.errors import ValidationFailed
 from server.plans import DEFAULT_PLAN, limits_for
 from server.service.locking import count_active_jobs, count_rules, get_user
-from server.service.tokens import IssuedToken, TokenService
+from server.service.sessions import IssuedRefresh, Sessions
+from server.service.tokens import IssuedToken
 from server.service.views import UserView
 
 MAX_DEVICE_HASH_CHARS = 128
@@ -23,6 +32,10 @@ MAX_DEVICE_HASH_CHARS = 128
 class NewUser:
     user: UserView
     token: IssuedToken
+    """The access token."""
+    refresh: IssuedRefresh
+    signup_credits: bool
+    """Whether this sign-up was granted the starting credits (false for a device seen before)."""
 
 
 def user_view(session: Session, row: UserRow) -> UserView:
@@ -42,12 +55,24 @@ def user_view(session: Session, row: UserRow) -> UserView:
 
 
 class Accounts:
-    def __init__(self, db: Database, tokens: TokenService, starting_credits: int) -> None:
+    def __init__(self, db: Database, sessions: Sessions, starting_credits: int) -> None:
         self._db = db
-        self._tokens = tokens
+        self._sessions = sessions
         self._starting_credits = starting_credits
 
+    def _first_of_device(self, session: Session, device_hash: str, user_id: str) -> bool:
+        """Record ``user_id`` as the device's granted account unless one is recorded already.
+
+        One statement that cannot race: a concurrent sign-up of the same device waits for this
+        transaction (PostgreSQL's unique index) or for the write lock (SQLite) and then inserts nothing.
+        """
+        insert = postgresql.insert if self._db.is_postgres else sqlite.insert
+        row = {"device_hash": device_hash, "user_id": user_id, "granted_at": utcnow()}
+        stmt = insert(DeviceGrantRow).values(row).on_conflict_do_nothing(index_elements=["device_hash"])
+        return session.execute(stmt.returning(DeviceGrantRow.device_hash)).scalar_one_or_none() is not None
+
     def create_anonymous(self, device_hash: str | None = None) -> NewUser:
+        device_hash = device_hash or None
         if device_hash is not None and (len(device_hash) > MAX_DEVICE_HASH_CHARS or not device_hash.isprintable()):
             raise ValidationFailed(
                 f"device_hash: must be at most {MAX_DEVICE_HASH_CHARS} printable characters",
@@ -55,8 +80,9 @@ class Accounts:
             )
         now = utcnow()
         user_id = str(uuid.uuid4())
-        credits = self._starting_credits
         with self._db.write() as s:
+            granted = device_hash is None or self._first_of_device(s, device_hash, user_id)
+            credits = self._starting_credits if granted else 0
             row = UserRow(
                 id=user_id,
                 plan=DEFAULT_PLAN,
@@ -70,10 +96,12 @@ class Accounts:
             )
             s.add(row)
             s.flush()  # the user row first: the ledger row references it
-            s.add(BillingEventRow(user_id=user_id, type="grant", amount=credits, ref="signup", created_at=now))
+            if credits:
+                s.add(BillingEventRow(user_id=user_id, type="grant", amount=credits, ref="signup", created_at=now))
+            started = self._sessions.start(s, user_id)
             s.flush()
             view = user_view(s, row)
-        return NewUser(view, self._tokens.issue(user_id))
+        return NewUser(view, started.access, started.refresh, granted)
 
     def me(self, user_id: str) -> UserView:
         with self._db.read() as s:

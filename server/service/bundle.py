@@ -9,8 +9,10 @@ from server.service.accounts import Accounts
 from server.service.admin import Admin
 from server.service.callbacks import Callbacks
 from server.service.health import Health
+from server.service.idempotency import Idempotency
 from server.service.jobs import Jobs
 from server.service.rules import Rules
+from server.service.sessions import Sessions
 from server.service.tokens import TokenService
 
 
@@ -24,5 +26,7 @@ class Services:
     callbacks: Callbacks
     health: Health
     admin: Admin
+    sessions: Sessions
+    idempotency: Idempotency
     watch_interval_s: float = 0.5
     """How often a job-progress stream looks for changes."""

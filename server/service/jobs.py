@@ -33,6 +33,7 @@ from server.errors import (
 from server.plans import limits_for
 from server.presets import PresetSpec
 from server.service import job_state, ledger, validation
+from server.service.idempotency import Record
 from server.service.ids import resource_id
 from server.service.job_views import job_view, load_items
 from server.service.locking import count_active_jobs, lock_user
@@ -91,8 +92,16 @@ class Jobs:
 
     # -- create ---------------------------------------------------------------------------------
     def create(
-        self, user_id: str, *, preset_id: object, item_count: object, content_types: Sequence[str] = ()
+        self,
+        user_id: str,
+        *,
+        preset_id: object,
+        item_count: object,
+        content_types: Sequence[str] = (),
+        record: Record[CreatedJob] | None = None,
     ) -> CreatedJob:
+        """created, credits reserved. ``record`` (an idempotency key's) stores the answer in the same
+        transaction; so the answer, presigned URLs included, is made before the commit."""
         preset = validation.preset_by_id(preset_id, field="preset")
         if isinstance(item_count, bool) or not isinstance(item_count, int) or item_count < 1:
             raise ValidationFailed("item_count: must be a positive integer", field="item_count")
@@ -152,7 +161,14 @@ class Jobs:
             ]
             s.add_all(items)
             s.flush()
-            view = job_view(job, items)
+            created = CreatedJob(job_view(job, items), *self._upload_targets(items, now))
+            if record is not None:
+                record(s, created)
+        log.info("job %s created: %d items, %d credits reserved", job_id, item_count, cost)
+        return created
+
+    def _upload_targets(self, items: Sequence[JobItemRow], now: datetime) -> tuple[list[UploadTarget], datetime]:
+        """Presigned PUTs (signed locally, no network) and when the first of them expires."""
         ttl = min(self._settings.upload_url_ttl_s, self._settings.upload_deadline_s)
         uploads = [
             UploadTarget(
@@ -162,9 +178,7 @@ class Jobs:
             )
             for item in items
         ]
-        expires = min((u.request.expires_at for u in uploads), default=now + timedelta(seconds=ttl))
-        log.info("job %s created: %d items, %d credits reserved", job_id, item_count, cost)
-        return CreatedJob(view, uploads, expires)
+        return uploads, min((u.request.expires_at for u in uploads), default=now + timedelta(seconds=ttl))
 
     # -- confirm upload -------------------------------------------------------------------------
     def _check_object(self, item: JobItemRow) -> _Checked:
@@ -223,7 +237,9 @@ class Jobs:
             return job_view(job, load_items(s, job.id))
 
     # -- analyze --------------------------------------------------------------------------------
-    def analyze(self, user_id: str, job_id: str, concepts: Sequence[str]) -> JobView:
+    def analyze(
+        self, user_id: str, job_id: str, concepts: Sequence[str], *, record: Record[JobView] | None = None
+    ) -> JobView:
         """Queue segmentation only: every instance of the concepts is stored for the Instances stage."""
         with self._db.write() as s:
             job = owned_job(s, user_id, job_id, lock=True)
@@ -243,7 +259,7 @@ class Jobs:
             job.analyzed_concepts = wanted
             job.updated_at = now
             s.flush()
-            return job_view(job, items)
+            return _recorded(s, job_view(job, items), record)
 
     # -- execute --------------------------------------------------------------------------------
     def execute(
@@ -256,6 +272,7 @@ class Jobs:
         rule_id: str | None,
         instances: Mapping[str, Any] | None,
         output_set: str | None,
+        record: Record[JobView] | None = None,
     ) -> JobView:
         with self._db.write() as s:
             job = owned_job(s, user_id, job_id, lock=True)
@@ -306,7 +323,7 @@ class Jobs:
             job_state.move(job, "queued")
             s.flush()
             log.info("job %s queued with %d concept actions", job.id, len(clean_concepts))
-            return job_view(job, items)
+            return _recorded(s, job_view(job, items), record)
 
     # -- read -----------------------------------------------------------------------------------
     def get(self, user_id: str, job_id: str) -> JobView:
@@ -318,7 +335,7 @@ class Jobs:
         return self._store.presign_get(key, expires_s=self._settings.download_url_ttl_s)
 
     # -- cancel ---------------------------------------------------------------------------------
-    def cancel(self, user_id: str, job_id: str) -> JobView:
+    def cancel(self, user_id: str, job_id: str, *, record: Record[JobView] | None = None) -> JobView:
         """Any non-terminal job -> canceled; items not finished are refunded. Results of items still
         running are dropped when they arrive (their lease is gone), so nothing is charged twice."""
         with self._db.write() as s:
@@ -329,7 +346,13 @@ class Jobs:
             job_state.move(job, "canceled")
             s.flush()
             log.info("job %s canceled, %d credits left reserved", job.id, job.credits_reserved)
-            return job_view(job, load_items(s, job.id))
+            return _recorded(s, job_view(job, load_items(s, job.id)), record)
+
+
+def _recorded(session: Session, view: JobView, record: Record[JobView] | None) -> JobView:
+    if record is not None:
+        record(session, view)
+    return view
 
 
 def _concept_list(preset: PresetSpec, concepts: Sequence[str]) -> list[str]:

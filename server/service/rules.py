@@ -15,6 +15,7 @@ from server.db.tables import RuleRow
 from server.errors import NotFound, RuleSlotLimit
 from server.plans import limits_for
 from server.service import validation
+from server.service.idempotency import Record
 from server.service.ids import canonical_id
 from server.service.locking import count_rules, get_user, lock_user
 from server.service.views import RuleView
@@ -45,7 +46,16 @@ class Rules:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create(self, user_id: str, *, name: object, preset_id: object, concepts: object, protect: object) -> RuleView:
+    def create(
+        self,
+        user_id: str,
+        *,
+        name: object,
+        preset_id: object,
+        concepts: object,
+        protect: object,
+        record: Record[RuleView] | None = None,
+    ) -> RuleView:
         clean_name = validation.rule_name(name)
         preset = validation.preset_by_id(preset_id)
         clean_concepts = validation.concept_actions(preset, concepts)
@@ -69,7 +79,10 @@ class Rules:
             )
             s.add(row)
             s.flush()
-            return rule_view(row)
+            view = rule_view(row)
+            if record is not None:
+                record(s, view)
+            return view
 
     def list(self, user_id: str) -> list[RuleView]:
         with self._db.read() as s:

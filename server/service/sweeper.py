@@ -1,5 +1,6 @@
 """Periodic clean-up: jobs abandoned in ``created`` past their upload deadline are canceled and
-refunded. (Expired item leases need no sweep: the queue's claim query takes them back.)"""
+refunded; idempotency keys and refresh tokens past their time are deleted. (Expired item leases need
+no sweep: the queue's claim query takes them back.)"""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from server.clock import utcnow
 from server.db.engine import Database
 from server.db.tables import JobRow
 from server.service import job_state
+from server.service.idempotency import sweep_idempotency_keys
+from server.service.sessions import sweep_refresh_tokens
 from server.service.settle import cancel_open_items, lock_job
 
 log = logging.getLogger(__name__)
@@ -38,3 +41,8 @@ def expire_abandoned_uploads(db: Database, *, limit: int = 100) -> int:
             expired += 1
             log.info("job %s canceled: upload deadline passed, %d credits refunded", job.id, job.total_items)
     return expired
+
+
+def delete_expired_records(db: Database) -> int:
+    """Idempotency keys kept past their time and expired refresh tokens; returns how many rows."""
+    return sweep_idempotency_keys(db) + sweep_refresh_tokens(db)

@@ -179,6 +179,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         rule.concepts["Wall"].action = "blur"
         rule_id = stub.CreateRule(rule, metadata=md).rule_id
         words = [created.job_id, rule_id, "interior", "seller", "Wall", "Floor", "recolor", "white", "done", "failed"]
+        # Refresh tokens of their own sessions, so RefreshSession is reached past "not a token" too.
+        words += [stub.CreateAnonUser(jpb.CreateAnonUserRequest()).refresh_token for _ in range(5)]
         yield Served(stack, stub, token, words)
     finally:
         channel.close()

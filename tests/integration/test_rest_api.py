@@ -104,7 +104,17 @@ def test_seed_003_curl_sequence(rest: Rest) -> None:
     http = rest.http
     # 1. Auth: `curl -s -X POST /auth/anon | jq -r '.data.token'`
     anon = _ok(http.post("/auth/anon"), 201)
-    assert set(anon) == {"token", "user_id", "plan", "credits", "expires_at"}
+    # The seed's fields, and the session's refresh token (contract "Additions").
+    assert set(anon) == {
+        "token",
+        "user_id",
+        "plan",
+        "credits",
+        "expires_at",
+        "refresh_token",
+        "refresh_expires_at",
+        "signup_credits",
+    }
     assert (anon["plan"], anon["credits"]) == ("free", 100)
     auth = _bearer(anon["token"])
 

@@ -97,7 +97,7 @@ class CreateAnonUserRequest(_message.Message):
 
     DEVICE_HASH_FIELD_NUMBER: _builtins.int
     device_hash: _builtins.str
-    """optional client hint, stored only"""
+    """Optional, from the device: its first sign-up gets the starting credits, later ones none."""
     def __init__(
         self,
         *,
@@ -120,11 +120,21 @@ class CreateAnonUserResponse(_message.Message):
     PLAN_FIELD_NUMBER: _builtins.int
     CREDITS_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
+    REFRESH_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    SIGNUP_CREDITS_FIELD_NUMBER: _builtins.int
     token: _builtins.str
+    """the access token (short-lived)"""
     user_id: _builtins.str
     plan: _builtins.str
     credits: _builtins.int
     expires_at: _builtins.str
+    """of the access token"""
+    refresh_token: _builtins.str
+    """opaque; spend it with RefreshSession"""
+    refresh_expires_at: _builtins.str
+    signup_credits: _builtins.bool
+    """false: the device already had its sign-up credits"""
     def __init__(
         self,
         *,
@@ -133,14 +143,68 @@ class CreateAnonUserResponse(_message.Message):
         plan: _builtins.str = ...,
         credits: _builtins.int = ...,
         expires_at: _builtins.str = ...,
+        refresh_token: _builtins.str = ...,
+        refresh_expires_at: _builtins.str = ...,
+        signup_credits: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits", b"credits", "expires_at", b"expires_at", "plan", b"plan", "token", b"token", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits", b"credits", "expires_at", b"expires_at", "plan", b"plan", "refresh_expires_at", b"refresh_expires_at", "refresh_token", b"refresh_token", "signup_credits", b"signup_credits", "token", b"token", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateAnonUserResponse: _TypeAlias = CreateAnonUserResponse  # noqa: Y015
+
+@_typing.final
+class RefreshSessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
+    refresh_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        refresh_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["refresh_token", b"refresh_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefreshSessionRequest: _TypeAlias = RefreshSessionRequest  # noqa: Y015
+
+@_typing.final
+class RefreshSessionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
+    REFRESH_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    user_id: _builtins.str
+    expires_at: _builtins.str
+    refresh_token: _builtins.str
+    """the next one; the one sent is now spent"""
+    refresh_expires_at: _builtins.str
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        expires_at: _builtins.str = ...,
+        refresh_token: _builtins.str = ...,
+        refresh_expires_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "refresh_expires_at", b"refresh_expires_at", "refresh_token", b"refresh_token", "token", b"token", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefreshSessionResponse: _TypeAlias = RefreshSessionResponse  # noqa: Y015
 
 @_typing.final
 class GetMeRequest(_message.Message):

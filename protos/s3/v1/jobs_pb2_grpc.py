@@ -30,6 +30,13 @@ class JobServiceStub:
     """The JobService: one RPC per REST endpoint of the contract, plus job progress as a stream.
     Caller identity comes from metadata: `authorization: Bearer <JWT>` for users,
     `x-callback-secret` for ReportItemResult, and `x-request-id` is echoed in logs.
+
+    Idempotency: CreateJob, ExecuteJob, CancelJob, CreateRule and AnalyzeJob take an optional
+    `idempotency-key` metadata value (1..255 printable ASCII characters, scoped to the user). The first
+    successful answer to a key is kept (at least 24 hours) and answered again, unchanged, to the same
+    RPC with the same request, with the initial metadata `idempotent-replayed: true`; the same key with
+    another request is INVALID_ARGUMENT (`s3-error-code: IDEMPOTENCY_MISMATCH`); while the first attempt
+    still runs, FAILED_PRECONDITION (INVALID_STATE). A failed attempt keeps nothing: a retry runs again.
     """
 
     def __init__(self, channel):
@@ -128,12 +135,24 @@ class JobServiceStub:
                 request_serializer=s3_dot_v1_dot_jobs__pb2.JobRef.SerializeToString,
                 response_deserializer=s3_dot_v1_dot_jobs__pb2.JobEvent.FromString,
                 _registered_method=True)
+        self.RefreshSession = channel.unary_unary(
+                '/s3.v1.JobService/RefreshSession',
+                request_serializer=s3_dot_v1_dot_jobs__pb2.RefreshSessionRequest.SerializeToString,
+                response_deserializer=s3_dot_v1_dot_jobs__pb2.RefreshSessionResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
     """The JobService: one RPC per REST endpoint of the contract, plus job progress as a stream.
     Caller identity comes from metadata: `authorization: Bearer <JWT>` for users,
     `x-callback-secret` for ReportItemResult, and `x-request-id` is echoed in logs.
+
+    Idempotency: CreateJob, ExecuteJob, CancelJob, CreateRule and AnalyzeJob take an optional
+    `idempotency-key` metadata value (1..255 printable ASCII characters, scoped to the user). The first
+    successful answer to a key is kept (at least 24 hours) and answered again, unchanged, to the same
+    RPC with the same request, with the initial metadata `idempotent-replayed: true`; the same key with
+    another request is INVALID_ARGUMENT (`s3-error-code: IDEMPOTENCY_MISMATCH`); while the first attempt
+    still runs, FAILED_PRECONDITION (INVALID_STATE). A failed attempt keeps nothing: a retry runs again.
     """
 
     def GetHealth(self, request, context):
@@ -244,6 +263,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RefreshSession(self, request, context):
+        """Spends a refresh token for a new access token and a new refresh token (no authorization
+        metadata: the access token may have expired). A spent token used again revokes its session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -337,6 +364,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     request_deserializer=s3_dot_v1_dot_jobs__pb2.JobRef.FromString,
                     response_serializer=s3_dot_v1_dot_jobs__pb2.JobEvent.SerializeToString,
             ),
+            'RefreshSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshSession,
+                    request_deserializer=s3_dot_v1_dot_jobs__pb2.RefreshSessionRequest.FromString,
+                    response_serializer=s3_dot_v1_dot_jobs__pb2.RefreshSessionResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             's3.v1.JobService', rpc_method_handlers)
@@ -349,6 +381,13 @@ class JobService:
     """The JobService: one RPC per REST endpoint of the contract, plus job progress as a stream.
     Caller identity comes from metadata: `authorization: Bearer <JWT>` for users,
     `x-callback-secret` for ReportItemResult, and `x-request-id` is echoed in logs.
+
+    Idempotency: CreateJob, ExecuteJob, CancelJob, CreateRule and AnalyzeJob take an optional
+    `idempotency-key` metadata value (1..255 printable ASCII characters, scoped to the user). The first
+    successful answer to a key is kept (at least 24 hours) and answered again, unchanged, to the same
+    RPC with the same request, with the initial metadata `idempotent-replayed: true`; the same key with
+    another request is INVALID_ARGUMENT (`s3-error-code: IDEMPOTENCY_MISMATCH`); while the first attempt
+    still runs, FAILED_PRECONDITION (INVALID_STATE). A failed attempt keeps nothing: a retry runs again.
     """
 
     @staticmethod
@@ -827,6 +866,33 @@ class JobService:
             '/s3.v1.JobService/WatchJob',
             s3_dot_v1_dot_jobs__pb2.JobRef.SerializeToString,
             s3_dot_v1_dot_jobs__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefreshSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/s3.v1.JobService/RefreshSession',
+            s3_dot_v1_dot_jobs__pb2.RefreshSessionRequest.SerializeToString,
+            s3_dot_v1_dot_jobs__pb2.RefreshSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -31,6 +31,13 @@ class JobServiceStub:
     """The JobService: one RPC per REST endpoint of the contract, plus job progress as a stream.
     Caller identity comes from metadata: `authorization: Bearer <JWT>` for users,
     `x-callback-secret` for ReportItemResult, and `x-request-id` is echoed in logs.
+
+    Idempotency: CreateJob, ExecuteJob, CancelJob, CreateRule and AnalyzeJob take an optional
+    `idempotency-key` metadata value (1..255 printable ASCII characters, scoped to the user). The first
+    successful answer to a key is kept (at least 24 hours) and answered again, unchanged, to the same
+    RPC with the same request, with the initial metadata `idempotent-replayed: true`; the same key with
+    another request is INVALID_ARGUMENT (`s3-error-code: IDEMPOTENCY_MISMATCH`); while the first attempt
+    still runs, FAILED_PRECONDITION (INVALID_STATE). A failed attempt keeps nothing: a retry runs again.
     """
 
     @_typing.overload
@@ -55,12 +62,23 @@ class JobServiceStub:
     ReportItemResult: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ReportItemResultRequest, _jobs_pb2.ReportItemResultResponse]
     CancelJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _types_pb2.Job]
     WatchJob: _grpc.UnaryStreamMultiCallable[_jobs_pb2.JobRef, _jobs_pb2.JobEvent]
+    RefreshSession: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.RefreshSessionRequest, _jobs_pb2.RefreshSessionResponse]
+    """Spends a refresh token for a new access token and a new refresh token (no authorization
+    metadata: the access token may have expired). A spent token used again revokes its session.
+    """
 
 @_typing.type_check_only
 class JobServiceAsyncStub(JobServiceStub):
     """The JobService: one RPC per REST endpoint of the contract, plus job progress as a stream.
     Caller identity comes from metadata: `authorization: Bearer <JWT>` for users,
     `x-callback-secret` for ReportItemResult, and `x-request-id` is echoed in logs.
+
+    Idempotency: CreateJob, ExecuteJob, CancelJob, CreateRule and AnalyzeJob take an optional
+    `idempotency-key` metadata value (1..255 printable ASCII characters, scoped to the user). The first
+    successful answer to a key is kept (at least 24 hours) and answered again, unchanged, to the same
+    RPC with the same request, with the initial metadata `idempotent-replayed: true`; the same key with
+    another request is INVALID_ARGUMENT (`s3-error-code: IDEMPOTENCY_MISMATCH`); while the first attempt
+    still runs, FAILED_PRECONDITION (INVALID_STATE). A failed attempt keeps nothing: a retry runs again.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -82,11 +100,22 @@ class JobServiceAsyncStub(JobServiceStub):
     ReportItemResult: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ReportItemResultRequest, _jobs_pb2.ReportItemResultResponse]  # type: ignore[assignment]
     CancelJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _types_pb2.Job]  # type: ignore[assignment]
     WatchJob: _aio.UnaryStreamMultiCallable[_jobs_pb2.JobRef, _jobs_pb2.JobEvent]  # type: ignore[assignment]
+    RefreshSession: _aio.UnaryUnaryMultiCallable[_jobs_pb2.RefreshSessionRequest, _jobs_pb2.RefreshSessionResponse]  # type: ignore[assignment]
+    """Spends a refresh token for a new access token and a new refresh token (no authorization
+    metadata: the access token may have expired). A spent token used again revokes its session.
+    """
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     """The JobService: one RPC per REST endpoint of the contract, plus job progress as a stream.
     Caller identity comes from metadata: `authorization: Bearer <JWT>` for users,
     `x-callback-secret` for ReportItemResult, and `x-request-id` is echoed in logs.
+
+    Idempotency: CreateJob, ExecuteJob, CancelJob, CreateRule and AnalyzeJob take an optional
+    `idempotency-key` metadata value (1..255 printable ASCII characters, scoped to the user). The first
+    successful answer to a key is kept (at least 24 hours) and answered again, unchanged, to the same
+    RPC with the same request, with the initial metadata `idempotent-replayed: true`; the same key with
+    another request is INVALID_ARGUMENT (`s3-error-code: IDEMPOTENCY_MISMATCH`); while the first attempt
+    still runs, FAILED_PRECONDITION (INVALID_STATE). A failed attempt keeps nothing: a retry runs again.
     """
 
     @_abc_1.abstractmethod
@@ -214,5 +243,15 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _jobs_pb2.JobRef,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_jobs_pb2.JobEvent], _abc.AsyncIterator[_jobs_pb2.JobEvent]]: ...
+
+    @_abc_1.abstractmethod
+    def RefreshSession(
+        self,
+        request: _jobs_pb2.RefreshSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.RefreshSessionResponse, _abc.Awaitable[_jobs_pb2.RefreshSessionResponse]]:
+        """Spends a refresh token for a new access token and a new refresh token (no authorization
+        metadata: the access token may have expired). A spent token used again revokes its session.
+        """
 
 def add_JobServiceServicer_to_server(servicer: JobServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

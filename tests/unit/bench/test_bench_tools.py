@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
+from bench.flood import MAX_REQUESTS, run
 from bench.instant_segmenter import MASK_SIDE, InstantSegmenter
 from bench.load import percentile
 from bench.report import replace_sections
@@ -40,3 +42,13 @@ def test_instant_segmenter_answers_every_concept_with_one_centred_instance() -> 
         assert only.box_xyxy == (100.0, 75.0, 300.0, 225.0) and only.area == 200 * 150
         assert only.mask.shape == (MASK_SIDE, MASK_SIDE) and only.mask.mean() == 255 / 4
     assert asyncio.run(segmenter.ready()) and not segmenter.info.meaningful
+
+
+def test_the_flood_tool_refuses_other_hosts_and_unbounded_runs() -> None:
+    for target, count in (
+        ("http://example.com", 1),
+        ("http://10.0.0.1:8080", 1),
+        ("http://127.0.0.1:1", MAX_REQUESTS + 1),
+    ):
+        with pytest.raises(ValueError):
+            asyncio.run(run(target, count, 1.0))

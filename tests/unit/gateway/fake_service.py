@@ -23,6 +23,7 @@ from protos.s3.v1 import jobs_pb2 as jpb
 from protos.s3.v1 import jobs_pb2_grpc
 from protos.s3.v1 import types_pb2 as pb
 from server.errors import S3Error
+from server.grpc_api.metadata_keys import REPLAYED
 from server.grpc_api.status import ERROR_CODE_METADATA_KEY, GRPC_STATUS
 
 
@@ -47,6 +48,8 @@ class Script:
     health: jpb.GetHealthResponse = field(default_factory=lambda: jpb.GetHealthResponse(ok=True))
     calls: list[Call] = field(default_factory=list)
     watch_ended: threading.Event = field(default_factory=threading.Event)
+    replayed: bool = False
+    """Answer like a replay of a kept idempotent answer (initial metadata ``idempotent-replayed``)."""
 
 
 class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
@@ -62,6 +65,8 @@ class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
             code = self.script.error.code
             context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, code),))
             context.abort(GRPC_STATUS[code], self.script.error.message)
+        if self.script.replayed:
+            context.send_initial_metadata(((REPLAYED, "true"),))
 
     def GetHealth(self, request: Any, context: grpc.ServicerContext) -> jpb.GetHealthResponse:
         self._answer("GetHealth", request, context)
@@ -70,6 +75,16 @@ class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
     def CreateAnonUser(self, request: Any, context: grpc.ServicerContext) -> jpb.CreateAnonUserResponse:
         self._answer("CreateAnonUser", request, context)
         return jpb.CreateAnonUserResponse(token="t", user_id="u1", plan="free", credits=100)
+
+    def RefreshSession(self, request: Any, context: grpc.ServicerContext) -> jpb.RefreshSessionResponse:
+        self._answer("RefreshSession", request, context)
+        return jpb.RefreshSessionResponse(
+            token="t2", user_id="u1", expires_at="2026-01-01T00:15:00Z", refresh_token="s3r_next"
+        )
+
+    def CancelJob(self, request: Any, context: grpc.ServicerContext) -> pb.Job:
+        self._answer("CancelJob", request, context)
+        return self.script.job
 
     def GetMe(self, request: Any, context: grpc.ServicerContext) -> pb.UserState:
         self._answer("GetMe", request, context)
