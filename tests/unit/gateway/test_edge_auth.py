@@ -8,6 +8,7 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jwt
@@ -59,9 +60,28 @@ def _asgi_post(app: Any, path: str, headers: dict[str, str], body: bytes) -> tup
         "server": ("127.0.0.1", 80),
         "state": {},
     }
-    asyncio.run(app(scope, receive, send))
+    asyncio.run(_with_lifespan(app, lambda state: app({**scope, "state": dict(state)}, receive, send)))
     start = next(m for m in sent if m["type"] == "http.response.start")
     return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, asked
+
+
+async def _with_lifespan(app: Any, call: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    """Run the app's lifespan around ``call``, as a server would: ``call`` gets the lifespan's state,
+    which each request's scope starts from."""
+    events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await events.put({"type": "lifespan.startup"})
+    state: dict[str, Any] = {}
+    lifespan = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": state}, events.get, answers.put)
+    )
+    assert (await answers.get())["type"] == "lifespan.startup.complete"
+    try:
+        await call(state)
+    finally:
+        await events.put({"type": "lifespan.shutdown"})
+        assert (await answers.get())["type"] == "lifespan.shutdown.complete"
+        await lifespan
 
 
 BIG = json.dumps({**CALLBACK, "error": "e" * 850_000}).encode()
