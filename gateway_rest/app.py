@@ -23,6 +23,7 @@ from gateway_rest.handlers import EXCEPTION_HANDLERS
 from gateway_rest.metrics import HttpMetrics, MetricsMiddleware, metrics_endpoint
 from gateway_rest.middleware import RequestContextMiddleware
 from gateway_rest.openapi import openapi_document
+from gateway_rest.playground import playground_routes
 from gateway_rest.routes import api_routes
 from gateway_rest.rpc import open_backend
 from server.config import Settings
@@ -45,6 +46,7 @@ def create_app(
     rpc_timeout_s: float = DEFAULT_RPC_TIMEOUT_S,
     sse_keepalive_s: float = DEFAULT_SSE_KEEPALIVE_S,
     metrics: HttpMetrics | None = None,
+    playground_path: str | None = None,
 ) -> Starlette:
     """The REST shim in front of the JobService at ``grpc_target``.
 
@@ -52,6 +54,7 @@ def create_app(
     that store is in use. ``rpc_timeout_s``: deadline of each unary JobService call.
     ``sse_keepalive_s``: quiet time after which an event stream sends a keep-alive comment.
     ``metrics``: where request metrics go and ``GET /metrics`` reads (default: a new registry).
+    ``playground_path``: serve the web playground there (``gateway_rest.playground``); None = off.
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
@@ -84,6 +87,7 @@ def create_app(
             Route("/openapi.json", openapi, methods=["GET"], name="openapi"),
             Route("/metrics", metrics_endpoint(http_metrics), methods=["GET"], name="metrics"),
             *object_routes,
+            *(playground_routes(playground_path) if playground_path else []),
         ],
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
@@ -103,4 +107,5 @@ def create_app_from_settings(settings: Settings, *, object_routes: Sequence[Base
         cors_origins=settings.cors_origins,
         max_body_bytes=settings.max_body_bytes,
         object_routes=object_routes,
+        playground_path=settings.playground_path,
     )
