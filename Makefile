@@ -10,12 +10,13 @@ TEST_DEPS :=
 SERVE_DEPS :=
 PYTEST_ARGS ?=
 
-.PHONY: help venv test check lint format typecheck protos protos-check unit integration serve demo bench clean
+.PHONY: help venv test check lint format typecheck protos protos-check unit integration serve playground demo bench clean
 
 help:
 	@echo "make demo     run the main job on embedded defaults (sets everything up)"
 	@echo "make test     every check: format, lint, types, stale stubs, unit and integration tests"
 	@echo "make serve    the whole stack in the foreground (Ctrl-C / SIGTERM stops it)"
+	@echo "make playground  the same with the web playground on (its address is printed)"
 	@echo "make bench    the benchmark suite (writes bench/results.json, docs/benchmarks.md)"
 
 $(STAMP): pyproject.toml
@@ -58,6 +59,10 @@ integration: venv $(TEST_DEPS)
 
 serve: venv $(SERVE_DEPS)
 	$(BIN)/python -m server.serve
+
+# The stack with the web playground on (docs/playground.md); its address is printed at start.
+playground: venv $(SERVE_DEPS)
+	$(BIN)/python -m scripts.playground
 
 demo: venv $(SERVE_DEPS)
 	$(BIN)/python -m scripts.demo $(if $(PHOTOS),--photos $(PHOTOS),)

@@ -25,6 +25,7 @@ from gateway_rest.handlers import EXCEPTION_HANDLERS
 from gateway_rest.metrics import HttpMetrics, MetricsMiddleware
 from gateway_rest.middleware import RequestContextMiddleware
 from gateway_rest.openapi import openapi_document
+from gateway_rest.playground import playground_routes
 from gateway_rest.rate_limit_middleware import LIMITER_STATE_KEY, RATE_LIMIT_HEADERS, RateLimitMiddleware
 from gateway_rest.rate_limits import RateLimitConfig, UserOf, no_user, open_rate_limiter
 from gateway_rest.routes import api_endpoints, api_routes
@@ -55,6 +56,7 @@ def create_app(
     credentials: EdgeCredentials | None = None,
     rate_limits: RateLimitConfig | None = DEFAULT_RATE_LIMITS,
     user_of: UserOf = no_user,
+    playground_path: str | None = None,
 ) -> Starlette:
     """The REST shim in front of the JobService at ``grpc_target``.
 
@@ -67,6 +69,7 @@ def create_app(
     ``None`` leaves every check to the JobService, for tests whose fake JobService takes any token.
     ``rate_limits``: the limits every request is counted against (None: no limits, no headers);
     ``user_of``: the user id of a request's verified token, for the per-user bucket.
+    ``playground_path``: serve the web playground there (``gateway_rest.playground``); None = off.
     """
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
@@ -111,6 +114,7 @@ def create_app(
             *api_routes(),
             Route("/openapi.json", openapi, methods=["GET"], name="openapi"),
             *object_routes,
+            *(playground_routes(playground_path) if playground_path else []),
         ],
         middleware=middleware,
         exception_handlers=EXCEPTION_HANDLERS,
@@ -154,4 +158,5 @@ def create_app_from_settings(
         credentials=credentials,
         rate_limits=RateLimitConfig.from_settings(settings) if settings.rate_limits_enabled else None,
         user_of=verified_user(credentials.tokens),
+        playground_path=settings.playground_path,
     )

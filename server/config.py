@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -18,6 +19,8 @@ from typing import Literal
 StorageKind = Literal["local", "s3"]
 RateLimitStorageKind = Literal["memory", "redis"]
 InferenceKind = Literal["triton", "onnx"]
+PLAYGROUND_PATH = re.compile(r"^(/[A-Za-z0-9_-]+)+$")
+"""Where the web playground may be mounted: one or more plain path segments, no trailing slash."""
 
 
 class SettingsError(ValueError):
@@ -142,6 +145,9 @@ class Settings:
     """``S3_CORS_ORIGINS``: comma-separated origins allowed by CORS (the Flutter web build)."""
     max_body_bytes: int = 1024 * 1024
     """``S3_MAX_BODY_BYTES``: largest JSON request body the shim accepts."""
+    playground_path: str | None = None
+    """``S3_PLAYGROUND_PATH``: serve the web playground at this path (e.g. ``/playground``); unset = off,
+    the production default (``make playground`` turns it on)."""
     starting_credits: int = 100
     """``S3_STARTING_CREDITS``: credits granted to a new anonymous user."""
     credits_per_item: int = 1
@@ -252,6 +258,9 @@ class Settings:
         if inference not in ("triton", "onnx"):
             raise SettingsError(f"S3_INFERENCE must be 'triton' or 'onnx', got {inference!r}")
         checkpoint = text("S3_SAM3_CHECKPOINT", None)
+        playground = text("S3_PLAYGROUND_PATH", None)
+        if playground is not None and not PLAYGROUND_PATH.match(playground):
+            raise SettingsError(f"S3_PLAYGROUND_PATH must look like /playground, got {playground!r}")
         origins = text("S3_CORS_ORIGINS", "") or ""
         return cls(
             http_host=text("S3_HTTP_HOST", d.http_host) or d.http_host,
@@ -299,6 +308,7 @@ class Settings:
             inference_timeout_s=number("S3_INFERENCE_TIMEOUT_S", d.inference_timeout_s),
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
             max_body_bytes=integer("S3_MAX_BODY_BYTES", d.max_body_bytes, minimum=1),
+            playground_path=playground,
             starting_credits=integer("S3_STARTING_CREDITS", d.starting_credits),
             credits_per_item=integer("S3_CREDITS_PER_ITEM", d.credits_per_item, minimum=1),
             sweep_interval_s=number("S3_SWEEP_INTERVAL_S", d.sweep_interval_s),

@@ -15,6 +15,8 @@ from scripts.demo.albums import SIZES, plans
 from scripts.demo.client import Api, ApiError
 from scripts.demo.stack import EmbeddedStack, StackConfig, StackError
 from scripts.demo.summary import TINY_MODEL_NOTE, as_json, table
+from scripts.playground import playground_url
+from server.config import Settings
 
 START_TIMEOUT_S = 900.0
 """The first start exports the model (about a minute for the tiny one; longer for real weights)."""
@@ -107,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"  {r.set_path}  ({summary_renditions(summary, r.plan.name)} renditions + manifest.json)")
         _say(f"  {r.sheet_path}")
     _say(f"  {args.out / 'summary.json'}")
+    _say(
+        "\nTry the five stages on your own photos in a browser: run `make playground`, then open "
+        f"{playground_url(Settings())} (the stack keeps running until Ctrl-C; docs/playground.md)."
+    )
     if not summary["model_meaningful"]:
         _say("\n" + TINY_MODEL_NOTE)
     return 0

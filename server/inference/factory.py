@@ -5,7 +5,8 @@
 - otherwise: the embedded Triton (bundled binary, CPU repository) on a free loopback port, stopped
   when ``stack`` closes.
 
-The model is ``S3_SAM3_CHECKPOINT`` exported once (cached under the data dir), or without it the
+The model is ``S3_SAM3_CHECKPOINT`` (or, when unset, a SAM3 checkpoint found in the Hugging Face
+cache: ``server.inference.checkpoint``) exported once (cached under the data dir), or without either the
 tiny random-weight model, whose masks mean nothing: the logs and ``info.meaningful`` say so.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from server.config import Settings
 from server.inference.artifacts import MODEL_VENV, ModelArtifact, ensure_artifact
+from server.inference.checkpoint import HF_REPO_ID, hub_cache_dir, resolve_checkpoint
 from server.inference.local_triton import LocalTriton
 from server.inference.onnx_local import OnnxLocalSegmenter
 from server.inference.port import Segmenter
@@ -40,9 +42,17 @@ def _warn_if_meaningless(segmenter: Segmenter) -> None:
 
 
 async def _artifact(settings: Settings, model_venv: Path) -> ModelArtifact:
-    if settings.sam3_checkpoint is None:
-        log.warning("S3_SAM3_CHECKPOINT is unset: using the tiny random-weight SAM3 (masks are not meaningful)")
-    return await ensure_artifact(settings.data_dir, settings.sam3_checkpoint, model_venv=model_venv)
+    checkpoint = resolve_checkpoint(settings.sam3_checkpoint)
+    if checkpoint is None:
+        log.warning(
+            "S3_SAM3_CHECKPOINT is unset and no %s checkpoint is in the Hugging Face cache (%s): "
+            "using the tiny random-weight SAM3 (masks are not meaningful)",
+            HF_REPO_ID,
+            hub_cache_dir(os.environ),
+        )
+    elif settings.sam3_checkpoint is None:
+        log.info("S3_SAM3_CHECKPOINT is unset: using the SAM3 checkpoint in the Hugging Face cache, %s", checkpoint)
+    return await ensure_artifact(settings.data_dir, checkpoint, model_venv=model_venv)
 
 
 async def build_segmenter(

@@ -43,6 +43,7 @@ def test_demo_runs_both_albums_and_writes_sets_and_contact_sheets(tmp_path: Path
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert "NOT meaningful" in run.stdout  # no checkpoint: the summary says the masks mean nothing
     assert "stopping the stack (SIGTERM)" in run.stdout
+    assert "make playground" in run.stdout and "/playground/" in run.stdout  # where to try it in a browser
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model_meaningful"] is False

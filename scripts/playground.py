@@ -1,0 +1,32 @@
+"""``make playground``: the whole stack in the foreground (``python -m server.serve``) with the web
+playground on, and its address printed. Ctrl-C or SIGTERM stops it like ``make serve``."""
+
+from __future__ import annotations
+
+import os
+
+from server import serve
+from server.config import Settings, SettingsError
+
+PLAYGROUND_PATH = "/playground"
+"""Where ``make playground`` mounts the page unless ``S3_PLAYGROUND_PATH`` says otherwise."""
+
+
+def playground_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
+    return f"http://{host}:{settings.http_port}{settings.playground_path or PLAYGROUND_PATH}/"
+
+
+def main() -> int:
+    os.environ.setdefault("S3_PLAYGROUND_PATH", PLAYGROUND_PATH)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as e:
+        print(f"configuration error: {e}")
+        return 2
+    print(f"S3 playground: open {playground_url(settings)} once the stack is ready (Ctrl-C stops it)", flush=True)
+    return serve.main()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
