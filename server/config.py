@@ -92,7 +92,7 @@ class Settings:
     the request's deadline adds ``inference_phrase_timeout_s`` per phrase sent."""
     inference_phrase_timeout_s: float = 10.0
     """``S3_INFERENCE_PHRASE_TIMEOUT_S``: deadline added per phrase of a segmentation request (text graph
-    and decoder; full-size SAM3 on 2 CPU cores took 3.6-8.4 s per prompt, docs/sam3_serving.md)."""
+    and decoder), so that a whole palette gets the time it needs (docs/sam3_serving.md)."""
     cors_origins: tuple[str, ...] = ()
     """``S3_CORS_ORIGINS``: comma-separated origins allowed by CORS (the Flutter web build)."""
     max_body_bytes: int = 1024 * 1024

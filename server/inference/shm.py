@@ -55,12 +55,15 @@ PHOTO_ROWS_PER_REQUEST = 1
 
 @dataclass(frozen=True)
 class ShmPolicy:
-    """The python backend's region sizes, passed to Triton as ``--backend-config=python,...``."""
+    """The python backend's region sizes, passed to Triton as ``--backend-config=python,...``.
 
-    default_byte_size: int = 16 * MIB
-    """Each stub's region at start (Triton's own default is 1 MiB)."""
-    growth_byte_size: int = 64 * MIB
-    """Step of a region's growth: fewer, larger remaps than Triton's 1 MiB steps for megabyte tensors."""
+    The defaults are Triton 2.51's own (a stub's command line shows them: ``1048576 1048576``), passed
+    explicitly so that the server and this check use the same values."""
+
+    default_byte_size: int = 1 * MIB
+    """Each stub's region at start."""
+    growth_byte_size: int = 1 * MIB
+    """Step of a region's growth."""
 
     def backend_config(self) -> list[str]:
         return [
