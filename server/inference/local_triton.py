@@ -166,6 +166,10 @@ def reap_earlier_runs(root: Path) -> list[int]:
     return [pid for run in sorted(root.iterdir()) if run.is_dir() for pid in reap_leftovers(run)]
 
 
+_ACTIVE_WORK_DIRS: set[Path] = set()
+"""Work folders of the servers this process runs now: a folder holds one server at a time."""
+
+
 class LocalTriton:
     """One ``tritonserver`` process serving ``repository`` on a free loopback gRPC port."""
 
@@ -230,6 +234,11 @@ class LocalTriton:
     def start(self) -> None:
         """Start the server and wait until every model of ``ready_models`` is ready; raises InferenceUnavailable."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        folder = self.work_dir.resolve()
+        if folder in _ACTIVE_WORK_DIRS:
+            raise InferenceUnavailable(f"a Triton of this process already runs in {self.work_dir}")
+        # Anything recorded here now is a leftover: its owner is dead, or it is this process and the
+        # server is no longer one of its running ones (killed, then forgotten without a stop).
         reap_leftovers(self.work_dir, self.shm_dir)
         need = self.shm_need()
         shm.check(need, self._shm_available, self.shm_dir)
@@ -271,6 +280,7 @@ class LocalTriton:
             )
         self._record = RunRecord(pid=self._process.pid, owner_pid=os.getpid(), shm_prefix=shm_prefix)
         self._record.write(self.pid_path)
+        _ACTIVE_WORK_DIRS.add(folder)
         try:
             self._wait_ready()
         except BaseException:
@@ -316,6 +326,7 @@ class LocalTriton:
         record, self._record = self._record, None
         if process is None or record is None:
             return
+        _ACTIVE_WORK_DIRS.discard(self.work_dir.resolve())
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:

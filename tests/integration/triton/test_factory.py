@@ -6,10 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +14,8 @@ from server.config import Settings
 from server.inference import process_group
 from server.inference.artifacts import ModelArtifact
 from server.inference.factory import build_segmenter
-from server.inference.local_triton import STUB_PROGRAM, LocalTriton, RunRecord
+from server.inference.local_triton import STUB_PROGRAM, RunRecord, end_run
+from tests.integration.triton.crashed import crash_a_service
 from tests.integration.triton.photos import photo
 
 pytestmark = pytest.mark.integration
@@ -68,18 +65,9 @@ def test_a_service_start_reaps_the_stubs_of_a_crashed_earlier_service(
 ) -> None:
     # An earlier service process of this data dir, killed with its Triton (kill -9 both): stubs remain.
     run = data_dir_with_tiny_model / "triton" / "run-earlier"
-    earlier = LocalTriton(tiny_artifact.cpu_repository(run / "repository"), run)
-    earlier.start()
-    assert earlier.pid is not None
-    pid = earlier.pid
+    record = crash_a_service(tiny_artifact.cpu_repository(run / "repository"), run)
+    pid = record.pid
     try:
-        record = RunRecord.read(earlier.pid_path)
-        assert record is not None
-        os.kill(pid, signal.SIGKILL)
-        while pid in process_group.members(pid):
-            time.sleep(0.05)
-        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-        RunRecord(pid=pid, owner_pid=int(gone.stdout), shm_prefix=record.shm_prefix).write(earlier.pid_path)
         stubs = [p for p in process_group.members(pid) if STUB_PROGRAM in process_group.command_line(p)]
         assert stubs, "the killed server's stubs are still running"
         settings = Settings(data_dir=data_dir_with_tiny_model, inference_timeout_s=30)
@@ -91,6 +79,6 @@ def test_a_service_start_reaps_the_stubs_of_a_crashed_earlier_service(
                 return process_group.members(pid)
 
         assert asyncio.run(restart()) == [], "the restart must have ended the earlier run's stubs"
-        assert not earlier.pid_path.exists()
+        assert not (run / "tritonserver.pid").exists()
     finally:
-        process_group.kill_group(pid, STUB_PROGRAM)  # only if the guard failed
+        end_run(record)  # only does something if the guard failed

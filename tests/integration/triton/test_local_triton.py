@@ -15,8 +15,9 @@ import tritonclient.grpc as grpcclient
 from server.errors import InferenceUnavailable
 from server.inference import process_group, shm
 from server.inference.artifacts import ModelArtifact
-from server.inference.local_triton import STUB_PROGRAM, LocalTriton, RunRecord, reap_leftovers
+from server.inference.local_triton import STUB_PROGRAM, LocalTriton, RunRecord, end_run, reap_leftovers
 from server.inference.triton_repository import SERVED_MODELS, graph_model
+from tests.integration.triton.crashed import crash_a_service
 
 pytestmark = pytest.mark.integration
 
@@ -34,11 +35,6 @@ def _kill9_and_wait(pid: int) -> None:
     deadline = time.monotonic() + 10
     while pid in process_group.members(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-
-
-def _dead_pid() -> int:
-    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    return int(done.stdout)
 
 
 def test_start_waits_for_every_graph_model(tiny_artifact: ModelArtifact, tmp_path: Path) -> None:
@@ -87,22 +83,28 @@ def test_no_stub_outlives_a_killed_server(tiny_artifact: ModelArtifact, tmp_path
 
 def test_a_start_reaps_what_a_crashed_run_left(tiny_artifact: ModelArtifact, tmp_path: Path) -> None:
     repository = tiny_artifact.cpu_repository(tmp_path / "repository")
-    crashed = LocalTriton(repository, tmp_path)
-    crashed.start()
-    assert crashed.pid is not None
-    pid = crashed.pid
+    record = crash_a_service(repository, tmp_path)
     try:
-        record = RunRecord.read(crashed.pid_path)
-        assert record is not None
-        _kill9_and_wait(pid)
-        # The service that ran it died too (its record names an owner that no longer exists).
-        RunRecord(pid=record.pid, owner_pid=_dead_pid(), shm_prefix=record.shm_prefix).write(crashed.pid_path)
-        assert _stubs(pid)
+        assert _stubs(record.pid), "the crashed server's stubs are still running"
+        assert _regions(record.shm_prefix)
         with LocalTriton(repository, tmp_path) as restarted:
-            assert _stubs(pid) == [] and _regions(record.shm_prefix) == []
-            assert restarted.pid != pid and _stubs(restarted.pid or 0)
+            assert _stubs(record.pid) == [] and _regions(record.shm_prefix) == []
+            assert restarted.pid != record.pid and _stubs(restarted.pid or 0)
     finally:
-        process_group.kill_group(pid, STUB_PROGRAM)  # only if the guard failed
+        end_run(record)  # only does something if the guard failed
+
+
+def test_a_second_server_in_the_same_folder_is_refused(tiny_artifact: ModelArtifact, tmp_path: Path) -> None:
+    """The reaping at start must never end a server this process still runs."""
+    repository = tiny_artifact.cpu_repository(tmp_path / "repository")
+    with LocalTriton(repository, tmp_path) as first:
+        with pytest.raises(InferenceUnavailable, match="already runs"):
+            LocalTriton(repository, tmp_path).start()
+        client = grpcclient.InferenceServerClient(first.url)
+        try:
+            assert client.is_model_ready("sam3")
+        finally:
+            client.close()
 
 
 def test_a_live_owners_server_is_not_reaped(tiny_artifact: ModelArtifact, tmp_path: Path) -> None:
