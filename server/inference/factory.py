@@ -20,10 +20,11 @@ from pathlib import Path
 
 from server.config import Settings
 from server.inference.artifacts import MODEL_VENV, ModelArtifact, ensure_artifact
-from server.inference.local_triton import LocalTriton, reap_earlier_runs
+from server.inference.local_triton import LocalTriton
 from server.inference.onnx_local import OnnxLocalSegmenter
 from server.inference.port import Segmenter
 from server.inference.triton import TritonSegmenter
+from server.inference.triton_runs import reap_earlier_runs
 
 log = logging.getLogger(__name__)
 

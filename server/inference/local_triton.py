@@ -5,20 +5,19 @@ The binary, its python backend and the per-Python-version stub live in the model
 python backend next to the stub of the model environment's Python; ``LD_LIBRARY_PATH`` pointing at
 that interpreter's ``libpython`` (else the system copy is loaded and fails); and the environment's
 ``bin`` first on ``PATH`` (the stub imports numpy, onnxruntime and tokenizers from there).
-Readiness means every served model's (``sam3`` answers before its graph models have loaded).
+Readiness means every served model's, not only ``sam3``'s.
 
 No stub outlives its server: the server leads a process group of its own, which its stubs inherit;
 a stop ends the whole group (also after the server was killed outright), and a start first reaps
 what a crashed earlier run of the same folder left behind (processes and shared-memory regions),
-from the record that run wrote (``tritonserver.pid``). The /dev/shm the repository needs is checked
-before the server starts (``server/inference/shm.py``).
+from the record that run wrote (``server/inference/triton_runs.py``). The /dev/shm the repository
+needs is checked before the server starts (``server/inference/shm.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import logging
 import os
 import shutil
@@ -37,9 +36,10 @@ from tritonclient.utils import InferenceServerException
 
 from server.config import Settings
 from server.errors import InferenceUnavailable
-from server.inference import process_group, shm
+from server.inference import shm
 from server.inference.artifacts import MODEL_VENV, model_python
 from server.inference.triton_repository import SERVED_MODELS
+from server.inference.triton_runs import RECORD_NAME, RunRecord, claim_folder, end_run, reap_leftovers, release_folder
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
@@ -105,71 +105,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """What a start writes to ``tritonserver.pid``, so that a later start can reap a crashed run."""
-
-    pid: int
-    """The server's pid, also its process group id (it leads a group of its own)."""
-    owner_pid: int
-    """The process that started it: while that one lives, the run is not a leftover."""
-    shm_prefix: str
-    """Prefix of the python backend's shared-memory regions (/dev/shm) of this run."""
-
-    def write(self, path: Path) -> None:
-        path.write_text(json.dumps({"pid": self.pid, "owner_pid": self.owner_pid, "shm_prefix": self.shm_prefix}))
-
-    @classmethod
-    def read(cls, path: Path) -> RunRecord | None:
-        try:
-            raw = json.loads(path.read_text())
-            return cls(pid=int(raw["pid"]), owner_pid=int(raw["owner_pid"]), shm_prefix=str(raw["shm_prefix"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-
-SERVER_PROGRAM = "tritonserver"
-STUB_PROGRAM = "triton_python_backend_stub"
-
-
-def end_run(record: RunRecord, shm_dir: Path = shm.SHM_DIR) -> list[int]:
-    """Kill what is left of a run (its server and stubs) and remove its shared-memory regions."""
-    killed = [
-        *process_group.kill_group(record.pid, SERVER_PROGRAM),
-        *process_group.kill_group(record.pid, STUB_PROGRAM),
-    ]
-    if record.shm_prefix:
-        for region in shm_dir.glob(f"{record.shm_prefix}*"):
-            region.unlink(missing_ok=True)
-    return sorted(set(killed))
-
-
-def reap_leftovers(work_dir: Path, shm_dir: Path = shm.SHM_DIR) -> list[int]:
-    """End the run recorded in ``work_dir`` unless its owner still lives; returns the pids killed."""
-    path = work_dir / "tritonserver.pid"
-    record = RunRecord.read(path)
-    if record is None:
-        return []
-    if record.owner_pid != os.getpid() and process_group.alive(record.owner_pid):
-        return []  # another live process runs this server: not a leftover
-    killed = end_run(record, shm_dir)
-    if killed:
-        log.warning("reaped %d leftover Triton processes of an earlier run in %s: %s", len(killed), work_dir, killed)
-    path.unlink(missing_ok=True)
-    return killed
-
-
-def reap_earlier_runs(root: Path) -> list[int]:
-    """:func:`reap_leftovers` for every run folder under ``root`` (``<data dir>/triton``)."""
-    if not root.is_dir():
-        return []
-    return [pid for run in sorted(root.iterdir()) if run.is_dir() for pid in reap_leftovers(run)]
-
-
-_ACTIVE_WORK_DIRS: set[Path] = set()
-"""Work folders of the servers this process runs now: a folder holds one server at a time."""
-
-
 class LocalTriton:
     """One ``tritonserver`` process serving ``repository`` on a free loopback gRPC port."""
 
@@ -212,7 +147,7 @@ class LocalTriton:
     @property
     def pid_path(self) -> Path:
         """The run's :class:`RunRecord` while it runs (removed on stop; read by the next start)."""
-        return self.work_dir / "tritonserver.pid"
+        return self.work_dir / RECORD_NAME
 
     @property
     def pid(self) -> int | None:
@@ -234,15 +169,22 @@ class LocalTriton:
     def start(self) -> None:
         """Start the server and wait until every model of ``ready_models`` is ready; raises InferenceUnavailable."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        folder = self.work_dir.resolve()
-        if folder in _ACTIVE_WORK_DIRS:
-            raise InferenceUnavailable(f"a Triton of this process already runs in {self.work_dir}")
         # Anything recorded here now is a leftover: its owner is dead, or it is this process and the
         # server is no longer one of its running ones (killed, then forgotten without a stop).
         reap_leftovers(self.work_dir, self.shm_dir)
+        claim_folder(self.work_dir)
+        try:
+            self._launch()
+        except BaseException:
+            release_folder(self.work_dir)
+            raise
+
+    def _launch(self) -> None:
         need = self.shm_need()
         shm.check(need, self._shm_available, self.shm_dir)
         log.info("Triton shared memory: %d MiB needed (%s)", need.total_bytes // shm.MIB, need.describe())
+        if need.uncounted:
+            log.warning("shared-memory need leaves out tensors of no fixed size: %s", ", ".join(need.uncounted))
         binary = TritonBinary.locate(self.model_venv)
         backends = self._backend_dir(binary)
         self.grpc_port = free_port()
@@ -280,7 +222,6 @@ class LocalTriton:
             )
         self._record = RunRecord(pid=self._process.pid, owner_pid=os.getpid(), shm_prefix=shm_prefix)
         self._record.write(self.pid_path)
-        _ACTIVE_WORK_DIRS.add(folder)
         try:
             self._wait_ready()
         except BaseException:
@@ -326,7 +267,7 @@ class LocalTriton:
         record, self._record = self._record, None
         if process is None or record is None:
             return
-        _ACTIVE_WORK_DIRS.discard(self.work_dir.resolve())
+        release_folder(self.work_dir)
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:

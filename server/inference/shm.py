@@ -92,6 +92,8 @@ class ModelNeed:
 @dataclass(frozen=True)
 class ShmNeed:
     models: tuple[ModelNeed, ...]
+    uncounted: tuple[str, ...] = ()
+    """Graph tensors of no fixed size (``model.tensor``): not in the figures."""
 
     @property
     def total_bytes(self) -> int:
@@ -105,15 +107,17 @@ def _parse(text: str) -> model_config_pb2.ModelConfig:
     return text_format.Parse(text, model_config_pb2.ModelConfig())
 
 
-def _row_bytes(config: model_config_pb2.ModelConfig) -> int:
-    """Bytes of one batch row of every input and output (fixed shapes only)."""
-    total = 0
+def _row_bytes(config: model_config_pb2.ModelConfig) -> tuple[int, list[str]]:
+    """Bytes of one batch row of every input and output, and the tensors whose size no config fixes
+    (variable dims, strings): those are not counted, and the need says so."""
+    total, uncounted = 0, []
     for tensor in [*config.input, *config.output]:
         dtype = model_config_pb2.DataType.Name(tensor.data_type)
         if dtype not in _ELEMENT_BYTES or any(d < 0 for d in tensor.dims):
-            raise ValueError(f"{config.name}.{tensor.name}: no fixed byte size ({dtype} {list(tensor.dims)})")
+            uncounted.append(f"{config.name}.{tensor.name}")
+            continue
         total += _ELEMENT_BYTES[dtype] * math.prod(tensor.dims)
-    return total
+    return total, uncounted
 
 
 def _instances(config: model_config_pb2.ModelConfig) -> int:
@@ -124,22 +128,24 @@ def repository_need(configs: Mapping[str, str], max_photo_pixels: int, policy: S
     """The /dev/shm of every python-backend instance of a repository (model name -> config text)."""
     parsed = {name: _parse(text) for name, text in configs.items()}
     graphs = {name: c for name, c in parsed.items() if name != SAM3_MODEL}
+    rows_bytes = {name: _row_bytes(config) for name, config in graphs.items()}
+    uncounted = sorted({t for _, names in rows_bytes.values() for t in names})
     needs = []
     for name, config in sorted(graphs.items()):
         if config.backend == "python":
-            need = max(config.max_batch_size, 1) * _row_bytes(config)
+            need = max(config.max_batch_size, 1) * rows_bytes[name][0]
             needs.append(ModelNeed(name, _instances(config), policy.region_bytes(need)))
     sam3 = parsed.get(SAM3_MODEL)
     if sam3 is not None:
         params = {k: v.string_value for k, v in sam3.parameters.items()}
-        rows = {name: config.max_batch_size for name, config in graphs.items()}
+        rows = {name: max(config.max_batch_size, 1) for name, config in graphs.items()}
         rows[graph_model("vision")] = PHOTO_ROWS_PER_REQUEST
         if "decoder_batch" in params:
             rows[graph_model("decoder")] = int(params["decoder_batch"])
-        calls = sum(rows[name] * _row_bytes(config) for name, config in graphs.items())
+        calls = sum(rows[name] * rows_bytes[name][0] for name in graphs)
         photo = max_photo_pixels * 3  # the uint8 RGB photo as sent
         needs.append(ModelNeed(SAM3_MODEL, _instances(sam3), policy.region_bytes(photo + calls)))
-    return ShmNeed(tuple(needs))
+    return ShmNeed(tuple(needs), tuple(uncounted))
 
 
 def read_repository_configs(repository: Path) -> dict[str, str]:

@@ -120,7 +120,7 @@ class TritonSegmenter:
         return self._info
 
     async def ready(self) -> bool:
-        """True when every served model is ready (``sam3`` alone answers before its graphs have loaded)."""
+        """True when every served model is ready (``sam3`` alone can be ready while a graph model is not)."""
         try:
             for model in self._ready_models:
                 if not await self._client.is_model_ready(model, client_timeout=self._control_timeout_s):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from server.inference import process_group
 from server.inference.artifacts import REPO_ROOT
-from server.inference.local_triton import RunRecord
+from server.inference.triton_runs import RunRecord
 
 _OWNER = """
 import sys, time

@@ -14,7 +14,7 @@ from server.config import Settings
 from server.inference import process_group
 from server.inference.artifacts import ModelArtifact
 from server.inference.factory import build_segmenter
-from server.inference.local_triton import STUB_PROGRAM, RunRecord, end_run
+from server.inference.triton_runs import STUB_PROGRAM, RunRecord, end_run
 from tests.integration.triton.crashed import crash_a_service
 from tests.integration.triton.photos import photo
 

@@ -15,8 +15,9 @@ import tritonclient.grpc as grpcclient
 from server.errors import InferenceUnavailable
 from server.inference import process_group, shm
 from server.inference.artifacts import ModelArtifact
-from server.inference.local_triton import STUB_PROGRAM, LocalTriton, RunRecord, end_run, reap_leftovers
+from server.inference.local_triton import LocalTriton
 from server.inference.triton_repository import SERVED_MODELS, graph_model
+from server.inference.triton_runs import STUB_PROGRAM, RunRecord, end_run, reap_leftovers
 from tests.integration.triton.crashed import crash_a_service
 
 pytestmark = pytest.mark.integration

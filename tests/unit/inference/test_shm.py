@@ -65,3 +65,16 @@ def test_too_little_shm_is_one_clear_error() -> None:
 
 def test_available_bytes_reads_the_filesystem() -> None:
     assert shm.available_bytes(shm.SHM_DIR) > 0
+
+
+def test_tensors_of_no_fixed_size_are_named_not_guessed() -> None:
+    configs = model_configs("cpu", TINY, REFERENCE)
+    decoder = configs["sam3_decoder"]
+    configs["sam3_decoder"] = decoder.replace(
+        'name: "pred_boxes" data_type: TYPE_FP32 dims: [ 8, 4 ]',
+        'name: "pred_boxes" data_type: TYPE_FP32 dims: [ -1, 4 ]',
+    )
+    assert configs["sam3_decoder"] != decoder
+    n = shm.repository_need(configs, 1_000_000, POLICY)
+    assert n.uncounted == ("sam3_decoder.pred_boxes",)
+    assert need(TINY).uncounted == ()
