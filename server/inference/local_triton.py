@@ -5,7 +5,13 @@ The binary, its python backend and the per-Python-version stub live in the model
 python backend next to the stub of the model environment's Python; ``LD_LIBRARY_PATH`` pointing at
 that interpreter's ``libpython`` (else the system copy is loaded and fails); and the environment's
 ``bin`` first on ``PATH`` (the stub imports numpy, onnxruntime and tokenizers from there).
-Started with SIGTERM-able process, stopped with SIGTERM then SIGKILL; readiness means the model's.
+Readiness means every served model's, not only ``sam3``'s.
+
+No stub outlives its server: the server leads a process group of its own, which its stubs inherit;
+a stop ends the whole group (also after the server was killed outright), and a start first reaps
+what a crashed earlier run of the same folder left behind (processes and shared-memory regions),
+from the record that run wrote (``server/inference/triton_runs.py``). The /dev/shm the repository
+needs is checked before the server starts (``server/inference/shm.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,12 +34,17 @@ from types import TracebackType
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from server.config import Settings
 from server.errors import InferenceUnavailable
+from server.inference import shm
 from server.inference.artifacts import MODEL_VENV, model_python
-from server.inference.triton_repository import SAM3_MODEL
+from server.inference.triton_repository import SERVED_MODELS
+from server.inference.triton_runs import RECORD_NAME, RunRecord, claim_folder, end_run, reap_leftovers, release_folder
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
+DEFAULT_MAX_PHOTO_PIXELS = Settings.max_image_pixels
+"""The largest photo a ``sam3`` request carries (the service refuses bigger ones before inference)."""
 
 
 @dataclass(frozen=True)
@@ -101,18 +114,27 @@ class LocalTriton:
         work_dir: Path,
         *,
         model_venv: Path = MODEL_VENV,
-        ready_model: str = SAM3_MODEL,
+        ready_models: Sequence[str] = SERVED_MODELS,
         startup_timeout_s: float = 120.0,
         stop_timeout_s: float = 15.0,
+        max_photo_pixels: int = DEFAULT_MAX_PHOTO_PIXELS,
+        shm_policy: shm.ShmPolicy = shm.DEFAULT_POLICY,
+        shm_dir: Path = shm.SHM_DIR,
+        shm_available: Callable[[], int] | None = None,
     ) -> None:
         self.repository = repository
         self.work_dir = work_dir
         self.model_venv = model_venv
-        self.ready_model = ready_model
+        self.ready_models = tuple(ready_models)
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
+        self.max_photo_pixels = max_photo_pixels
+        self.shm_policy = shm_policy
+        self.shm_dir = shm_dir
+        self._shm_available = shm_available or (lambda: shm.available_bytes(shm_dir))
         self.grpc_port = 0
         self._process: subprocess.Popen[bytes] | None = None
+        self._record: RunRecord | None = None
 
     @property
     def url(self) -> str:
@@ -124,12 +146,16 @@ class LocalTriton:
 
     @property
     def pid_path(self) -> Path:
-        """Holds the server's pid while it runs (for operators; removed on stop)."""
-        return self.work_dir / "tritonserver.pid"
+        """The run's :class:`RunRecord` while it runs (removed on stop; read by the next start)."""
+        return self.work_dir / RECORD_NAME
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
+
+    def shm_need(self) -> shm.ShmNeed:
+        configs = shm.read_repository_configs(self.repository)
+        return shm.repository_need(configs, self.max_photo_pixels, self.shm_policy)
 
     def _backend_dir(self, binary: TritonBinary) -> Path:
         backends = self.work_dir / "backends"
@@ -141,9 +167,25 @@ class LocalTriton:
         return backends
 
     def start(self) -> None:
-        """Start the server and wait until ``ready_model`` is ready; raises InferenceUnavailable."""
-        binary = TritonBinary.locate(self.model_venv)
+        """Start the server and wait until every model of ``ready_models`` is ready; raises InferenceUnavailable."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        # Anything recorded here now is a leftover: its owner is dead, or it is this process and the
+        # server is no longer one of its running ones (killed, then forgotten without a stop).
+        reap_leftovers(self.work_dir, self.shm_dir)
+        claim_folder(self.work_dir)
+        try:
+            self._launch()
+        except BaseException:
+            release_folder(self.work_dir)
+            raise
+
+    def _launch(self) -> None:
+        need = self.shm_need()
+        shm.check(need, self._shm_available, self.shm_dir)
+        log.info("Triton shared memory: %d MiB needed (%s)", need.total_bytes // shm.MIB, need.describe())
+        if need.uncounted:
+            log.warning("shared-memory need leaves out tensors of no fixed size: %s", ", ".join(need.uncounted))
+        binary = TritonBinary.locate(self.model_venv)
         backends = self._backend_dir(binary)
         self.grpc_port = free_port()
         env = dict(os.environ)
@@ -151,6 +193,8 @@ class LocalTriton:
             p for p in (str(binary.libpython_dir), str(binary.bundled_libs), env.get("LD_LIBRARY_PATH")) if p
         )
         env["PATH"] = os.pathsep.join(p for p in (str(binary.venv_bin.resolve()), env.get("PATH")) if p)
+        # Region names are unique per run, so a later start finds (and removes) a crashed run's regions.
+        shm_prefix = f"s3_triton_{os.getpid()}_{uuid.uuid4().hex[:8]}_"
         command = [
             str(binary.executable),
             f"--model-repository={self.repository}",
@@ -162,19 +206,28 @@ class LocalTriton:
             "--allow-gpu-metrics=false",
             "--exit-on-error=true",
             "--strict-readiness=true",
+            f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
+            *self.shm_policy.backend_config(),
         ]
         log.info("starting Triton: %s", " ".join(command))
         with self.log_path.open("ab") as sink:
+            # A group of its own (start_new_session): the stubs inherit it, so ending the group ends them.
             self._process = subprocess.Popen(
-                command, stdout=sink, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
+                command,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=_die_with_parent,
+                start_new_session=True,
             )
-        self.pid_path.write_text(f"{self._process.pid}\n")
+        self._record = RunRecord(pid=self._process.pid, owner_pid=os.getpid(), shm_prefix=shm_prefix)
+        self._record.write(self.pid_path)
         try:
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
-        log.info("Triton ready at %s (pid %s, model %s)", self.url, self.pid, self.ready_model)
+        log.info("Triton ready at %s (pid %s, models %s)", self.url, self.pid, ", ".join(self.ready_models))
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
@@ -187,7 +240,7 @@ class LocalTriton:
                         f"Triton exited with {self._process.returncode} while starting: {self.log_tail()}"
                     )
                 with contextlib.suppress(InferenceServerException):
-                    if client.is_model_ready(self.ready_model):
+                    if all(client.is_model_ready(model) for model in self.ready_models):
                         return
                     failed = [
                         f"{m.name}: {m.reason}"
@@ -208,20 +261,25 @@ class LocalTriton:
             return ""
 
     def stop(self) -> None:
-        """SIGTERM, wait ``stop_timeout_s``, then SIGKILL. Safe to call twice."""
+        """SIGTERM, wait ``stop_timeout_s``, then SIGKILL; then end whatever is left of the process group
+        (the stubs of a server that was killed). Safe to call twice."""
         process, self._process = self._process, None
-        if process is None:
+        record, self._record = self._record, None
+        if process is None or record is None:
             return
+        release_folder(self.work_dir)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("Triton (pid %s) ignored SIGTERM for %ss: killing it", process.pid, self.stop_timeout_s)
+                process.kill()
+                process.wait()
+        leftovers = end_run(record, self.shm_dir)
+        if leftovers:
+            log.warning("Triton (pid %s) left %d processes behind: killed %s", process.pid, len(leftovers), leftovers)
         self.pid_path.unlink(missing_ok=True)
-        if process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(self.stop_timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("Triton (pid %s) ignored SIGTERM for %ss: killing it", process.pid, self.stop_timeout_s)
-            process.kill()
-            process.wait()
         log.info("Triton (pid %s) stopped", process.pid)
 
     def __enter__(self) -> LocalTriton:

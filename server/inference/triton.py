@@ -1,9 +1,12 @@
 """Segmenter adapter over Triton's gRPC API (``tritonclient.grpc.aio``) calling the ``sam3`` model.
 
 Sends the photo as uint8 (never float32: 4x less to move), all phrases of a request at once, with a
-deadline (``inference_timeout_s``); retries with exponential backoff while Triton answers
-UNAVAILABLE; reads the model's name and whether its masks are meaningful from its config. Every
-tritonclient error becomes ``InferenceUnavailable`` here: no tritonclient type leaves this module.
+deadline that scales with the request (:class:`Deadline`: a photo's share plus one per phrase);
+retries with exponential backoff while Triton answers UNAVAILABLE; reads the model's name and
+whether its masks are meaningful from its config. The deadline travels twice: as the gRPC deadline
+(the call is cancelled when it passes, and the ``sam3`` model skips its remaining graph calls) and
+as the request's own timeout (the model stops by itself too). Readiness is every served model's.
+Every tritonclient error becomes ``InferenceUnavailable`` here: no tritonclient type leaves this module.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,11 +28,22 @@ from server.errors import InferenceUnavailable
 from server.inference.port import Instance, SegmenterInfo
 from server.inference.postprocess import DUPLICATE_IOU, segment_concepts
 from server.inference.sam3_core import Candidates
-from server.inference.triton_repository import SAM3_MODEL
+from server.inference.triton_repository import SAM3_MODEL, SERVED_MODELS
 
 log = logging.getLogger(__name__)
 OUTPUTS = ("phrase_index", "query_index", "scores", "boxes", "masks")
 RETRYABLE = frozenset({"StatusCode.UNAVAILABLE"})
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """How long one ``sam3`` request may take: a share per photo (the vision graph) plus one per phrase."""
+
+    photo_s: float
+    phrase_s: float = 0.0
+
+    def for_request(self, phrases: int) -> float:
+        return self.photo_s + self.phrase_s * phrases
 
 
 def check_image(image: npt.NDArray[np.uint8]) -> None:
@@ -47,20 +62,24 @@ class TritonSegmenter:
         info: SegmenterInfo,
         *,
         timeout_s: float,
+        phrase_timeout_s: float = 0.0,
         score_threshold: float,
         retries: int = 3,
         backoff_s: float = 0.2,
         duplicate_iou: float = DUPLICATE_IOU,
         model: str = SAM3_MODEL,
+        ready_models: Sequence[str] = SERVED_MODELS,
     ) -> None:
         self._client = client
         self._info = info
-        self._timeout_s = timeout_s
+        self._deadline = Deadline(photo_s=timeout_s, phrase_s=phrase_timeout_s)
+        self._control_timeout_s = timeout_s
         self._score_threshold = score_threshold
         self._retries = retries
         self._backoff_s = backoff_s
         self._duplicate_iou = duplicate_iou
         self._model = model
+        self._ready_models = tuple(ready_models)
 
     @classmethod
     async def connect(
@@ -68,11 +87,14 @@ class TritonSegmenter:
         url: str,
         *,
         timeout_s: float,
+        phrase_timeout_s: float = 0.0,
         score_threshold: float | None = None,
         retries: int = 3,
         model: str = SAM3_MODEL,
     ) -> TritonSegmenter:
-        """Open a channel to ``url`` (host:port) and read the model's config; raises InferenceUnavailable."""
+        """Open a channel to ``url`` (host:port) and read the model's config; raises InferenceUnavailable.
+
+        A request's deadline is ``timeout_s`` (its photo) plus ``phrase_timeout_s`` per phrase."""
         client = grpcclient.InferenceServerClient(url)
         try:
             config = await client.get_model_config(model, as_json=True, client_timeout=timeout_s)
@@ -83,16 +105,27 @@ class TritonSegmenter:
         name = params.get("model_name", model)
         info = SegmenterInfo(name=f"triton:{name}", meaningful=params.get("meaningful") == "true")
         threshold = score_threshold if score_threshold is not None else float(params.get("score_threshold", 0.5))
-        return cls(client, info, timeout_s=timeout_s, score_threshold=threshold, retries=retries, model=model)
+        return cls(
+            client,
+            info,
+            timeout_s=timeout_s,
+            phrase_timeout_s=phrase_timeout_s,
+            score_threshold=threshold,
+            retries=retries,
+            model=model,
+        )
 
     @property
     def info(self) -> SegmenterInfo:
         return self._info
 
     async def ready(self) -> bool:
+        """True when every served model is ready (``sam3`` alone can be ready while a graph model is not)."""
         try:
-            ready: bool = await self._client.is_model_ready(self._model, client_timeout=self._timeout_s)
-            return ready
+            for model in self._ready_models:
+                if not await self._client.is_model_ready(model, client_timeout=self._control_timeout_s):
+                    return False
+            return True
         except InferenceServerException:
             return False
 
@@ -111,7 +144,7 @@ class TritonSegmenter:
         inputs[1].set_data_from_numpy(np.array([p.encode() for p in phrases], dtype=np.object_))
         inputs[2].set_data_from_numpy(np.array([self._score_threshold], dtype=np.float32))
         outputs = [InferRequestedOutput(name) for name in OUTPUTS]
-        result = await self._infer(inputs, outputs)
+        result = await self._infer(inputs, outputs, self._deadline.for_request(len(phrases)))
         arrays = {name: result.as_numpy(name) for name in OUTPUTS}
         return Candidates(
             phrase_index=arrays["phrase_index"].astype(np.int32),
@@ -121,15 +154,21 @@ class TritonSegmenter:
             masks=arrays["masks"].astype(np.uint8),
         )
 
-    async def _infer(self, inputs: list[InferInput], outputs: list[InferRequestedOutput]) -> Any:
-        deadline = time.monotonic() + self._timeout_s
+    async def _infer(self, inputs: list[InferInput], outputs: list[InferRequestedOutput], timeout_s: float) -> Any:
+        deadline = time.monotonic() + timeout_s
         attempt = 0
         while True:
             remaining = deadline - time.monotonic()
             try:
                 if remaining <= 0:
-                    raise InferenceUnavailable(f"Triton did not answer within {self._timeout_s}s")
-                return await self._client.infer(self._model, inputs, outputs=outputs, client_timeout=remaining)
+                    raise InferenceUnavailable(f"Triton did not answer within {timeout_s:.1f}s")
+                return await self._client.infer(
+                    self._model,
+                    inputs,
+                    outputs=outputs,
+                    timeout=max(int(remaining * 1e6), 1),  # microseconds: the model's own stop
+                    client_timeout=remaining,  # the gRPC deadline: the call is cancelled when it passes
+                )
             except InferenceServerException as e:
                 attempt += 1
                 delay = self._backoff_s * 2 ** (attempt - 1)

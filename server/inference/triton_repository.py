@@ -31,6 +31,10 @@ def graph_model(graph: str) -> str:
     return f"sam3_{graph}"
 
 
+SERVED_MODELS = (SAM3_MODEL, *(graph_model(g) for g in GRAPHS))
+"""Every model of a served repository: serving is ready when all of them are."""
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Tensor sizes of one exported SAM3 (the tiny test model is smaller than the real one)."""

@@ -4,11 +4,16 @@ Encode once, prompt many: ``sam3_vision`` runs once per photo, the text features
 computed once by ``sam3_text`` and cached, and ``sam3_decoder`` runs for all K phrases in batches.
 The graphs are sibling models called through BLS, so Triton's dynamic batcher merges the graph calls
 of concurrent requests. Pre- and post-processing are ``sam3_core`` (shared with the in-process backend).
+
+Work nobody waits for is not done: before each graph call the request is checked, and when its client
+has cancelled it (gRPC deadline, closed call) or its own timeout has passed, the remaining graph calls
+are skipped and the request ends with a CANCELLED error.
 """
 
 import json
 import os
 import sys
+import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -27,13 +32,28 @@ def _numpy(tensor):
     return torch.utils.dlpack.from_dlpack(tensor.to_dlpack()).cpu().numpy()
 
 
-class _BlsRunners:
-    """sam3_core.GraphRunners over BLS calls to the sibling graph models."""
+class RequestAbandoned(Exception):
+    """The client gave up on the request: its remaining graph calls are skipped."""
 
-    def __init__(self, deadline_ns=0):
-        self.deadline_ns = deadline_ns
+
+class _BlsRunners:
+    """sam3_core.GraphRunners over BLS calls to the sibling graph models, for one request."""
+
+    def __init__(self, request):
+        self.request = request
+        timeout_us = request.timeout()  # the client's remaining deadline, sent with the request (0: none)
+        self.deadline_ns = time.monotonic_ns() + timeout_us * 1000 if timeout_us else 0
+        self.calls = 0
+
+    def _check_wanted(self, model):
+        if self.request.is_cancelled():
+            raise RequestAbandoned(f"cancelled by the client before {model} (after {self.calls} graph calls)")
+        if self.deadline_ns and time.monotonic_ns() > self.deadline_ns:
+            raise RequestAbandoned(f"past its timeout before {model} (after {self.calls} graph calls)")
 
     def _call(self, model, inputs, outputs):
+        self._check_wanted(model)
+        self.calls += 1
         request = pb_utils.InferenceRequest(
             model_name=model,
             inputs=[pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in inputs.items()],
@@ -68,7 +88,6 @@ class TritonPythonModel:
         self.decoder_batch = int(params["decoder_batch"])
         self.default_threshold = float(params["score_threshold"])
         self.cache = sam3_core.TextFeatureCache(int(params["text_cache_size"]))
-        self.runners = _BlsRunners()
         meaningful = params.get("meaningful") == "true"
         pb_utils.Logger.log_info(
             f"sam3: serving {params['model_name']} (image {self.image_size}px)"
@@ -80,6 +99,10 @@ class TritonPythonModel:
         for request in requests:
             try:
                 responses.append(self._segment(request))
+            except RequestAbandoned as e:
+                pb_utils.Logger.log_info(f"sam3: request abandoned, remaining graph calls skipped: {e}")
+                error = pb_utils.TritonError(f"sam3: {e}", pb_utils.TritonError.CANCELLED)
+                responses.append(pb_utils.InferenceResponse(error=error))
             except Exception as e:  # one bad request must not fail the others of the batch
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"sam3: {e}")))
         return responses
@@ -93,7 +116,7 @@ class TritonPythonModel:
         found = sam3_core.run_sam3(
             image,
             phrases,
-            runners=self.runners,
+            runners=_BlsRunners(request),
             tokenizer=self.tokenizer,
             cache=self.cache,
             image_size=self.image_size,

@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 
 from server.config import Settings
+from server.inference import process_group
+from server.inference.artifacts import ModelArtifact
 from server.inference.factory import build_segmenter
+from server.inference.triton_runs import STUB_PROGRAM, RunRecord, end_run
+from tests.integration.triton.crashed import crash_a_service
 from tests.integration.triton.photos import photo
 
 pytestmark = pytest.mark.integration
@@ -26,7 +30,9 @@ def _alive(pid: int) -> bool:
 
 
 def _triton_pid(data_dir: Path) -> int:
-    return int((data_dir / "triton" / f"run-{os.getpid()}" / "tritonserver.pid").read_text())
+    record = RunRecord.read(data_dir / "triton" / f"run-{os.getpid()}" / "tritonserver.pid")
+    assert record is not None
+    return record.pid
 
 
 @pytest.mark.parametrize("inference", ["triton", "onnx"])
@@ -52,3 +58,27 @@ def test_build_segmenter_without_checkpoint_serves_the_tiny_model(
         assert pid is not None and not _alive(pid), "the embedded Triton must stop with the stack"
         run = data_dir_with_tiny_model / "triton" / f"run-{os.getpid()}"
         assert not (run / "tritonserver.pid").exists() and not (run / "repository").exists()
+
+
+def test_a_service_start_reaps_the_stubs_of_a_crashed_earlier_service(
+    data_dir_with_tiny_model: Path, tiny_artifact: ModelArtifact
+) -> None:
+    # An earlier service process of this data dir, killed with its Triton (kill -9 both): stubs remain.
+    run = data_dir_with_tiny_model / "triton" / "run-earlier"
+    record = crash_a_service(tiny_artifact.cpu_repository(run / "repository"), run)
+    pid = record.pid
+    try:
+        stubs = [p for p in process_group.members(pid) if STUB_PROGRAM in process_group.command_line(p)]
+        assert stubs, "the killed server's stubs are still running"
+        settings = Settings(data_dir=data_dir_with_tiny_model, inference_timeout_s=30)
+
+        async def restart() -> list[int]:
+            async with contextlib.AsyncExitStack() as stack:
+                segmenter = await build_segmenter(settings, stack)
+                assert await segmenter.ready()
+                return process_group.members(pid)
+
+        assert asyncio.run(restart()) == [], "the restart must have ended the earlier run's stubs"
+        assert not (run / "tritonserver.pid").exists()
+    finally:
+        end_run(record)  # only does something if the guard failed
