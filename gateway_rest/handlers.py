@@ -24,6 +24,8 @@ log = logging.getLogger("s3.rest")
 
 
 def _respond(request: Request, failure: ApiFailure, headers: Mapping[str, str] | None = None) -> Response:
+    if failure.retry_after_s is not None:
+        headers = {**(headers or {}), "Retry-After": str(failure.retry_after_s)}
     return envelope.failure(
         request,
         code=failure.code,

@@ -15,6 +15,7 @@ from server.service.callbacks import Callbacks
 from server.service.health import Health, Probe
 from server.service.jobs import Jobs
 from server.service.rules import Rules
+from server.service.streams import StreamPolicy
 from server.service.tokens import TokenService
 from server.storage.local import LocalObjectStore
 from server.storage.port import ObjectStore
@@ -91,4 +92,5 @@ def build_services(
         callbacks=Callbacks(db, settings.callback_secret),
         health=health,
         admin=Admin(db, admin_token=settings.admin_token, max_attempts=settings.max_attempts),
+        streams=StreamPolicy(max_per_user=settings.max_streams_per_user, max_lifetime_s=settings.stream_max_lifetime_s),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from server.db.engine import Database
 from server.service.accounts import Accounts
@@ -11,6 +11,7 @@ from server.service.callbacks import Callbacks
 from server.service.health import Health
 from server.service.jobs import Jobs
 from server.service.rules import Rules
+from server.service.streams import StreamPolicy
 from server.service.tokens import TokenService
 
 
@@ -24,5 +25,5 @@ class Services:
     callbacks: Callbacks
     health: Health
     admin: Admin
-    watch_interval_s: float = 0.5
-    """How often a job-progress stream looks for changes."""
+    streams: StreamPolicy = field(default_factory=StreamPolicy)
+    """What job-progress streams may cost (count per user, lifetime, change polling)."""
