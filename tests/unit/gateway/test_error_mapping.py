@@ -23,6 +23,7 @@ EXPECTED_HTTP = {
     "INVALID_STATE": 409,
     "INSUFFICIENT_CREDITS": 402,
     "CONCURRENCY_LIMIT": 429,
+    "STREAM_LIMIT": 429,
     "RULE_SLOT_LIMIT": 409,
     "BATCH_LIMIT": 400,
     "PAYLOAD_TOO_LARGE": 413,
@@ -48,6 +49,16 @@ def test_every_domain_code_maps_to_its_status(client: TestClient, script: Script
     r = client.get("/me", headers=AUTH)
     assert r.status_code == EXPECTED_HTTP[code]
     assert r.json()["error"] == {"code": code, "message": f"the {code} message"}
+
+
+def test_retry_after_of_a_limit_becomes_the_header(client: TestClient, script: Script) -> None:
+    script.error = domain.StreamLimit("too many open streams", retry_after_s=5)
+    r = client.get("/jobs/j1/events", headers=AUTH)
+    assert (r.status_code, r.json()["error"]["code"], r.headers["Retry-After"]) == (429, "STREAM_LIMIT", "5")
+    # Without a retry time from the service, no Retry-After is made up.
+    script.error = domain.StreamLimit("too many open streams")
+    r = client.get("/jobs/j1/events", headers=AUTH)
+    assert r.status_code == 429 and "Retry-After" not in r.headers
 
 
 @pytest.mark.parametrize(
