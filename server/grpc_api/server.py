@@ -53,7 +53,6 @@ class GrpcServer:
     _health: Any  # grpc_health's aio HealthServicer (untyped)
     _feeds: JobFeeds[jobs_pb2.JobEvent]
     _pools: tuple[ThreadPoolExecutor, ...]
-    slots: StreamSlots
     _stopped: bool = field(default=False)
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
@@ -146,8 +145,7 @@ async def _build(
         executor=feed_reads,
         notifications=functools.partial(job_changes, db.engine.url) if db.is_postgres else None,
     )
-    slots = StreamSlots(services.streams)
-    watch = JobWatch(services.tokens, feeds, slots, services.streams)
+    watch = JobWatch(services.tokens, feeds, StreamSlots(services.streams), services.streams)
     jobs_pb2_grpc.add_JobServiceServicer_to_server(JobService(services, watch), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminService(services.admin, services.jobs), server)
     health_servicer = health_aio.HealthServicer()
@@ -158,4 +156,4 @@ async def _build(
     port = server.add_insecure_port(bind)
     if port == 0:
         raise OSError(f"cannot bind the gRPC server to {bind}")
-    return GrpcServer(port, loop, thread, server, health_servicer, feeds, (handlers, feed_reads), slots)
+    return GrpcServer(port, loop, thread, server, health_servicer, feeds, (handlers, feed_reads))

@@ -84,7 +84,8 @@ class JobFeed(Generic[T]):
         if self.version == seen_version and self.error is None:
             changed = self._changed
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout_s)
+                async with asyncio.timeout(timeout_s):  # no extra task per waiting stream
+                    await changed.wait()
         if self.error is not None:
             raise self.error
         if self.version == seen_version or self.latest is None:

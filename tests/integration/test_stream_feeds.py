@@ -13,11 +13,13 @@ from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from protos.s3.v1 import jobs_pb2 as jpb
 from protos.s3.v1 import jobs_pb2_grpc
 from server.clock import utcnow
+from server.db.notify import JOB_CHANNEL
 from server.db.tables import JobRow
 from server.grpc_api.server import build_grpc_server
 from server.queue import WorkQueue
@@ -156,3 +158,48 @@ def test_sqlite_streams_follow_the_poll(tmp_path: Path) -> None:
             asyncio.run(scenario())
     finally:
         stack.db.dispose()
+
+
+def _listener_pids(stack: Stack) -> list[int]:
+    with stack.db.read() as s:
+        rows = s.execute(text("SELECT pid FROM pg_stat_activity WHERE query = :q"), {"q": f"LISTEN {JOB_CHANNEL}"})
+        return [int(r[0]) for r in rows]
+
+
+def _kill_listeners(stack: Stack) -> list[int]:
+    pids = _listener_pids(stack)
+    with stack.db.read() as s:
+        for pid in pids:
+            s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    return pids
+
+
+@pytest.mark.postgres
+def test_postgres_streams_survive_a_lost_listening_connection(tmp_path: Path, postgres_server: PostgresServer) -> None:
+    with postgres_server.fresh_database("stream_relisten") as url:
+        stack = make_stack(url, tmp_path / "data")
+        try:
+            user_id, job_id = queued_job(stack, 1)
+            policy = StreamPolicy(poll_interval_s=NEVER_S, notify_fallback_poll_s=NEVER_S)
+            with _served(stack, policy) as target:
+
+                async def scenario() -> None:
+                    watch = Watch(target, _token(stack, user_id), job_id)
+                    try:
+                        assert (await watch.next(10)).job.status == "queued"
+                        killed = await _in_thread(_kill_listeners, stack)
+                        assert len(killed) == 1
+                        loop = asyncio.get_running_loop()
+                        deadline = loop.time() + 10
+                        while not set(await _in_thread(_listener_pids, stack)) - set(killed):
+                            assert loop.time() < deadline, "the feed never listened again"
+                            await asyncio.sleep(0.1)
+                        await _in_thread(stack.services.jobs.cancel, user_id, job_id)
+                        final = await watch.until(lambda e: e.final, 5)
+                        assert final.job.status == "canceled"
+                    finally:
+                        await watch.close()
+
+                asyncio.run(scenario())
+        finally:
+            stack.db.dispose()
