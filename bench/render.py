@@ -122,10 +122,9 @@ def streams(results: dict[str, Any]) -> str:
     for database, run in data.items():
         for r in run["levels"]:
             per_stream = "" if r["kib_per_stream"] is None else r["kib_per_stream"]
-            rows.append(
-                [database, r["streams"], round(r["rss_kib"] / 1024, 1), per_stream, r["p50_ms"], r["p99_ms"]]
-                + [f"**{r['p99_x_quiet']}**"]
-            )
+            memory_mib = round(r["rss_kib"] / 1024, 1)
+            ratio = f"**{r['p99_x_quiet']}**"
+            rows.append([database, r["streams"], memory_mib, per_stream, r["p50_ms"], r["p99_ms"], ratio])
     head = ["database", "open streams", "server RSS MiB", "KiB per stream", "other user p50 ms", "other user p99 ms"]
     head += ["p99 vs 0 streams"]
     probes = next(iter(data.values()))["probes"]
