@@ -5,6 +5,7 @@ token's expiry."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,11 @@ import httpx
 import pytest
 
 from bench.streams import OpenStream, StreamRefused, open_stream, open_streams, probe, stream_client
+from tests.servers.net import free_port
 from tests.support.live_rest import bearer, check_envelope, live_rest, ok
+from tests.support.pipeline import link_tiny_model
+from tests.support.processes import child, service_env, wait_http_ready
+from tests.support.stack import make_stack
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +148,30 @@ def test_a_stream_ends_when_its_token_expires(tmp_path: Path) -> None:
                 await stream.close()
 
         _run(scenario())
+
+
+def test_sigterm_with_an_open_stream_stops_the_server_promptly(tmp_path: Path) -> None:
+    """``make serve`` must not wait for open event streams to end on their own (up to their
+    lifetime): SIGTERM closes them and the process exits 0 within its grace period."""
+    data_dir = link_tiny_model(tmp_path / "data")
+    http_port, grpc_port = free_port(), free_port()
+    stack = make_stack(
+        _sqlite(tmp_path), data_dir, inference="onnx", http_port=http_port, grpc_port=grpc_port, workers=0
+    )
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        with child("server.serve", service_env(stack.settings), tmp_path / "logs") as server:
+            wait_http_ready(base, server)
+            with httpx.Client(base_url=base, timeout=30) as http:
+                token = ok(http.post("/auth/anon"), 201)["token"]
+                created = http.post("/jobs", json={"preset": "interior", "item_count": 1}, headers=bearer(token))
+                job_id = ok(created, 201)["job_id"]
+                with http.stream("GET", f"/jobs/{job_id}/events", headers=bearer(token)) as stream:
+                    assert next(stream.iter_lines()).startswith("event: job")
+                    stopping = time.monotonic()
+                    server.signal(signal.SIGTERM)
+                    assert server.wait(timeout_s=30) == 0, server.output()[-3000:]
+                    assert time.monotonic() - stopping < 20
+        assert "Traceback" not in server.output() and "destroyed but it is pending" not in server.output()
+    finally:
+        stack.db.dispose()
