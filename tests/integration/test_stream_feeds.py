@@ -5,7 +5,7 @@ seen); on SQLite, the one poll of all watched jobs."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -162,7 +162,10 @@ def test_sqlite_streams_follow_the_poll(tmp_path: Path) -> None:
 
 def _listener_pids(stack: Stack) -> list[int]:
     with stack.db.read() as s:
-        rows = s.execute(text("SELECT pid FROM pg_stat_activity WHERE query = :q"), {"q": f"LISTEN {JOB_CHANNEL}"})
+        rows = s.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = :q"),
+            {"q": f"LISTEN {JOB_CHANNEL}"},
+        )
         return [int(r[0]) for r in rows]
 
 
@@ -172,6 +175,14 @@ def _kill_listeners(stack: Stack) -> list[int]:
         for pid in pids:
             s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
     return pids
+
+
+async def _until_listening(stack: Stack, *, other_than: Sequence[int]) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not set(await _in_thread(_listener_pids, stack)) - set(other_than):
+        assert loop.time() < deadline, "no connection listens for job changes"
+        await asyncio.sleep(0.1)
 
 
 @pytest.mark.postgres
@@ -187,13 +198,10 @@ def test_postgres_streams_survive_a_lost_listening_connection(tmp_path: Path, po
                     watch = Watch(target, _token(stack, user_id), job_id)
                     try:
                         assert (await watch.next(10)).job.status == "queued"
+                        await _until_listening(stack, other_than=())
                         killed = await _in_thread(_kill_listeners, stack)
                         assert len(killed) == 1
-                        loop = asyncio.get_running_loop()
-                        deadline = loop.time() + 10
-                        while not set(await _in_thread(_listener_pids, stack)) - set(killed):
-                            assert loop.time() < deadline, "the feed never listened again"
-                            await asyncio.sleep(0.1)
+                        await _until_listening(stack, other_than=killed)
                         await _in_thread(stack.services.jobs.cancel, user_id, job_id)
                         final = await watch.until(lambda e: e.final, 5)
                         assert final.job.status == "canceled"
