@@ -118,6 +118,9 @@ def test_postgres_streams_follow_notifications_of_the_work_side(
                     try:
                         first = await watch.next(10)
                         assert first.job.status == "queued" and not first.final
+                        # Once listening, and once the re-read that every (re)connection makes is over.
+                        await _until_listening(stack, other_than=())
+                        await asyncio.sleep(1.0)
                         # The guard: with polling off, a change that sends no NOTIFY never arrives.
                         await _in_thread(_write_without_notifying, stack, job_id)
                         with pytest.raises(TimeoutError):
