@@ -150,6 +150,29 @@ def ratelimit(results: dict[str, Any]) -> str:
     return "\n\n".join([intro, table(head, rows), alone_line, _run_line(results, "ratelimit")])
 
 
+def streams(results: dict[str, Any]) -> str:
+    data = results.get("streams")
+    if not data:
+        return MISSING
+    rows = []
+    for database, run in data.items():
+        for r in run["levels"]:
+            per_stream = "" if r["kib_per_stream"] is None else r["kib_per_stream"]
+            memory_mib = round(r["rss_kib"] / 1024, 1)
+            ratio = f"**{r['p99_x_quiet']}**"
+            rows.append([database, r["streams"], memory_mib, per_stream, r["p50_ms"], r["p99_ms"], ratio])
+    head = ["database", "open streams", "server RSS MiB", "KiB per stream", "other user p50 ms", "other user p99 ms"]
+    head += ["p99 vs 0 streams"]
+    probes = next(iter(data.values()))["probes"]
+    return "\n\n".join(
+        [
+            f"Another user's `GET /me`, {probes} requests one at a time from a client of its own.",
+            table(head, rows),
+            _run_line(results, "streams"),
+        ]
+    )
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "api": api,
     "queue": queue,
@@ -157,6 +180,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "applier": applier_section,
     "triton": triton,
     "ratelimit": ratelimit,
+    "streams": streams,
 }
 
 TEMPLATE = """# Benchmarks
@@ -224,4 +248,17 @@ requests per second per core; `x without limiter` is that figure over the one wi
 
 <!-- bench:ratelimit -->
 <!-- /bench:ratelimit -->
+## Open event streams
+
+`bench/streams_bench.py`: `python -m server.serve` as shipped (no pipeline workers, the tiny model
+in-process) with `S3_MAX_STREAMS_PER_USER=1000`. One client holds 0, then 100, then 1,000
+`GET /jobs/{id}/events` streams of one job open (each through the REST shim and a `WatchJob` call);
+at each level, after 2 s, the server process's resident memory is read from `/proc`, and another
+user's `GET /me` is timed from a client of its own, one request at a time. KiB per stream is the growth
+over 0 streams divided by the streams. Before `grpc.aio` and the shared feeds, each stream held one of
+the JobService's 32 threads and the 33rd request of anyone waited (the issue's report).
+Command: `.venv/bin/python -m bench.run --parts streams`.
+
+<!-- bench:streams -->
+<!-- /bench:streams -->
 """

@@ -12,6 +12,8 @@ Parts (``--parts`` runs a subset; the other parts' previous results are kept):
 - ``triton``: :mod:`bench.triton_bench` (perf_analyzer, batching, Triton vs in-process).
 - ``ratelimit``: the REST shim without rate limits, with in-process counters and with counters in
   Redis, side by side (:mod:`bench.ratelimit_bench`).
+- ``streams``: memory per open job-event stream and another user's p99 at 0 / 100 / 1,000 open
+  streams (:mod:`bench.streams_bench`), on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -29,14 +31,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import api_bench, queue_bench
+from bench import api_bench, queue_bench, streams_bench
 from bench.render import SECTIONS, TEMPLATE
 from bench.report import refresh
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results.json"
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
-PARTS = ("api", "queue", "growth", "applier", "triton", "ratelimit")
+PARTS = ("api", "queue", "growth", "applier", "triton", "ratelimit", "streams")
 WORKERS = (1, 2, 4)
 QUEUE_JOBS, QUEUE_ITEMS = 4, 12
 GROWTH_SIZES = (1, 10, 100)
@@ -103,6 +105,13 @@ def _ratelimit(pg: Any) -> dict[str, Any]:
     return ratelimit_bench.run()
 
 
+def _streams(pg: Any) -> dict[str, Any]:
+    out = {"sqlite": streams_bench.run(None)}
+    with pg.fresh_database("bench_streams") as url:
+        out["postgresql"] = streams_bench.run(url)
+    return out
+
+
 RUNNERS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "api": _api,
     "queue": _queue,
@@ -110,6 +119,7 @@ RUNNERS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "applier": _applier,
     "triton": _triton,
     "ratelimit": _ratelimit,
+    "streams": _streams,
 }
 
 
@@ -141,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     results["command"] = "make bench" if len(parts) == len(PARTS) else f"python -m bench.run --parts {','.join(parts)}"
     results.setdefault("runs", {})
     failed = []
-    needs_pg = {"api", "queue", "growth"} & set(parts)
+    needs_pg = {"api", "queue", "growth", "streams"} & set(parts)
     with postgres() if needs_pg else contextlib.nullcontext() as pg:
         for part in parts:
             print(f"== {part}", flush=True)

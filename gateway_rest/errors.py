@@ -17,7 +17,7 @@ import grpc
 from starlette.exceptions import HTTPException
 
 from server.errors import ALL_CODES, S3Error
-from server.grpc_api.status import ERROR_CODE_METADATA_KEY, GRPC_STATUS
+from server.grpc_api.status import ERROR_CODE_METADATA_KEY, GRPC_STATUS, RETRY_AFTER_METADATA_KEY
 
 HTTP_STATUS: MappingProxyType[str, int] = MappingProxyType(
     {
@@ -30,6 +30,7 @@ HTTP_STATUS: MappingProxyType[str, int] = MappingProxyType(
         "INSUFFICIENT_CREDITS": 402,
         "CONCURRENCY_LIMIT": 429,
         "RATE_LIMITED": 429,
+        "STREAM_LIMIT": 429,
         "RULE_SLOT_LIMIT": 409,
         "BATCH_LIMIT": 400,
         "PAYLOAD_TOO_LARGE": 413,
@@ -63,6 +64,8 @@ class ApiFailure:
     code: str
     message: str
     status_code: int
+    retry_after_s: int | None = None
+    """Sent as ``Retry-After`` when the service said when a retry makes sense."""
 
 
 class ApiError(Exception):
@@ -84,20 +87,32 @@ def validation_error(message: str) -> ApiError:
     return ApiError("VALIDATION_ERROR", message)
 
 
-def _metadata_code(error: grpc.aio.AioRpcError) -> str | None:
+def _trailer(error: grpc.aio.AioRpcError, wanted: str) -> str | None:
     # grpc.aio.Metadata iterates as (key, value) pairs; the type stubs do not say so.
     pairs = cast("Iterable[tuple[str, str | bytes]]", error.trailing_metadata() or ())
     for key, value in pairs:
-        if key == ERROR_CODE_METADATA_KEY and isinstance(value, str) and value in HTTP_STATUS:
+        if key == wanted and isinstance(value, str):
             return value
     return None
+
+
+def _metadata_code(error: grpc.aio.AioRpcError) -> str | None:
+    value = _trailer(error, ERROR_CODE_METADATA_KEY)
+    return value if value in HTTP_STATUS else None
+
+
+def _retry_after_s(error: grpc.aio.AioRpcError) -> int | None:
+    value = _trailer(error, RETRY_AFTER_METADATA_KEY)
+    if value is None or not value.isdigit() or len(value) > 6:
+        return None
+    return int(value)
 
 
 def from_rpc_error(error: grpc.aio.AioRpcError) -> ApiFailure:
     status = error.code()
     code = _metadata_code(error)
     if code is not None:
-        return ApiFailure(code, error.details() or code, HTTP_STATUS[code])
+        return ApiFailure(code, error.details() or code, HTTP_STATUS[code], _retry_after_s(error))
     if status in _BACKEND_DOWN:
         return ApiFailure("INTERNAL", f"the job service is unavailable ({status.name}), try again", 503)
     code = _CODE_OF_STATUS.get(status)

@@ -29,7 +29,9 @@ BUSY_RETRY_AFTER_S = 5
 
 
 def _respond(request: Request, failure: ApiFailure, headers: Mapping[str, str] | None = None) -> Response:
-    if failure.status_code == 429 and not any(name.lower() == "retry-after" for name in headers or {}):
+    if failure.retry_after_s is not None:
+        headers = {**(headers or {}), "Retry-After": str(failure.retry_after_s)}
+    elif failure.status_code == 429 and not any(name.lower() == "retry-after" for name in headers or {}):
         headers = {**(headers or {}), "Retry-After": str(BUSY_RETRY_AFTER_S)}
     return envelope.failure(
         request,

@@ -574,10 +574,13 @@ API_PATHS: dict[str, dict[str, Any]] = {
             "after a terminal state `event: end` with {job_id, status}, then the stream closes; "
             "`event: error` with {code, message} if the job service fails mid-stream; "
             "`: keep-alive` comments while nothing happens. Errors before the stream starts are "
-            "envelopes.",
+            "envelopes. A user holds at most `S3_MAX_STREAMS_PER_USER` open streams per JobService "
+            "process (one more: 429 STREAM_LIMIT with `Retry-After`). A stream lasts at most "
+            "`S3_STREAM_MAX_LIFETIME_S`, then closes without `event: end` (reconnect); when its "
+            "token expires it sends `event: error` with INVALID_TOKEN and closes (sign in, reconnect).",
             "responses": {
                 "200": {"description": "event stream", "content": {"text/event-stream": {"schema": _STR}}},
-                **_errors((*_AUTH, *_JOB_NOT_FOUND)),
+                **_errors((*_AUTH, *_JOB_NOT_FOUND, "STREAM_LIMIT")),
             },
         }
     },

@@ -156,6 +156,11 @@ class Settings:
     """``S3_STARTING_CREDITS``: credits granted to a new anonymous user."""
     credits_per_item: int = 1
     """``S3_CREDITS_PER_ITEM``: price of one processed photo."""
+    max_streams_per_user: int = 8
+    """``S3_MAX_STREAMS_PER_USER``: open job-event streams per user and JobService process (more: 429 STREAM_LIMIT)."""
+    stream_max_lifetime_s: float = 3600.0
+    """``S3_STREAM_MAX_LIFETIME_S``: a job-event stream ends after this long (the client reconnects);
+    it also ends when its token expires."""
     sweep_interval_s: float = 30.0
     """``S3_SWEEP_INTERVAL_S``: how often expired uploads and leases are swept."""
     log_level: str = "INFO"
@@ -316,6 +321,8 @@ class Settings:
             playground_path=playground,
             starting_credits=integer("S3_STARTING_CREDITS", d.starting_credits),
             credits_per_item=integer("S3_CREDITS_PER_ITEM", d.credits_per_item, minimum=1),
+            max_streams_per_user=integer("S3_MAX_STREAMS_PER_USER", d.max_streams_per_user, minimum=1),
+            stream_max_lifetime_s=number("S3_STREAM_MAX_LIFETIME_S", d.stream_max_lifetime_s),
             sweep_interval_s=number("S3_SWEEP_INTERVAL_S", d.sweep_interval_s),
             log_level=(text("S3_LOG_LEVEL", d.log_level) or d.log_level).upper(),
             rate_limits_enabled=switch("S3_RATE_LIMITS", d.rate_limits_enabled),

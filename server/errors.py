@@ -15,11 +15,13 @@ class S3Error(Exception):
 
     code: ClassVar[str] = "INTERNAL"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         # The request field the error is about, when there is one (``concepts.Wall.value``).
         self.field = field
+        # For a limit that frees up with time: when trying again makes sense (HTTP ``Retry-After``).
+        self.retry_after_s = retry_after_s
 
 
 class AuthRequired(S3Error):
@@ -61,6 +63,12 @@ class RateLimited(S3Error):
     (``gateway_rest.rate_limit_middleware``); the JobService does not limit rates (README)."""
 
     code = "RATE_LIMITED"
+
+
+class StreamLimit(S3Error):
+    """The user already has as many open job-event streams as a JobService process allows."""
+
+    code = "STREAM_LIMIT"
 
 
 class RuleSlotLimit(S3Error):
@@ -105,6 +113,7 @@ ALL_CODES: tuple[str, ...] = (
     "INSUFFICIENT_CREDITS",
     "CONCURRENCY_LIMIT",
     "RATE_LIMITED",
+    "STREAM_LIMIT",
     "RULE_SLOT_LIMIT",
     "BATCH_LIMIT",
     "PAYLOAD_TOO_LARGE",

@@ -17,6 +17,7 @@ from server.service.idempotency import Idempotency
 from server.service.jobs import Jobs
 from server.service.rules import Rules
 from server.service.sessions import Sessions
+from server.service.streams import StreamPolicy
 from server.service.tokens import TokenService
 from server.storage.local import LocalObjectStore
 from server.storage.port import ObjectStore
@@ -96,4 +97,5 @@ def build_services(
         admin=Admin(db, admin_token=settings.admin_token, max_attempts=settings.max_attempts),
         sessions=sessions,
         idempotency=Idempotency(db, ttl_s=settings.idempotency_ttl_s, lease_s=settings.idempotency_lease_s),
+        streams=StreamPolicy(max_per_user=settings.max_streams_per_user, max_lifetime_s=settings.stream_max_lifetime_s),
     )

@@ -6,6 +6,8 @@ this process, so several server and worker processes can share one database:
 
 - PostgreSQL: row locks (``SELECT ... FOR UPDATE``) on the user row serialise a user's limit checks;
   queue claims use ``FOR UPDATE SKIP LOCKED``.
+- PostgreSQL sessions also ``NOTIFY`` the jobs they change (``server.db.notify``), which is how
+  progress streams learn of changes without polling.
 - SQLite: every write transaction starts with ``BEGIN IMMEDIATE``, which takes the database's one
   write lock up front, so check-then-write sequences cannot interleave (and never fail half-way with
   a lock upgrade error). WAL lets readers go on meanwhile.
@@ -24,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from server.db.notify import NotifyingSession
 from server.errors import Internal
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,7 @@ class Database:
         self._reader = engine.execution_options(**{_WRITE: False})
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.is_postgres = engine.dialect.name == "postgresql"
+        self._session_class = NotifyingSession if self.is_postgres else Session
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -93,7 +97,7 @@ class Database:
     @contextmanager
     def _session(self, bind: Engine) -> Iterator[Session]:
         try:
-            with Session(bind, expire_on_commit=False) as session, session.begin():
+            with self._session_class(bind, expire_on_commit=False) as session, session.begin():
                 yield session
         except (OperationalError, DBAPIError) as e:
             if isinstance(e, OperationalError) or e.connection_invalidated:

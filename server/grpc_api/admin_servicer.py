@@ -12,10 +12,11 @@ from protos.s3.v1 import admin_pb2 as apb
 from protos.s3.v1 import admin_pb2_grpc
 from server.grpc_api import admin_convert
 from server.grpc_api.interceptors import metadata_value
+from server.grpc_api.metadata_keys import ADMIN_TOKEN_KEY
 from server.service.admin import REQUEUEABLE_JOB_STATES, Admin, clean_actor
 from server.service.jobs import Jobs
 
-ADMIN_TOKEN_KEY = "x-admin-token"
+__all__ = ["ADMIN_ACTOR_KEY", "ADMIN_TOKEN_KEY", "AdminService"]
 ADMIN_ACTOR_KEY = "x-admin-actor"
 
 

@@ -1,7 +1,16 @@
-"""Names of the call metadata the JobService reads or sends beyond ``authorization``, shared with
-the REST shim that forwards them."""
+"""Names of the call metadata the JobService reads or sends, shared with the REST shim that
+forwards them."""
 
 from __future__ import annotations
+
+AUTHORIZATION_KEY = "authorization"
+"""Request metadata: ``Bearer <access token>``."""
+
+CALLBACK_SECRET_KEY = "x-callback-secret"
+"""Request metadata: the remote workers' shared secret (callbacks)."""
+
+ADMIN_TOKEN_KEY = "x-admin-token"
+"""Request metadata: the operator credential of the AdminService."""
 
 IDEMPOTENCY_KEY = "idempotency-key"
 """Request metadata: the client's idempotency key (the shim forwards ``Idempotency-Key``)."""

@@ -2,12 +2,14 @@
 
 Authentication is read from metadata here (the REST shim forwards ``authorization``); errors are
 raised as ``server.errors`` and translated by ``interceptors.DomainErrorInterceptor``.
+
+The server is ``grpc.aio``: these plain methods run in its bounded thread pool; ``WatchJob`` is an
+async generator on the event loop (``watch.JobWatch``), so an open stream holds no thread.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 import grpc
@@ -20,12 +22,13 @@ from server.clock import rfc3339
 from server.errors import NotFound
 from server.grpc_api import convert, metadata_keys
 from server.grpc_api.interceptors import metadata_value
+from server.grpc_api.metadata_keys import AUTHORIZATION_KEY, CALLBACK_SECRET_KEY
+from server.grpc_api.watch import JobWatch
 from server.presets import PRESETS
 from server.service import job_views
 from server.service.bundle import Services
 from server.service.callbacks import ItemReport
 from server.service.idempotency import Claim, Record, Replay
-from server.service.job_state import TERMINAL
 from server.service.jobs import CreatedJob
 from server.service.sessions import IssuedSession
 from server.service.views import JobView
@@ -34,11 +37,12 @@ ResponseT = TypeVar("ResponseT", bound=Message)
 
 
 class JobService(jobs_pb2_grpc.JobServiceServicer):
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, watch: JobWatch) -> None:
         self._s = services
+        self._watch = watch
 
     def _user(self, context: grpc.ServicerContext) -> str:
-        return self._s.tokens.user_from_authorization(metadata_value(context, "authorization"))
+        return self._s.tokens.user_from_authorization(metadata_value(context, AUTHORIZATION_KEY))
 
     def _once(
         self,
@@ -236,7 +240,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         self, request: jpb.ReportItemResultRequest, context: grpc.ServicerContext
     ) -> jpb.ReportItemResultResponse:
         result = self._s.callbacks.report(
-            metadata_value(context, "x-callback-secret"),
+            metadata_value(context, CALLBACK_SECRET_KEY),
             request.job_id,
             ItemReport(
                 idempotency_key=request.idempotency_key,
@@ -266,27 +270,15 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             lambda user_id, record: self._s.jobs.cancel(user_id, request.job_id, record=record),
         )
 
-    def WatchJob(self, request: jpb.JobRef, context: grpc.ServicerContext) -> Iterator[jpb.JobEvent]:
-        """Sends the job whenever its progress changes, and a final event when it ends."""
-        user_id = self._user(context)
-        last: tuple[object, ...] | None = None
-        while context.is_active():
-            view = self._s.jobs.get(user_id, request.job_id)
-            state = (view.status, view.done_items, view.failed_items, view.updated_at)
-            final = view.status in TERMINAL
-            if state != last:
-                last = state
-                yield jpb.JobEvent(job=self._job(view, with_instances=False), final=final)
-            if final:
-                return
-            time.sleep(self._s.watch_interval_s)
+    async def WatchJob(
+        self, request: jpb.JobRef, context: grpc.aio.ServicerContext[jpb.JobRef, jpb.JobEvent]
+    ) -> AsyncIterator[jpb.JobEvent]:
+        """Sends the job now, whenever its progress changes, and a final event when it ends."""
+        async for event in self._watch.events(metadata_value(context, AUTHORIZATION_KEY), request.job_id):
+            yield event
 
-    def _job(self, view: JobView, *, with_instances: bool = True) -> pb.Job:
-        message = convert.job(view, self._s.jobs.download_url)
-        if not with_instances:
-            for item in message.items:
-                del item.instances[:]
-        return message
+    def _job(self, view: JobView) -> pb.Job:
+        return convert.job(view, self._s.jobs.download_url)
 
 
 def _created_job(created: CreatedJob) -> jpb.CreateJobResponse:

@@ -13,6 +13,8 @@ import grpc
 from server.errors import ALL_CODES
 
 ERROR_CODE_METADATA_KEY = "s3-error-code"
+# Whole seconds after which a limit error is worth retrying; the REST shim answers it as Retry-After.
+RETRY_AFTER_METADATA_KEY = "s3-retry-after-s"
 
 GRPC_STATUS: MappingProxyType[str, grpc.StatusCode] = MappingProxyType(
     {
@@ -25,6 +27,7 @@ GRPC_STATUS: MappingProxyType[str, grpc.StatusCode] = MappingProxyType(
         "INSUFFICIENT_CREDITS": grpc.StatusCode.FAILED_PRECONDITION,
         "CONCURRENCY_LIMIT": grpc.StatusCode.RESOURCE_EXHAUSTED,
         "RATE_LIMITED": grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "STREAM_LIMIT": grpc.StatusCode.RESOURCE_EXHAUSTED,
         "RULE_SLOT_LIMIT": grpc.StatusCode.RESOURCE_EXHAUSTED,
         "BATCH_LIMIT": grpc.StatusCode.INVALID_ARGUMENT,
         "PAYLOAD_TOO_LARGE": grpc.StatusCode.OUT_OF_RANGE,

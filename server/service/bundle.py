@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from server.db.engine import Database
 from server.service.accounts import Accounts
@@ -13,6 +13,7 @@ from server.service.idempotency import Idempotency
 from server.service.jobs import Jobs
 from server.service.rules import Rules
 from server.service.sessions import Sessions
+from server.service.streams import StreamPolicy
 from server.service.tokens import TokenService
 
 
@@ -28,5 +29,5 @@ class Services:
     admin: Admin
     sessions: Sessions
     idempotency: Idempotency
-    watch_interval_s: float = 0.5
-    """How often a job-progress stream looks for changes."""
+    streams: StreamPolicy = field(default_factory=StreamPolicy)
+    """What job-progress streams may cost (count per user, lifetime, change polling)."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -17,6 +19,37 @@ from server.service.views import JobItemView, JobPage, JobView
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+
+ProgressKey = tuple[str, int, int, datetime]
+"""What a progress stream compares to decide whether a job changed."""
+
+
+class _HasProgress(Protocol):
+    @property
+    def status(self) -> str: ...
+    @property
+    def done_items(self) -> int: ...
+    @property
+    def failed_items(self) -> int: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+def progress_key(job: _HasProgress) -> ProgressKey:
+    """The same key from a job row, a row of :func:`progress_keys` and a :class:`JobView`."""
+    return (job.status, job.done_items, job.failed_items, job.updated_at)
+
+
+def progress_keys(db: Database, job_ids: Sequence[str]) -> Mapping[str, ProgressKey]:
+    """The progress key of each job that exists, in one query (no ownership check: ids come from
+    streams whose owner was checked when they opened)."""
+    if not job_ids:
+        return {}
+    stmt = select(JobRow.id, JobRow.status, JobRow.done_items, JobRow.failed_items, JobRow.updated_at).where(
+        JobRow.id.in_(job_ids)
+    )
+    with db.read() as s:
+        return {row.id: progress_key(row) for row in s.execute(stmt)}
 
 
 def analysis_state(row: JobItemRow) -> str:

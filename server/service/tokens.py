@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
 
@@ -22,6 +22,14 @@ class IssuedToken:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class Bearer:
+    """A verified token: whose it is and until when it may be used (long-lived calls end then)."""
+
+    user_id: str
+    expires_at: datetime
+
+
 class TokenService:
     def __init__(self, secret: str, ttl_s: int) -> None:
         if len(secret) < 32:
@@ -37,6 +45,10 @@ class TokenService:
 
     def verify(self, token: str) -> str:
         """The user id of a valid token; :class:`InvalidToken` for anything else."""
+        return self.verify_bearer(token).user_id
+
+    def verify_bearer(self, token: str) -> Bearer:
+        """The user id and expiry of a valid token; :class:`InvalidToken` for anything else."""
         try:
             claims = jwt.decode(
                 token,
@@ -53,13 +65,20 @@ class TokenService:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise InvalidToken("the token has no subject")
-        return sub
+        exp = claims["exp"]
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            raise InvalidToken("the token's expiry is not a number")
+        return Bearer(sub, datetime.fromtimestamp(exp, UTC))
 
     def user_from_authorization(self, header: str | None) -> str:
         """Parse ``Authorization: Bearer <token>``."""
+        return self.bearer_from_authorization(header).user_id
+
+    def bearer_from_authorization(self, header: str | None) -> Bearer:
+        """Parse and verify ``Authorization: Bearer <token>``."""
         if not header:
             raise AuthRequired("authentication required: send Authorization: Bearer <token>")
         scheme, _, token = header.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise InvalidToken("the Authorization header must be 'Bearer <token>'")
-        return self.verify(token.strip())
+        return self.verify_bearer(token.strip())

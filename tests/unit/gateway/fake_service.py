@@ -24,7 +24,7 @@ from protos.s3.v1 import jobs_pb2_grpc
 from protos.s3.v1 import types_pb2 as pb
 from server.errors import S3Error
 from server.grpc_api.metadata_keys import REPLAYED
-from server.grpc_api.status import ERROR_CODE_METADATA_KEY, GRPC_STATUS
+from server.grpc_api.status import ERROR_CODE_METADATA_KEY, GRPC_STATUS, RETRY_AFTER_METADATA_KEY
 
 
 @dataclass
@@ -63,7 +63,10 @@ class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
             context.abort(*self.script.abort)
         if self.script.error is not None:
             code = self.script.error.code
-            context.set_trailing_metadata(((ERROR_CODE_METADATA_KEY, code),))
+            trailers = [(ERROR_CODE_METADATA_KEY, code)]
+            if self.script.error.retry_after_s is not None:
+                trailers.append((RETRY_AFTER_METADATA_KEY, str(self.script.error.retry_after_s)))
+            context.set_trailing_metadata(tuple(trailers))
             context.abort(GRPC_STATUS[code], self.script.error.message)
         if self.script.replayed:
             context.send_initial_metadata(((REPLAYED, "true"),))

@@ -24,6 +24,7 @@ EXPECTED_HTTP = {
     "INSUFFICIENT_CREDITS": 402,
     "CONCURRENCY_LIMIT": 429,
     "RATE_LIMITED": 429,
+    "STREAM_LIMIT": 429,
     "RULE_SLOT_LIMIT": 409,
     "BATCH_LIMIT": 400,
     "PAYLOAD_TOO_LARGE": 413,
@@ -50,6 +51,13 @@ def test_every_domain_code_maps_to_its_status(client: TestClient, script: Script
     r = client.get("/me", headers=AUTH)
     assert r.status_code == EXPECTED_HTTP[code]
     assert r.json()["error"] == {"code": code, "message": f"the {code} message"}
+
+
+def test_retry_after_of_a_limit_becomes_the_header(client: TestClient, script: Script) -> None:
+    # The service's own retry time (the s3-retry-after-s trailer) is what the client is told.
+    script.error = domain.StreamLimit("too many open streams", retry_after_s=7)
+    r = client.get("/jobs/j1/events", headers=AUTH)
+    assert (r.status_code, r.json()["error"]["code"], r.headers["Retry-After"]) == (429, "STREAM_LIMIT", "7")
 
 
 @pytest.mark.parametrize(
