@@ -411,7 +411,10 @@ def preset_json(m: pb.Preset) -> JsonObject:
 
 
 def presets_json(m: jpb.ListPresetsResponse) -> JsonObject:
-    return {"presets": [preset_json(p) for p in m.presets]}
+    return {
+        "presets": [preset_json(p) for p in m.presets],
+        "model": {"name": m.model.name, "meaningful": m.model.meaningful},
+    }
 
 
 def rule_json(m: pb.Rule) -> JsonObject:

@@ -213,7 +213,14 @@ SCHEMAS: dict[str, Schema] = {
             "actions": {"type": "object", "description": "action → description of its parameters"},
         },
     ),
-    "PresetList": _obj(["presets"], {"presets": _list(_ref("Preset"))}),
+    "PresetList": _obj(
+        ["presets", "model"],
+        {
+            "presets": _list(_ref("Preset")),
+            # The SAM3 model behind every preset; meaningful is false for random weights (masks mean nothing).
+            "model": _obj(["name", "meaningful"], {"name": _STR, "meaningful": _BOOL}),
+        },
+    ),
     "RuleCreate": _obj(
         ["name", "preset_id", "concepts"],
         {"name": _STR, "preset_id": _STR, "concepts": _CONCEPT_ACTIONS, "protect": _list(_STR)},

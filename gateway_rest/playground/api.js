@@ -61,7 +61,6 @@ export async function call(method, path, body) {
 }
 
 export const api = {
-  health: () => call("GET", "/health"),
   signIn: () => call("POST", "/auth/anon", {}),
   me: () => call("GET", "/me"),
   presets: () => call("GET", "/presets"),

@@ -85,31 +85,25 @@ function signOut() {
   location.reload();
 }
 
-async function showModelNotice() {
-  let health;
-  try {
-    health = await api.health();
-  } catch (e) {
-    if (!(e instanceof ApiError)) throw e;
-    return; // not ready yet: the API calls below report the component that is down
-  }
-  if (health.model_meaningful !== false) return;
+function showModelNotice(model) {
   const notice = $("model-notice");
+  notice.hidden = model.meaningful;
+  if (model.meaningful) return;
   notice.replaceChildren(
     "Masks come from a tiny random-weight SAM3 model (",
-    h("code", {}, health.model || "sam3-tiny"),
+    h("code", {}, model.name),
     "): the pipeline runs for real, but the instances it finds are not meaningful. Point the service at real " +
       "SAM3 weights with ",
     h("code", {}, "S3_SAM3_CHECKPOINT=/path/to/sam3"),
     " (a Hugging Face checkpoint directory), or put the checkpoint in the Hugging Face cache, and restart it.",
   );
-  notice.hidden = false;
 }
 
 // --- 1. palette -------------------------------------------------------------------------------------
 
 async function loadPresets() {
-  const { presets } = await api.presets();
+  const { presets, model } = await api.presets();
+  showModelNotice(model);
   const select = $("preset");
   select.replaceChildren(
     ...presets.map((p) => h("option", { value: p.id }, p.phase > 1 ? `${p.name} (phase ${p.phase})` : p.name)),
@@ -618,7 +612,6 @@ function updateButtons() {
 }
 
 async function start() {
-  await showModelNotice();
   if (!savedToken()) {
     updateButtons();
     return;

@@ -116,7 +116,11 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
 
     def ListPresets(self, request: jpb.ListPresetsRequest, context: grpc.ServicerContext) -> jpb.ListPresetsResponse:
         self._user(context)
-        return jpb.ListPresetsResponse(presets=[convert.preset(p) for p in PRESETS.values()])
+        name, meaningful = self._s.health.model
+        return jpb.ListPresetsResponse(
+            presets=[convert.preset(p) for p in PRESETS.values()],
+            model=jpb.SegmentationModel(name=name, meaningful=meaningful),
+        )
 
     def GetPreset(self, request: jpb.GetPresetRequest, context: grpc.ServicerContext) -> pb.Preset:
         self._user(context)

@@ -45,6 +45,11 @@ class Health:
         # Probes run in parallel, each bounded, so one hung dependency cannot hang /health.
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self._probes)), thread_name_prefix="health")
 
+    @property
+    def model(self) -> tuple[str, bool]:
+        """The segmentation model's name and whether its masks mean anything (real weights)."""
+        return self._model, self._meaningful
+
     def report(self) -> HealthReport:
         futures = [(name, self._pool.submit(probe)) for name, probe in self._probes]
         components = []

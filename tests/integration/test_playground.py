@@ -139,13 +139,13 @@ def test_the_five_stages_in_a_real_browser(served: EmbeddedStack, browser: WebDr
     page = Page(browser, served.base_url)
     browser.get(served.base_url + PLAYGROUND)  # redirects to PLAYGROUND + "/"
     page.until(lambda: browser.current_url.endswith(PLAYGROUND + "/"), "the page")
-    page.until(lambda: page.by_id("model-notice").is_displayed(), "the tiny-model notice")
-    assert "tiny random-weight" in page.by_id("model-notice").text
     page.shot("0-start")
 
-    # Sign in: plan and credits shown.
+    # Sign in: plan and credits shown, and the notice that the masks come from the tiny model.
     page.click("sign-in")
     page.until(lambda: "Credits:" in page.by_id("account").text, "the account line")
+    page.until(lambda: page.by_id("model-notice").is_displayed(), "the tiny-model notice")
+    assert "tiny random-weight" in page.by_id("model-notice").text
     assert "Plan: free" in page.by_id("account").text
     credits_before = int(page.by_id("credits").text.split(":")[1])
 

@@ -130,7 +130,9 @@ def test_seed_003_curl_sequence(rest: Rest) -> None:
     assert (me["rule_slots_used"], me["rule_slots_max"], me["max_batch"]) == (0, 2, 10)
 
     # 3. Presets
-    presets = _ok(http.get("/presets", headers=auth))["presets"]
+    listing = _ok(http.get("/presets", headers=auth))
+    presets = listing["presets"]
+    assert set(listing["model"]) == {"name", "meaningful"} and isinstance(listing["model"]["meaningful"], bool)
     assert {"interior", "seller"} <= {p["id"] for p in presets}
     interior = _ok(http.get("/presets/interior", headers=auth))
     assert len(interior["concepts"]) == 12 and "Wall" in {c["id"] for c in interior["concepts"]}

@@ -241,20 +241,50 @@ class ListPresetsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PRESETS_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def presets(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Preset]: ...
+    @_builtins.property
+    def model(self) -> Global___SegmentationModel:
+        """The SAM3 model that finds the instances of every preset's concepts."""
+
     def __init__(
         self,
         *,
         presets: _abc.Iterable[_types_pb2.Preset] | None = ...,
+        model: Global___SegmentationModel | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["presets", b"presets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "presets", b"presets"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListPresetsResponse: _TypeAlias = ListPresetsResponse  # noqa: Y015
+
+@_typing.final
+class SegmentationModel(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MEANINGFUL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """e.g. "triton:sam3", or "triton:sam3-tiny" for the tiny random-weight model."""
+    meaningful: _builtins.bool
+    """False for random weights: the pipeline runs, but the masks mean nothing."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        meaningful: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meaningful", b"meaningful", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SegmentationModel: _TypeAlias = SegmentationModel  # noqa: Y015
 
 @_typing.final
 class GetPresetRequest(_message.Message):
