@@ -120,6 +120,11 @@ SCHEMAS: dict[str, Schema] = {
             "rule_slots_used",
             "rule_slots_max",
             "max_batch",
+            "stored_bytes",
+            "stored_bytes_max",
+            "live_jobs",
+            "live_jobs_max",
+            "analyze_items_per_credit",
         ],
         {
             "user_id": _STR,
@@ -132,6 +137,25 @@ SCHEMAS: dict[str, Schema] = {
             "rule_slots_used": _INT,
             "rule_slots_max": _INT,
             "max_batch": _INT,
+            "stored_bytes": {
+                "type": "integer",
+                "format": "int64",
+                "description": "Bytes held by your live jobs; a job waiting for its photos counts each upload "
+                "URL at the upload size limit. Creating a job past stored_bytes_max answers 507 QUOTA_EXCEEDED.",
+            },
+            "stored_bytes_max": {"type": "integer", "format": "int64"},
+            "live_jobs": {
+                **_INT,
+                "description": "Jobs whose objects are still kept: canceled ones until their retention ends, "
+                "done and failed ones until theirs does. Past live_jobs_max: 507 QUOTA_EXCEEDED.",
+            },
+            "live_jobs_max": _INT,
+            "analyze_items_per_credit": {
+                **_INT,
+                "description": "The price of POST /jobs/{id}/analyze: one credit per this many photos "
+                "(rounded up) that lack one of the requested concepts; photos that already hold them "
+                "cost nothing. Reserved at the call, spent as photos are analysed, the rest refunded.",
+            },
         },
     ),
     "Template": _TEMPLATE,

@@ -97,6 +97,18 @@ class Settings:
     """``S3_STARTING_CREDITS``: credits granted to a new anonymous user."""
     credits_per_item: int = 1
     """``S3_CREDITS_PER_ITEM``: price of one processed photo."""
+    analyze_items_per_credit: int = 4
+    """``S3_ANALYZE_ITEMS_PER_CREDIT``: the price of an analysis: one credit per this many photos
+    (rounded up) per new concept set; a quarter of execute's price at the default."""
+    max_analyses_per_job: int = 5
+    """``S3_MAX_ANALYSES_PER_JOB``: analyses one job may request."""
+    decode_concurrency: int = 1
+    """``S3_DECODE_CONCURRENCY``: full photo decodes confirm-upload runs at once in one process."""
+    canceled_retention_s: int = 10 * 60
+    """``S3_CANCELED_RETENTION_S``: how long the objects of a canceled or expired job are kept (and
+    never before its upload URLs have expired, so none can write the object again)."""
+    finished_retention_s: int = 30 * 24 * 3600
+    """``S3_FINISHED_RETENTION_S``: how long the objects of a done or failed job are kept."""
     sweep_interval_s: float = 30.0
     """``S3_SWEEP_INTERVAL_S``: how often expired uploads and leases are swept."""
     log_level: str = "INFO"
@@ -201,6 +213,11 @@ class Settings:
             max_body_bytes=integer("S3_MAX_BODY_BYTES", d.max_body_bytes, minimum=1),
             starting_credits=integer("S3_STARTING_CREDITS", d.starting_credits),
             credits_per_item=integer("S3_CREDITS_PER_ITEM", d.credits_per_item, minimum=1),
+            analyze_items_per_credit=integer("S3_ANALYZE_ITEMS_PER_CREDIT", d.analyze_items_per_credit, minimum=1),
+            max_analyses_per_job=integer("S3_MAX_ANALYSES_PER_JOB", d.max_analyses_per_job, minimum=1),
+            decode_concurrency=integer("S3_DECODE_CONCURRENCY", d.decode_concurrency, minimum=1),
+            canceled_retention_s=integer("S3_CANCELED_RETENTION_S", d.canceled_retention_s),
+            finished_retention_s=integer("S3_FINISHED_RETENTION_S", d.finished_retention_s),
             sweep_interval_s=number("S3_SWEEP_INTERVAL_S", d.sweep_interval_s),
             log_level=(text("S3_LOG_LEVEL", d.log_level) or d.log_level).upper(),
         )

@@ -85,7 +85,9 @@ def build_services(
     return Services(
         db=db,
         tokens=tokens,
-        accounts=Accounts(db, tokens, settings.starting_credits),
+        accounts=Accounts(
+            db, tokens, settings.starting_credits, analyze_items_per_credit=settings.analyze_items_per_credit
+        ),
         rules=Rules(db),
         jobs=Jobs(db, store, settings),
         callbacks=Callbacks(db, settings.callback_secret),
