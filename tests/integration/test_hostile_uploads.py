@@ -186,3 +186,30 @@ def test_hostile_photos_in_one_album(live: LiveRest) -> None:
     assert swapped.attempts == 1 and "replaced after confirm-upload" in (swapped.error or ""), swapped.error
     check_invariants(live.stack.db)
     http.close()
+
+
+def test_create_upload_cancel_loop_is_refused_and_canceled_uploads_are_closed(live: LiveRest) -> None:
+    """The free-disk loop through the REST API: create, upload, cancel (full refund), again. The
+    upload URL dies with the cancel (403), the canceled job hands out no URL to its photo, and the
+    loop ends in 507 QUOTA_EXCEEDED with every credit back."""
+    http = httpx.Client(base_url=live.base_url, timeout=60)
+    auth, _ = sign_up(http)
+    rounds = 0
+    while True:
+        answer = http.post("/jobs", json={"preset": "interior", "item_count": 1}, headers=auth)
+        if answer.status_code != 201:
+            err(answer, 507, "QUOTA_EXCEEDED")
+            break
+        target = answer.json()["data"]["upload_urls"][0]
+        ok(http.put(target["url"], content=GOOD, headers=target["headers"]))
+        job_id = answer.json()["data"]["job_id"]
+        ok(http.post(f"/jobs/{job_id}/cancel", headers=auth))
+        err(http.put(target["url"], content=PNG, headers=target["headers"]), 403, "FORBIDDEN")
+        assert ok(http.get(f"/jobs/{job_id}", headers=auth))["items"][0]["input_url"] is None
+        rounds += 1
+        assert rounds <= 60, "never refused"
+    me = ok(http.get("/me", headers=auth))
+    assert me["live_jobs"] == me["live_jobs_max"] == rounds
+    assert (me["credits"], me["credits_reserved"], me["credits_spent"]) == (100, 0, 0)
+    check_invariants(live.stack.db)
+    http.close()
