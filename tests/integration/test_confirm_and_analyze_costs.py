@@ -59,7 +59,7 @@ def test_confirm_with_one_missing_item_reads_and_decodes_nothing(stack: Stack, m
     user, job_id = _uploaded_job(stack, 4, upload=3)  # item 3 never uploaded
     reads: list[str] = []
     decodes: list[int] = []
-    real_get, real_verify = stack.store.get, images.verify_decodes
+    real_get, real_verify, real_probe = stack.store.get, images.verify_decodes, images.probe
 
     def get(key: str, *, max_bytes: int | None = None) -> bytes:
         reads.append(key)
@@ -69,8 +69,13 @@ def test_confirm_with_one_missing_item_reads_and_decodes_nothing(stack: Stack, m
         decodes.append(len(data))
         real_verify(data, max_pixels=max_pixels)
 
+    def probe(data: bytes, *, max_pixels: int) -> images.ImageInfo:
+        decodes.append(-1)  # a header probe: -1, a full decode: the byte count
+        return real_probe(data, max_pixels=max_pixels)
+
     monkeypatch.setattr(stack.store, "get", get)
     monkeypatch.setattr(images, "verify_decodes", verify)
+    monkeypatch.setattr(images, "probe", probe)
     for _ in range(3):  # repeatably
         with pytest.raises(ValidationFailed, match="not uploaded yet: 3"):
             stack.services.jobs.confirm_upload(user, job_id)
@@ -80,7 +85,7 @@ def test_confirm_with_one_missing_item_reads_and_decodes_nothing(stack: Stack, m
     # Once the last photo is there, each is read and decoded exactly once.
     stack.store.put(keys.input_key(user, job_id, 3), jpeg_bytes(), content_type="image/jpeg")
     assert stack.services.jobs.confirm_upload(user, job_id).status == "uploaded"
-    assert len(reads) == 4 and len(decodes) == 4
+    assert len(reads) == 4 and sorted(decodes)[:4] == [-1] * 4 and len(decodes) == 8  # 4 probes, 4 decodes
 
 
 @pytest.mark.parametrize("bound", [1, 2])
