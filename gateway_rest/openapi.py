@@ -453,27 +453,46 @@ API_PATHS: dict[str, dict[str, Any]] = {
             ),
         ),
         "post": _op(
-            "Create a job, reserve its credits, get presigned upload URLs",
+            "Create a job, reserve its credits, get presigned upload URLs (507 QUOTA_EXCEEDED when the "
+            "plan's stored bytes or live jobs would be exceeded; nothing is reserved then)",
             "JobCreated",
             body="JobCreate",
             status=201,
-            errors=("BATCH_LIMIT", "CONCURRENCY_LIMIT", "INSUFFICIENT_CREDITS", "NOT_FOUND", *_PAYLOAD),
+            errors=(
+                "BATCH_LIMIT",
+                "CONCURRENCY_LIMIT",
+                "INSUFFICIENT_CREDITS",
+                "QUOTA_EXCEEDED",
+                "NOT_FOUND",
+                *_PAYLOAD,
+            ),
         ),
     },
     "/jobs/{job_id}": {"get": _op("A job with its items and download URLs", "Job", errors=_JOB_NOT_FOUND)},
     "/jobs/{job_id}/confirm-upload": {
         "post": _op(
-            "Check every uploaded photo; created → uploaded",
+            "Check every uploaded photo; created → uploaded. Every object is looked up before any is "
+            "read; on success each photo is pinned by its sha256 and its upload URL closed",
             "Job",
             errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
         )
     },
     "/jobs/{job_id}/analyze": {
         "post": _op(
-            "Segment only: store every instance of the concepts",
+            "Segment only: store every instance of the concepts. Costs one credit per started group "
+            "of /me's analyze_items_per_credit photos that lack one of the concepts (photos holding them "
+            "all are skipped, free); reserved now, spent as photos are analysed, the rest refunded, also "
+            "on cancel. At most S3_MAX_ANALYSES_PER_JOB analyses per job (507 QUOTA_EXCEEDED)",
             "Job",
             body="Analyze",
-            errors=(*_JOB_NOT_FOUND, "INVALID_STATE", "INFERENCE_UNAVAILABLE", *_PAYLOAD),
+            errors=(
+                *_JOB_NOT_FOUND,
+                "INVALID_STATE",
+                "INSUFFICIENT_CREDITS",
+                "QUOTA_EXCEEDED",
+                "INFERENCE_UNAVAILABLE",
+                *_PAYLOAD,
+            ),
         )
     },
     "/jobs/{job_id}/execute": {
