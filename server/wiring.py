@@ -92,5 +92,5 @@ def build_services(
         jobs=Jobs(db, store, settings),
         callbacks=Callbacks(db, settings.callback_secret),
         health=health,
-        admin=Admin(db, admin_token=settings.admin_token, max_attempts=settings.max_attempts),
+        admin=Admin(db, admin_token=settings.admin_token, max_attempts=settings.max_attempts, store=store),
     )

@@ -30,7 +30,6 @@ from server.errors import (
     PayloadTooLarge,
     QuotaExceeded,
     S3Error,
-    StorageUnavailable,
     ValidationFailed,
 )
 from server.plans import limits_for
@@ -40,6 +39,7 @@ from server.service.ids import resource_id
 from server.service.job_views import job_view, load_items
 from server.service.locking import count_active_jobs, lock_user
 from server.service.rules import owned_rule
+from server.service.seals import seal_inputs
 from server.service.settle import cancel_open_items, finish_item, lock_job
 from server.service.views import JobView
 from server.storage import keys
@@ -263,17 +263,8 @@ class Jobs:
             s.flush()
             rows = load_items(s, job.id)
             view = job_view(job, rows)
-        self._seal_inputs(job_id, [i.input_key for i in rows])
+        seal_inputs(self._store, job_id, [i.input_key for i in rows])
         return view
-
-    def _seal_inputs(self, job_id: str, input_keys: Sequence[str]) -> None:
-        """Close the job's upload URLs (confirm-upload, cancel). Best effort: the pinned sha256
-        still keeps a photo written afterwards from being processed."""
-        for key in input_keys:
-            try:
-                self._store.seal(key)
-            except StorageUnavailable as e:
-                log.warning("job %s: could not seal %s: %s", job_id, key, e)
 
     # -- analyze --------------------------------------------------------------------------------
     def analyze(self, user_id: str, job_id: str, concepts: Sequence[str]) -> JobView:
@@ -400,7 +391,7 @@ class Jobs:
             log.info("job %s canceled, %d credits left reserved", job.id, job.credits_reserved)
             rows = load_items(s, job.id)
             view = job_view(job, rows)
-        self._seal_inputs(job.id, [i.input_key for i in rows])
+        seal_inputs(self._store, job.id, [i.input_key for i in rows])
         return view
 
 
