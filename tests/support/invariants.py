@@ -53,6 +53,14 @@ def check_invariants(db: Database) -> None:
             assert done > 0 and (j.set_key or (j.error or "").startswith("packaging failed")), j.id
         if j.status == "failed":
             assert done == 0, j.id
+        assert j.stored_bytes >= 0, j.id
+        if j.purged_at is not None:
+            assert j.status in ("done", "failed", "canceled") and j.stored_bytes == 0, (j.id, j.status)
+        assert j.analysis_credits_spent <= sum(
+            e.amount
+            for e in events
+            if e.job_id == j.id and e.type == "reserve" and e.ref.startswith(ANALYSIS_REF_PREFIX)
+        ), j.id
         if not any(i.stage == "analyze" for i in its):
             assert j.analysis_credits_reserved == 0, (j.id, "an analysis that is over still holds credits")
         reserved_by_user[j.user_id] += j.credits_reserved + j.analysis_credits_reserved

@@ -36,6 +36,23 @@ def test_settings_defaults_and_overrides(tmp_path: Path) -> None:
     assert (s.http_port, s.data_dir, s.cors_origins, s.workers) == (9000, tmp_path, ("http://a", "http://b"), 0)
 
 
+def test_quota_and_price_settings() -> None:
+    s = Settings.from_env({})
+    assert (s.analyze_items_per_credit, s.max_analyses_per_job, s.decode_concurrency) == (4, 5, 1)
+    assert (s.canceled_retention_s, s.finished_retention_s) == (600, 30 * 24 * 3600)
+    s = Settings.from_env(
+        {
+            "S3_ANALYZE_ITEMS_PER_CREDIT": "10",
+            "S3_MAX_ANALYSES_PER_JOB": "2",
+            "S3_DECODE_CONCURRENCY": "3",
+            "S3_CANCELED_RETENTION_S": "0",
+            "S3_FINISHED_RETENTION_S": "86400",
+        }
+    )
+    assert (s.analyze_items_per_credit, s.max_analyses_per_job, s.decode_concurrency) == (10, 2, 3)
+    assert (s.canceled_retention_s, s.finished_retention_s) == (0, 86400)
+
+
 @pytest.mark.parametrize(
     "env",
     [
@@ -44,6 +61,9 @@ def test_settings_defaults_and_overrides(tmp_path: Path) -> None:
         {"S3_STORAGE": "ftp"},
         {"S3_INFERENCE": "tpu"},
         {"S3_LEASE_S": "0"},
+        {"S3_ANALYZE_ITEMS_PER_CREDIT": "0"},
+        {"S3_DECODE_CONCURRENCY": "0"},
+        {"S3_CANCELED_RETENTION_S": "-1"},
     ],
 )
 def test_bad_settings_are_refused(env: dict[str, str]) -> None:
