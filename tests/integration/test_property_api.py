@@ -442,8 +442,9 @@ class ApiMachine(RuleBasedStateMachine):
         assert purged == (1 if was_live else 0)
         assert self.job_row(job_id).purged_at is not None
         assert self.stack.services.accounts.me(user).live_jobs == before - purged
-        for idx in range(self.job_row(job_id).total_items):
-            assert self.stack.store.head(keys.input_key(user, job_id, idx)) is None
+        if was_live:  # (the model's uploads write past the gateway, so a purged key can be written again)
+            for idx in range(self.job_row(job_id).total_items):
+                assert self.stack.store.head(keys.input_key(user, job_id, idx)) is None
 
     # -- remote workers ---------------------------------------------------------------------------
     @precondition(lambda self: self.owner)
