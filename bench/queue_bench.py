@@ -40,7 +40,7 @@ from server.db.tables import BillingEventRow, JobRow, UserRow
 from server.pipeline import Pipeline
 from server.queue import WorkQueue
 from server.service.bundle import Services
-from server.service.settle import ItemOutputs
+from server.service.settle import ItemOutputs, PackageOutputs
 from server.storage import keys
 from server.storage.port import ObjectStore
 from server.wiring import build_services, build_store, open_database
@@ -224,8 +224,8 @@ def direct_seconds(bench: Bench, albums: Sequence[tuple[str, str]]) -> float:
             started = time.perf_counter()
             result = await pipeline.run(claim)
             work_s += time.perf_counter() - started
-            if claim.stage == "package" and isinstance(result, str):
-                queue.complete_package(claim, result)
+            if claim.stage == "package" and isinstance(result, PackageOutputs):
+                queue.complete_package(claim, result.set_key, stored_bytes=result.stored_bytes)
             elif isinstance(result, ItemOutputs):
                 queue.complete_item(claim, result)
             else:

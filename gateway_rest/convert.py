@@ -364,6 +364,11 @@ def user_state_json(m: pb.UserState) -> JsonObject:
         "rule_slots_used": m.rule_slots_used,
         "rule_slots_max": m.rule_slots_max,
         "max_batch": m.max_batch,
+        "stored_bytes": m.stored_bytes,
+        "stored_bytes_max": m.stored_bytes_max,
+        "live_jobs": m.live_jobs,
+        "live_jobs_max": m.live_jobs_max,
+        "analyze_items_per_credit": m.analyze_items_per_credit,
     }
 
 

@@ -34,6 +34,9 @@ HTTP_STATUS: MappingProxyType[str, int] = MappingProxyType(
         "RULE_SLOT_LIMIT": 409,
         "BATCH_LIMIT": 400,
         "PAYLOAD_TOO_LARGE": 413,
+        # 507, not 429: the quota frees up only when the user's jobs are purged, so retrying after a
+        # pause (what 429 asks of clients and proxies) does not help; 429 stays "too fast".
+        "QUOTA_EXCEEDED": 507,
         "INFERENCE_UNAVAILABLE": 503,
         "INTERNAL": 500,
         "IDEMPOTENCY_MISMATCH": 422,

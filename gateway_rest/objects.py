@@ -58,7 +58,8 @@ def object_routes(store: LocalObjectStore, *, error_response: ErrorResponder = e
             if declared.isdigit() and int(declared) > limit:
                 raise PayloadTooLarge(f"uploads are limited to {limit} bytes")
             content_type = request.headers.get("content-type", "")
-            with store.open_writer(key, content_type=content_type, max_bytes=limit) as writer:
+            # A client upload: refused once confirm-upload or cancel sealed the key.
+            with store.open_writer(key, content_type=content_type, max_bytes=limit, client_upload=True) as writer:
                 async for chunk in request.stream():
                     if chunk:
                         await run_in_threadpool(writer.write, chunk)

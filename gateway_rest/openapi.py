@@ -157,6 +157,11 @@ SCHEMAS: dict[str, Schema] = {
             "rule_slots_used",
             "rule_slots_max",
             "max_batch",
+            "stored_bytes",
+            "stored_bytes_max",
+            "live_jobs",
+            "live_jobs_max",
+            "analyze_items_per_credit",
         ],
         {
             "user_id": _STR,
@@ -169,6 +174,25 @@ SCHEMAS: dict[str, Schema] = {
             "rule_slots_used": _INT,
             "rule_slots_max": _INT,
             "max_batch": _INT,
+            "stored_bytes": {
+                "type": "integer",
+                "format": "int64",
+                "description": "Bytes held by your live jobs; a job waiting for its photos counts each upload "
+                "URL at the upload size limit. Creating a job past stored_bytes_max answers 507 QUOTA_EXCEEDED.",
+            },
+            "stored_bytes_max": {"type": "integer", "format": "int64"},
+            "live_jobs": {
+                **_INT,
+                "description": "Jobs whose objects are still kept: canceled ones until their retention ends, "
+                "done and failed ones until theirs does. Past live_jobs_max: 507 QUOTA_EXCEEDED.",
+            },
+            "live_jobs_max": _INT,
+            "analyze_items_per_credit": {
+                **_INT,
+                "description": "The price of POST /jobs/{id}/analyze: one credit per this many photos "
+                "(rounded up) that lack one of the requested concepts; photos that already hold them "
+                "cost nothing. Reserved at the call, spent as photos are analysed, the rest refunded.",
+            },
         },
     ),
     "Template": _TEMPLATE,
@@ -522,28 +546,47 @@ API_PATHS: dict[str, dict[str, Any]] = {
             ),
         ),
         "post": _op(
-            "Create a job, reserve its credits, get presigned upload URLs",
+            "Create a job, reserve its credits, get presigned upload URLs (507 QUOTA_EXCEEDED when the "
+            "plan's stored bytes or live jobs would be exceeded; nothing is reserved then)",
             "JobCreated",
             body="JobCreate",
             status=201,
-            errors=("BATCH_LIMIT", "CONCURRENCY_LIMIT", "INSUFFICIENT_CREDITS", "NOT_FOUND", *_PAYLOAD),
+            errors=(
+                "BATCH_LIMIT",
+                "CONCURRENCY_LIMIT",
+                "INSUFFICIENT_CREDITS",
+                "QUOTA_EXCEEDED",
+                "NOT_FOUND",
+                *_PAYLOAD,
+            ),
             idempotent=True,
         ),
     },
     "/jobs/{job_id}": {"get": _op("A job with its items and download URLs", "Job", errors=_JOB_NOT_FOUND)},
     "/jobs/{job_id}/confirm-upload": {
         "post": _op(
-            "Check every uploaded photo; created → uploaded",
+            "Check every uploaded photo; created → uploaded. Every object is looked up before any is "
+            "read; on success each photo is pinned by its sha256 and its upload URL closed",
             "Job",
             errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
         )
     },
     "/jobs/{job_id}/analyze": {
         "post": _op(
-            "Segment only: store every instance of the concepts",
+            "Segment only: store every instance of the concepts. Costs one credit per started group "
+            "of /me's analyze_items_per_credit photos that lack one of the concepts (photos holding them "
+            "all are skipped, free); reserved now, spent as photos are analysed, the rest refunded, also "
+            "on cancel. At most S3_MAX_ANALYSES_PER_JOB analyses per job (507 QUOTA_EXCEEDED)",
             "Job",
             body="Analyze",
-            errors=(*_JOB_NOT_FOUND, "INVALID_STATE", "INFERENCE_UNAVAILABLE", *_PAYLOAD),
+            errors=(
+                *_JOB_NOT_FOUND,
+                "INVALID_STATE",
+                "INSUFFICIENT_CREDITS",
+                "QUOTA_EXCEEDED",
+                "INFERENCE_UNAVAILABLE",
+                *_PAYLOAD,
+            ),
             idempotent=True,
         )
     },

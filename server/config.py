@@ -161,6 +161,18 @@ class Settings:
     stream_max_lifetime_s: float = 3600.0
     """``S3_STREAM_MAX_LIFETIME_S``: a job-event stream ends after this long (the client reconnects);
     it also ends when its token expires."""
+    analyze_items_per_credit: int = 4
+    """``S3_ANALYZE_ITEMS_PER_CREDIT``: the price of an analysis: one credit per this many photos
+    (rounded up) per new concept set; a quarter of execute's price at the default."""
+    max_analyses_per_job: int = 5
+    """``S3_MAX_ANALYSES_PER_JOB``: analyses one job may request."""
+    decode_concurrency: int = 1
+    """``S3_DECODE_CONCURRENCY``: full photo decodes confirm-upload runs at once in one process."""
+    canceled_retention_s: int = 10 * 60
+    """``S3_CANCELED_RETENTION_S``: how long the objects of a canceled or expired job are kept (and
+    never before its upload URLs have expired, so none can write the object again)."""
+    finished_retention_s: int = 30 * 24 * 3600
+    """``S3_FINISHED_RETENTION_S``: how long the objects of a done or failed job are kept."""
     sweep_interval_s: float = 30.0
     """``S3_SWEEP_INTERVAL_S``: how often expired uploads and leases are swept."""
     log_level: str = "INFO"
@@ -323,6 +335,11 @@ class Settings:
             credits_per_item=integer("S3_CREDITS_PER_ITEM", d.credits_per_item, minimum=1),
             max_streams_per_user=integer("S3_MAX_STREAMS_PER_USER", d.max_streams_per_user, minimum=1),
             stream_max_lifetime_s=number("S3_STREAM_MAX_LIFETIME_S", d.stream_max_lifetime_s),
+            analyze_items_per_credit=integer("S3_ANALYZE_ITEMS_PER_CREDIT", d.analyze_items_per_credit, minimum=1),
+            max_analyses_per_job=integer("S3_MAX_ANALYSES_PER_JOB", d.max_analyses_per_job, minimum=1),
+            decode_concurrency=integer("S3_DECODE_CONCURRENCY", d.decode_concurrency, minimum=1),
+            canceled_retention_s=integer("S3_CANCELED_RETENTION_S", d.canceled_retention_s),
+            finished_retention_s=integer("S3_FINISHED_RETENTION_S", d.finished_retention_s),
             sweep_interval_s=number("S3_SWEEP_INTERVAL_S", d.sweep_interval_s),
             log_level=(text("S3_LOG_LEVEL", d.log_level) or d.log_level).upper(),
             rate_limits_enabled=switch("S3_RATE_LIMITS", d.rate_limits_enabled),

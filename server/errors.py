@@ -79,6 +79,12 @@ class BatchLimit(S3Error):
     code = "BATCH_LIMIT"
 
 
+class QuotaExceeded(S3Error):
+    """Stored bytes or live jobs over the plan's quota (``server.plans``); frees up as jobs are purged."""
+
+    code = "QUOTA_EXCEEDED"
+
+
 class PayloadTooLarge(S3Error):
     code = "PAYLOAD_TOO_LARGE"
 
@@ -117,6 +123,7 @@ ALL_CODES: tuple[str, ...] = (
     "RULE_SLOT_LIMIT",
     "BATCH_LIMIT",
     "PAYLOAD_TOO_LARGE",
+    "QUOTA_EXCEEDED",
     "INFERENCE_UNAVAILABLE",
     "INTERNAL",
     "IDEMPOTENCY_MISMATCH",

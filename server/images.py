@@ -197,6 +197,30 @@ def decode_rgb(data: bytes, *, max_pixels: int) -> npt.NDArray[np.uint8]:
     return np.ascontiguousarray(pixels)
 
 
+def verify_decodes(data: bytes, *, max_pixels: int) -> None:
+    """Prove the whole file decodes, as :func:`decode_rgb` would, at a fraction of its memory.
+
+    A JPEG is decoded in Pillow's draft mode at 1/8 scale: libjpeg still reads every entropy-coded
+    segment to the end of the file (so a truncated or corrupt one fails the same way), but holds
+    1/64 of the pixels. PNG and WebP have no such mode and are decoded in full.
+    """
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES must be False: it hides truncated uploads")
+    image, image_format = _open(data, max_pixels)
+    if image_format != "JPEG":
+        image.close()
+        decode_rgb(data, max_pixels=max_pixels)
+        return
+    with image:
+        try:
+            image.draft("RGB", (max(image.width // 8, 1), max(image.height // 8, 1)))
+            image.load()
+        except Image.DecompressionBombError as e:
+            raise PayloadTooLarge(f"the image declares too many pixels ({e})") from e
+        except _DECODE_ERRORS as e:
+            raise ValidationFailed(f"the image cannot be decoded (truncated or corrupt): {e}") from e
+
+
 def _check_pixels(pixels: npt.NDArray[np.uint8], channels: tuple[int, ...]) -> None:
     if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8:
         raise ValueError("pixels must be a uint8 numpy array")

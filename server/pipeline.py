@@ -18,7 +18,7 @@ import io
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ from server.inference.port import Instance, Segmenter
 from server.presets import COMPUTED_PROTECT_LAYERS, PRESETS, PresetSpec, TemplateSpec
 from server.queue import Claim
 from server.service.job_views import load_items
-from server.service.settle import ItemOutputs
+from server.service.settle import AnalysisOutputs, ItemOutputs, PackageOutputs
 from server.storage import keys
 from server.storage.port import ObjectStore
 
@@ -88,7 +88,7 @@ class Pipeline:
         self._segmenter = segmenter
         self._settings = settings
 
-    async def run(self, claim: Claim) -> ItemOutputs | list[dict[str, Any]] | str:
+    async def run(self, claim: Claim) -> ItemOutputs | AnalysisOutputs | PackageOutputs:
         if claim.stage == "analyze":
             return await self.analyze(claim)
         if claim.stage == "execute":
@@ -107,15 +107,25 @@ class Pipeline:
             raise PermanentFailure(f"unknown preset {job.preset_id!r}")
         return _Work(job, item, preset)
 
-    def _photo(self, key: str) -> tuple[U8, str]:
-        data = self._store.get(key, max_bytes=self._settings.max_upload_bytes)
+    def _put(self, key: str, data: bytes, *, content_type: str) -> int:
+        """Store one object; returns its size for the job's storage quota."""
+        self._store.put(key, data, content_type=content_type)
+        return len(data)
+
+    def _photo(self, item: JobItemRow) -> tuple[U8, str]:
+        data = self._store.get(item.input_key, max_bytes=self._settings.max_upload_bytes)
+        sha = hashlib.sha256(data).hexdigest()
+        if item.input_sha256 is not None and sha != item.input_sha256:
+            # Written through a presigned URL after confirm-upload (an S3 URL cannot be revoked):
+            # only the photo that was checked and confirmed is ever processed.
+            raise PermanentFailure("VALIDATION_ERROR: the photo was replaced after confirm-upload")
         try:
             pixels = images.decode_rgb(data, max_pixels=self._settings.max_image_pixels)
         except (ValidationFailed, PayloadTooLarge) as e:
             # Unusable for good (swapped after confirm-upload): no retry. "CODE: message" as
             # confirm-upload writes it, so the item's error always names its contract code.
             raise PermanentFailure(f"{e.code}: {e.message}") from e
-        return pixels, hashlib.sha256(data).hexdigest()
+        return pixels, sha
 
     async def _segment(self, image: U8, preset: PresetSpec, concepts: Sequence[str]) -> dict[str, list[Instance]]:
         if not concepts:
@@ -123,13 +133,21 @@ class Pipeline:
         prompts = {c: list(spec.prompts) for c in concepts if (spec := preset.concept(c)) is not None}
         return await self._segmenter.segment(image, prompts)
 
-    def _store_instances(self, job: JobRow, idx: int, found: Mapping[str, Sequence[Instance]]) -> list[dict[str, Any]]:
-        """Low-resolution masks of every instance plus ``{idx}_instances.json``; returns the records."""
-        records: list[dict[str, Any]] = []
+    def _store_instances(
+        self,
+        job: JobRow,
+        idx: int,
+        found: Mapping[str, Sequence[Instance]],
+        kept: Sequence[Mapping[str, Any]] = (),
+    ) -> AnalysisOutputs:
+        """Low-resolution masks of every instance plus ``{idx}_instances.json`` listing them and the
+        ``kept`` records (concepts analysed before); returns every record and the bytes written."""
+        records: list[dict[str, Any]] = [dict(r) for r in kept]
+        written = 0
         for concept, instances in found.items():
             for inst in instances:
                 mask_key = keys.instance_mask_key(job.user_id, job.id, idx, concept, inst.number)
-                self._store.put(mask_key, _png(inst.mask), content_type="image/png")
+                written += self._put(mask_key, _png(inst.mask), content_type="image/png")
                 records.append(
                     {
                         "concept": concept,
@@ -141,10 +159,10 @@ class Pipeline:
                     }
                 )
         doc = {"model": self._segmenter.info.name, "meaningful": self._segmenter.info.meaningful, "instances": records}
-        self._store.put(
+        written += self._put(
             keys.instances_key(job.user_id, job.id, idx), json.dumps(doc).encode(), content_type="application/json"
         )
-        return records
+        return AnalysisOutputs(records, written)
 
     def _stored_instances(
         self, records: Sequence[Mapping[str, Any]], concepts: Sequence[str]
@@ -169,22 +187,26 @@ class Pipeline:
         return out
 
     # -- analyze --------------------------------------------------------------------------------
-    async def analyze(self, claim: Claim) -> list[dict[str, Any]]:
+    async def analyze(self, claim: Claim) -> AnalysisOutputs:
+        """Segment the requested concepts this item has no instances of yet (the ones it has were
+        paid for and are kept), and store every record together."""
         work = await asyncio.to_thread(self._load, claim)
-        image, _ = await asyncio.to_thread(self._photo, work.item.input_key)
-        concepts = list(work.job.analyzed_concepts or [])
-        found = await self._segment(image, work.preset, concepts)
-        return await asyncio.to_thread(self._store_instances, work.job, work.item.idx, found)
+        image, _ = await asyncio.to_thread(self._photo, work.item)
+        known = set(work.item.analyzed_concepts or [])
+        fresh = [c for c in work.job.analyzed_concepts or [] if c not in known]
+        kept = [r for r in work.item.instances or [] if r.get("concept") in known]
+        found = await self._segment(image, work.preset, fresh)
+        return await asyncio.to_thread(self._store_instances, work.job, work.item.idx, found, kept)
 
     # -- execute --------------------------------------------------------------------------------
     async def execute(self, claim: Claim) -> ItemOutputs:
         work = await asyncio.to_thread(self._load, claim)
         job, item = work.job, work.item
-        image, source_sha = await asyncio.to_thread(self._photo, item.input_key)
+        image, source_sha = await asyncio.to_thread(self._photo, item)
         rule: dict[str, dict[str, Any]] = dict(job.concepts or {})
         protect = list(job.protect or [])
         wanted = list(dict.fromkeys([*rule, *(p for p in protect if p not in COMPUTED_PROTECT_LAYERS)]))
-        analyzed = set(job.analyzed_concepts or []) if item.instances is not None else set()
+        analyzed = set(item.analyzed_concepts or []) if item.instances is not None else set()
         reuse = [c for c in wanted if c in analyzed]
         fresh = [c for c in wanted if c not in analyzed]
         if fresh and analyzed:
@@ -194,10 +216,13 @@ class Pipeline:
         segmented = await self._segment(image, work.preset, fresh)
         found.update(segmented)
         records = [r for r in (item.instances or []) if r.get("concept") in reuse]
+        written = 0
         if segmented:
-            records += await asyncio.to_thread(self._store_instances, job, item.idx, segmented)
+            stored = await asyncio.to_thread(self._store_instances, job, item.idx, segmented, records)
+            records, written = [dict(r) for r in stored.instances], stored.stored_bytes
         choices = (job.instance_choices or {}).get(str(item.idx), {})
-        return await asyncio.to_thread(self._render, work, image, source_sha, rule, protect, found, choices, records)
+        outputs = await asyncio.to_thread(self._render, work, image, source_sha, rule, protect, found, choices, records)
+        return replace(outputs, stored_bytes=outputs.stored_bytes + written)
 
     def _render(
         self,
@@ -227,17 +252,17 @@ class Pipeline:
             raise PermanentFailure(f"protected pixels changed: {result.protect.to_dict()}")
         user, jid = job.user_id, job.id
         output_key = keys.output_key(user, jid, idx)
-        self._store.put(output_key, _png(result.image), content_type="image/png")
+        written = self._put(output_key, _png(result.image), content_type="image/png")
         preview_key = keys.preview_key(user, jid, idx)
-        self._store.put(preview_key, applier.thumbnail(result.image), content_type="image/jpeg")
+        written += self._put(preview_key, applier.thumbnail(result.image), content_type="image/jpeg")
         for concept, layer in layers.items():
             alpha8 = np.clip(layer.alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
-            self._store.put(keys.mask_key(user, jid, idx, concept), _png(alpha8), content_type="image/png")
+            written += self._put(keys.mask_key(user, jid, idx, concept), _png(alpha8), content_type="image/png")
         stored = []
         for r in renditions:
             ext = r.path.rsplit(".", 1)[-1]
             key = keys.rendition_key(user, jid, idx, r.template, ext)
-            self._store.put(key, r.data, content_type=r.media_type)
+            written += self._put(key, r.data, content_type=r.media_type)
             stored.append({"template_id": r.template, "key": key, "format": ext, **r.to_dict()})
         check = {
             **result.protect.to_dict(),
@@ -253,10 +278,11 @@ class Pipeline:
             protect_check=check,
             width=int(image.shape[1]),
             height=int(image.shape[0]),
+            stored_bytes=written,
         )
 
     # -- package --------------------------------------------------------------------------------
-    def package(self, claim: Claim) -> str:
+    def package(self, claim: Claim) -> PackageOutputs:
         """The job's set: every rendition of every done item, and a manifest that proves the protect
         checks and lists sha256 hashes. Deterministic, so a retried packaging writes the same zip."""
         with self._db.read() as s:
@@ -313,5 +339,4 @@ class Pipeline:
         }
         data = applier.sets.package(renditions, doc)
         key = keys.set_key(job.user_id, job.id)
-        self._store.put(key, data, content_type="application/zip")
-        return key
+        return PackageOutputs(key, self._put(key, data, content_type="application/zip"))

@@ -8,7 +8,12 @@ retried with exponential backoff; after ``max_attempts`` the item is dead-letter
 ``failed`` and refunded.
 
 Lock order, everywhere: job row, then item rows, then the user row. Claims take only the item (or
-job) row; anything that finishes an item does so in a new transaction that starts at the job.
+job) row, and the claiming user's ``queue_turns`` row, which nothing else locks; anything that
+finishes an item does so in a new transaction that starts at the job.
+
+Fairness: items are served round robin between users. Each claim stamps the user's turn; the next
+claim takes the oldest available item of the user served longest ago (never served first), so one
+user's 100 photos do not make another user's single photo wait behind them.
 """
 
 from __future__ import annotations
@@ -20,14 +25,22 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from sqlalchemy import or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from server.clock import utcnow
 from server.config import Settings
 from server.db.engine import Database
-from server.db.tables import JobItemRow, JobRow
+from server.db.tables import JobItemRow, JobRow, QueueTurnRow
 from server.service.job_state import TERMINAL
-from server.service.settle import FINISHED_ITEM_STATES, ItemOutputs, complete_package, finish_item, lock_job
+from server.service.settle import (
+    FINISHED_ITEM_STATES,
+    ItemOutputs,
+    complete_package,
+    end_analysis_if_idle,
+    finish_item,
+    lock_job,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,34 +76,46 @@ class WorkQueue:
                 job = self._next_package(s)
                 if job is not None:
                     return self._lease_package(job, owner)
-                item = self._next_item(s)
-                if item is None:
+                found = self._next_item(s)
+                if found is None:
                     return None
+                item, user_id = found
                 if item.attempts >= self._max_attempts:
                     exhausted = (item.job_id, item.idx)
                 else:
+                    self._take_turn(s, user_id)
                     return self._lease_item(s, item, owner)
             if exhausted is not None:
                 self._dead_letter(*exhausted, reason=f"gave up after {self._max_attempts} attempts (worker lost)")
         return None
 
-    def _next_item(self, s: Session) -> JobItemRow | None:
+    def _next_item(self, s: Session) -> tuple[JobItemRow, str] | None:
+        """The oldest available item of the user whose turn is oldest, with that user's id."""
         now = utcnow()
         stmt = (
-            select(JobItemRow)
+            select(JobItemRow, JobRow.user_id)
             .join(JobRow, JobRow.id == JobItemRow.job_id)
+            .outerjoin(QueueTurnRow, QueueTurnRow.user_id == JobRow.user_id)
             .where(
                 JobItemRow.stage.in_(("analyze", "execute")),
                 JobItemRow.available_at <= now,
                 or_(JobItemRow.lease_expires_at.is_(None), JobItemRow.lease_expires_at < now),
                 JobRow.status.in_(OPEN_JOB_STATES),
             )
-            .order_by(JobItemRow.available_at, JobItemRow.id)
+            .order_by(QueueTurnRow.served_at.asc().nulls_first(), JobItemRow.available_at, JobItemRow.id)
             .limit(1)
         )
         if self._db.is_postgres:
             stmt = stmt.with_for_update(skip_locked=True, of=JobItemRow)
-        return s.scalars(stmt).first()
+        row = s.execute(stmt).first()
+        return None if row is None else (row[0], row[1])
+
+    def _take_turn(self, s: Session, user_id: str) -> None:
+        """Stamp the user's turn: their next item waits until every other waiting user had one."""
+        insert = postgresql.insert if self._db.is_postgres else sqlite.insert
+        now = utcnow()
+        stmt = insert(QueueTurnRow).values(user_id=user_id, served_at=now)
+        s.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={"served_at": now}))
 
     def _lease_item(self, s: Session, item: JobItemRow, owner: str) -> Claim:
         now = utcnow()
@@ -168,7 +193,9 @@ class WorkQueue:
             finish_item(s, job, item, outputs=outputs)
             return True
 
-    def complete_analysis(self, claim: Claim, instances: Sequence[Mapping[str, Any]]) -> bool:
+    def complete_analysis(self, claim: Claim, instances: Sequence[Mapping[str, Any]], *, stored_bytes: int = 0) -> bool:
+        """Record an analysed item: ``instances`` is every record the item now has (those of the
+        concepts analysed before are kept by the pipeline), and its analysed concepts grow."""
         with self._db.write() as s:
             owned = self._owned(s, claim)
             if owned is None:
@@ -176,6 +203,11 @@ class WorkQueue:
             job, item = owned
             now = utcnow()
             item.instances = [dict(i) for i in instances]
+            item.analyzed_concepts = list(
+                dict.fromkeys([*(item.analyzed_concepts or []), *(job.analyzed_concepts or [])])
+            )
+            job.stored_bytes += stored_bytes
+            job.analysis_pass_done += 1
             item.stage = "none"
             item.error = None
             item.available_at = None
@@ -183,6 +215,7 @@ class WorkQueue:
             item.lease_expires_at = None
             item.updated_at = now
             job.updated_at = now
+            end_analysis_if_idle(s, job)
             return True
 
     def fail(self, claim: Claim, error: str, *, retryable: bool) -> None:
@@ -247,19 +280,21 @@ class WorkQueue:
         if item.stage == "execute":
             finish_item(s, job, item, outputs=None, error=error)
             return
-        # A failed analysis leaves the item usable: execute segments it again.
+        # A failed analysis leaves the item usable: execute segments it again. Not paid for.
         item.stage = "none"
         item.error = f"analysis failed: {error}"
         item.available_at = None
         item.lease_owner = None
         item.lease_expires_at = None
         item.updated_at = utcnow()
+        end_analysis_if_idle(s, job)
 
-    def complete_package(self, claim: Claim, set_key: str) -> bool:
+    def complete_package(self, claim: Claim, set_key: str, *, stored_bytes: int = 0) -> bool:
         with self._db.write() as s:
             job = lock_job(s, claim.job_id)
             if job is None or job.package_lease_owner != claim.owner or job.status != "running":
                 return False
+            job.stored_bytes += stored_bytes
             complete_package(job, set_key)
             return True
 

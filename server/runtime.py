@@ -97,7 +97,7 @@ def _workers(core: Core, count: int) -> list[Worker]:
 
 async def _run_background(core: Core, count: int, stopping: asyncio.Event) -> list[asyncio.Task[None]]:
     tasks = [asyncio.create_task(w.run(stopping), name=w.name) for w in _workers(core, count)]
-    tasks.append(asyncio.create_task(sweep_forever(core.db, core.settings.sweep_interval_s, stopping)))
+    tasks.append(asyncio.create_task(sweep_forever(core.db, core.store, core.settings, stopping)))
     return tasks
 
 

@@ -89,12 +89,14 @@ def build_services(
     return Services(
         db=db,
         tokens=tokens,
-        accounts=Accounts(db, sessions, settings.starting_credits),
+        accounts=Accounts(
+            db, sessions, settings.starting_credits, analyze_items_per_credit=settings.analyze_items_per_credit
+        ),
         rules=Rules(db),
         jobs=Jobs(db, store, settings),
         callbacks=Callbacks(db, settings.callback_secret),
         health=health,
-        admin=Admin(db, admin_token=settings.admin_token, max_attempts=settings.max_attempts),
+        admin=Admin(db, admin_token=settings.admin_token, max_attempts=settings.max_attempts, store=store),
         sessions=sessions,
         idempotency=Idempotency(db, ttl_s=settings.idempotency_ttl_s, lease_s=settings.idempotency_lease_s),
         streams=StreamPolicy(max_per_user=settings.max_streams_per_user, max_lifetime_s=settings.stream_max_lifetime_s),

@@ -16,12 +16,14 @@ import signal
 import socket
 from dataclasses import dataclass
 
+from server.config import Settings
 from server.db.engine import Database, DatabaseUnavailable
 from server.errors import InferenceUnavailable, StorageUnavailable
 from server.pipeline import PermanentFailure, Pipeline
 from server.queue import Claim, WorkQueue
-from server.service.settle import ItemOutputs
-from server.service.sweeper import delete_expired_records, expire_abandoned_uploads
+from server.service.settle import AnalysisOutputs, ItemOutputs, PackageOutputs
+from server.service.sweeper import delete_expired_records, expire_abandoned_uploads, purge_expired_jobs
+from server.storage.port import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +130,14 @@ class Worker:
             result = work.result()
             if claim.stage == "execute" and isinstance(result, ItemOutputs):
                 recorded = await asyncio.to_thread(self._queue.complete_item, claim, result)
-            elif claim.stage == "analyze" and isinstance(result, list):
-                recorded = await asyncio.to_thread(self._queue.complete_analysis, claim, result)
-            elif claim.stage == "package" and isinstance(result, str):
-                recorded = await asyncio.to_thread(self._queue.complete_package, claim, result)
+            elif claim.stage == "analyze" and isinstance(result, AnalysisOutputs):
+                recorded = await asyncio.to_thread(
+                    self._queue.complete_analysis, claim, result.instances, stored_bytes=result.stored_bytes
+                )
+            elif claim.stage == "package" and isinstance(result, PackageOutputs):
+                recorded = await asyncio.to_thread(
+                    self._queue.complete_package, claim, result.set_key, stored_bytes=result.stored_bytes
+                )
             else:
                 raise TypeError(f"unexpected {claim.stage} result {type(result).__name__}")
             if recorded:
@@ -160,16 +166,18 @@ class Worker:
                 return
 
 
-async def sweep_forever(db: Database, interval_s: float, stopping: asyncio.Event) -> None:
-    """Cancel and refund abandoned uploads, and delete expired records, every ``interval_s``."""
+async def sweep_forever(db: Database, store: ObjectStore, settings: Settings, stopping: asyncio.Event) -> None:
+    """Every ``settings.sweep_interval_s``: cancel and refund abandoned uploads, purge the objects
+    of jobs past their retention, delete expired idempotency keys and refresh tokens."""
     while not stopping.is_set():
         try:
             await asyncio.to_thread(expire_abandoned_uploads, db)
+            await asyncio.to_thread(purge_expired_jobs, db, store, settings)
             await asyncio.to_thread(delete_expired_records, db)
         except DatabaseUnavailable as e:
             log.warning("sweeper: %s", e)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), interval_s)
+            await asyncio.wait_for(stopping.wait(), settings.sweep_interval_s)
 
 
 def main(argv: list[str] | None = None) -> int:

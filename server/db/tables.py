@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -133,11 +134,26 @@ class JobRow(Base):
     updated_at: Mapped[datetime]
     upload_deadline_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """What the job's objects hold, for the user's storage quota: while ``created``, every upload URL
+    at the upload size limit; from confirm-upload the confirmed inputs plus what workers stored."""
+    purged_at: Mapped[datetime | None]
+    """When the sweeper deleted the job's objects; a purged job no longer counts against quotas."""
+    analysis_passes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Analyses requested so far (bounded per job)."""
+    analysis_credits_reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Credits reserved by the analysis under way; settled when its last item is finished."""
+    analysis_credits_spent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    analysis_pass_items: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Items the analysis under way was charged for."""
+    analysis_pass_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Of those, the ones analysed so far."""
 
     __table_args__ = (
         Index("ix_jobs_user_created", "user_id", "created_at"),
         Index("ix_jobs_status_deadline", "status", "upload_deadline_at"),
         Index("ix_jobs_package", "package_state"),
+        Index("ix_jobs_purge", "purged_at", "status", "finished_at"),
     )
 
 
@@ -169,11 +185,27 @@ class JobItemRow(Base):
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime]
+    input_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    input_sha256: Mapped[str | None] = mapped_column(String(64))
+    """The photo confirm-upload accepted; a worker refuses any other bytes under the input key."""
+    analyzed_concepts: Mapped[list[Any] | None] = mapped_column(JSON)
+    """Concepts whose instances are stored for this item (an analysis of them again costs nothing)."""
 
     __table_args__ = (
         UniqueConstraint("job_id", "idx"),
         Index("ix_job_items_queue", "stage", "available_at"),
     )
+
+
+class QueueTurnRow(Base):
+    """When each user's work was last claimed: the queue serves the user waiting longest first.
+
+    Its own table so a claim locks nothing the money paths lock (user, job rows)."""
+
+    __tablename__ = "queue_turns"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    served_at: Mapped[datetime]
 
 
 class BillingEventRow(Base):

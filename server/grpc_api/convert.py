@@ -62,6 +62,11 @@ def user_state(view: UserView) -> pb.UserState:
         rule_slots_used=view.rule_slots_used,
         rule_slots_max=view.rule_slots_max,
         max_batch=view.max_batch,
+        stored_bytes=view.stored_bytes,
+        stored_bytes_max=view.stored_bytes_max,
+        live_jobs=view.live_jobs,
+        live_jobs_max=view.live_jobs_max,
+        analyze_items_per_credit=view.analyze_items_per_credit,
     )
 
 

@@ -31,6 +31,7 @@ GRPC_STATUS: MappingProxyType[str, grpc.StatusCode] = MappingProxyType(
         "RULE_SLOT_LIMIT": grpc.StatusCode.RESOURCE_EXHAUSTED,
         "BATCH_LIMIT": grpc.StatusCode.INVALID_ARGUMENT,
         "PAYLOAD_TOO_LARGE": grpc.StatusCode.OUT_OF_RANGE,
+        "QUOTA_EXCEEDED": grpc.StatusCode.RESOURCE_EXHAUSTED,
         "INFERENCE_UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
         "INTERNAL": grpc.StatusCode.INTERNAL,
         "IDEMPOTENCY_MISMATCH": grpc.StatusCode.INVALID_ARGUMENT,

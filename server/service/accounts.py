@@ -16,10 +16,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from server.clock import utcnow
+from server.config import Settings
 from server.db.engine import Database
 from server.db.tables import BillingEventRow, DeviceGrantRow, UserRow
 from server.errors import ValidationFailed
 from server.plans import DEFAULT_PLAN, limits_for
+from server.service import quotas
 from server.service.locking import count_active_jobs, count_rules, get_user
 from server.service.sessions import IssuedRefresh, Sessions
 from server.service.tokens import IssuedToken
@@ -38,7 +40,9 @@ class NewUser:
     """Whether this sign-up was granted the starting credits (false for a device seen before)."""
 
 
-def user_view(session: Session, row: UserRow) -> UserView:
+def user_view(
+    session: Session, row: UserRow, *, analyze_items_per_credit: int = Settings.analyze_items_per_credit
+) -> UserView:
     limits = limits_for(row.plan)
     return UserView(
         user_id=row.id,
@@ -51,14 +55,27 @@ def user_view(session: Session, row: UserRow) -> UserView:
         rule_slots_used=count_rules(session, row.id),
         rule_slots_max=limits.rule_slots,
         max_batch=limits.max_batch,
+        stored_bytes=quotas.stored_bytes(session, row.id),
+        stored_bytes_max=limits.max_stored_bytes,
+        live_jobs=quotas.live_jobs(session, row.id),
+        live_jobs_max=limits.max_live_jobs,
+        analyze_items_per_credit=analyze_items_per_credit,
     )
 
 
 class Accounts:
-    def __init__(self, db: Database, sessions: Sessions, starting_credits: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        sessions: Sessions,
+        starting_credits: int,
+        *,
+        analyze_items_per_credit: int = Settings.analyze_items_per_credit,
+    ) -> None:
         self._db = db
         self._sessions = sessions
         self._starting_credits = starting_credits
+        self._analyze_items_per_credit = analyze_items_per_credit
 
     def _first_of_device(self, session: Session, device_hash: str, user_id: str) -> bool:
         """Record ``user_id`` as the device's granted account unless one is recorded already.
@@ -100,9 +117,12 @@ class Accounts:
                 s.add(BillingEventRow(user_id=user_id, type="grant", amount=credits, ref="signup", created_at=now))
             started = self._sessions.start(s, user_id)
             s.flush()
-            view = user_view(s, row)
+            view = self._view(s, row)
         return NewUser(view, started.access, started.refresh, granted)
 
     def me(self, user_id: str) -> UserView:
         with self._db.read() as s:
-            return user_view(s, get_user(s, user_id))
+            return self._view(s, get_user(s, user_id))
+
+    def _view(self, session: Session, row: UserRow) -> UserView:
+        return user_view(session, row, analyze_items_per_credit=self._analyze_items_per_credit)

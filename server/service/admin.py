@@ -36,7 +36,9 @@ from server.service.admin_views import (
 )
 from server.service.ids import canonical_id, resource_id
 from server.service.locking import lock_user
+from server.service.seals import seal_inputs
 from server.service.settle import cancel_open_items, lock_job, release_lease
+from server.storage.port import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +85,12 @@ def _audit(session: Session, actor: str, action: str, target: str, detail: dict[
 
 
 class Admin:
-    def __init__(self, db: Database, *, admin_token: str, max_attempts: int) -> None:
+    def __init__(self, db: Database, *, admin_token: str, max_attempts: int, store: ObjectStore | None = None) -> None:
         if len(admin_token) < 32:
             raise ValueError("the admin token must be at least 32 characters")
         self._db = db
+        # Where a canceled job's upload URLs are closed; None in tools that only read.
+        self._store = store
         self._token = admin_token.encode()
         self._max_attempts = max_attempts
 
@@ -294,4 +298,8 @@ class Admin:
             )
             s.flush()
             log.info("%s canceled job %s (%d items refunded)", actor, job.id, canceled)
-            return admin_job_view(s, job, max_attempts=self._max_attempts)
+            view = admin_job_view(s, job, max_attempts=self._max_attempts)
+            input_keys = [i.input_key for i in s.scalars(select(JobItemRow).where(JobItemRow.job_id == job.id))]
+        if self._store is not None:
+            seal_inputs(self._store, job.id, input_keys)
+        return view

@@ -63,15 +63,21 @@ def analysis_state(row: JobItemRow) -> str:
     return "none"
 
 
-def item_view(row: JobItemRow) -> JobItemView:
+def serves_objects(job: JobRow) -> bool:
+    """Whether the job's objects are handed out: a canceled job's are not (they wait for the
+    sweeper's purge), a purged job's no longer exist."""
+    return job.status != "canceled" and job.purged_at is None
+
+
+def item_view(row: JobItemRow, *, served: bool = True) -> JobItemView:
     return JobItemView(
         idx=row.idx,
         status=row.status,
-        input_key=row.input_key,
-        output_key=row.output_key,
-        preview_key=row.preview_key,
-        instances=list(row.instances or []),
-        renditions=list(row.renditions or []),
+        input_key=row.input_key if served else "",
+        output_key=row.output_key if served else None,
+        preview_key=row.preview_key if served else None,
+        instances=[{k: v for k, v in i.items() if served or k != "mask_key"} for i in row.instances or []],
+        renditions=[{k: v for k, v in r.items() if served or k != "key"} for r in row.renditions or []],
         protect_check=dict(row.protect_check) if row.protect_check else None,
         error=row.error,
         attempts=row.attempts,
@@ -93,12 +99,12 @@ def job_view(row: JobRow, items: list[JobItemRow] | None) -> JobView:
         credits_reserved=row.credits_reserved,
         credits_spent=row.credits_spent,
         analyzed_concepts=list(row.analyzed_concepts or []),
-        set_key=row.set_key,
+        set_key=row.set_key if serves_objects(row) else None,
         error=row.error if row.status in ("failed", "done") else None,
         created_at=row.created_at,
         updated_at=row.updated_at,
         upload_deadline_at=row.upload_deadline_at,
-        items=None if items is None else tuple(item_view(i) for i in items),
+        items=None if items is None else tuple(item_view(i, served=serves_objects(row)) for i in items),
     )
 
 

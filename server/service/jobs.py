@@ -6,10 +6,11 @@ credits and statuses never disagree, whichever process or request got there firs
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,17 +28,19 @@ from server.errors import (
     InvalidState,
     NotFound,
     PayloadTooLarge,
+    QuotaExceeded,
     S3Error,
     ValidationFailed,
 )
 from server.plans import limits_for
 from server.presets import PresetSpec
-from server.service import job_state, ledger, validation
+from server.service import job_state, ledger, quotas, validation
 from server.service.idempotency import Record
 from server.service.ids import resource_id
 from server.service.job_views import job_view, load_items
 from server.service.locking import count_active_jobs, lock_user
 from server.service.rules import owned_rule
+from server.service.seals import seal_inputs
 from server.service.settle import cancel_open_items, finish_item, lock_job
 from server.service.views import JobView
 from server.storage import keys
@@ -69,10 +72,11 @@ class _Checked:
 
     idx: int
     error: S3Error | None
-    missing: bool = False
+    size: int = 0
     width: int = 0
     height: int = 0
     content_type: str = ""
+    sha256: str | None = None
 
 
 def owned_job(session: Session, user_id: str, job_id: str, *, lock: bool = False) -> JobRow:
@@ -89,6 +93,9 @@ class Jobs:
         self._db = db
         self._store = store
         self._settings = settings
+        # Full decodes of uploaded photos at once in this process, whoever asks: memory stays
+        # bounded by this many decoded photos however many confirms arrive together.
+        self._decodes = threading.BoundedSemaphore(settings.decode_concurrency)
 
     # -- create ---------------------------------------------------------------------------------
     def create(
@@ -125,6 +132,8 @@ class Jobs:
                 raise ConcurrencyLimit(
                     f"the {user.plan} plan allows {limits.max_concurrency} active job(s); finish or cancel one first"
                 )
+            allowance = quotas.upload_allowance(item_count, self._settings.max_upload_bytes)
+            quotas.check_new_job(s, user, allowance_bytes=allowance)
             cost = item_count * self._settings.credits_per_item
             ledger.reserve(s, user, job_id, cost)
             job = JobRow(
@@ -143,6 +152,7 @@ class Jobs:
                 created_at=now,
                 updated_at=now,
                 upload_deadline_at=now + timedelta(seconds=self._settings.upload_deadline_s),
+                stored_bytes=allowance,
             )
             s.add(job)
             s.flush()  # the job row must exist before its items reference it (PostgreSQL checks at once)
@@ -181,38 +191,65 @@ class Jobs:
         return uploads, min((u.request.expires_at for u in uploads), default=now + timedelta(seconds=ttl))
 
     # -- confirm upload -------------------------------------------------------------------------
-    def _check_object(self, item: JobItemRow) -> _Checked:
+    def _head(self, item: JobItemRow) -> _Checked | None:
+        """Cheap first pass: the object is there and within the size limit. None when missing."""
         try:
-            verify_upload(self._store, item.input_key, max_bytes=self._settings.max_upload_bytes)
-            data = self._store.get(item.input_key, max_bytes=self._settings.max_upload_bytes)
-            info = images.probe(data, max_pixels=self._settings.max_image_pixels)
-            # A full decode proves the file is whole (a truncated JPEG passes a header probe).
-            images.decode_rgb(data, max_pixels=self._settings.max_image_pixels)
+            info = verify_upload(self._store, item.input_key, max_bytes=self._settings.max_upload_bytes)
+        except PayloadTooLarge as e:
+            return _Checked(item.idx, e, size=self._store.max_upload_bytes)
         except NotFound:
-            return _Checked(item.idx, ValidationFailed(f"items[{item.idx}]: no object was uploaded"), missing=True)
+            return None
+        return _Checked(item.idx, None, size=info.size)
+
+    def _check_photo(self, item: JobItemRow, head: _Checked) -> _Checked:
+        """Read, pin (sha256), probe the header, then decode fully under the process-wide bound."""
+        limit = self._settings.max_upload_bytes
+        try:
+            data = self._store.get(item.input_key, max_bytes=limit)
+            sha = hashlib.sha256(data).hexdigest()
+            info = images.probe(data, max_pixels=self._settings.max_image_pixels)
+            with self._decodes:
+                # A full decode proves the file is whole (a truncated JPEG passes a header probe).
+                images.verify_decodes(data, max_pixels=self._settings.max_image_pixels)
+        except NotFound:
+            # Deleted between the two passes: the same answer as missing in the first.
+            raise ValidationFailed(f"items: not uploaded yet: {item.idx}", field=f"items[{item.idx}]") from None
         except (ValidationFailed, PayloadTooLarge) as e:
-            return _Checked(item.idx, e)
-        return _Checked(item.idx, None, width=info.width, height=info.height, content_type=info.content_type)
+            return _Checked(item.idx, e, size=head.size)
+        return _Checked(
+            item.idx,
+            None,
+            size=len(data),
+            width=info.width,
+            height=info.height,
+            content_type=info.content_type,
+            sha256=sha,
+        )
 
     def confirm_upload(self, user_id: str, job_id: str) -> JobView:
         """created -> uploaded once every object is there and every photo decodes within limits.
 
-        A missing object fails the call and changes nothing (the upload may still be under way).
-        An object that is there but unusable (not an image, truncated, too large, too many pixels)
-        fails that item only, refunded; the rest of the album goes on. If no item is usable the call
-        fails and the job stays ``created`` so the photos can be uploaded again.
+        A missing object fails the call and changes nothing (the upload may still be under way);
+        every object is looked up before any is read, so such a call decodes nothing. An object that
+        is there but unusable (not an image, truncated, too large, too many pixels) fails that item
+        only, refunded; the rest of the album goes on. If no item is usable the call fails and the
+        job stays ``created`` so the photos can be uploaded again. On success each photo's sha256 is
+        pinned (a worker processes those bytes or none) and its upload URL is sealed.
         """
         with self._db.read() as s:
             job = owned_job(s, user_id, job_id)
             job_state.require(job, "created", action="confirm the upload of")
             items = [i for i in load_items(s, job.id) if i.status == "pending"]
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="confirm") as pool:
-            checks = list(pool.map(self._check_object, items))
-        missing = [c.idx for c in checks if c.missing]
+        heads = [self._head(item) for item in items]
+        missing = [item.idx for item, head in zip(items, heads, strict=True) if head is None]
         if missing:
             raise ValidationFailed(
                 f"items: not uploaded yet: {', '.join(map(str, missing))}", field=f"items[{missing[0]}]"
             )
+        checks: list[_Checked] = []
+        for item, head in zip(items, heads, strict=True):
+            assert head is not None
+            checks.append(head if head.error is not None else self._check_photo(item, head))
         bad = [c for c in checks if c.error is not None]
         if items and len(bad) == len(items):
             first = bad[0].error
@@ -225,22 +262,34 @@ class Jobs:
             by_idx = {i.idx: i for i in load_items(s, job.id)}
             for check in checks:
                 item = by_idx[check.idx]
+                item.input_bytes = check.size
                 if check.error is not None:
                     finish_item(s, job, item, outputs=None, error=f"{check.error.code}: {check.error.message}")
                 else:
                     item.status = "uploaded"
                     item.width, item.height = check.width, check.height
                     item.content_type = check.content_type
+                    item.input_sha256 = check.sha256
                     item.updated_at = now
+            # From here the job holds what was uploaded, no longer the upload allowance.
+            job.stored_bytes = sum(c.size for c in checks)
             job_state.move(job, "uploaded")
             s.flush()
-            return job_view(job, load_items(s, job.id))
+            rows = load_items(s, job.id)
+            view = job_view(job, rows)
+        seal_inputs(self._store, job_id, [i.input_key for i in rows])
+        return view
 
     # -- analyze --------------------------------------------------------------------------------
     def analyze(
         self, user_id: str, job_id: str, concepts: Sequence[str], *, record: Record[JobView] | None = None
     ) -> JobView:
-        """Queue segmentation only: every instance of the concepts is stored for the Instances stage."""
+        """Queue segmentation only: every instance of the concepts is stored for the Instances stage.
+
+        Priced like execute, at a fraction: ``ledger.analysis_price`` over the items that lack one of
+        the concepts, reserved now and spent as the items are analysed. Items that already hold every
+        requested concept are left alone and cost nothing, so asking again is free. At most
+        ``max_analyses_per_job`` analyses per job (``QUOTA_EXCEEDED``)."""
         with self._db.write() as s:
             job = owned_job(s, user_id, job_id, lock=True)
             job_state.require(job, "uploaded", action="analyze")
@@ -249,16 +298,27 @@ class Jobs:
             items = load_items(s, job.id)
             if any(i.stage == "analyze" for i in items):
                 raise ValidationFailed("concepts: an analysis of this job is still running", field="concepts")
+            targets = [i for i in items if i.status == "uploaded" and not set(wanted) <= set(i.analyzed_concepts or [])]
+            if not targets:
+                return job_view(job, items)  # every item already holds these concepts: nothing to do
+            bound = self._settings.max_analyses_per_job
+            if job.analysis_passes >= bound:
+                raise QuotaExceeded(f"a job may be analysed {bound} times; this one has been")
+            price = ledger.analysis_price(len(targets), self._settings.analyze_items_per_credit)
+            job.analysis_passes += 1
+            ledger.reserve_analysis(s, lock_user(s, user_id), job, price, items=len(targets))
             now = utcnow()
-            for item in items:
-                if item.status == "uploaded":
-                    item.stage = "analyze"
-                    item.available_at = now
-                    item.attempts = 0
-                    item.updated_at = now
+            for item in targets:
+                item.stage = "analyze"
+                item.available_at = now
+                item.attempts = 0
+                item.updated_at = now
             job.analyzed_concepts = wanted
             job.updated_at = now
             s.flush()
+            log.info(
+                "job %s: analysis %d of %d items, %d credits reserved", job.id, job.analysis_passes, len(targets), price
+            )
             return _recorded(s, job_view(job, items), record)
 
     # -- execute --------------------------------------------------------------------------------
@@ -346,7 +406,10 @@ class Jobs:
             job_state.move(job, "canceled")
             s.flush()
             log.info("job %s canceled, %d credits left reserved", job.id, job.credits_reserved)
-            return _recorded(s, job_view(job, load_items(s, job.id)), record)
+            rows = load_items(s, job.id)
+            view = _recorded(s, job_view(job, rows), record)
+        seal_inputs(self._store, job.id, [i.input_key for i in rows])
+        return view
 
 
 def _recorded(session: Session, view: JobView, record: Record[JobView] | None) -> JobView:

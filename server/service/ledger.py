@@ -6,6 +6,8 @@ item into an integrity error instead of a silent double charge.
 
 from __future__ import annotations
 
+import math
+
 from sqlalchemy.orm import Session
 
 from server.clock import utcnow
@@ -65,3 +67,49 @@ def grant(session: Session, user: UserRow, amount: int, ref: str, *, kind: str =
     user.credits_granted += amount
     user.credits_available += amount
     _event(session, user, None, kind, amount, ref)
+
+
+# -- analyses ----------------------------------------------------------------------------------------
+def analysis_price(items: int, items_per_credit: int) -> int:
+    """An analysis of ``items`` photos on a new concept set: one credit per started group of
+    ``items_per_credit`` photos (``Settings.analyze_items_per_credit``)."""
+    return math.ceil(items / items_per_credit) if items > 0 else 0
+
+
+def analysis_ref(pass_no: int) -> str:
+    return f"analysis:{pass_no}"
+
+
+def reserve_analysis(session: Session, user: UserRow, job: JobRow, amount: int, *, items: int) -> None:
+    """Start analysis pass ``job.analysis_passes`` (already counted) over ``items`` photos."""
+    if user.credits_available < amount:
+        raise InsufficientCredits(f"this analysis needs {amount} credits; {user.credits_available} are available")
+    user.credits_available -= amount
+    user.credits_reserved += amount
+    job.analysis_credits_reserved = amount
+    job.analysis_pass_items = items
+    job.analysis_pass_done = 0
+    if amount:
+        _event(session, user, job.id, "reserve", amount, analysis_ref(job.analysis_passes))
+
+
+def settle_analysis(session: Session, user: UserRow, job: JobRow) -> None:
+    """The pass is over (every item analysed, given up or canceled): the share of the reservation
+    for the photos analysed is spent (rounded up), the rest goes back. Computed from the
+    reservation alone, so a pass never costs more than it reserved."""
+    reserved = job.analysis_credits_reserved
+    if reserved == 0:
+        return
+    items = max(job.analysis_pass_items, 1)
+    spent = min(reserved, -(-reserved * job.analysis_pass_done // items))
+    refund = reserved - spent
+    ref = analysis_ref(job.analysis_passes)
+    user.credits_reserved -= reserved
+    user.credits_spent += spent
+    user.credits_available += refund
+    job.analysis_credits_reserved = 0
+    job.analysis_credits_spent += spent
+    if spent:
+        _event(session, user, job.id, "spend", spent, ref)
+    if refund:
+        _event(session, user, job.id, "refund", refund, ref)

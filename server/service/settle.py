@@ -32,6 +32,22 @@ class ItemOutputs:
     protect_check: Mapping[str, Any] = field(default_factory=dict)
     width: int | None = None
     height: int | None = None
+    stored_bytes: int = 0
+    """Bytes written for this item (counted against the user's storage quota)."""
+
+
+@dataclass(frozen=True)
+class AnalysisOutputs:
+    """What an analysis stored: every instance record of the item (earlier concepts kept)."""
+
+    instances: Sequence[Mapping[str, Any]]
+    stored_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class PackageOutputs:
+    set_key: str
+    stored_bytes: int = 0
 
 
 def lock_job(session: Session, job_id: str) -> JobRow | None:
@@ -68,6 +84,7 @@ def finish_item(
         item.width = outputs.width or item.width
         item.height = outputs.height or item.height
         item.error = None
+        job.stored_bytes += outputs.stored_bytes
         ledger.spend_item(session, user, job, item.idx, requeues=item.requeues)
         job.done_items += 1
     else:
@@ -127,4 +144,18 @@ def cancel_open_items(session: Session, job: JobRow, reason: str) -> int:
         release_lease(item)
         ledger.refund_item(session, user, job, item.idx, requeues=item.requeues)
         canceled += 1
+    # An analysis under way ends with the job: what it analysed is paid, the rest refunded.
+    ledger.settle_analysis(session, user, job)
     return canceled
+
+
+def end_analysis_if_idle(session: Session, job: JobRow) -> None:
+    """Settle the job's analysis once no item of it is still waiting for one (caller holds the job
+    and item locks)."""
+    if job.analysis_credits_reserved == 0:
+        return
+    pending = session.scalar(
+        select(JobItemRow.id).where(JobItemRow.job_id == job.id, JobItemRow.stage == "analyze").limit(1)
+    )
+    if pending is None:
+        ledger.settle_analysis(session, lock_user(session, job.user_id), job)

@@ -1,20 +1,33 @@
-"""Periodic clean-up: jobs abandoned in ``created`` past their upload deadline are canceled and
-refunded; idempotency keys and refresh tokens past their time are deleted. (Expired item leases need
-no sweep: the queue's claim query takes them back.)"""
+"""Periodic clean-up.
+
+- Jobs abandoned in ``created`` past their upload deadline are canceled and refunded.
+- Jobs whose retention is over are purged: every object under their folders is deleted and the job
+  stops counting against its user's quotas. Canceled (and expired) jobs are kept
+  ``canceled_retention_s``, and never purged before their upload URLs have expired, so no URL can
+  write an object again after the purge; done and failed jobs are kept ``finished_retention_s``.
+- Idempotency keys and refresh tokens past their time are deleted.
+
+(Expired item leases need no sweep: the queue's claim query takes them back.)
+"""
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
 
 from server.clock import utcnow
+from server.config import Settings
 from server.db.engine import Database
 from server.db.tables import JobRow
+from server.errors import StorageUnavailable
 from server.service import job_state
 from server.service.idempotency import sweep_idempotency_keys
 from server.service.sessions import sweep_refresh_tokens
 from server.service.settle import cancel_open_items, lock_job
+from server.storage import keys
+from server.storage.port import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -46,3 +59,45 @@ def expire_abandoned_uploads(db: Database, *, limit: int = 100) -> int:
 def delete_expired_records(db: Database) -> int:
     """Idempotency keys kept past their time and expired refresh tokens; returns how many rows."""
     return sweep_idempotency_keys(db) + sweep_refresh_tokens(db)
+
+
+def _purgeable(settings: Settings) -> ColumnElement[bool]:
+    now = utcnow()
+    url_ttl_s = min(settings.upload_url_ttl_s, settings.upload_deadline_s)
+    canceled = and_(
+        JobRow.status == "canceled",
+        JobRow.finished_at < now - timedelta(seconds=settings.canceled_retention_s),
+        JobRow.created_at < now - timedelta(seconds=url_ttl_s),
+    )
+    finished = and_(
+        JobRow.status.in_(("done", "failed")),
+        JobRow.finished_at < now - timedelta(seconds=settings.finished_retention_s),
+    )
+    return and_(JobRow.purged_at.is_(None), or_(canceled, finished))
+
+
+def purge_expired_jobs(db: Database, store: ObjectStore, settings: Settings, *, limit: int = 100) -> int:
+    """Delete the objects of up to ``limit`` jobs past their retention; returns how many were purged.
+
+    Objects go first, then the row is marked: a crash in between leaves the job to the next sweep,
+    which deletes (nothing, or what is left) again. A store that does not answer is retried then.
+    """
+    with db.read() as s:
+        stmt = select(JobRow.id, JobRow.user_id).where(_purgeable(settings)).order_by(JobRow.finished_at).limit(limit)
+        jobs = [(row[0], row[1]) for row in s.execute(stmt)]
+    purged = 0
+    for job_id, user_id in jobs:
+        try:
+            removed = sum(store.delete_prefix(prefix) for prefix in keys.job_prefixes(user_id, job_id))
+        except StorageUnavailable as e:
+            log.warning("job %s not purged yet: %s", job_id, e)
+            continue
+        with db.write() as s:
+            job = lock_job(s, job_id)
+            if job is None or job.purged_at is not None:
+                continue
+            job.purged_at = utcnow()
+            job.stored_bytes = 0
+        purged += 1
+        log.info("job %s purged: %d objects deleted", job_id, removed)
+    return purged

@@ -19,6 +19,13 @@ class UserView:
     rule_slots_used: int
     rule_slots_max: int
     max_batch: int
+    stored_bytes: int
+    """Bytes held by the user's live jobs (``server.service.quotas``)."""
+    stored_bytes_max: int
+    live_jobs: int
+    live_jobs_max: int
+    analyze_items_per_credit: int
+    """The analysis price: one credit per this many photos (rounded up) per new concept set."""
 
 
 @dataclass(frozen=True)

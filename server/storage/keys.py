@@ -116,3 +116,12 @@ def preview_key(user_id: str | uuid.UUID, job_id: str | uuid.UUID, idx: int) -> 
 def set_key(user_id: str | uuid.UUID, job_id: str | uuid.UUID) -> str:
     """The whole output package of a job: every rendition plus ``manifest.json``."""
     return f"sets/{_job(user_id, job_id)}/set.zip"
+
+
+JOB_FOLDERS = ("inputs", "outputs", "masks", "previews", "sets")
+"""Every top-level folder of the layout; each holds one sub-folder per job."""
+
+
+def job_prefixes(user_id: str | uuid.UUID, job_id: str | uuid.UUID) -> tuple[str, ...]:
+    """The folders holding every object of one job (what a purge deletes)."""
+    return tuple(f"{folder}/{_job(user_id, job_id)}/" for folder in JOB_FOLDERS)

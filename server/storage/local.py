@@ -23,7 +23,7 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
-from server.errors import NotFound, PayloadTooLarge, StorageUnavailable
+from server.errors import Forbidden, NotFound, PayloadTooLarge, StorageUnavailable
 from server.storage.keys import validate_key
 from server.storage.port import ObjectInfo, PresignedRequest, check_expires
 from server.storage.signing import UrlSigner
@@ -31,6 +31,7 @@ from server.storage.signing import UrlSigner
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _META_SUFFIX = "~meta"
 _TMP_SUFFIX = "~tmp"
+_SEALED_SUFFIX = "~sealed"
 _CONTENT_TYPE = re.compile(r"[\x20-\x7e]{1,255}")
 
 
@@ -55,6 +56,14 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+def _seal_path(path: Path) -> Path:
+    return path.with_name(path.name + _SEALED_SUFFIX)
+
+
+def _sealed(path: Path) -> bool:
+    return _seal_path(path).exists()
+
+
 class ObjectWriter:
     """One object being received in chunks; becomes visible only on :meth:`commit`.
 
@@ -62,8 +71,11 @@ class ObjectWriter:
     ``max_bytes`` + one chunk have been written to disk, and the partial file is removed.
     """
 
-    def __init__(self, path: Path, key: str, content_type: str, max_bytes: int | None) -> None:
+    def __init__(
+        self, path: Path, key: str, content_type: str, max_bytes: int | None, *, refuse_sealed: bool = False
+    ) -> None:
         self.key = key
+        self._refuse_sealed = refuse_sealed
         self._path = path
         self._content_type = content_type
         self._max_bytes = max_bytes
@@ -98,6 +110,10 @@ class ObjectWriter:
             return self._committed
         if self._tmp is None:
             raise RuntimeError(f"upload of {self.key} was aborted")
+        if self._refuse_sealed and _sealed(self._path):
+            # Sealed while this upload was streaming (confirm-upload or cancel came first).
+            self.abort()
+            raise Forbidden(f"uploads to {self.key} are closed")
         try:
             self._handle.flush()
             os.fsync(self._handle.fileno())
@@ -171,9 +187,17 @@ class LocalObjectStore:
         return path
 
     @contextmanager
-    def open_writer(self, key: str, *, content_type: str, max_bytes: int | None = None) -> Iterator[ObjectWriter]:
-        """Receive an object in chunks: committed when the block ends normally, discarded otherwise."""
-        writer = ObjectWriter(self.path_for(key), key, _check_content_type(content_type), max_bytes)
+    def open_writer(
+        self, key: str, *, content_type: str, max_bytes: int | None = None, client_upload: bool = False
+    ) -> Iterator[ObjectWriter]:
+        """Receive an object in chunks: committed when the block ends normally, discarded otherwise.
+
+        ``client_upload``: a presigned PUT, refused (``Forbidden``) once the key is sealed, checked
+        before the first byte and again at commit."""
+        path = self.path_for(key)
+        if client_upload and _sealed(path):
+            raise Forbidden(f"uploads to {key} are closed")
+        writer = ObjectWriter(path, key, _check_content_type(content_type), max_bytes, refuse_sealed=client_upload)
         try:
             yield writer
         except BaseException:
@@ -229,6 +253,36 @@ class LocalObjectStore:
             return
         except OSError as e:
             raise StorageUnavailable(f"could not delete {key}: {e.strerror}") from e
+
+    def seal(self, key: str) -> None:
+        path = self.path_for(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _seal_path(path).touch()
+        except OSError as e:
+            raise StorageUnavailable(f"could not seal {key}: {e.strerror}") from e
+
+    def delete_prefix(self, prefix: str) -> int:
+        if not prefix.endswith("/"):
+            raise ValueError(f"a prefix is a folder ending with '/', got {prefix!r}")
+        folder = self.path_for(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return 0
+        removed = 0
+        try:
+            for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
+                if path.is_dir() and not path.is_symlink():
+                    path.rmdir()
+                else:
+                    if not path.name.endswith((_META_SUFFIX, _TMP_SUFFIX, _SEALED_SUFFIX)):
+                        removed += 1  # an object; its metadata and seal files are not counted
+                    path.unlink()
+            folder.rmdir()
+        except FileNotFoundError:
+            pass  # removed meanwhile by another sweeper: what is left goes next time
+        except OSError as e:
+            raise StorageUnavailable(f"could not delete {prefix}: {e.strerror}") from e
+        return removed
 
     def remove_stale_uploads(self, *, older_than_s: float) -> int:
         """Delete temporary files of uploads abandoned by a crash; returns how many were removed.

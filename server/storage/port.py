@@ -68,8 +68,20 @@ class ObjectStore(Protocol):
         """Remove the object; deleting a missing key is not an error (as on S3)."""
         ...
 
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every object whose key starts with ``prefix`` (a folder: ends with ``/``); returns
+        how many were removed. For the sweeper's purge of a job (``keys.job_prefixes``)."""
+        ...
+
     def presign_put(self, key: str, *, content_type: str, expires_s: int) -> PresignedRequest:
         """A URL through which a client uploads ``key`` with exactly ``content_type``."""
+        ...
+
+    def seal(self, key: str) -> None:
+        """Refuse further uploads through presigned URLs to ``key`` (confirm-upload, cancel).
+
+        The local store refuses such a PUT with 403. An S3 presigned URL cannot be revoked, so there
+        this does nothing and the hash pinned at confirm-upload is what keeps a swapped photo out."""
         ...
 
     def presign_get(self, key: str, *, expires_s: int) -> str:

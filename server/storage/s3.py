@@ -25,6 +25,7 @@ from server.storage.port import ObjectInfo, PresignedRequest, check_expires
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
 _READ_CHUNK_BYTES = 1024 * 1024
@@ -175,6 +176,29 @@ class S3ObjectStore:
             raise StorageUnavailable(f"could not delete {key}: {_code(e)}") from e
         except BotoCoreError as e:
             raise StorageUnavailable(f"could not delete {key}: {e}") from e
+
+    def delete_prefix(self, prefix: str) -> int:
+        if not prefix.endswith("/"):
+            raise ValueError(f"a prefix is a folder ending with '/', got {prefix!r}")
+        validate_key(prefix.rstrip("/"))
+        removed = 0
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix)
+            for page in pages:
+                batch: list[ObjectIdentifierTypeDef] = [
+                    {"Key": o["Key"]} for o in page.get("Contents", []) if "Key" in o
+                ]
+                if batch:  # at most 1,000 per page, DeleteObjects' own limit
+                    self._client.delete_objects(Bucket=self._bucket, Delete={"Objects": batch, "Quiet": True})
+                    removed += len(batch)
+        except (ClientError, BotoCoreError) as e:
+            raise StorageUnavailable(f"could not delete {prefix}: {e}") from e
+        return removed
+
+    def seal(self, key: str) -> None:
+        """Nothing to do: a SigV4 presigned URL cannot be revoked before it expires. The sha256
+        pinned at confirm-upload makes a worker refuse whatever such a URL writes afterwards."""
+        validate_key(key)
 
     def presign_put(self, key: str, *, content_type: str, expires_s: int) -> PresignedRequest:
         validate_key(key)

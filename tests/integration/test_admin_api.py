@@ -17,10 +17,12 @@ from protos.s3.v1 import admin_pb2 as apb
 from protos.s3.v1 import admin_pb2_grpc, jobs_pb2_grpc
 from protos.s3.v1 import jobs_pb2 as jpb
 from server.db.tables import AuditRow, BillingEventRow
+from server.errors import Forbidden
 from server.grpc_api.server import ADMIN_SERVICE_NAME, build_grpc_server
 from server.grpc_api.status import ERROR_CODE_METADATA_KEY
 from server.queue import WorkQueue
 from server.service.settle import ItemOutputs
+from server.storage.local import LocalObjectStore
 from tests.support.invariants import check_invariants
 from tests.support.stack import Stack, jpeg_bytes, make_stack
 
@@ -362,6 +364,12 @@ def test_cancel_any_users_job(ops: Admin) -> None:
     assert ops.jobs.GetMe(jpb.GetMeRequest(), metadata=_user_md(user.token)).credits == 2
     (audit,) = _audit(ops, "cancel_job")
     assert audit.detail == {"from": "created", "items_canceled": 2, "credits_refunded": 2, "reason": ""}
+    # The job's upload URLs died with it, as with a user's cancel.
+    store = ops.stack.store
+    assert isinstance(store, LocalObjectStore)
+    for target in created.upload_urls:
+        with pytest.raises(Forbidden), store.open_writer(target.key, content_type="image/jpeg", client_upload=True):
+            pass
     _fails(
         lambda: ops.admin.CancelJob(apb.AdminCancelJobRequest(job_id=created.job_id), metadata=ops.md),
         "INVALID_STATE",

@@ -8,6 +8,7 @@ are refunded, and the credit invariant holds.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import zlib
@@ -92,8 +93,10 @@ ALBUM: dict[str, tuple[bytes, str, str]] = {
     "alpha png": (rgba_png(), "image/png", "done"),
     "animated png": (animated_png(), "image/png", "done"),
     "exif rotated jpeg": (exif_rotated(), "image/jpeg", "done"),
-    "replaced after confirm": (photo_jpeg(W, H, seed=5), "image/jpeg", "VALIDATION_ERROR"),
-    "bomb swapped in after confirm": (photo_jpeg(W, H, seed=13), "image/png", "PAYLOAD_TOO_LARGE"),
+    # The gateway refuses the swap (the URL was sealed at confirm): the confirmed photo is processed.
+    "replaced after confirm": (photo_jpeg(W, H, seed=5), "image/jpeg", "done"),
+    # Written past the gateway, as an S3 presigned URL still can: the worker sees the hash differ.
+    "bomb swapped in after confirm": (photo_jpeg(W, H, seed=13), "image/png", "VALIDATION_ERROR"),
     "webp after a refused oversized upload": (_save(_rgb(6), "WEBP"), "image/webp", "done"),
 }
 NAMES = list(ALBUM)
@@ -145,10 +148,14 @@ def test_hostile_photos_in_one_album(live: LiveRest) -> None:
             assert item["status"] == "uploaded", (name, item)
     assert job["status"] == "uploaded"
 
-    # The presigned URLs still work after confirm: a client swaps checked photos for hostile files.
-    for name, data in swapped_later.items():
-        target = targets[NAMES.index(name)]
-        ok(http.put(target["url"], content=data, headers=target["headers"]))
+    # A client tries to swap checked photos for hostile files after confirm: the presigned URL is
+    # sealed (403); the object written past the gateway (what an S3 URL that cannot be revoked can
+    # still do) is refused by the worker, whose pinned sha256 no longer matches.
+    replaced = targets[NAMES.index("replaced after confirm")]
+    swap = http.put(replaced["url"], content=swapped_later["replaced after confirm"], headers=replaced["headers"])
+    err(swap, 403, "FORBIDDEN")
+    bomb_key = targets[NAMES.index("bomb swapped in after confirm")]["key"]
+    live.stack.store.put(bomb_key, swapped_later["bomb swapped in after confirm"], content_type="image/png")
 
     rule = {"concepts": {"Wall": {"action": "recolor", "value": "white"}}, "protect": ["edges"]}
     assert ok(http.post(f"/jobs/{job_id}/execute", json=rule, headers=auth))["status"] == "queued"
@@ -171,7 +178,38 @@ def test_hostile_photos_in_one_album(live: LiveRest) -> None:
     rows = {NAMES[r.idx]: r for r in job_items(live.stack.db, job_id)}
     assert (rows["exif rotated jpeg"].width, rows["exif rotated jpeg"].height) == (H, W)
     assert (rows["cmyk jpeg"].width, rows["cmyk jpeg"].height) == (W, H)
-    # A swapped file fails on its first attempt: it can never succeed, so it is not retried.
-    assert [rows[n].attempts for n in swapped_later] == [1, 1]
+    # The processed bytes are the confirmed ones, and a swapped file fails on its first attempt: it
+    # can never succeed, so it is not retried.
+    confirmed = hashlib.sha256(ALBUM["replaced after confirm"][0]).hexdigest()
+    assert (rows["replaced after confirm"].protect_check or {})["source_sha256"] == confirmed
+    swapped = rows["bomb swapped in after confirm"]
+    assert swapped.attempts == 1 and "replaced after confirm-upload" in (swapped.error or ""), swapped.error
+    check_invariants(live.stack.db)
+    http.close()
+
+
+def test_create_upload_cancel_loop_is_refused_and_canceled_uploads_are_closed(live: LiveRest) -> None:
+    """The free-disk loop through the REST API: create, upload, cancel (full refund), again. The
+    upload URL dies with the cancel (403), the canceled job hands out no URL to its photo, and the
+    loop ends in 507 QUOTA_EXCEEDED with every credit back."""
+    http = httpx.Client(base_url=live.base_url, timeout=60)
+    auth, _ = sign_up(http)
+    rounds = 0
+    while True:
+        answer = http.post("/jobs", json={"preset": "interior", "item_count": 1}, headers=auth)
+        if answer.status_code != 201:
+            err(answer, 507, "QUOTA_EXCEEDED")
+            break
+        target = answer.json()["data"]["upload_urls"][0]
+        ok(http.put(target["url"], content=GOOD, headers=target["headers"]))
+        job_id = answer.json()["data"]["job_id"]
+        ok(http.post(f"/jobs/{job_id}/cancel", headers=auth))
+        err(http.put(target["url"], content=PNG, headers=target["headers"]), 403, "FORBIDDEN")
+        assert ok(http.get(f"/jobs/{job_id}", headers=auth))["items"][0]["input_url"] is None
+        rounds += 1
+        assert rounds <= 60, "never refused"
+    me = ok(http.get("/me", headers=auth))
+    assert me["live_jobs"] == me["live_jobs_max"] == rounds
+    assert (me["credits"], me["credits_reserved"], me["credits_spent"]) == (100, 0, 0)
     check_invariants(live.stack.db)
     http.close()

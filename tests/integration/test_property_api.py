@@ -51,6 +51,7 @@ from server.errors import (
     InsufficientCredits,
     InvalidState,
     NotFound,
+    QuotaExceeded,
     RuleSlotLimit,
     S3Error,
     ValidationFailed,
@@ -59,9 +60,10 @@ from server.plans import limits_for
 from server.queue import Claim, WorkQueue
 from server.service.callbacks import CallbackResult, ItemReport
 from server.service.job_state import TERMINAL, TRANSITIONS
+from server.service.ledger import analysis_price
 from server.service.locking import ACTIVE_JOB_STATES
 from server.service.settle import FINISHED_ITEM_STATES, ItemOutputs
-from server.service.sweeper import expire_abandoned_uploads
+from server.service.sweeper import expire_abandoned_uploads, purge_expired_jobs
 from server.storage import keys
 from tests.support.invariants import check_invariants
 from tests.support.stack import jpeg_bytes, make_stack
@@ -83,6 +85,7 @@ CONTRACT_CODES = frozenset(
         "RULE_SLOT_LIMIT",
         "BATCH_LIMIT",
         "PAYLOAD_TOO_LARGE",
+        "QUOTA_EXCEEDED",
         "INFERENCE_UNAVAILABLE",
         "INTERNAL",
     }
@@ -146,6 +149,7 @@ class ApiMachine(RuleBasedStateMachine):
         secret = stack.settings.callback_secret
         assert secret is not None
         self.secret = secret
+        self.upload_limit = stack.settings.max_upload_bytes
 
     # -- helpers --------------------------------------------------------------------------------
     def attempt(self, call: Callable[[], T]) -> tuple[T | None, S3Error | None]:
@@ -237,6 +241,11 @@ class ApiMachine(RuleBasedStateMachine):
             error = BatchLimit
         elif me.active_jobs >= limits.max_concurrency:
             error = ConcurrencyLimit
+        elif (
+            me.live_jobs >= limits.max_live_jobs
+            or me.stored_bytes + count * self.upload_limit > limits.max_stored_bytes
+        ):
+            error = QuotaExceeded
         elif me.credits_available < count:
             error = InsufficientCredits
         created = self.expect(lambda: self.stack.services.jobs.create(user, preset_id=preset, item_count=count), error)
@@ -312,14 +321,27 @@ class ApiMachine(RuleBasedStateMachine):
     def analyze(self, which: int, ok: bool) -> None:
         job_id = self.job_for(which, "uploaded")
         job = self.job_row(job_id)
-        running = any(i.stage == "analyze" for i in self.items(job_id))
+        items = self.items(job_id)
+        running = any(i.stage == "analyze" for i in items)
         concepts = ANALYZE[job.preset_id] if ok else ["Sky"]
+        # Only photos missing one of the concepts are analysed, and paid for (a fraction of execute).
+        targets = [i for i in items if i.status == "uploaded" and not set(concepts) <= set(i.analyzed_concepts or [])]
+        price = analysis_price(len(targets), self.stack.settings.analyze_items_per_credit)
+        available = self.stack.services.accounts.me(job.user_id).credits_available
         error: type[S3Error] | None = None
         if job.status != "uploaded":
             error = InvalidState
         elif running or not ok:
             error = ValidationFailed
-        self.expect(lambda: self.stack.services.jobs.analyze(job.user_id, job_id, concepts), error)
+        elif targets and job.analysis_passes >= self.stack.settings.max_analyses_per_job:
+            error = QuotaExceeded
+        elif price > available:
+            error = InsufficientCredits
+        view = self.expect(lambda: self.stack.services.jobs.analyze(job.user_id, job_id, concepts), error)
+        if view is not None:
+            after = self.job_row(job_id)
+            assert after.analysis_credits_reserved == price, (after.analysis_credits_reserved, price)
+            assert after.analysis_passes == job.analysis_passes + (1 if targets else 0)
 
     @precondition(lambda self: self.owner)
     @rule(which=WHICH, variant=st.sampled_from(["ok", "ok", "rule", "no-concepts", "unknown-set", "bad-instance"]))
@@ -400,6 +422,29 @@ class ApiMachine(RuleBasedStateMachine):
         assert swept == (1 if was_created else 0)
         if was_created:
             assert self.job_row(job_id).status == "canceled"
+
+    @precondition(lambda self: self.owner)
+    @rule(which=WHICH)
+    def purge(self, which: int) -> None:
+        """A finished job's retention ends: the sweeper deletes its objects and it stops counting."""
+        job_id = self.job_for(which, "done", "failed", "canceled")
+        with self.stack.db.write() as s:
+            row = s.get(JobRow, job_id)
+            assert row is not None
+            if row.status not in TERMINAL:
+                return
+            long_ago = utcnow() - timedelta(days=400)
+            row.created_at = row.finished_at = long_ago
+            was_live = row.purged_at is None
+        user = self.owner[job_id]
+        before = self.stack.services.accounts.me(user).live_jobs
+        purged = purge_expired_jobs(self.stack.db, self.stack.store, self.stack.settings)
+        assert purged == (1 if was_live else 0)
+        assert self.job_row(job_id).purged_at is not None
+        assert self.stack.services.accounts.me(user).live_jobs == before - purged
+        if was_live:  # (the model's uploads write past the gateway, so a purged key can be written again)
+            for idx in range(self.job_row(job_id).total_items):
+                assert self.stack.store.head(keys.input_key(user, job_id, idx)) is None
 
     # -- remote workers ---------------------------------------------------------------------------
     @precondition(lambda self: self.owner)

@@ -12,6 +12,7 @@ import json
 import uuid
 import zipfile
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import boto3
@@ -19,6 +20,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from server.db.tables import JobRow
+from server.service.sweeper import purge_expired_jobs
 from server.storage import keys
 from server.storage.s3 import S3ObjectStore
 from tests.servers.s3server import S3Endpoint
@@ -118,4 +121,47 @@ def test_album_through_presigned_urls_on_the_s3_store(s3_stack: Stack, s3_endpoi
     assert listed and listed | {"manifest.json"} == names
     for i in manifest["items"]:
         assert i["protect_check"]["passed"] is True
+    check_invariants(stack.db)
+
+
+def test_photo_swapped_after_confirm_is_not_processed_and_purge_empties_the_bucket(
+    s3_stack: Stack, s3_endpoint: S3Endpoint
+) -> None:
+    """A SigV4 presigned PUT cannot be revoked: after confirm-upload it still writes. The sha256
+    pinned at confirm makes the worker refuse the swapped photo (failed, refunded, not retried);
+    once the job's retention ends the sweeper deletes every object it had in the bucket."""
+    stack = s3_stack
+    jobs = stack.services.jobs
+    user = stack.services.accounts.create_anonymous().user.user_id
+    created = jobs.create(user, preset_id="interior", item_count=2)
+    job_id = created.job.job_id
+    with httpx.Client(timeout=30) as http:
+        for target in created.uploads:
+            req = target.request
+            assert http.put(req.url, content=photo_jpeg(160, 120, seed=target.idx), headers=req.headers).is_success
+        jobs.confirm_upload(user, job_id)
+        swap = created.uploads[1].request
+        assert http.put(swap.url, content=photo_jpeg(160, 120, seed=99), headers=swap.headers).is_success
+    jobs.execute(user, job_id, concepts=WALL_WHITE, protect=None, rule_id=None, instances=None, output_set=None)
+    process_jobs(stack, [job_id], workers=1)
+    job = jobs.get(user, job_id)
+    assert job.items is not None and (job.status, job.done_items, job.failed_items) == ("done", 1, 1)
+    swapped = job.items[1]
+    assert swapped.status == "failed" and swapped.attempts == 1
+    assert swapped.error == "VALIDATION_ERROR: the photo was replaced after confirm-upload"
+    assert spend_refs(stack.db, job_id) == ["item:0"]
+    held = set().union(
+        *(_bucket_keys(s3_endpoint, stack.settings.s3_bucket, p) for p in keys.job_prefixes(user, job_id))
+    )
+    assert keys.output_key(user, job_id, 0) in held and keys.set_key(user, job_id) in held
+    assert stack.services.accounts.me(user).stored_bytes > 0
+
+    with stack.db.write() as s:
+        row = s.get(JobRow, job_id)
+        assert row is not None and row.finished_at is not None
+        row.finished_at -= timedelta(seconds=stack.settings.finished_retention_s + 1)
+    assert purge_expired_jobs(stack.db, stack.store, stack.settings) == 1
+    for prefix in keys.job_prefixes(user, job_id):
+        assert _bucket_keys(s3_endpoint, stack.settings.s3_bucket, prefix) == set()
+    assert stack.services.accounts.me(user).stored_bytes == 0
     check_invariants(stack.db)

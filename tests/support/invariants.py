@@ -8,14 +8,17 @@ from sqlalchemy import select
 
 from server.db.engine import Database
 from server.db.tables import BillingEventRow, JobItemRow, JobRow, UserRow
-from server.service.ledger import item_ref
+from server.service.ledger import analysis_ref, item_ref
+
+ANALYSIS_REF_PREFIX = analysis_ref(0).split(":", 1)[0] + ":"
 
 OPEN_ITEM_STATES = {"pending", "uploaded", "queued", "running"}
 
 
 def check_invariants(db: Database) -> None:
     """granted = available + reserved + spent for every user, the ledger agrees with the balances,
-    and every job's reservation equals the price of its unfinished items."""
+    every job's reservation equals the price of its unfinished items plus the analysis under way,
+    and an analysis reserves, spends and refunds through its own ledger refs, once each."""
     with db.read() as s:
         users = list(s.scalars(select(UserRow)))
         events = list(s.scalars(select(BillingEventRow)))
@@ -50,10 +53,38 @@ def check_invariants(db: Database) -> None:
             assert done > 0 and (j.set_key or (j.error or "").startswith("packaging failed")), j.id
         if j.status == "failed":
             assert done == 0, j.id
-        reserved_by_user[j.user_id] += j.credits_reserved
+        assert j.stored_bytes >= 0, j.id
+        if j.purged_at is not None:
+            assert j.status in ("done", "failed", "canceled") and j.stored_bytes == 0, (j.id, j.status)
+        assert j.analysis_credits_spent <= sum(
+            e.amount
+            for e in events
+            if e.job_id == j.id and e.type == "reserve" and e.ref.startswith(ANALYSIS_REF_PREFIX)
+        ), j.id
+        if not any(i.stage == "analyze" for i in its):
+            assert j.analysis_credits_reserved == 0, (j.id, "an analysis that is over still holds credits")
+        reserved_by_user[j.user_id] += j.credits_reserved + j.analysis_credits_reserved
     for u in users:
         assert reserved_by_user[u.id] == u.credits_reserved, u.id
     _check_requeue_rounds(events, items)
+    _check_analyses(events, jobs)
+
+
+def _check_analyses(events: list[BillingEventRow], jobs: list[JobRow]) -> None:
+    """Per job: the analysis refs' reserve - spend - refund is what is still reserved, their spends
+    are the job's analysis spend, and no pass is spent or refunded twice."""
+    moved: dict[str | None, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    seen: set[tuple[str | None, str, str]] = set()
+    for e in events:
+        if not e.ref.startswith(ANALYSIS_REF_PREFIX):
+            continue
+        assert (e.job_id, e.type, e.ref) not in seen, (e.job_id, e.type, e.ref)
+        seen.add((e.job_id, e.type, e.ref))
+        moved[e.job_id][e.type] += e.amount
+    for j in jobs:
+        m = moved[j.id]
+        assert m["reserve"] - m["spend"] - m["refund"] == j.analysis_credits_reserved, j.id
+        assert m["spend"] == j.analysis_credits_spent, j.id
 
 
 def _check_requeue_rounds(events: list[BillingEventRow], items: list[JobItemRow]) -> None:

@@ -216,19 +216,25 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """QUOTA_EXCEEDED (RESOURCE_EXHAUSTED; REST 507) when the plan's stored bytes or live jobs would be
+        exceeded (UserState.stored_bytes / live_jobs); checked before any credit is reserved.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ConfirmUpload(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Looks every object up before reading any; pins each photo's sha256 and closes its upload URL.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AnalyzeJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Priced: one credit per started group of UserState.analyze_items_per_credit photos lacking one
+        of the concepts (photos holding them all are skipped, free); reserved, spent per photo analysed,
+        the rest refunded. Bounded per job (QUOTA_EXCEEDED).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

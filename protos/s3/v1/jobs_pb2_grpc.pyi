@@ -55,8 +55,16 @@ class JobServiceStub:
     DeleteRule: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.DeleteRuleRequest, _jobs_pb2.DeleteRuleResponse]
     ListJobs: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ListJobsRequest, _jobs_pb2.ListJobsResponse]
     CreateJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CreateJobRequest, _jobs_pb2.CreateJobResponse]
+    """QUOTA_EXCEEDED (RESOURCE_EXHAUSTED; REST 507) when the plan's stored bytes or live jobs would be
+    exceeded (UserState.stored_bytes / live_jobs); checked before any credit is reserved.
+    """
     ConfirmUpload: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _types_pb2.Job]
+    """Looks every object up before reading any; pins each photo's sha256 and closes its upload URL."""
     AnalyzeJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.AnalyzeJobRequest, _types_pb2.Job]
+    """Priced: one credit per started group of UserState.analyze_items_per_credit photos lacking one
+    of the concepts (photos holding them all are skipped, free); reserved, spent per photo analysed,
+    the rest refunded. Bounded per job (QUOTA_EXCEEDED).
+    """
     ExecuteJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ExecuteJobRequest, _types_pb2.Job]
     GetJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _types_pb2.Job]
     ReportItemResult: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ReportItemResultRequest, _jobs_pb2.ReportItemResultResponse]
@@ -93,8 +101,16 @@ class JobServiceAsyncStub(JobServiceStub):
     DeleteRule: _aio.UnaryUnaryMultiCallable[_jobs_pb2.DeleteRuleRequest, _jobs_pb2.DeleteRuleResponse]  # type: ignore[assignment]
     ListJobs: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ListJobsRequest, _jobs_pb2.ListJobsResponse]  # type: ignore[assignment]
     CreateJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.CreateJobRequest, _jobs_pb2.CreateJobResponse]  # type: ignore[assignment]
+    """QUOTA_EXCEEDED (RESOURCE_EXHAUSTED; REST 507) when the plan's stored bytes or live jobs would be
+    exceeded (UserState.stored_bytes / live_jobs); checked before any credit is reserved.
+    """
     ConfirmUpload: _aio.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _types_pb2.Job]  # type: ignore[assignment]
+    """Looks every object up before reading any; pins each photo's sha256 and closes its upload URL."""
     AnalyzeJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.AnalyzeJobRequest, _types_pb2.Job]  # type: ignore[assignment]
+    """Priced: one credit per started group of UserState.analyze_items_per_credit photos lacking one
+    of the concepts (photos holding them all are skipped, free); reserved, spent per photo analysed,
+    the rest refunded. Bounded per job (QUOTA_EXCEEDED).
+    """
     ExecuteJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ExecuteJobRequest, _types_pb2.Job]  # type: ignore[assignment]
     GetJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _types_pb2.Job]  # type: ignore[assignment]
     ReportItemResult: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ReportItemResultRequest, _jobs_pb2.ReportItemResultResponse]  # type: ignore[assignment]
@@ -193,21 +209,29 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _jobs_pb2.CreateJobRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_jobs_pb2.CreateJobResponse, _abc.Awaitable[_jobs_pb2.CreateJobResponse]]: ...
+    ) -> _typing.Union[_jobs_pb2.CreateJobResponse, _abc.Awaitable[_jobs_pb2.CreateJobResponse]]:
+        """QUOTA_EXCEEDED (RESOURCE_EXHAUSTED; REST 507) when the plan's stored bytes or live jobs would be
+        exceeded (UserState.stored_bytes / live_jobs); checked before any credit is reserved.
+        """
 
     @_abc_1.abstractmethod
     def ConfirmUpload(
         self,
         request: _jobs_pb2.JobRef,
         context: _ServicerContext,
-    ) -> _typing.Union[_types_pb2.Job, _abc.Awaitable[_types_pb2.Job]]: ...
+    ) -> _typing.Union[_types_pb2.Job, _abc.Awaitable[_types_pb2.Job]]:
+        """Looks every object up before reading any; pins each photo's sha256 and closes its upload URL."""
 
     @_abc_1.abstractmethod
     def AnalyzeJob(
         self,
         request: _jobs_pb2.AnalyzeJobRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_types_pb2.Job, _abc.Awaitable[_types_pb2.Job]]: ...
+    ) -> _typing.Union[_types_pb2.Job, _abc.Awaitable[_types_pb2.Job]]:
+        """Priced: one credit per started group of UserState.analyze_items_per_credit photos lacking one
+        of the concepts (photos holding them all are skipped, free); reserved, spent per photo analysed,
+        the rest refunded. Bounded per job (QUOTA_EXCEEDED).
+        """
 
     @_abc_1.abstractmethod
     def ExecuteJob(

@@ -35,6 +35,11 @@ class UserState(_message.Message):
     RULE_SLOTS_USED_FIELD_NUMBER: _builtins.int
     RULE_SLOTS_MAX_FIELD_NUMBER: _builtins.int
     MAX_BATCH_FIELD_NUMBER: _builtins.int
+    STORED_BYTES_FIELD_NUMBER: _builtins.int
+    STORED_BYTES_MAX_FIELD_NUMBER: _builtins.int
+    LIVE_JOBS_FIELD_NUMBER: _builtins.int
+    LIVE_JOBS_MAX_FIELD_NUMBER: _builtins.int
+    ANALYZE_ITEMS_PER_CREDIT_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     plan: _builtins.str
     credits: _builtins.int
@@ -46,6 +51,16 @@ class UserState(_message.Message):
     rule_slots_used: _builtins.int
     rule_slots_max: _builtins.int
     max_batch: _builtins.int
+    stored_bytes: _builtins.int
+    """Storage quota: bytes held by the user's live jobs (a job waiting for its photos counts every
+    upload URL at the upload size limit) and the plan's ceiling; QUOTA_EXCEEDED past it.
+    """
+    stored_bytes_max: _builtins.int
+    live_jobs: _builtins.int
+    """Jobs whose objects are still kept (until the sweeper purges them) and the plan's ceiling."""
+    live_jobs_max: _builtins.int
+    analyze_items_per_credit: _builtins.int
+    """The analyze price: one credit per this many photos (rounded up) per new concept set."""
     def __init__(
         self,
         *,
@@ -59,10 +74,15 @@ class UserState(_message.Message):
         rule_slots_used: _builtins.int = ...,
         rule_slots_max: _builtins.int = ...,
         max_batch: _builtins.int = ...,
+        stored_bytes: _builtins.int = ...,
+        stored_bytes_max: _builtins.int = ...,
+        live_jobs: _builtins.int = ...,
+        live_jobs_max: _builtins.int = ...,
+        analyze_items_per_credit: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_jobs", b"active_jobs", "credits", b"credits", "credits_reserved", b"credits_reserved", "credits_spent", b"credits_spent", "max_batch", b"max_batch", "max_concurrency", b"max_concurrency", "plan", b"plan", "rule_slots_max", b"rule_slots_max", "rule_slots_used", b"rule_slots_used", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_jobs", b"active_jobs", "analyze_items_per_credit", b"analyze_items_per_credit", "credits", b"credits", "credits_reserved", b"credits_reserved", "credits_spent", b"credits_spent", "live_jobs", b"live_jobs", "live_jobs_max", b"live_jobs_max", "max_batch", b"max_batch", "max_concurrency", b"max_concurrency", "plan", b"plan", "rule_slots_max", b"rule_slots_max", "rule_slots_used", b"rule_slots_used", "stored_bytes", b"stored_bytes", "stored_bytes_max", b"stored_bytes_max", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

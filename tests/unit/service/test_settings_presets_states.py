@@ -44,6 +44,23 @@ def test_the_inference_deadline_has_a_photo_and_a_phrase_share() -> None:
     assert (s.inference_timeout_s, s.inference_phrase_timeout_s) == (30.0, 2.5)
 
 
+def test_quota_and_price_settings() -> None:
+    s = Settings.from_env({})
+    assert (s.analyze_items_per_credit, s.max_analyses_per_job, s.decode_concurrency) == (4, 5, 1)
+    assert (s.canceled_retention_s, s.finished_retention_s) == (600, 30 * 24 * 3600)
+    s = Settings.from_env(
+        {
+            "S3_ANALYZE_ITEMS_PER_CREDIT": "10",
+            "S3_MAX_ANALYSES_PER_JOB": "2",
+            "S3_DECODE_CONCURRENCY": "3",
+            "S3_CANCELED_RETENTION_S": "0",
+            "S3_FINISHED_RETENTION_S": "86400",
+        }
+    )
+    assert (s.analyze_items_per_credit, s.max_analyses_per_job, s.decode_concurrency) == (10, 2, 3)
+    assert (s.canceled_retention_s, s.finished_retention_s) == (0, 86400)
+
+
 @pytest.mark.parametrize(
     "env",
     [
@@ -53,6 +70,9 @@ def test_the_inference_deadline_has_a_photo_and_a_phrase_share() -> None:
         {"S3_INFERENCE": "tpu"},
         {"S3_LEASE_S": "0"},
         {"S3_INFERENCE_PHRASE_TIMEOUT_S": "0"},
+        {"S3_ANALYZE_ITEMS_PER_CREDIT": "0"},
+        {"S3_DECODE_CONCURRENCY": "0"},
+        {"S3_CANCELED_RETENTION_S": "-1"},
     ],
 )
 def test_bad_settings_are_refused(env: dict[str, str]) -> None:

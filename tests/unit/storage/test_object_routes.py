@@ -10,6 +10,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from gateway_rest.objects import object_routes
+from server.errors import Forbidden
 from server.storage.local import LocalObjectStore
 from server.storage.port import ObjectInfo
 from server.storage.signing import UrlSigner
@@ -165,3 +166,40 @@ def test_a_store_failure_is_an_internal_error(client: TestClient, store: LocalOb
     r = client.put(req.url, content=b"x", headers=req.headers)
     assert r.status_code == 500
     assert _error_code(r) == "INTERNAL"
+
+
+def test_sealed_key_refuses_uploads_but_still_serves(client: TestClient, store: LocalObjectStore) -> None:
+    """confirm-upload and cancel seal a photo's key: its upload URL, still within its lifetime, is
+    refused (403) and the object stays what was confirmed."""
+    req = store.presign_put(KEY, content_type="image/jpeg", expires_s=60)
+    assert client.put(req.url, content=b"confirmed", headers=req.headers).status_code == 200
+    store.seal(KEY)
+    r = client.put(req.url, content=b"swapped", headers=req.headers)
+    assert r.status_code == 403 and _error_code(r) == "FORBIDDEN"
+    assert store.get(KEY) == b"confirmed"
+    assert client.get(store.presign_get(KEY, expires_s=60)).content == b"confirmed"
+    # The store's own writes (the service, the workers) are not client uploads.
+    store.put(KEY, b"rewritten by the service", content_type="image/jpeg")
+    assert store.get(KEY) == b"rewritten by the service"
+
+
+def test_seal_landing_while_an_upload_streams_refuses_its_commit(store: LocalObjectStore) -> None:
+    with store.open_writer(KEY, content_type="image/jpeg", client_upload=True) as writer:
+        writer.write(b"first")
+    with pytest.raises(Forbidden), store.open_writer(KEY, content_type="image/jpeg", client_upload=True) as writer:
+        writer.write(b"second")
+        store.seal(KEY)  # confirm-upload came first
+    assert store.get(KEY) == b"first"
+    assert not list(store.root.rglob("*~tmp"))  # the refused upload left no temporary file
+
+
+def test_delete_prefix_removes_a_jobs_folder_only(store: LocalObjectStore) -> None:
+    for key in ("inputs/u1/j1/0.jpg", "inputs/u1/j1/1.jpg", "inputs/u1/j2/0.jpg"):
+        store.put(key, b"x", content_type="image/jpeg")
+    store.seal("inputs/u1/j1/0.jpg")
+    assert store.delete_prefix("inputs/u1/j1/") == 2
+    assert store.head("inputs/u1/j1/0.jpg") is None and store.head("inputs/u1/j2/0.jpg") is not None
+    assert not (store.root / "inputs/u1/j1").exists()
+    assert store.delete_prefix("inputs/u1/j1/") == 0
+    with pytest.raises(ValueError):
+        store.delete_prefix("inputs/u1/j2")  # not a folder
