@@ -17,12 +17,14 @@ import socket
 import sys
 from dataclasses import dataclass
 
+from server.config import heartbeat_for
+from server.db.advisory import Leadership
 from server.db.engine import Database, DatabaseUnavailable
 from server.errors import InferenceUnavailable, StorageUnavailable
 from server.pipeline import PermanentFailure, Pipeline
 from server.queue import Claim, WorkQueue
 from server.service.settle import ItemOutputs
-from server.service.sweeper import delete_expired_records, expire_abandoned_uploads
+from server.service.sweeper import sweep_if_leader
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +50,14 @@ class Worker:
         *,
         name: str,
         lease_s: float,
+        heartbeat_s: float | None = None,
         poll_s: float = 0.25,
         drain_s: float = 20.0,
     ) -> None:
         self._queue = queue
         self._pipeline = pipeline
         self.name = name
-        self._heartbeat_s = max(lease_s / 3, 0.05)
+        self._heartbeat_s = heartbeat_s if heartbeat_s is not None else heartbeat_for(lease_s)
         self._poll_s = poll_s
         self._drain_s = drain_s
         self.stats = WorkerStats()
@@ -161,12 +164,12 @@ class Worker:
                 return
 
 
-async def sweep_forever(db: Database, interval_s: float, stopping: asyncio.Event) -> None:
-    """Cancel and refund abandoned uploads, and delete expired records, every ``interval_s``."""
+async def sweep_forever(db: Database, interval_s: float, stopping: asyncio.Event, leadership: Leadership) -> None:
+    """Every ``interval_s``: if this process leads, cancel and refund abandoned uploads and delete
+    expired records; otherwise try to take the lead (its holder may have died)."""
     while not stopping.is_set():
         try:
-            await asyncio.to_thread(expire_abandoned_uploads, db)
-            await asyncio.to_thread(delete_expired_records, db)
+            await asyncio.to_thread(sweep_if_leader, db, leadership)
         except DatabaseUnavailable as e:
             log.warning("sweeper: %s", e)
         with contextlib.suppress(TimeoutError):
@@ -175,7 +178,8 @@ async def sweep_forever(db: Database, interval_s: float, stopping: asyncio.Event
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m server.worker``: pipeline workers as a separate process."""
-    from server.config import Settings, SettingsError
+    from server.config import Settings, SettingsError, resolve_secrets
+    from server.db.migrate import SchemaNotCurrent
     from server.logs import configure_logging
     from server.runtime import run_workers
 
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="how many workers (default S3_WORKERS or 1)")
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_env()
+        settings = resolve_secrets(Settings.from_env())
     except SettingsError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2
@@ -197,7 +201,11 @@ def main(argv: list[str] | None = None) -> int:
             loop.add_signal_handler(sig, stopping.set)
         await run_workers(stopping, count=args.workers, settings=settings)
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    except SchemaNotCurrent as e:
+        print(f"cannot start: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

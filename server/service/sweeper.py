@@ -1,6 +1,10 @@
 """Periodic clean-up: jobs abandoned in ``created`` past their upload deadline are canceled and
 refunded; idempotency keys and refresh tokens past their time are deleted. (Expired item leases need
-no sweep: the queue's claim query takes them back.)"""
+no sweep: the queue's claim query takes them back.)
+
+Every process may run the sweeper loop; one per database sweeps: the holder of the sweeper lock
+(``server.db.advisory.Leadership``), so hundreds of worker processes do not compete for the same rows.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import logging
 from sqlalchemy import select
 
 from server.clock import utcnow
+from server.db.advisory import Leadership
 from server.db.engine import Database
 from server.db.tables import JobRow
 from server.service import job_state
@@ -46,3 +51,12 @@ def expire_abandoned_uploads(db: Database, *, limit: int = 100) -> int:
 def delete_expired_records(db: Database) -> int:
     """Idempotency keys kept past their time and expired refresh tokens; returns how many rows."""
     return sweep_idempotency_keys(db) + sweep_refresh_tokens(db)
+
+
+def sweep_if_leader(db: Database, leadership: Leadership) -> bool:
+    """One sweep round, run only by the leader; True when this process swept."""
+    if not leadership.refresh():
+        return False
+    expire_abandoned_uploads(db)
+    delete_expired_records(db)
+    return True
