@@ -18,6 +18,7 @@ from typing import Literal
 
 StorageKind = Literal["local", "s3"]
 RateLimitStorageKind = Literal["memory", "redis"]
+StateMetricsKind = Literal["leader", "on", "off"]
 InferenceKind = Literal["triton", "onnx"]
 PLAYGROUND_PATH = re.compile(r"^(/[A-Za-z0-9_-]+)+$")
 """Where the web playground may be mounted: one or more plain path segments, no trailing slash."""
@@ -127,8 +128,12 @@ class Settings:
     """``S3_DOWNLOAD_URL_TTL_S``: lifetime of presigned download URLs."""
     upload_deadline_s: int = 60 * 60
     """``S3_UPLOAD_DEADLINE_S``: a job still ``created`` this long after creation is canceled."""
-    lease_s: float = 60.0
-    """``S3_LEASE_S``: how long a worker owns a claimed item without a heartbeat."""
+    lease_s: float = 10.0
+    """``S3_LEASE_S``: how long a worker owns a claimed item without a heartbeat; a worker that dies
+    gives its item back this long after its last heartbeat."""
+    heartbeat_s: float | None = None
+    """``S3_HEARTBEAT_S``: how often a worker extends its lease; unset = ``lease_s`` / 5, so a few
+    missed beats (a database hiccup) do not lose the lease. Must be at most half the lease."""
     max_attempts: int = 3
     """``S3_MAX_ATTEMPTS``: attempts before an item is dead-lettered."""
     retry_backoff_s: float = 2.0
@@ -174,7 +179,20 @@ class Settings:
     finished_retention_s: int = 30 * 24 * 3600
     """``S3_FINISHED_RETENTION_S``: how long the objects of a done or failed job are kept."""
     sweep_interval_s: float = 30.0
-    """``S3_SWEEP_INTERVAL_S``: how often expired uploads and leases are swept."""
+    """``S3_SWEEP_INTERVAL_S``: how often expired uploads and leases are swept. Every process runs
+    the loop; on PostgreSQL only the holder of the sweeper lock sweeps, the others try to take the
+    lock each round (``server.db.advisory``)."""
+    migrate: bool = True
+    """``S3_MIGRATE``: ``on`` (default): bring the schema up to date at start-up, under a lock;
+    ``off``: only check, and refuse to start when the schema is behind (``python -m
+    server.db.migrate`` migrates)."""
+    single_replica: bool = False
+    """``S3_SINGLE_REPLICA``: ``on`` allows unset secrets (generated into this data dir) with a
+    shared PostgreSQL database, for a deployment of one process; off, they must be set."""
+    state_metrics: StateMetricsKind = "leader"
+    """``S3_STATE_METRICS``: which process exports the database gauges (``s3_queue_depth``,
+    ``s3_active_job_items``, ``s3_jobs``): ``leader`` (the sweeper leader, one per database, so a
+    sum over replicas counts once), ``on`` (this process always) or ``off``."""
     log_level: str = "INFO"
     """``S3_LOG_LEVEL``."""
     rate_limits_enabled: bool = True
@@ -194,6 +212,15 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     """``S3_TRUSTED_PROXIES``: comma-separated addresses or networks (``10.0.0.0/8``) of reverse
     proxies whose ``X-Forwarded-For`` names the client; from any other peer the header is ignored."""
+
+    @property
+    def effective_heartbeat_s(self) -> float:
+        return self.heartbeat_s if self.heartbeat_s is not None else heartbeat_for(self.lease_s)
+
+    @property
+    def shared_database(self) -> bool:
+        """A database other processes may use too (anything but the embedded SQLite file)."""
+        return not self.effective_database_url.startswith("sqlite")
 
     @property
     def sqlite_path(self) -> Path:
@@ -278,6 +305,13 @@ class Settings:
         inference = text("S3_INFERENCE", d.inference)
         if inference not in ("triton", "onnx"):
             raise SettingsError(f"S3_INFERENCE must be 'triton' or 'onnx', got {inference!r}")
+        lease_s = number("S3_LEASE_S", d.lease_s)
+        heartbeat_s = number("S3_HEARTBEAT_S", 0.0) if text("S3_HEARTBEAT_S", None) else None
+        if heartbeat_s is not None and heartbeat_s > lease_s / 2:
+            raise SettingsError(f"S3_HEARTBEAT_S must be at most half of S3_LEASE_S ({lease_s}), got {heartbeat_s}")
+        state_metrics = text("S3_STATE_METRICS", d.state_metrics)
+        if state_metrics not in ("leader", "on", "off"):
+            raise SettingsError(f"S3_STATE_METRICS must be 'leader', 'on' or 'off', got {state_metrics!r}")
         checkpoint = text("S3_SAM3_CHECKPOINT", None)
         playground = text("S3_PLAYGROUND_PATH", None)
         if playground is not None and not PLAYGROUND_PATH.match(playground):
@@ -320,7 +354,8 @@ class Settings:
             upload_url_ttl_s=integer("S3_UPLOAD_URL_TTL_S", d.upload_url_ttl_s, minimum=1),
             download_url_ttl_s=integer("S3_DOWNLOAD_URL_TTL_S", d.download_url_ttl_s, minimum=1),
             upload_deadline_s=integer("S3_UPLOAD_DEADLINE_S", d.upload_deadline_s, minimum=1),
-            lease_s=number("S3_LEASE_S", d.lease_s),
+            lease_s=lease_s,
+            heartbeat_s=heartbeat_s,
             max_attempts=integer("S3_MAX_ATTEMPTS", d.max_attempts, minimum=1),
             retry_backoff_s=number("S3_RETRY_BACKOFF_S", d.retry_backoff_s),
             inference=inference,  # type: ignore[arg-type]
@@ -341,6 +376,9 @@ class Settings:
             canceled_retention_s=integer("S3_CANCELED_RETENTION_S", d.canceled_retention_s),
             finished_retention_s=integer("S3_FINISHED_RETENTION_S", d.finished_retention_s),
             sweep_interval_s=number("S3_SWEEP_INTERVAL_S", d.sweep_interval_s),
+            migrate=switch("S3_MIGRATE", d.migrate),
+            single_replica=switch("S3_SINGLE_REPLICA", d.single_replica),
+            state_metrics=state_metrics,  # type: ignore[arg-type]
             log_level=(text("S3_LOG_LEVEL", d.log_level) or d.log_level).upper(),
             rate_limits_enabled=switch("S3_RATE_LIMITS", d.rate_limits_enabled),
             rate_limit_storage_url=rate_limit_storage_url,
@@ -350,6 +388,11 @@ class Settings:
             rate_limit_signup_global=rate_limit("S3_RATE_LIMIT_SIGNUP_GLOBAL", d.rate_limit_signup_global),
             trusted_proxies=proxies,
         )
+
+
+def heartbeat_for(lease_s: float) -> float:
+    """The default heartbeat of a lease: five beats per lease."""
+    return lease_s / 5
 
 
 def _kept_secret(data_dir: Path, name: str) -> str:
@@ -371,10 +414,19 @@ def _kept_secret(data_dir: Path, name: str) -> str:
 
 
 def resolve_secrets(settings: Settings) -> Settings:
-    """Fill unset secrets from the data dir (generated once, then kept) and check their strength."""
+    """Fill unset secrets from the data dir (generated once, then kept) and check their strength.
+
+    A generated secret belongs to one data dir, so with a shared database it would make each
+    replica sign tokens the others reject: that is refused unless ``S3_SINGLE_REPLICA=on``.
+    """
     resolved = {}
     for field in ("jwt_secret", "callback_secret", "admin_token"):
         value = getattr(settings, field)
+        if value is None and settings.shared_database and not settings.single_replica:
+            raise SettingsError(
+                f"S3_{field.upper()} is unset: with a shared database (S3_DATABASE_URL) every replica must "
+                "use the same value, so set it on every process (or S3_SINGLE_REPLICA=on for a single one)"
+            )
         if value is None:
             value = _kept_secret(settings.data_dir, field)
         elif len(value) < 32:

@@ -8,13 +8,14 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import uvicorn
 
 from server.config import Settings, resolve_secrets
+from server.db.advisory import Leadership
 from server.db.engine import Database
 from server.grpc_api.server import GrpcServer, build_grpc_server
 from server.inference.factory import build_segmenter
@@ -57,6 +58,8 @@ class Core:
     segmenter: Segmenter
     services: Services
     metrics: ServiceMetrics
+    leadership: Leadership
+    """Whether this process is the sweeper leader (on PostgreSQL, one process per database)."""
 
 
 def _inference_probe(segmenter: Segmenter, loop: asyncio.AbstractEventLoop) -> Probe:
@@ -75,8 +78,10 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
     async with contextlib.AsyncExitStack() as stack:
         db = await asyncio.to_thread(open_database, settings)
         stack.callback(db.dispose)
+        leadership = Leadership(db)
+        stack.callback(leadership.close)
         store = await asyncio.to_thread(build_store, settings)
-        metrics = ServiceMetrics.create(db)
+        metrics = ServiceMetrics.create(db, exports_state=_state_exporter(settings, leadership))
         segmenter: Segmenter = TimedSegmenter(await build_segmenter(settings, stack), metrics.inference)
         services = build_services(
             settings,
@@ -86,18 +91,34 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
             model=segmenter.info.name,
             model_meaningful=segmenter.info.meaningful,
         )
-        yield Core(settings, db, store, segmenter, services, metrics)
+        yield Core(settings, db, store, segmenter, services, metrics, leadership)
+
+
+def _state_exporter(settings: Settings, leadership: Leadership) -> Callable[[], bool]:
+    if settings.state_metrics == "leader":
+        return lambda: leadership.is_leader
+    always = settings.state_metrics == "on"
+    return lambda: always
 
 
 def _workers(core: Core, count: int) -> list[Worker]:
     queue = WorkQueue(core.db, core.settings)
     pipeline = Pipeline(core.db, core.store, core.segmenter, core.settings)
-    return [Worker(queue, pipeline, name=worker_name(n), lease_s=core.settings.lease_s) for n in range(count)]
+    return [
+        Worker(
+            queue,
+            pipeline,
+            name=worker_name(n),
+            lease_s=core.settings.lease_s,
+            heartbeat_s=core.settings.effective_heartbeat_s,
+        )
+        for n in range(count)
+    ]
 
 
 async def _run_background(core: Core, count: int, stopping: asyncio.Event) -> list[asyncio.Task[None]]:
     tasks = [asyncio.create_task(w.run(stopping), name=w.name) for w in _workers(core, count)]
-    tasks.append(asyncio.create_task(sweep_forever(core.db, core.store, core.settings, stopping)))
+    tasks.append(asyncio.create_task(sweep_forever(core.db, core.store, core.settings, stopping, core.leadership)))
     return tasks
 
 

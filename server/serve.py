@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 
 from server.config import SettingsError
+from server.db.migrate import SchemaNotCurrent
 from server.logs import configure_logging
 from server.runtime import serve
-from server.startup import load_settings, refuse
+from server.startup import cannot_start, load_settings, refuse
 
 
 def main() -> int:
@@ -22,6 +23,8 @@ def main() -> int:
         asyncio.run(serve(settings))
     except SettingsError as e:  # one only checkable while the stack opens
         return refuse(e)
+    except SchemaNotCurrent as e:
+        return cannot_start(e)
     return 0
 
 

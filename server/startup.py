@@ -20,3 +20,9 @@ def refuse(error: SettingsError) -> int:
     """Print ``configuration error: <message naming the variable>``; the exit code to return."""
     print(f"configuration error: {error}", file=sys.stderr)
     return CONFIG_ERROR_EXIT_CODE
+
+
+def cannot_start(error: Exception) -> int:
+    """Print ``cannot start: <why>`` (e.g. the database schema is behind this code); the exit code."""
+    print(f"cannot start: {error}", file=sys.stderr)
+    return CONFIG_ERROR_EXIT_CODE

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from server.config import Settings
 from server.db.engine import Database
-from server.db.migrate import upgrade
+from server.db.migrate import ensure_current, upgrade
 from server.service.accounts import Accounts
 from server.service.admin import Admin
 from server.service.bundle import Services
@@ -27,10 +27,17 @@ from server.storage.signing import UrlSigner
 log = logging.getLogger(__name__)
 
 
-def open_database(settings: Settings, *, migrate: bool = True) -> Database:
+def open_database(settings: Settings) -> Database:
+    """The database, its schema current: migrated here (``S3_MIGRATE=on``, under the migrations
+    lock) or checked (``off``: :class:`~server.db.migrate.SchemaNotCurrent` when behind)."""
     db = Database.from_url(settings.effective_database_url)
-    if migrate:
-        upgrade(db.engine)
+    try:
+        if settings.migrate:
+            upgrade(db.engine)
+        ensure_current(db.engine)
+    except BaseException:
+        db.dispose()
+        raise
     return db
 
 

@@ -16,13 +16,14 @@ import signal
 import socket
 from dataclasses import dataclass
 
-from server.config import Settings
+from server.config import Settings, heartbeat_for
+from server.db.advisory import Leadership
 from server.db.engine import Database, DatabaseUnavailable
 from server.errors import InferenceUnavailable, StorageUnavailable
 from server.pipeline import PermanentFailure, Pipeline
 from server.queue import Claim, WorkQueue
 from server.service.settle import AnalysisOutputs, ItemOutputs, PackageOutputs
-from server.service.sweeper import delete_expired_records, expire_abandoned_uploads, purge_expired_jobs
+from server.service.sweeper import sweep_if_leader
 from server.storage.port import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -49,13 +50,14 @@ class Worker:
         *,
         name: str,
         lease_s: float,
+        heartbeat_s: float | None = None,
         poll_s: float = 0.25,
         drain_s: float = 20.0,
     ) -> None:
         self._queue = queue
         self._pipeline = pipeline
         self.name = name
-        self._heartbeat_s = max(lease_s / 3, 0.05)
+        self._heartbeat_s = heartbeat_s if heartbeat_s is not None else heartbeat_for(lease_s)
         self._poll_s = poll_s
         self._drain_s = drain_s
         self.stats = WorkerStats()
@@ -166,14 +168,15 @@ class Worker:
                 return
 
 
-async def sweep_forever(db: Database, store: ObjectStore, settings: Settings, stopping: asyncio.Event) -> None:
-    """Every ``settings.sweep_interval_s``: cancel and refund abandoned uploads, purge the objects
-    of jobs past their retention, delete expired idempotency keys and refresh tokens."""
+async def sweep_forever(
+    db: Database, store: ObjectStore, settings: Settings, stopping: asyncio.Event, leadership: Leadership
+) -> None:
+    """Every ``settings.sweep_interval_s``: if this process leads, cancel and refund abandoned uploads,
+    purge the objects of jobs past their retention and delete expired records; otherwise try to take
+    the lead (its holder may have died)."""
     while not stopping.is_set():
         try:
-            await asyncio.to_thread(expire_abandoned_uploads, db)
-            await asyncio.to_thread(purge_expired_jobs, db, store, settings)
-            await asyncio.to_thread(delete_expired_records, db)
+            await asyncio.to_thread(sweep_if_leader, db, store, settings, leadership)
         except DatabaseUnavailable as e:
             log.warning("sweeper: %s", e)
         with contextlib.suppress(TimeoutError):
@@ -183,9 +186,10 @@ async def sweep_forever(db: Database, store: ObjectStore, settings: Settings, st
 def main(argv: list[str] | None = None) -> int:
     """``python -m server.worker``: pipeline workers as a separate process."""
     from server.config import SettingsError
+    from server.db.migrate import SchemaNotCurrent
     from server.logs import configure_logging
     from server.runtime import run_workers
-    from server.startup import load_settings, refuse
+    from server.startup import cannot_start, load_settings, refuse
 
     parser = argparse.ArgumentParser(description="S3 pipeline workers (same settings as the server)")
     parser.add_argument("--workers", type=int, default=None, help="how many workers (default S3_WORKERS or 1)")
@@ -208,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(go())
     except SettingsError as e:  # one only checkable while the stack opens
         return refuse(e)
+    except SchemaNotCurrent as e:
+        return cannot_start(e)
     return 0
 
 

@@ -7,6 +7,7 @@ code that records them, so two servers (or two tests) in one process never share
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -24,9 +25,10 @@ class ServiceMetrics:
     inference: InferenceMetrics
 
     @classmethod
-    def create(cls, db: Database) -> ServiceMetrics:
+    def create(cls, db: Database, *, exports_state: Callable[[], bool] = lambda: True) -> ServiceMetrics:
+        """``exports_state`` says, at each scrape, whether this process exports the database gauges."""
         registry = CollectorRegistry(auto_describe=True)
-        registry.register(StateCollector(db))
+        registry.register(StateCollector(db, exports=exports_state))
         return cls(registry, RpcMetrics(registry), InferenceMetrics(registry))
 
 

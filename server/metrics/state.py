@@ -2,13 +2,15 @@
 
 The database is the queue and the source of truth, so these are counted there on each scrape (a
 few grouped counts over indexed columns) instead of being tracked in one process's memory, which
-would miss the work of every other server and worker process.
+would miss the work of every other server and worker process. For the same reason they come from
+one process per database (``S3_STATE_METRICS``, by default the sweeper leader): every replica would
+count the same rows, and a sum across replicas would multiply them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import product
 
 from prometheus_client.core import GaugeMetricFamily
@@ -48,14 +50,17 @@ def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily
 
 
 class StateCollector(Collector):
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, exports: Callable[[], bool] = lambda: True) -> None:
         self._db = db
+        self._exports = exports
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         # Without this the registry would call collect(), and query the database, on register.
         return _families()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        if not self._exports():
+            return  # another process exports them
         queue, items, jobs, up = _families()
         try:
             depth, by_item, by_job = self._read()

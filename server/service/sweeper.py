@@ -8,6 +8,9 @@
 - Idempotency keys and refresh tokens past their time are deleted.
 
 (Expired item leases need no sweep: the queue's claim query takes them back.)
+
+Every process may run the sweeper loop; one per database sweeps: the holder of the sweeper lock
+(``server.db.advisory.Leadership``), so hundreds of worker processes do not compete for the same rows.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 
 from server.clock import utcnow
 from server.config import Settings
+from server.db.advisory import Leadership
 from server.db.engine import Database
 from server.db.tables import JobRow
 from server.errors import StorageUnavailable
@@ -101,3 +105,13 @@ def purge_expired_jobs(db: Database, store: ObjectStore, settings: Settings, *, 
         purged += 1
         log.info("job %s purged: %d objects deleted", job_id, removed)
     return purged
+
+
+def sweep_if_leader(db: Database, store: ObjectStore, settings: Settings, leadership: Leadership) -> bool:
+    """One sweep round, run only by the leader; True when this process swept."""
+    if not leadership.refresh():
+        return False
+    expire_abandoned_uploads(db)
+    purge_expired_jobs(db, store, settings)
+    delete_expired_records(db)
+    return True

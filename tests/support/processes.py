@@ -34,6 +34,7 @@ _ENV_FIELDS = {
     "S3_S3_SECRET_ACCESS_KEY": "s3_secret_access_key",
     "S3_INFERENCE": "inference",
     "S3_LEASE_S": "lease_s",
+    "S3_HEARTBEAT_S": "heartbeat_s",
     "S3_MAX_ATTEMPTS": "max_attempts",
     "S3_RETRY_BACKOFF_S": "retry_backoff_s",
     "S3_UPLOAD_DEADLINE_S": "upload_deadline_s",

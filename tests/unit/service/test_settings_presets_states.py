@@ -73,6 +73,10 @@ def test_quota_and_price_settings() -> None:
         {"S3_ANALYZE_ITEMS_PER_CREDIT": "0"},
         {"S3_DECODE_CONCURRENCY": "0"},
         {"S3_CANCELED_RETENTION_S": "-1"},
+        {"S3_LEASE_S": "10", "S3_HEARTBEAT_S": "6"},
+        {"S3_HEARTBEAT_S": "0"},
+        {"S3_MIGRATE": "maybe"},
+        {"S3_STATE_METRICS": "all"},
     ],
 )
 def test_bad_settings_are_refused(env: dict[str, str]) -> None:
@@ -89,6 +93,42 @@ def test_secrets_are_generated_once_and_kept(tmp_path: Path) -> None:
     assert stat.S_IMODE(mode) == 0o600
     with pytest.raises(SettingsError):
         resolve_secrets(Settings(data_dir=tmp_path, jwt_secret="too-short"))
+
+
+def test_lease_heartbeat_and_start_up_roles() -> None:
+    s = Settings.from_env({})
+    # A dead worker's item is back within seconds: a short lease kept alive by frequent beats.
+    assert (s.lease_s, s.effective_heartbeat_s) == (10.0, 2.0)
+    assert (s.migrate, s.single_replica, s.state_metrics, s.shared_database) == (True, False, "leader", False)
+    s = Settings.from_env(
+        {
+            "S3_LEASE_S": "4",
+            "S3_HEARTBEAT_S": "0.5",
+            "S3_MIGRATE": "off",
+            "S3_SINGLE_REPLICA": "on",
+            "S3_STATE_METRICS": "on",
+            "S3_DATABASE_URL": "postgresql+psycopg://db/s3",
+        }
+    )
+    assert (s.lease_s, s.effective_heartbeat_s) == (4.0, 0.5)
+    assert (s.migrate, s.single_replica, s.state_metrics, s.shared_database) == (False, True, "on", True)
+
+
+SHARED = "postgresql+psycopg://db/s3"
+
+
+@pytest.mark.parametrize("field", ["jwt_secret", "callback_secret", "admin_token"])
+def test_a_generated_secret_with_a_shared_database_is_refused(tmp_path: Path, field: str) -> None:
+    given = {f: f"{f}-" + "s" * 40 for f in ("jwt_secret", "callback_secret", "admin_token") if f != field}
+    with pytest.raises(SettingsError, match=f"^S3_{field.upper()} is unset: with a shared database"):
+        resolve_secrets(Settings(data_dir=tmp_path, database_url=SHARED, **given))  # type: ignore[arg-type]
+    assert not (tmp_path / "secrets").exists()
+    # Declared a single replica: generated and kept as on SQLite.
+    single = resolve_secrets(Settings(data_dir=tmp_path, database_url=SHARED, single_replica=True, **given))  # type: ignore[arg-type]
+    assert getattr(single, field) == (tmp_path / "secrets" / field).read_text()
+    # Every secret set: nothing to generate, nothing refused.
+    every = {**given, field: "set-" + "v" * 40}
+    assert resolve_secrets(Settings(data_dir=tmp_path, database_url=SHARED, **every)).jwt_secret == every["jwt_secret"]  # type: ignore[arg-type]
 
 
 def test_presets_are_complete_and_their_defaults_valid() -> None:
