@@ -31,7 +31,7 @@ U8 = npt.NDArray[np.uint8]
 Mask = npt.NDArray[np.bool_]
 
 LOSSLESS_FORMATS: frozenset[str] = frozenset({"png"})
-MIN_SHARE_WITHIN_TOLERANCE = 0.99
+MIN_SHARE_WITHIN_TOLERANCE = 0.95
 """A lossy rendition passes when at least this share of its protected pixels is within the encoder's
 tolerance. Ringing from edited pixels in the same compression block may push a few past it; an
 edit of the protected region itself moves most of them (tests/unit/applier/test_proof.py)."""
