@@ -465,6 +465,7 @@ def job_json(m: pb.Job, *, with_items: bool = True) -> JsonObject:
         "failed_items": m.failed_items,
         "progress": m.progress,
         "set_url": _absent(m.set_url),
+        "urls_expire_at": _absent(m.urls_expire_at),
         "rule_id": _absent(m.rule_id),
         "cost_per_item": m.cost_per_item,
         "credits_reserved": m.credits_reserved,
@@ -492,7 +493,14 @@ def created_job_json(m: jpb.CreateJobResponse) -> JsonObject:
         "job_id": m.job_id,
         "status": m.status,
         "upload_urls": [
-            {"idx": u.idx, "key": u.key, "url": u.url, "method": u.method, "headers": dict(u.headers)}
+            {
+                "idx": u.idx,
+                "key": u.key,
+                "url": u.url,
+                "method": u.method,
+                "headers": dict(u.headers),
+                "expires_at": _absent(u.expires_at),
+            }
             for u in m.upload_urls
         ],
         "expires_at": m.expires_at,

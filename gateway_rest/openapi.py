@@ -75,6 +75,13 @@ _JOB_FIELDS: dict[str, Schema] = {
     "created_at": _TIME,
     "updated_at": _TIME,
     "upload_expires_at": {"type": ["string", "null"], "format": "date-time"},
+    "urls_expire_at": {
+        "type": ["string", "null"],
+        "format": "date-time",
+        "description": "every download URL in this job (inputs, outputs, previews, renditions, masks, set) "
+        "works until then; GET /jobs/{id} again for fresh ones. Downloads carry a Content-Disposition "
+        "file name (attachment for the set's zip, inline for images).",
+    },
 }
 
 SCHEMAS: dict[str, Schema] = {
@@ -218,8 +225,15 @@ SCHEMAS: dict[str, Schema] = {
             "status": {"const": "created"},
             "upload_urls": _list(
                 _obj(
-                    ["idx", "key", "url", "method", "headers"],
-                    {"idx": _INT, "key": _STR, "url": _STR, "method": {"const": "PUT"}, "headers": _map(_STR)},
+                    ["idx", "key", "url", "method", "headers", "expires_at"],
+                    {
+                        "idx": _INT,
+                        "key": _STR,
+                        "url": _STR,
+                        "method": {"const": "PUT"},
+                        "headers": _map(_STR),
+                        "expires_at": _TIME | {"description": "when this URL stops working"},
+                    },
                 )
             ),
             "expires_at": _TIME,

@@ -119,7 +119,12 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             status=created.job.status,
             upload_urls=[
                 pb.UploadUrl(
-                    idx=u.idx, key=u.key, url=u.request.url, method=u.request.method, headers=u.request.headers
+                    idx=u.idx,
+                    key=u.key,
+                    url=u.request.url,
+                    method=u.request.method,
+                    headers=u.request.headers,
+                    expires_at=rfc3339(u.request.expires_at),
                 )
                 for u in created.uploads
             ],
@@ -191,7 +196,9 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             time.sleep(self._s.watch_interval_s)
 
     def _job(self, view: JobView, *, with_instances: bool = True) -> pb.Job:
-        message = convert.job(view, self._s.jobs.download_url)
+        links = self._s.jobs.download_links()
+        message = convert.job(view, links.url)
+        message.urls_expire_at = rfc3339(links.expires_at)
         if not with_instances:
             for item in message.items:
                 del item.instances[:]

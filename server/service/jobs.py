@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -53,6 +53,14 @@ class UploadTarget:
     idx: int
     key: str
     request: PresignedRequest
+
+
+@dataclass(frozen=True)
+class DownloadLinks:
+    """Download URLs signed together, and when the first of them stops working."""
+
+    url: Callable[[str], str]
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -315,7 +323,16 @@ class Jobs:
             return job_view(job, load_items(s, job.id))
 
     def download_url(self, key: str) -> str:
-        return self._store.presign_get(key, expires_s=self._settings.download_url_ttl_s)
+        return self._store.presign_get(
+            key, expires_s=self._settings.download_url_ttl_s, filename=keys.download_filename(key)
+        )
+
+    def download_links(self) -> DownloadLinks:
+        """Sign download URLs now; all of them work at least until ``expires_at``."""
+        # Whole seconds, rounded down: each store signs from its own "now" (a moment later), so
+        # the stated instant is never after the real one.
+        now = utcnow().replace(microsecond=0)
+        return DownloadLinks(self.download_url, now + timedelta(seconds=self._settings.download_url_ttl_s))
 
     # -- cancel ---------------------------------------------------------------------------------
     def cancel(self, user_id: str, job_id: str) -> JobView:

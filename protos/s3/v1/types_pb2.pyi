@@ -339,10 +339,13 @@ class UploadUrl(_message.Message):
     URL_FIELD_NUMBER: _builtins.int
     METHOD_FIELD_NUMBER: _builtins.int
     HEADERS_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
     idx: _builtins.int
     key: _builtins.str
     url: _builtins.str
     method: _builtins.str
+    expires_at: _builtins.str
+    """when this URL stops working (RFC 3339)"""
     @_builtins.property
     def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -353,10 +356,11 @@ class UploadUrl(_message.Message):
         url: _builtins.str = ...,
         method: _builtins.str = ...,
         headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        expires_at: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["headers", b"headers", "idx", b"idx", "key", b"key", "method", b"method", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "headers", b"headers", "idx", b"idx", "key", b"key", "method", b"method", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -572,6 +576,7 @@ class Job(_message.Message):
     UPLOAD_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     ANALYZED_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    URLS_EXPIRE_AT_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     status: _builtins.str
     preset: _builtins.str
@@ -591,6 +596,10 @@ class Job(_message.Message):
     analyzed: _builtins.bool
     error: _builtins.str
     """why a job failed, or why a done job has no set"""
+    urls_expire_at: _builtins.str
+    """Every download URL in this message (inputs, outputs, previews, renditions, masks, set) works
+    until this instant (RFC 3339); read the job again for fresh ones.
+    """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobItem]: ...
     def __init__(
@@ -614,10 +623,11 @@ class Job(_message.Message):
         upload_expires_at: _builtins.str = ...,
         analyzed: _builtins.bool = ...,
         error: _builtins.str = ...,
+        urls_expire_at: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzed", b"analyzed", "cost_per_item", b"cost_per_item", "created_at", b"created_at", "credits_reserved", b"credits_reserved", "credits_spent", b"credits_spent", "done_items", b"done_items", "error", b"error", "failed_items", b"failed_items", "items", b"items", "job_id", b"job_id", "preset", b"preset", "progress", b"progress", "rule_id", b"rule_id", "set_url", b"set_url", "status", b"status", "total_items", b"total_items", "updated_at", b"updated_at", "upload_expires_at", b"upload_expires_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzed", b"analyzed", "cost_per_item", b"cost_per_item", "created_at", b"created_at", "credits_reserved", b"credits_reserved", "credits_spent", b"credits_spent", "done_items", b"done_items", "error", b"error", "failed_items", b"failed_items", "items", b"items", "job_id", b"job_id", "preset", b"preset", "progress", b"progress", "rule_id", b"rule_id", "set_url", b"set_url", "status", b"status", "total_items", b"total_items", "updated_at", b"updated_at", "upload_expires_at", b"upload_expires_at", "urls_expire_at", b"urls_expire_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
