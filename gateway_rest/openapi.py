@@ -392,6 +392,32 @@ def _path_params(path: str) -> list[dict[str, Any]]:
 
 _JOB_NOT_FOUND = ("NOT_FOUND",)
 _PAYLOAD = ("PAYLOAD_TOO_LARGE",)
+_PREFER_WAIT = {
+    "name": "Prefer",
+    "in": "header",
+    "required": False,
+    "schema": _STR,
+    "example": "wait=30",
+    "description": "RFC 7240 `wait=N`: answer once the job is done, failed or canceled, or after N seconds "
+    "with the job as it is then (N capped by S3_PREFER_WAIT_MAX_S, default 60). The answer carries "
+    "`Preference-Applied: wait=<N used>`; a malformed preference is ignored.",
+}
+
+
+def _waits(op: dict[str, Any]) -> dict[str, Any]:
+    """An operation that honours ``Prefer: wait``: the header in, ``Preference-Applied`` out."""
+    op.setdefault("parameters", []).append(_PREFER_WAIT)
+    applied = {
+        "Preference-Applied": {
+            "schema": _STR,
+            "description": "wait=<seconds waited at most>, when Prefer: wait was honoured",
+        }
+    }
+    for status, response in op["responses"].items():
+        if status.startswith("2"):
+            response["headers"] = applied
+    return op
+
 
 API_PATHS: dict[str, dict[str, Any]] = {
     "/health": {
@@ -450,7 +476,7 @@ API_PATHS: dict[str, dict[str, Any]] = {
             errors=("BATCH_LIMIT", "CONCURRENCY_LIMIT", "INSUFFICIENT_CREDITS", "NOT_FOUND", *_PAYLOAD),
         ),
     },
-    "/jobs/{job_id}": {"get": _op("A job with its items and download URLs", "Job", errors=_JOB_NOT_FOUND)},
+    "/jobs/{job_id}": {"get": _waits(_op("A job with its items and download URLs", "Job", errors=_JOB_NOT_FOUND))},
     "/jobs/{job_id}/confirm-upload": {
         "post": _op(
             "Check every uploaded photo; created → uploaded",
@@ -467,11 +493,13 @@ API_PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/jobs/{job_id}/execute": {
-        "post": _op(
-            "Apply rules to the album; uploaded → queued",
-            "Job",
-            body="Execute",
-            errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
+        "post": _waits(
+            _op(
+                "Apply rules to the album; uploaded → queued",
+                "Job",
+                body="Execute",
+                errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
+            )
         )
     },
     "/jobs/{job_id}/callback": {

@@ -13,11 +13,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway_rest import convert, envelope
+from gateway_rest import convert, envelope, prefer
 from gateway_rest.body import read_json
 from gateway_rest.rpc import backend, call_metadata, unary
 from gateway_rest.sse import EventStreamResponse, job_events
 from protos.s3.v1 import jobs_pb2 as jpb
+from protos.s3.v1 import types_pb2 as pb
 
 Handler = Callable[[Request], Awaitable[Response | EventStreamResponse]]
 
@@ -101,9 +102,25 @@ async def create_job(request: Request) -> Response:
     return envelope.success(request, convert.created_job_json(created), status_code=201)
 
 
+async def _answer_job(request: Request, job: pb.Job) -> Response:
+    """The job, after waiting for it to end when the client sent ``Prefer: wait=N``."""
+    wait_s = prefer.requested_wait_s(request.headers.get("prefer"), max_s=request.app.state.prefer_wait_max_s)
+    if wait_s is None:
+        return envelope.success(request, convert.job_json(job))
+    ref = jpb.JobRef(job_id=job.job_id)
+
+    async def read() -> pb.Job:
+        return await unary(request, backend(request).stub.GetJob, ref)
+
+    job = await prefer.until_ended(job, read, wait_s=wait_s, poll_s=request.app.state.prefer_poll_s)
+    response = envelope.success(request, convert.job_json(job))
+    response.headers[prefer.PREFERENCE_APPLIED] = f"wait={wait_s}"
+    return response
+
+
 async def get_job(request: Request) -> Response:
     job = await unary(request, backend(request).stub.GetJob, jpb.JobRef(job_id=_job_id(request)))
-    return envelope.success(request, convert.job_json(job))
+    return await _answer_job(request, job)
 
 
 async def confirm_upload(request: Request) -> Response:
@@ -121,7 +138,7 @@ async def analyze_job(request: Request) -> Response:
 async def execute_job(request: Request) -> Response:
     message = convert.execute_request(_job_id(request), await _body(request))
     job = await unary(request, backend(request).stub.ExecuteJob, message)
-    return envelope.success(request, convert.job_json(job))
+    return await _answer_job(request, job)
 
 
 async def cancel_job(request: Request) -> Response:

@@ -93,6 +93,8 @@ class Settings:
     """``S3_CORS_ORIGINS``: comma-separated origins allowed by CORS (the Flutter web build)."""
     max_body_bytes: int = 1024 * 1024
     """``S3_MAX_BODY_BYTES``: largest JSON request body the shim accepts."""
+    prefer_wait_max_s: int = 60
+    """``S3_PREFER_WAIT_MAX_S``: the longest ``Prefer: wait=N`` the shim honours (seconds)."""
     starting_credits: int = 100
     """``S3_STARTING_CREDITS``: credits granted to a new anonymous user."""
     credits_per_item: int = 1
@@ -199,6 +201,7 @@ class Settings:
             inference_timeout_s=number("S3_INFERENCE_TIMEOUT_S", d.inference_timeout_s),
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
             max_body_bytes=integer("S3_MAX_BODY_BYTES", d.max_body_bytes, minimum=1),
+            prefer_wait_max_s=integer("S3_PREFER_WAIT_MAX_S", d.prefer_wait_max_s, minimum=0),
             starting_credits=integer("S3_STARTING_CREDITS", d.starting_credits),
             credits_per_item=integer("S3_CREDITS_PER_ITEM", d.credits_per_item, minimum=1),
             sweep_interval_s=number("S3_SWEEP_INTERVAL_S", d.sweep_interval_s),

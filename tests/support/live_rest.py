@@ -4,7 +4,7 @@ envelope assertions those tests share."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +31,16 @@ class LiveRest:
 
 
 @contextmanager
-def live_rest(database_url: str, data_dir: Path, *, grpc_workers: int = 16, **overrides: object) -> Iterator[LiveRest]:
-    """The whole API served on loopback; the local store's presigned URLs point at it."""
+def live_rest(
+    database_url: str,
+    data_dir: Path,
+    *,
+    grpc_workers: int = 16,
+    app_options: Mapping[str, Any] | None = None,
+    **overrides: object,
+) -> Iterator[LiveRest]:
+    """The whole API served on loopback; the local store's presigned URLs point at it.
+    ``app_options`` go to ``create_app``, ``overrides`` to the settings."""
     port = free_port()
     stack = make_stack(database_url, data_dir, http_port=port, **overrides)
     grpc_server = build_grpc_server(stack.services, bind="127.0.0.1:0", max_workers=grpc_workers)
@@ -40,7 +48,7 @@ def live_rest(database_url: str, data_dir: Path, *, grpc_workers: int = 16, **ov
     try:
         target = f"127.0.0.1:{grpc_server.port}"
         routes = object_routes(stack.store) if isinstance(stack.store, LocalObjectStore) else []
-        app = create_app(grpc_target=target, object_routes=routes)
+        app = create_app(grpc_target=target, object_routes=routes, **dict(app_options or {}))
         with run_server(app, port=port) as base:
             yield LiveRest(base, target, stack)
     finally:
