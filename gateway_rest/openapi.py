@@ -10,6 +10,9 @@ import copy
 from typing import Any
 
 from gateway_rest.errors import HTTP_STATUS
+from server.config import Settings
+from server.service.webhook_signature import TOLERANCE_S
+from server.service.webhooks import EVENT_TYPES
 
 Schema = dict[str, Any]
 
@@ -75,6 +78,19 @@ _JOB_FIELDS: dict[str, Schema] = {
     "created_at": _TIME,
     "updated_at": _TIME,
     "upload_expires_at": {"type": ["string", "null"], "format": "date-time"},
+    "webhook": {
+        "oneOf": [
+            {"type": "null"},
+            _obj(
+                ["url", "events"],
+                {
+                    "url": _STR,
+                    "events": _list(_STR),
+                    "secret": _STR | {"description": "whsec_...: only in the answer to execute"},
+                },
+            ),
+        ]
+    },
     "urls_expire_at": {
         "type": ["string", "null"],
         "format": "date-time",
@@ -298,10 +314,46 @@ SCHEMAS: dict[str, Schema] = {
             "protect": _list(_STR),
             "rule_id": _STR,
             "output_set": _STR,
+            "webhook_url": _STR
+            | {
+                "description": "post the job's events here (http/https, public addresses unless the service "
+                "allows more), signed per Standard Webhooks; the answer's webhook.secret verifies them"
+            },
+            "webhook_events": _list({"enum": list(EVENT_TYPES)})
+            | {"description": "which events to post (default: all)"},
             "instances": {
                 **_map(_map(_obj([], {"exclude": _list(_INT), "lock": _list(_INT)}))),
                 "description": 'item idx → concept → choice, e.g. {"0": {"Wall": {"exclude": [2], "lock": [1]}}}',
             },
+        },
+    ),
+    "WebhookDeliveries": _obj(
+        ["deliveries"],
+        {
+            "deliveries": _list(
+                _obj(
+                    ["id", "seq", "event", "url", "state", "attempts", "created_at", "log"],
+                    {
+                        "id": _STR | {"description": "the webhook-id header, the same on every attempt"},
+                        "seq": _INT,
+                        "event": {"enum": list(EVENT_TYPES)},
+                        "url": _STR,
+                        "state": {"enum": ["pending", "delivered", "failed"]},
+                        "attempts": _INT,
+                        "last_status": {"type": ["integer", "null"]},
+                        "last_error": _OPT_STR,
+                        "created_at": _TIME,
+                        "delivered_at": {"type": ["string", "null"], "format": "date-time"},
+                        "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                        "log": _list(
+                            _obj(
+                                ["at", "ms"],
+                                {"at": _TIME, "status": {"type": ["integer", "null"]}, "error": _OPT_STR, "ms": _INT},
+                            )
+                        ),
+                    },
+                )
+            )
         },
     ),
     "ItemResult": _obj(
@@ -390,6 +442,20 @@ def _path_params(path: str) -> list[dict[str, Any]]:
     ]
 
 
+_WEBHOOK_DEFAULTS = Settings()
+WEBHOOKS_DESCRIPTION = (
+    "Each event is POSTed as JSON {type, timestamp, data} with the Standard Webhooks headers "
+    "webhook-id (msg_..., the same on every retry: deduplicate by it), webhook-timestamp (Unix seconds) and "
+    "webhook-signature: v1,<base64 HMAC-SHA256 over '{webhook-id}.{webhook-timestamp}.{raw body}' keyed "
+    "with the base64-decoded part of the secret after whsec_>. Verify it in constant time and refuse "
+    f"timestamps more than {TOLERANCE_S // 60} minutes from now. Any 2xx acknowledges the event; anything else, or no answer "
+    f"within {_WEBHOOK_DEFAULTS.webhook_timeout_s:g} s (S3_WEBHOOK_TIMEOUT_S), is retried with exponential "
+    f"backoff from {_WEBHOOK_DEFAULTS.webhook_backoff_s:g} s (at most 1 h), "
+    f"{_WEBHOOK_DEFAULTS.webhook_max_attempts} attempts in all (S3_WEBHOOK_MAX_ATTEMPTS). Events of one job "
+    "are sent in order: the next waits until the previous is acknowledged or given up. "
+    "Events: item.done, item.failed (data: job_id, idx, status, error), job.done, job.failed, job.canceled "
+    "(data: job_id, status, total_items, done_items, failed_items, error)."
+)
 _JOB_NOT_FOUND = ("NOT_FOUND",)
 _PAYLOAD = ("PAYLOAD_TOO_LARGE",)
 _PREFER_WAIT = {
@@ -501,6 +567,14 @@ API_PATHS: dict[str, dict[str, Any]] = {
                 errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
             )
         )
+    },
+    "/jobs/{job_id}/webhooks": {
+        "get": _op(
+            "The job's webhook deliveries in event order, each with its attempts",
+            "WebhookDeliveries",
+            errors=_JOB_NOT_FOUND,
+        )
+        | {"description": WEBHOOKS_DESCRIPTION}
     },
     "/jobs/{job_id}/callback": {
         "post": _op(

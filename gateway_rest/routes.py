@@ -147,6 +147,12 @@ async def cancel_job(request: Request) -> Response:
     return envelope.success(request, convert.job_json(job))
 
 
+async def list_webhook_deliveries(request: Request) -> Response:
+    ref = jpb.JobRef(job_id=_job_id(request))
+    found = await unary(request, backend(request).stub.ListWebhookDeliveries, ref)
+    return envelope.success(request, convert.webhook_deliveries_json(found))
+
+
 async def report_item_result(request: Request) -> Response:
     message = convert.item_result_request(_job_id(request), await _body(request))
     result = await unary(request, backend(request).stub.ReportItemResult, message, callback_secret=True)
@@ -196,4 +202,5 @@ def api_routes() -> list[Route]:
         _path("/jobs/{job_id}/callback", "job_callback", {"POST": report_item_result}),
         _path("/jobs/{job_id}/cancel", "job_cancel", {"POST": cancel_job}),
         _path("/jobs/{job_id}/events", "job_events", {"GET": job_events_stream}),
+        _path("/jobs/{job_id}/webhooks", "job_webhooks", {"GET": list_webhook_deliveries}),
     ]

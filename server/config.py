@@ -103,6 +103,17 @@ class Settings:
     """``S3_SWEEP_INTERVAL_S``: how often expired uploads and leases are swept."""
     log_level: str = "INFO"
     """``S3_LOG_LEVEL``."""
+    webhook_allow_networks: tuple[str, ...] = ()
+    """``S3_WEBHOOK_ALLOW_NETWORKS``: comma-separated CIDRs (``127.0.0.0/8,10.0.0.0/8``) webhooks may
+    reach although they are private, loopback or link-local; by default only public addresses."""
+    webhook_timeout_s: float = 10.0
+    """``S3_WEBHOOK_TIMEOUT_S``: the longest one delivery attempt may take, connect to last byte."""
+    webhook_max_attempts: int = 8
+    """``S3_WEBHOOK_MAX_ATTEMPTS``: attempts before an event is marked failed."""
+    webhook_backoff_s: float = 5.0
+    """``S3_WEBHOOK_BACKOFF_S``: wait after the first failed attempt; doubles each time, at most 1 h."""
+    webhook_concurrency: int = 8
+    """``S3_WEBHOOK_CONCURRENCY``: deliveries one sender has in flight (to different jobs) at once."""
 
     @property
     def sqlite_path(self) -> Path:
@@ -200,6 +211,13 @@ class Settings:
             sam3_checkpoint=Path(checkpoint) if checkpoint else None,
             inference_timeout_s=number("S3_INFERENCE_TIMEOUT_S", d.inference_timeout_s),
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+            webhook_allow_networks=tuple(
+                n.strip() for n in (text("S3_WEBHOOK_ALLOW_NETWORKS", "") or "").split(",") if n.strip()
+            ),
+            webhook_timeout_s=number("S3_WEBHOOK_TIMEOUT_S", d.webhook_timeout_s),
+            webhook_max_attempts=integer("S3_WEBHOOK_MAX_ATTEMPTS", d.webhook_max_attempts, minimum=1),
+            webhook_backoff_s=number("S3_WEBHOOK_BACKOFF_S", d.webhook_backoff_s),
+            webhook_concurrency=integer("S3_WEBHOOK_CONCURRENCY", d.webhook_concurrency, minimum=1),
             max_body_bytes=integer("S3_MAX_BODY_BYTES", d.max_body_bytes, minimum=1),
             prefer_wait_max_s=integer("S3_PREFER_WAIT_MAX_S", d.prefer_wait_max_s, minimum=0),
             starting_credits=integer("S3_STARTING_CREDITS", d.starting_credits),

@@ -132,6 +132,12 @@ class JobRow(Base):
     updated_at: Mapped[datetime]
     upload_deadline_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    """Where this job's events are posted (set by execute), or None."""
+    webhook_events: Mapped[list[Any] | None] = mapped_column(JSON)
+    """The event types to post (``server.service.webhooks.EVENT_TYPES``)."""
+    webhook_secret: Mapped[str | None] = mapped_column(String(64))
+    """``whsec_...``: the Standard Webhooks signing secret of this job."""
 
     __table_args__ = (
         Index("ix_jobs_user_created", "user_id", "created_at"),
@@ -172,6 +178,39 @@ class JobItemRow(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "idx"),
         Index("ix_job_items_queue", "stage", "available_at"),
+    )
+
+
+class WebhookDeliveryRow(Base):
+    """The webhook outbox: one event of one job, written in the transaction that changed the state,
+    then posted by a sender until the receiver acknowledges it (2xx) or the attempts run out."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    """``msg_<hex>``: the ``webhook-id`` header, the same on every attempt (receivers dedupe by it)."""
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    """Order of the job's events; an event is sent only once every earlier one is settled."""
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    url: Mapped[str] = mapped_column(String(2048))
+    state: Mapped[str] = mapped_column(String(16))
+    """pending | delivered | failed (attempts exhausted or the address is not allowed)."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    log: Mapped[list[Any]] = mapped_column(JSON)
+    """One entry per attempt: ``{at, status, error, ms}``."""
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "seq"),
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
     )
 
 

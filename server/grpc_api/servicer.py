@@ -147,6 +147,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             rule_id=request.rule_id or None,
             instances=convert.instance_choices_from_pb(request.instances),
             output_set=request.output_set or None,
+            webhook_url=request.webhook_url or None,
+            webhook_events=list(request.webhook_events),
         )
         return self._job(view)
 
@@ -194,6 +196,12 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             if final:
                 return
             time.sleep(self._s.watch_interval_s)
+
+    def ListWebhookDeliveries(
+        self, request: jpb.JobRef, context: grpc.ServicerContext
+    ) -> jpb.ListWebhookDeliveriesResponse:
+        found = self._s.jobs.webhook_deliveries(self._user(context), request.job_id)
+        return jpb.ListWebhookDeliveriesResponse(deliveries=[convert.webhook_delivery(d) for d in found])
 
     def _job(self, view: JobView, *, with_instances: bool = True) -> pb.Job:
         links = self._s.jobs.download_links()

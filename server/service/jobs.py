@@ -10,7 +10,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,13 +32,14 @@ from server.errors import (
 )
 from server.plans import limits_for
 from server.presets import PresetSpec
-from server.service import job_state, ledger, validation
+from server.service import job_state, ledger, validation, webhooks
 from server.service.ids import resource_id
 from server.service.job_views import job_view, load_items
 from server.service.locking import count_active_jobs, lock_user
 from server.service.rules import owned_rule
 from server.service.settle import cancel_open_items, finish_item, lock_job
 from server.service.views import JobView
+from server.service.webhook_targets import AddressPolicy
 from server.storage import keys
 from server.storage.port import ObjectStore, PresignedRequest, verify_upload
 
@@ -96,6 +97,7 @@ class Jobs:
         self._db = db
         self._store = store
         self._settings = settings
+        self._webhook_policy = AddressPolicy.from_cidrs(settings.webhook_allow_networks)
 
     # -- create ---------------------------------------------------------------------------------
     def create(
@@ -264,7 +266,12 @@ class Jobs:
         rule_id: str | None,
         instances: Mapping[str, Any] | None,
         output_set: str | None,
+        webhook_url: str | None = None,
+        webhook_events: Sequence[str] | None = None,
     ) -> JobView:
+        """uploaded -> queued with the rule. With ``webhook_url`` the job's events are posted there;
+        the answer (only this one) carries the signing secret."""
+        hook = webhooks.subscription(self._webhook_policy, webhook_url, webhook_events)
         with self._db.write() as s:
             job = owned_job(s, user_id, job_id, lock=True)
             job_state.require(job, "uploaded", action="execute")
@@ -304,6 +311,7 @@ class Jobs:
             job.protect = clean_protect
             job.instance_choices = choices
             job.output_set = set_spec.id
+            webhooks.subscribe(job, hook)
             for item in items:
                 if item.status == "uploaded":
                     item.status = "queued"
@@ -314,7 +322,8 @@ class Jobs:
             job_state.move(job, "queued")
             s.flush()
             log.info("job %s queued with %d concept actions", job.id, len(clean_concepts))
-            return job_view(job, items)
+            view = job_view(job, items)
+            return replace(view, webhook_secret=hook.secret) if hook else view
 
     # -- read -----------------------------------------------------------------------------------
     def get(self, user_id: str, job_id: str) -> JobView:
@@ -333,6 +342,11 @@ class Jobs:
         # the stated instant is never after the real one.
         now = utcnow().replace(microsecond=0)
         return DownloadLinks(self.download_url, now + timedelta(seconds=self._settings.download_url_ttl_s))
+
+    def webhook_deliveries(self, user_id: str, job_id: str) -> list[webhooks.DeliveryView]:
+        with self._db.read() as s:
+            job = owned_job(s, user_id, job_id)
+            return webhooks.deliveries(s, job.id)
 
     # -- cancel ---------------------------------------------------------------------------------
     def cancel(self, user_id: str, job_id: str) -> JobView:

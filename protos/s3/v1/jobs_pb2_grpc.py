@@ -128,6 +128,11 @@ class JobServiceStub:
                 request_serializer=s3_dot_v1_dot_jobs__pb2.JobRef.SerializeToString,
                 response_deserializer=s3_dot_v1_dot_jobs__pb2.JobEvent.FromString,
                 _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/s3.v1.JobService/ListWebhookDeliveries',
+                request_serializer=s3_dot_v1_dot_jobs__pb2.JobRef.SerializeToString,
+                response_deserializer=s3_dot_v1_dot_jobs__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -244,6 +249,13 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWebhookDeliveries(self, request, context):
+        """The job's webhook deliveries in event order, each with its attempts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -336,6 +348,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.WatchJob,
                     request_deserializer=s3_dot_v1_dot_jobs__pb2.JobRef.FromString,
                     response_serializer=s3_dot_v1_dot_jobs__pb2.JobEvent.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=s3_dot_v1_dot_jobs__pb2.JobRef.FromString,
+                    response_serializer=s3_dot_v1_dot_jobs__pb2.ListWebhookDeliveriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -827,6 +844,33 @@ class JobService:
             '/s3.v1.JobService/WatchJob',
             s3_dot_v1_dot_jobs__pb2.JobRef.SerializeToString,
             s3_dot_v1_dot_jobs__pb2.JobEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/s3.v1.JobService/ListWebhookDeliveries',
+            s3_dot_v1_dot_jobs__pb2.JobRef.SerializeToString,
+            s3_dot_v1_dot_jobs__pb2.ListWebhookDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

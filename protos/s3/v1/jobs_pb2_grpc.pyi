@@ -55,6 +55,8 @@ class JobServiceStub:
     ReportItemResult: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ReportItemResultRequest, _jobs_pb2.ReportItemResultResponse]
     CancelJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _types_pb2.Job]
     WatchJob: _grpc.UnaryStreamMultiCallable[_jobs_pb2.JobRef, _jobs_pb2.JobEvent]
+    ListWebhookDeliveries: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _jobs_pb2.ListWebhookDeliveriesResponse]
+    """The job's webhook deliveries in event order, each with its attempts."""
 
 @_typing.type_check_only
 class JobServiceAsyncStub(JobServiceStub):
@@ -82,6 +84,8 @@ class JobServiceAsyncStub(JobServiceStub):
     ReportItemResult: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ReportItemResultRequest, _jobs_pb2.ReportItemResultResponse]  # type: ignore[assignment]
     CancelJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _types_pb2.Job]  # type: ignore[assignment]
     WatchJob: _aio.UnaryStreamMultiCallable[_jobs_pb2.JobRef, _jobs_pb2.JobEvent]  # type: ignore[assignment]
+    ListWebhookDeliveries: _aio.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _jobs_pb2.ListWebhookDeliveriesResponse]  # type: ignore[assignment]
+    """The job's webhook deliveries in event order, each with its attempts."""
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     """The JobService: one RPC per REST endpoint of the contract, plus job progress as a stream.
@@ -214,5 +218,13 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _jobs_pb2.JobRef,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_jobs_pb2.JobEvent], _abc.AsyncIterator[_jobs_pb2.JobEvent]]: ...
+
+    @_abc_1.abstractmethod
+    def ListWebhookDeliveries(
+        self,
+        request: _jobs_pb2.JobRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.ListWebhookDeliveriesResponse, _abc.Awaitable[_jobs_pb2.ListWebhookDeliveriesResponse]]:
+        """The job's webhook deliveries in event order, each with its attempts."""
 
 def add_JobServiceServicer_to_server(servicer: JobServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
