@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
@@ -559,4 +560,13 @@ def health_json(m: jpb.GetHealthResponse) -> JsonObject:
         "components": {c.name: {"ok": c.ok, "detail": c.detail} for c in m.components},
         "model": m.model,
         "model_meaningful": m.model_meaningful,
+    }
+
+
+def stream_token_json(job_id: str, m: jpb.StreamToken) -> JsonObject:
+    query = urlencode({"token": m.token})
+    return {
+        "token": m.token,
+        "expires_at": m.expires_at,
+        "events_url": f"/jobs/{quote(job_id, safe='')}/events?{query}",
     }

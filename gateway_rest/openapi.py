@@ -327,6 +327,14 @@ SCHEMAS: dict[str, Schema] = {
             },
         },
     ),
+    "StreamToken": _obj(
+        ["token", "expires_at", "events_url"],
+        {
+            "token": _STR,
+            "expires_at": _TIME,
+            "events_url": _STR | {"description": "path of the event stream, token included"},
+        },
+    ),
     "WebhookDeliveries": _obj(
         ["deliveries"],
         {
@@ -568,6 +576,20 @@ API_PATHS: dict[str, dict[str, Any]] = {
             )
         )
     },
+    "/jobs/{job_id}/stream-token": {
+        "post": _op(
+            "A short-lived token that opens this job's event stream without an Authorization header",
+            "StreamToken",
+            status=201,
+            errors=(*_JOB_NOT_FOUND, *_PAYLOAD),
+        )
+        | {
+            "description": "For browsers, whose EventSource cannot send headers: open "
+            "`new EventSource(base + events_url)`. The token opens GET /jobs/{id}/events?token=... of this job "
+            "only, until expires_at (S3_STREAM_TOKEN_TTL_S, default 5 minutes); it is refused as a bearer token "
+            "anywhere else. Request a new one to reconnect after it expired."
+        }
+    },
     "/jobs/{job_id}/webhooks": {
         "get": _op(
             "The job's webhook deliveries in event order, each with its attempts",
@@ -601,6 +623,15 @@ API_PATHS: dict[str, dict[str, Any]] = {
             "`event: error` with {code, message} if the job service fails mid-stream; "
             "`: keep-alive` comments while nothing happens. Errors before the stream starts are "
             "envelopes.",
+            "parameters": [
+                {
+                    "name": "token",
+                    "in": "query",
+                    "required": False,
+                    "schema": _STR,
+                    "description": "a stream token from POST /jobs/{id}/stream-token, instead of Authorization",
+                }
+            ],
             "responses": {
                 "200": {"description": "event stream", "content": {"text/event-stream": {"schema": _STR}}},
                 **_errors((*_AUTH, *_JOB_NOT_FOUND)),

@@ -147,6 +147,12 @@ async def cancel_job(request: Request) -> Response:
     return envelope.success(request, convert.job_json(job))
 
 
+async def create_stream_token(request: Request) -> Response:
+    convert.no_fields(await _body(request))
+    issued = await unary(request, backend(request).stub.CreateStreamToken, jpb.JobRef(job_id=_job_id(request)))
+    return envelope.success(request, convert.stream_token_json(_job_id(request), issued), status_code=201)
+
+
 async def list_webhook_deliveries(request: Request) -> Response:
     ref = jpb.JobRef(job_id=_job_id(request))
     found = await unary(request, backend(request).stub.ListWebhookDeliveries, ref)
@@ -160,7 +166,8 @@ async def report_item_result(request: Request) -> Response:
 
 
 async def job_events_stream(request: Request) -> Response | EventStreamResponse:
-    call = backend(request).stub.WatchJob(jpb.JobRef(job_id=_job_id(request)), metadata=call_metadata(request))
+    metadata = call_metadata(request, stream_token=True)
+    call = backend(request).stub.WatchJob(jpb.JobRef(job_id=_job_id(request)), metadata=metadata)
     events = call.__aiter__()
     try:
         # Read the first event before answering: a missing job or a bad token must still be an
@@ -203,4 +210,5 @@ def api_routes() -> list[Route]:
         _path("/jobs/{job_id}/cancel", "job_cancel", {"POST": cancel_job}),
         _path("/jobs/{job_id}/events", "job_events", {"GET": job_events_stream}),
         _path("/jobs/{job_id}/webhooks", "job_webhooks", {"GET": list_webhook_deliveries}),
+        _path("/jobs/{job_id}/stream-token", "job_stream_token", {"POST": create_stream_token}),
     ]

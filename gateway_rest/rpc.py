@@ -70,12 +70,17 @@ def _forwardable(value: str, header: str, code: str) -> str:
     return value
 
 
-def call_metadata(conn: HTTPConnection, *, callback_secret: bool = False) -> Metadata:
-    """``x-request-id`` always; ``authorization`` when sent; ``x-callback-secret`` for the callback."""
+def call_metadata(conn: HTTPConnection, *, callback_secret: bool = False, stream_token: bool = False) -> Metadata:
+    """``x-request-id`` always; ``authorization`` when sent; ``x-callback-secret`` for the callback;
+    ``x-stream-token`` from the ``token`` query parameter of an event stream."""
     metadata: list[tuple[str, str]] = [("x-request-id", request_id_of(conn))]
     authorization = conn.headers.get("authorization")
     if authorization:
         metadata.append(("authorization", _forwardable(authorization, "Authorization", "INVALID_TOKEN")))
+    if stream_token:
+        token = conn.query_params.get("token")
+        if token:
+            metadata.append(("x-stream-token", _forwardable(token, "token", "INVALID_TOKEN")))
     if callback_secret:
         secret = conn.headers.get("x-callback-secret")
         if secret:

@@ -49,6 +49,8 @@ class Settings:
     """``S3_ADMIN_TOKEN``: operator credential for admin RPCs; generated like the JWT secret."""
     jwt_ttl_s: int = 30 * 24 * 3600
     """``S3_JWT_TTL_S``: lifetime of issued tokens."""
+    stream_token_ttl_s: int = 300
+    """``S3_STREAM_TOKEN_TTL_S``: lifetime of a job stream token (``POST /jobs/{id}/stream-token``)."""
     workers: int = 1
     """``S3_WORKERS``: in-process pipeline workers (0 = external workers only)."""
     storage: StorageKind = "local"
@@ -190,6 +192,7 @@ class Settings:
             callback_secret=text("S3_CALLBACK_SECRET", None),
             admin_token=text("S3_ADMIN_TOKEN", None),
             jwt_ttl_s=integer("S3_JWT_TTL_S", d.jwt_ttl_s, minimum=1),
+            stream_token_ttl_s=integer("S3_STREAM_TOKEN_TTL_S", d.stream_token_ttl_s, minimum=1),
             workers=integer("S3_WORKERS", d.workers),
             storage=storage,  # type: ignore[arg-type]
             s3_endpoint_url=text("S3_S3_ENDPOINT_URL", None),

@@ -25,6 +25,8 @@ from server.service.callbacks import ItemReport
 from server.service.job_state import TERMINAL
 from server.service.views import JobView
 
+STREAM_TOKEN_KEY = "x-stream-token"
+
 
 class JobService(jobs_pb2_grpc.JobServiceServicer):
     def __init__(self, services: Services) -> None:
@@ -182,9 +184,20 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
     def CancelJob(self, request: jpb.JobRef, context: grpc.ServicerContext) -> pb.Job:
         return self._job(self._s.jobs.cancel(self._user(context), request.job_id))
 
-    def WatchJob(self, request: jpb.JobRef, context: grpc.ServicerContext) -> Iterator[jpb.JobEvent]:
-        """Sends the job whenever its progress changes, and a final event when it ends."""
+    def CreateStreamToken(self, request: jpb.JobRef, context: grpc.ServicerContext) -> jpb.StreamToken:
         user_id = self._user(context)
+        job = self._s.jobs.get(user_id, request.job_id)  # NOT_FOUND for another user's job
+        issued = self._s.tokens.issue_stream(user_id, job.job_id)
+        return jpb.StreamToken(token=issued.token, expires_at=rfc3339(issued.expires_at))
+
+    def WatchJob(self, request: jpb.JobRef, context: grpc.ServicerContext) -> Iterator[jpb.JobEvent]:
+        """Sends the job whenever its progress changes, and a final event when it ends. Opened with
+        the user's bearer token, or with a stream token for this job (browsers' EventSource)."""
+        stream_token = metadata_value(context, STREAM_TOKEN_KEY)
+        if stream_token and not metadata_value(context, "authorization"):
+            user_id = self._s.tokens.verify_stream(stream_token, request.job_id)
+        else:
+            user_id = self._user(context)
         last: tuple[object, ...] | None = None
         while context.is_active():
             view = self._s.jobs.get(user_id, request.job_id)

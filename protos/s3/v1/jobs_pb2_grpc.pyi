@@ -57,6 +57,10 @@ class JobServiceStub:
     WatchJob: _grpc.UnaryStreamMultiCallable[_jobs_pb2.JobRef, _jobs_pb2.JobEvent]
     ListWebhookDeliveries: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _jobs_pb2.ListWebhookDeliveriesResponse]
     """The job's webhook deliveries in event order, each with its attempts."""
+    CreateStreamToken: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _jobs_pb2.StreamToken]
+    """A short-lived token that opens this job's WatchJob stream without an authorization header
+    (metadata `x-stream-token`; the REST shim takes it as `?token=` on /jobs/{id}/events).
+    """
 
 @_typing.type_check_only
 class JobServiceAsyncStub(JobServiceStub):
@@ -86,6 +90,10 @@ class JobServiceAsyncStub(JobServiceStub):
     WatchJob: _aio.UnaryStreamMultiCallable[_jobs_pb2.JobRef, _jobs_pb2.JobEvent]  # type: ignore[assignment]
     ListWebhookDeliveries: _aio.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _jobs_pb2.ListWebhookDeliveriesResponse]  # type: ignore[assignment]
     """The job's webhook deliveries in event order, each with its attempts."""
+    CreateStreamToken: _aio.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _jobs_pb2.StreamToken]  # type: ignore[assignment]
+    """A short-lived token that opens this job's WatchJob stream without an authorization header
+    (metadata `x-stream-token`; the REST shim takes it as `?token=` on /jobs/{id}/events).
+    """
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     """The JobService: one RPC per REST endpoint of the contract, plus job progress as a stream.
@@ -226,5 +234,15 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_jobs_pb2.ListWebhookDeliveriesResponse, _abc.Awaitable[_jobs_pb2.ListWebhookDeliveriesResponse]]:
         """The job's webhook deliveries in event order, each with its attempts."""
+
+    @_abc_1.abstractmethod
+    def CreateStreamToken(
+        self,
+        request: _jobs_pb2.JobRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.StreamToken, _abc.Awaitable[_jobs_pb2.StreamToken]]:
+        """A short-lived token that opens this job's WatchJob stream without an authorization header
+        (metadata `x-stream-token`; the REST shim takes it as `?token=` on /jobs/{id}/events).
+        """
 
 def add_JobServiceServicer_to_server(servicer: JobServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
