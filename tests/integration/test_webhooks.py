@@ -5,20 +5,24 @@ On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 
+from server import ctl
 from server.db.tables import WebhookDeliveryRow
 from server.errors import ValidationFailed
 from server.service import webhook_signature
 from server.service.webhook_targets import AddressPolicy, TargetRefused
 from server.webhook_sender import WebhookSender
+from tests.support.live_rest import bearer, err, live_rest, ok
 from tests.support.pipeline import WALL_WHITE, link_tiny_model, photo_jpeg, process_jobs
 from tests.support.stack import Stack, make_stack
 from tests.support.webhook_receiver import Receiver, webhook_receiver
@@ -228,3 +232,44 @@ def test_private_addresses_are_refused_unless_allowed(tmp_path: Path) -> None:
     with pytest.raises(TargetRefused):
         asyncio.run(AddressPolicy().resolve("http://localhost:9/hook"))
     asyncio.run(AddressPolicy.from_cidrs(["127.0.0.0/8", "::1/128"]).resolve("http://localhost:9/hook"))
+
+
+def test_through_the_rest_api_and_s3ctl(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with (
+        webhook_receiver() as receiver,
+        live_rest(database_url, link_tiny_model(tmp_path / "data"), inference="onnx", **LOOPBACK_ALLOWED) as api,
+        httpx.Client(base_url=api.base_url, timeout=30) as http,
+    ):
+        auth = bearer(ok(http.post("/auth/anon"), 201)["token"])
+        created = ok(http.post("/jobs", json={"preset": "interior", "item_count": 1}, headers=auth), 201)
+        job_id = created["job_id"]
+        [upload] = created["upload_urls"]
+        ok(http.put(upload["url"], content=photo_jpeg(96, 72), headers=upload["headers"]))
+        ok(http.post(f"/jobs/{job_id}/confirm-upload", headers=auth))
+        bad = {"concepts": WALL_WHITE, "webhook_url": receiver.url, "webhook_events": ["job.exploded"]}
+        err(http.post(f"/jobs/{job_id}/execute", json=bad, headers=auth), 400, "VALIDATION_ERROR")
+        body = {"concepts": WALL_WHITE, "webhook_url": receiver.url, "webhook_events": ["job.done"]}
+        executed = ok(http.post(f"/jobs/{job_id}/execute", json=body, headers=auth))
+        secret = executed["webhook"]["secret"]
+        assert executed["webhook"] == {"url": receiver.url, "events": ["job.done"], "secret": secret}
+        # The secret is shown once: reading the job again does not reveal it.
+        assert ok(http.get(f"/jobs/{job_id}", headers=auth))["webhook"] == {"url": receiver.url, "events": ["job.done"]}
+
+        sending = SenderThread(api.stack)
+        try:
+            process_jobs(api.stack, [job_id], workers=1)
+            [row] = _settled(api.stack, job_id, 1)
+        finally:
+            sending.stop()
+        webhook_signature.verify(secret, receiver.requests[0].headers, receiver.requests[0].body)
+        [delivery] = ok(http.get(f"/jobs/{job_id}/webhooks", headers=auth))["deliveries"]
+        assert delivery["id"] == row.id and delivery["state"] == "delivered" and delivery["event"] == "job.done"
+        assert [a["status"] for a in delivery["log"]] == [200]
+        stranger = bearer(ok(http.post("/auth/anon"), 201)["token"])
+        err(http.get(f"/jobs/{job_id}/webhooks", headers=stranger), 404, "NOT_FOUND")
+
+        monkeypatch.setenv("S3_ADMIN_TOKEN", str(api.stack.settings.admin_token))
+        out = io.StringIO()
+        assert ctl.main(["--target", api.grpc_target, "webhooks", job_id], out=out) == 0
+        text = out.getvalue()
+        assert receiver.url in text and row.id in text and "delivered" in text and "job.done" in text
