@@ -6,6 +6,7 @@ Units are in the names (``_s``, ``_bytes``). Nothing here opens a connection or 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -171,6 +172,15 @@ class Settings:
                 raise SettingsError(f"{name} must be > 0, got {value}")
             return value
 
+        def networks(name: str) -> tuple[str, ...]:
+            cidrs = tuple(n.strip() for n in (text(name, "") or "").split(",") if n.strip())
+            for cidr in cidrs:
+                try:
+                    ipaddress.ip_network(cidr, strict=False)
+                except ValueError as err:
+                    raise SettingsError(f"{name}: {cidr!r} is not a network (CIDR)") from err
+            return cidrs
+
         storage = text("S3_STORAGE", d.storage)
         if storage not in ("local", "s3"):
             raise SettingsError(f"S3_STORAGE must be 'local' or 's3', got {storage!r}")
@@ -214,9 +224,7 @@ class Settings:
             sam3_checkpoint=Path(checkpoint) if checkpoint else None,
             inference_timeout_s=number("S3_INFERENCE_TIMEOUT_S", d.inference_timeout_s),
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
-            webhook_allow_networks=tuple(
-                n.strip() for n in (text("S3_WEBHOOK_ALLOW_NETWORKS", "") or "").split(",") if n.strip()
-            ),
+            webhook_allow_networks=networks("S3_WEBHOOK_ALLOW_NETWORKS"),
             webhook_timeout_s=number("S3_WEBHOOK_TIMEOUT_S", d.webhook_timeout_s),
             webhook_max_attempts=integer("S3_WEBHOOK_MAX_ATTEMPTS", d.webhook_max_attempts, minimum=1),
             webhook_backoff_s=number("S3_WEBHOOK_BACKOFF_S", d.webhook_backoff_s),
