@@ -251,12 +251,16 @@ class Pipeline:
             key = keys.rendition_key(user, jid, idx, r.template, ext)
             self._store.put(key, r.data, content_type=r.media_type)
             stored.append({"template_id": r.template, "key": key, "format": ext, **r.to_dict()})
-        proof = self._prove_stored(work, source_sha, output_key, stored, protect_mask, has_alpha=result.has_alpha)
-        if not proof.passed:
+        deliverables = (output_key, preview_key, *(str(r["key"]) for r in stored))
+        try:
+            proof = self._prove_stored(work, source_sha, output_key, stored, protect_mask, has_alpha=result.has_alpha)
+            if not proof.passed:
+                raise PermanentFailure(f"protect check failed on the stored output: {proof.failure}")
+        except PermanentFailure:
             # Nothing of this attempt may be downloaded: the item fails (refunded) with the reason.
-            for key in (output_key, preview_key, *(str(r["key"]) for r in stored)):
+            for key in deliverables:
                 self._store.delete(key)
-            raise PermanentFailure(f"protect check failed on the stored output: {proof.failure}")
+            raise
         for record, rendition_proof in zip(stored, proof.renditions, strict=True):
             record["protect"] = rendition_proof
         check = {

@@ -275,3 +275,20 @@ def test_a_broken_enforce_fails_the_item(stack: Stack, interior: Scene, monkeypa
         stack, interior, preset="interior", concepts=WALL_SAGE, protect=["Text", "edges"], output_set="listing"
     )
     _assert_failed_and_refunded(stack, user, job_id, "full-size output")
+
+
+def test_a_stored_rendition_that_does_not_decode_fails_the_item(stack: Stack, interior: Scene) -> None:
+    def tamper(key: str, data: bytes) -> bytes:
+        return data[: len(data) // 2] if key.endswith("listing_4x3.jpg") else data
+
+    store = TamperingStore(stack.store, tamper)
+    user, job_id = _run_job(
+        stack,
+        interior,
+        preset="interior",
+        concepts=WALL_SAGE,
+        protect=["Text", "Logo"],
+        output_set="listing",
+        store=store,  # type: ignore[arg-type]
+    )
+    _assert_failed_and_refunded(stack, user, job_id, "does not decode")
