@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import statistics
+import time
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +39,13 @@ def _decode(data: bytes) -> U8:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument(
+        "--cost", type=int, metavar="WIDTH", help="instead: time rendering vs proving the listing set at WIDTHx(3/4)"
+    )
     args = parser.parse_args(argv)
+    if args.cost:
+        cost(args.cost, args.seed)
+        return
     scene = interior_scene(960, 720, seed=args.seed)
     layers = {name: mask.astype(np.float32) for name, mask in scene.masks.items()}
     protect = build_protect(scene.image, ["Text", "Logo"], layers)
@@ -60,6 +68,34 @@ def main(argv: list[str] | None = None) -> None:
             f"| {t.id} | {ok.compared_pixels} | {ok.max_diff} | {ok.tolerance} | {ok.share_within_tolerance:.2%}"
             f" | {bad.max_diff} | {bad.share_within_tolerance:.2%} |"
         )
+
+
+def cost(width: int, seed: int, repeat: int = 3) -> None:
+    """Median seconds of rendering + encoding the interior listing set, and of proving it (reference
+    renditions, encoded references, decoding what was stored, comparing)."""
+    from server.pipeline import templates_of
+    from server.presets import PRESETS
+
+    scene = interior_scene(width, width * 3 // 4, seed=seed)
+    layers = {name: mask.astype(np.float32) for name, mask in scene.masks.items()}
+    protect = build_protect(scene.image, ["Text", "Logo", "edges", "highlights"], layers)
+    result = apply_rule(scene.image, layers, {"Wall": {"action": "recolor", "value": "sage"}}, protect).image
+    templates = templates_of(PRESETS["interior"], "listing")
+    render_s, prove_s = [], []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        stored = [encode(render(result, t), t) for t in templates]
+        render_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for t, data in zip(templates, stored, strict=True):
+            reference = reference_rendition(scene.image, t, has_alpha=False)
+            encoded = None if t.format in LOSSLESS_FORMATS else _decode(encode(reference, t))
+            prove_rendition(reference, _decode(data), protected_region(protect.mask, t), t, encoded_reference=encoded)
+        prove_s.append(time.perf_counter() - started)
+    print(
+        f"{width}x{width * 3 // 4} listing set ({len(templates)} renditions): render+encode "
+        f"{statistics.median(render_s):.2f} s, proof {statistics.median(prove_s):.2f} s (median of {repeat})"
+    )
 
 
 if __name__ == "__main__":
