@@ -17,6 +17,7 @@ photo, aspect not kept) into a photo-sized alpha directly. ``validate_action`` /
 ``describe_actions`` are what the service validates and publishes rules with.
 """
 
+from applier import proof
 from applier.apply import AppliedStep, RenderResult, apply_rule
 from applier.errors import ApplierError, MaskError, ParamError
 from applier.instances import ConceptLayer, InstanceLike, Selection, alpha_from_mask, concept_layer, instance_order
@@ -51,6 +52,7 @@ __all__ = [
     "describe_actions",
     "encode",
     "instance_order",
+    "proof",
     "refine_alpha",
     "render",
     "render_item",

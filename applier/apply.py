@@ -3,8 +3,9 @@
 Actions run in an order that makes their combination well defined whatever the rule's key order:
 surface changes first (material, recolor, adjust, blur), then shadow clean-up, then removal (which
 may make the image RGBA), and drop shadows last so they fall on the final background. Within one
-stage, concepts run in the rule's order. Protected pixels are restored from the input afterwards and
-the result is verified, so every output carries its own proof.
+stage, concepts run in the rule's order. Protected pixels are restored from the input afterwards.
+``RenderResult.protect`` counts them on this in-memory array only; the proof of record is made on
+the stored, encoded files (``applier.proof``, run by the pipeline after they are written).
 """
 
 from __future__ import annotations

@@ -101,11 +101,16 @@ def geometry(
     return (sw, sh), crop, canvas
 
 
+def interpolation(src_w: int, scaled_w: int) -> int:
+    """The OpenCV resampling of a rendition: area averaging down, bicubic up."""
+    return int(cv2.INTER_AREA if scaled_w < src_w else cv2.INTER_CUBIC)
+
+
 def render(image: U8, template: Template) -> U8:
     """The rendition's pixels: RGB, or RGBA when the template keeps transparency."""
     h, w = image.shape[:2]
     (sw, sh), (cx, cy, cw, ch), (canvas_w, canvas_h) = geometry(w, h, template)
-    interp = cv2.INTER_AREA if sw < w else cv2.INTER_CUBIC
+    interp = interpolation(w, sw)
     scaled = image if (sw, sh) == (w, h) else np.asarray(cv2.resize(image, (sw, sh), interpolation=interp), np.uint8)
     cropped = scaled[cy : cy + ch, cx : cx + cw]
     transparent = template.background == "transparent"

@@ -26,6 +26,7 @@ from gateway_rest.metrics import HttpMetrics, MetricsMiddleware
 from gateway_rest.middleware import RequestContextMiddleware
 from gateway_rest.openapi import openapi_document
 from gateway_rest.playground import playground_routes
+from gateway_rest.prefer import PREFERENCE_APPLIED
 from gateway_rest.rate_limit_middleware import LIMITER_STATE_KEY, RATE_LIMIT_HEADERS, RateLimitMiddleware
 from gateway_rest.rate_limits import RateLimitConfig, UserOf, no_user, open_rate_limiter
 from gateway_rest.routes import api_endpoints, api_routes
@@ -38,10 +39,12 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_RPC_TIMEOUT_S = 60.0
 DEFAULT_SSE_KEEPALIVE_S = 15.0
 DEFAULT_RATE_LIMITS = RateLimitConfig.from_settings(Settings())
+DEFAULT_PREFER_WAIT_MAX_S = Settings.prefer_wait_max_s
+DEFAULT_PREFER_POLL_S = 0.25
 
 # Headers a browser may send cross-origin and read back. X-Callback-Secret is left out on purpose:
 # it belongs to remote workers, never to a web page.
-_CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", REQUEST_ID_HEADER, IDEMPOTENCY_KEY_HEADER)
+_CORS_REQUEST_HEADERS = ("Authorization", "Content-Type", "Prefer", REQUEST_ID_HEADER, IDEMPOTENCY_KEY_HEADER)
 
 
 def create_app(
@@ -57,6 +60,8 @@ def create_app(
     rate_limits: RateLimitConfig | None = DEFAULT_RATE_LIMITS,
     user_of: UserOf = no_user,
     playground_path: str | None = None,
+    prefer_wait_max_s: int = DEFAULT_PREFER_WAIT_MAX_S,
+    prefer_poll_s: float = DEFAULT_PREFER_POLL_S,
 ) -> Starlette:
     """The REST shim in front of the JobService at ``grpc_target``.
 
@@ -70,7 +75,11 @@ def create_app(
     ``rate_limits``: the limits every request is counted against (None: no limits, no headers);
     ``user_of``: the user id of a request's verified token, for the per-user bucket.
     ``playground_path``: serve the web playground there (``gateway_rest.playground``); None = off.
+    ``prefer_wait_max_s``: the longest ``Prefer: wait=N`` honoured; ``prefer_poll_s``: how often a
+    waiting request re-reads the job (``gateway_rest.prefer``).
     """
+    if prefer_wait_max_s < 0 or prefer_poll_s <= 0:
+        raise ValueError("prefer_wait_max_s must be >= 0 and prefer_poll_s positive")
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
     body_limits = {
@@ -106,7 +115,7 @@ def create_app(
                 allow_origins=list(cors_origins),
                 allow_methods=["GET", "POST", "PUT", "DELETE"],
                 allow_headers=list(_CORS_REQUEST_HEADERS),
-                expose_headers=[REQUEST_ID_HEADER, REPLAYED_HEADER, *RATE_LIMIT_HEADERS],
+                expose_headers=[REQUEST_ID_HEADER, REPLAYED_HEADER, PREFERENCE_APPLIED, *RATE_LIMIT_HEADERS],
             ),
         )
     app = Starlette(
@@ -124,6 +133,8 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.max_body_bytes = max_body_bytes
     app.state.sse_keepalive_s = sse_keepalive_s
+    app.state.prefer_wait_max_s = prefer_wait_max_s
+    app.state.prefer_poll_s = prefer_poll_s
     app.state.metrics = http_metrics
     app.state.credentials = credentials
     return app
@@ -159,4 +170,5 @@ def create_app_from_settings(
         rate_limits=RateLimitConfig.from_settings(settings) if settings.rate_limits_enabled else None,
         user_of=verified_user(credentials.tokens),
         playground_path=settings.playground_path,
+        prefer_wait_max_s=settings.prefer_wait_max_s,
     )

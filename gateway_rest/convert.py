@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Struct
@@ -234,12 +235,14 @@ def _item_choices(value: Any) -> dict[int, pb.ItemChoices]:
 
 
 def execute_request(job_id: str, body: Any) -> jpb.ExecuteJobRequest:
-    f = _object(body, ("concepts", "protect", "rule_id", "instances", "output_set"))
+    f = _object(body, ("concepts", "protect", "rule_id", "instances", "output_set", "webhook_url", "webhook_events"))
     message = jpb.ExecuteJobRequest(
         job_id=job_id,
         protect=f.texts("protect"),
         rule_id=f.text("rule_id"),
         output_set=f.text("output_set"),
+        webhook_url=f.text("webhook_url"),
+        webhook_events=f.texts("webhook_events"),
     )
     if f.raw("concepts") is not None:
         for concept, action in _concept_actions(f.raw("concepts"), "concepts").items():
@@ -482,6 +485,37 @@ def _item_json(i: pb.JobItem) -> JsonObject:
     }
 
 
+def _webhook_json(m: pb.Job) -> JsonObject | None:
+    if not m.webhook_url:
+        return None
+    out: JsonObject = {"url": m.webhook_url, "events": list(m.webhook_events)}
+    if m.webhook_secret:  # the execute answer only
+        out["secret"] = m.webhook_secret
+    return out
+
+
+def webhook_deliveries_json(m: jpb.ListWebhookDeliveriesResponse) -> JsonObject:
+    return {
+        "deliveries": [
+            {
+                "id": d.id,
+                "seq": d.seq,
+                "event": d.event,
+                "url": d.url,
+                "state": d.state,
+                "attempts": d.attempts,
+                "last_status": d.last_status or None,
+                "last_error": _absent(d.last_error),
+                "created_at": d.created_at,
+                "delivered_at": _absent(d.delivered_at),
+                "next_attempt_at": _absent(d.next_attempt_at),
+                "log": [{"at": a.at, "status": a.status or None, "error": _absent(a.error), "ms": a.ms} for a in d.log],
+            }
+            for d in m.deliveries
+        ]
+    }
+
+
 def job_json(m: pb.Job, *, with_items: bool = True) -> JsonObject:
     """A job; listings leave ``items`` out (the server sends none there)."""
     out: JsonObject = {
@@ -493,6 +527,7 @@ def job_json(m: pb.Job, *, with_items: bool = True) -> JsonObject:
         "failed_items": m.failed_items,
         "progress": m.progress,
         "set_url": _absent(m.set_url),
+        "urls_expire_at": _absent(m.urls_expire_at),
         "rule_id": _absent(m.rule_id),
         "cost_per_item": m.cost_per_item,
         "credits_reserved": m.credits_reserved,
@@ -502,6 +537,7 @@ def job_json(m: pb.Job, *, with_items: bool = True) -> JsonObject:
         "created_at": m.created_at,
         "updated_at": m.updated_at,
         "upload_expires_at": _absent(m.upload_expires_at),
+        "webhook": _webhook_json(m),
     }
     if with_items:
         out["items"] = [_item_json(i) for i in m.items]
@@ -520,7 +556,14 @@ def created_job_json(m: jpb.CreateJobResponse) -> JsonObject:
         "job_id": m.job_id,
         "status": m.status,
         "upload_urls": [
-            {"idx": u.idx, "key": u.key, "url": u.url, "method": u.method, "headers": dict(u.headers)}
+            {
+                "idx": u.idx,
+                "key": u.key,
+                "url": u.url,
+                "method": u.method,
+                "headers": dict(u.headers),
+                "expires_at": _absent(u.expires_at),
+            }
             for u in m.upload_urls
         ],
         "expires_at": m.expires_at,
@@ -545,4 +588,13 @@ def health_json(m: jpb.GetHealthResponse) -> JsonObject:
         "components": {c.name: {"ok": c.ok, "detail": c.detail} for c in m.components},
         "model": m.model,
         "model_meaningful": m.model_meaningful,
+    }
+
+
+def stream_token_json(job_id: str, m: jpb.StreamToken) -> JsonObject:
+    query = urlencode({"token": m.token})
+    return {
+        "token": m.token,
+        "expires_at": m.expires_at,
+        "events_url": f"/jobs/{quote(job_id, safe='')}/events?{query}",
     }

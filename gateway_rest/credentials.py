@@ -25,6 +25,9 @@ class Credential(enum.Enum):
     NONE = "none"
     BEARER = "bearer"
     """``Authorization: Bearer <JWT>`` signed by the service and not expired."""
+    BEARER_OR_STREAM_TOKEN = "bearer_or_stream_token"
+    """A bearer token, or without one a job stream token for the path's job in ``?token=`` (the
+    event stream, for browsers' ``EventSource``, which cannot send headers)."""
     CALLBACK = "callback"
     """``X-Callback-Secret``: a remote worker."""
 
@@ -43,7 +46,14 @@ class EdgeCredentials:
 
     def check(self, conn: HTTPConnection, credential: Credential) -> None:
         """Raise the contract's AUTH_REQUIRED / INVALID_TOKEN / FORBIDDEN error when ``credential`` fails."""
+        authorization = conn.headers.get("authorization")
         if credential is Credential.BEARER:
-            self.tokens.user_from_authorization(conn.headers.get("authorization"))
+            self.tokens.user_from_authorization(authorization)
+        elif credential is Credential.BEARER_OR_STREAM_TOKEN:
+            stream_token = conn.query_params.get("token")
+            if stream_token and not authorization:
+                self.tokens.verify_stream(stream_token, conn.path_params.get("job_id"))
+            else:
+                self.tokens.user_from_authorization(authorization)
         elif credential is Credential.CALLBACK:
             check_callback_secret(conn.headers.get("x-callback-secret"), self.callback_secret)

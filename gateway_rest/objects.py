@@ -21,6 +21,7 @@ from gateway_rest import envelope
 from gateway_rest.errors import from_domain_error
 from server.errors import Forbidden, NotFound, PayloadTooLarge, S3Error
 from server.storage.local import LocalObjectStore
+from server.storage.port import content_disposition
 
 
 def _envelope(request: Request, status: int, data: object, error: S3Error | None) -> JSONResponse:
@@ -89,12 +90,12 @@ def object_routes(store: LocalObjectStore, *, error_response: ErrorResponder = e
             return error_response(request, e)
         except ValueError as e:
             return error_response(request, Forbidden(str(e)))
-        return FileResponse(
-            store.path_for(key),
-            media_type=info.content_type,
-            # Uploaded bytes are served from our own origin: never let a browser guess another type.
-            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=300"},
-        )
+        # Uploaded bytes are served from our own origin: never let a browser guess another type.
+        headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=300"}
+        filename = request.query_params.get("filename")
+        if filename:  # signed into the URL (verify() refused it otherwise)
+            headers["Content-Disposition"] = content_disposition(filename)
+        return FileResponse(store.path_for(key), media_type=info.content_type, headers=headers)
 
     return [
         Route("/objects/{key:path}", put_object, methods=["PUT"], name="object_put"),

@@ -12,6 +12,8 @@ from typing import Any
 
 from gateway_rest.errors import HTTP_STATUS
 from server.config import Settings
+from server.service.webhook_signature import TOLERANCE_S
+from server.service.webhooks import EVENT_TYPES
 
 Schema = dict[str, Any]
 
@@ -77,6 +79,26 @@ _JOB_FIELDS: dict[str, Schema] = {
     "created_at": _TIME,
     "updated_at": _TIME,
     "upload_expires_at": {"type": ["string", "null"], "format": "date-time"},
+    "webhook": {
+        "oneOf": [
+            {"type": "null"},
+            _obj(
+                ["url", "events"],
+                {
+                    "url": _STR,
+                    "events": _list(_STR),
+                    "secret": _STR | {"description": "whsec_...: only in the answer to execute"},
+                },
+            ),
+        ]
+    },
+    "urls_expire_at": {
+        "type": ["string", "null"],
+        "format": "date-time",
+        "description": "every download URL in this job (inputs, outputs, previews, renditions, masks, set) "
+        "works until then; GET /jobs/{id} again for fresh ones. Downloads carry a Content-Disposition "
+        "file name (attachment for the set's zip, inline for images).",
+    },
 }
 
 SCHEMAS: dict[str, Schema] = {
@@ -286,8 +308,15 @@ SCHEMAS: dict[str, Schema] = {
             "status": {"const": "created"},
             "upload_urls": _list(
                 _obj(
-                    ["idx", "key", "url", "method", "headers"],
-                    {"idx": _INT, "key": _STR, "url": _STR, "method": {"const": "PUT"}, "headers": _map(_STR)},
+                    ["idx", "key", "url", "method", "headers", "expires_at"],
+                    {
+                        "idx": _INT,
+                        "key": _STR,
+                        "url": _STR,
+                        "method": {"const": "PUT"},
+                        "headers": _map(_STR),
+                        "expires_at": _TIME | {"description": "when this URL stops working"},
+                    },
                 )
             ),
             "expires_at": _TIME,
@@ -352,10 +381,54 @@ SCHEMAS: dict[str, Schema] = {
             "protect": _list(_STR),
             "rule_id": _STR,
             "output_set": _STR,
+            "webhook_url": _STR
+            | {
+                "description": "post the job's events here (http/https, public addresses unless the service "
+                "allows more), signed per Standard Webhooks; the answer's webhook.secret verifies them"
+            },
+            "webhook_events": _list({"enum": list(EVENT_TYPES)})
+            | {"description": "which events to post (default: all)"},
             "instances": {
                 **_map(_map(_obj([], {"exclude": _list(_INT), "lock": _list(_INT)}))),
                 "description": 'item idx → concept → choice, e.g. {"0": {"Wall": {"exclude": [2], "lock": [1]}}}',
             },
+        },
+    ),
+    "StreamToken": _obj(
+        ["token", "expires_at", "events_url"],
+        {
+            "token": _STR,
+            "expires_at": _TIME,
+            "events_url": _STR | {"description": "path of the event stream, token included"},
+        },
+    ),
+    "WebhookDeliveries": _obj(
+        ["deliveries"],
+        {
+            "deliveries": _list(
+                _obj(
+                    ["id", "seq", "event", "url", "state", "attempts", "created_at", "log"],
+                    {
+                        "id": _STR | {"description": "the webhook-id header, the same on every attempt"},
+                        "seq": _INT,
+                        "event": {"enum": list(EVENT_TYPES)},
+                        "url": _STR,
+                        "state": {"enum": ["pending", "delivered", "failed"]},
+                        "attempts": _INT,
+                        "last_status": {"type": ["integer", "null"]},
+                        "last_error": _OPT_STR,
+                        "created_at": _TIME,
+                        "delivered_at": {"type": ["string", "null"], "format": "date-time"},
+                        "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                        "log": _list(
+                            _obj(
+                                ["at", "ms"],
+                                {"at": _TIME, "status": {"type": ["integer", "null"]}, "error": _OPT_STR, "ms": _INT},
+                            )
+                        ),
+                    },
+                )
+            )
         },
     ),
     "ItemResult": _obj(
@@ -471,9 +544,49 @@ def _path_params(path: str) -> list[dict[str, Any]]:
     ]
 
 
+_WEBHOOK_DEFAULTS = Settings()
+WEBHOOKS_DESCRIPTION = (
+    "Each event is POSTed as JSON {type, timestamp, data} with the Standard Webhooks headers "
+    "webhook-id (msg_..., the same on every retry: deduplicate by it), webhook-timestamp (Unix seconds) and "
+    "webhook-signature: v1,<base64 HMAC-SHA256 over '{webhook-id}.{webhook-timestamp}.{raw body}' keyed "
+    "with the base64-decoded part of the secret after whsec_>. Verify it in constant time and refuse "
+    f"timestamps more than {TOLERANCE_S // 60} minutes from now. Any 2xx acknowledges the event; anything else, or no answer "
+    f"within {_WEBHOOK_DEFAULTS.webhook_timeout_s:g} s (S3_WEBHOOK_TIMEOUT_S), is retried with exponential "
+    f"backoff from {_WEBHOOK_DEFAULTS.webhook_backoff_s:g} s (at most 1 h), "
+    f"{_WEBHOOK_DEFAULTS.webhook_max_attempts} attempts in all (S3_WEBHOOK_MAX_ATTEMPTS). Events of one job "
+    "are sent in order: the next waits until the previous is acknowledged or given up. "
+    "Events: item.done, item.failed (data: job_id, idx, status, error), job.done, job.failed, job.canceled "
+    "(data: job_id, status, total_items, done_items, failed_items, error)."
+)
 _JOB_NOT_FOUND = ("NOT_FOUND",)
 _SIGNUP, _SIGNUP_ALL = Settings().rate_limit_signup_address, Settings().rate_limit_signup_global
 _PAYLOAD = ("PAYLOAD_TOO_LARGE",)
+_PREFER_WAIT = {
+    "name": "Prefer",
+    "in": "header",
+    "required": False,
+    "schema": _STR,
+    "example": "wait=30",
+    "description": "RFC 7240 `wait=N`: answer once the job is done, failed or canceled, or after N seconds "
+    "with the job as it is then (N capped by S3_PREFER_WAIT_MAX_S, default 60). The answer carries "
+    "`Preference-Applied: wait=<N used>`; a malformed preference is ignored.",
+}
+
+
+def _waits(op: dict[str, Any]) -> dict[str, Any]:
+    """An operation that honours ``Prefer: wait``: the header in, ``Preference-Applied`` out."""
+    op.setdefault("parameters", []).append(_PREFER_WAIT)
+    applied = {
+        "Preference-Applied": {
+            "schema": _STR,
+            "description": "wait=<seconds waited at most>, when Prefer: wait was honoured",
+        }
+    }
+    for status, response in op["responses"].items():
+        if status.startswith("2"):
+            response["headers"] = applied
+    return op
+
 
 API_PATHS: dict[str, dict[str, Any]] = {
     "/health": {
@@ -562,7 +675,7 @@ API_PATHS: dict[str, dict[str, Any]] = {
             idempotent=True,
         ),
     },
-    "/jobs/{job_id}": {"get": _op("A job with its items and download URLs", "Job", errors=_JOB_NOT_FOUND)},
+    "/jobs/{job_id}": {"get": _waits(_op("A job with its items and download URLs", "Job", errors=_JOB_NOT_FOUND))},
     "/jobs/{job_id}/confirm-upload": {
         "post": _op(
             "Check every uploaded photo; created → uploaded. Every object is looked up before any is "
@@ -591,13 +704,37 @@ API_PATHS: dict[str, dict[str, Any]] = {
         )
     },
     "/jobs/{job_id}/execute": {
-        "post": _op(
-            "Apply rules to the album; uploaded → queued",
-            "Job",
-            body="Execute",
-            errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
-            idempotent=True,
+        "post": _waits(
+            _op(
+                "Apply rules to the album; uploaded → queued",
+                "Job",
+                body="Execute",
+                errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
+                idempotent=True,
+            )
         )
+    },
+    "/jobs/{job_id}/stream-token": {
+        "post": _op(
+            "A short-lived token that opens this job's event stream without an Authorization header",
+            "StreamToken",
+            status=201,
+            errors=(*_JOB_NOT_FOUND, *_PAYLOAD),
+        )
+        | {
+            "description": "For browsers, whose EventSource cannot send headers: open "
+            "`new EventSource(base + events_url)`. The token opens GET /jobs/{id}/events?token=... of this job "
+            "only, until expires_at (S3_STREAM_TOKEN_TTL_S, default 5 minutes); it is refused as a bearer token "
+            "anywhere else. Request a new one to reconnect after it expired."
+        }
+    },
+    "/jobs/{job_id}/webhooks": {
+        "get": _op(
+            "The job's webhook deliveries in event order, each with its attempts",
+            "WebhookDeliveries",
+            errors=_JOB_NOT_FOUND,
+        )
+        | {"description": WEBHOOKS_DESCRIPTION}
     },
     "/jobs/{job_id}/callback": {
         "post": _op(
@@ -628,6 +765,15 @@ API_PATHS: dict[str, dict[str, Any]] = {
             "process (one more: 429 STREAM_LIMIT with `Retry-After`). A stream lasts at most "
             "`S3_STREAM_MAX_LIFETIME_S`, then closes without `event: end` (reconnect); when its "
             "token expires it sends `event: error` with INVALID_TOKEN and closes (sign in, reconnect).",
+            "parameters": [
+                {
+                    "name": "token",
+                    "in": "query",
+                    "required": False,
+                    "schema": _STR,
+                    "description": "a stream token from POST /jobs/{id}/stream-token, instead of Authorization",
+                }
+            ],
             "responses": {
                 "200": {"description": "event stream", "content": {"text/event-stream": {"schema": _STR}}},
                 **_errors((*_AUTH, *_JOB_NOT_FOUND, "STREAM_LIMIT")),

@@ -16,12 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway_rest import convert, envelope
+from gateway_rest import convert, envelope, prefer
 from gateway_rest.body import decode_json
 from gateway_rest.credentials import Credential, EdgeCredentials
 from gateway_rest.rpc import backend, call_metadata, unary, unary_once
 from gateway_rest.sse import EventStreamResponse, job_events
 from protos.s3.v1 import jobs_pb2 as jpb
+from protos.s3.v1 import types_pb2 as pb
 
 Handler = Callable[[Request], Awaitable[Response | EventStreamResponse]]
 T = TypeVar("T")
@@ -130,9 +131,25 @@ async def create_job(request: Request) -> Response:
     return envelope.success(request, convert.created_job_json(created), status_code=201, headers=headers)
 
 
+async def _answer_job(request: Request, job: pb.Job, headers: Mapping[str, str] | None = None) -> Response:
+    """The job, after waiting for it to end when the client sent ``Prefer: wait=N``."""
+    wait_s = prefer.requested_wait_s(request.headers.get("prefer"), max_s=request.app.state.prefer_wait_max_s)
+    if wait_s is None:
+        return envelope.success(request, convert.job_json(job), headers=headers)
+    ref = jpb.JobRef(job_id=job.job_id)
+
+    async def read() -> pb.Job:
+        return await unary(request, backend(request).stub.GetJob, ref)
+
+    job = await prefer.until_ended(job, read, wait_s=wait_s, poll_s=request.app.state.prefer_poll_s)
+    response = envelope.success(request, convert.job_json(job), headers=headers)
+    response.headers[prefer.PREFERENCE_APPLIED] = f"wait={wait_s}"
+    return response
+
+
 async def get_job(request: Request) -> Response:
     job = await unary(request, backend(request).stub.GetJob, jpb.JobRef(job_id=_job_id(request)))
-    return envelope.success(request, convert.job_json(job))
+    return await _answer_job(request, job)
 
 
 async def confirm_upload(request: Request) -> Response:
@@ -152,13 +169,25 @@ async def execute_job(request: Request) -> Response:
     job_id = _job_id(request)
     message = await _decode(request, lambda body: convert.execute_request(job_id, body))
     job, headers = await unary_once(request, backend(request).stub.ExecuteJob, message)
-    return envelope.success(request, convert.job_json(job), headers=headers)
+    return await _answer_job(request, job, headers)
 
 
 async def cancel_job(request: Request) -> Response:
     await _decode(request, convert.no_fields)
     job, headers = await unary_once(request, backend(request).stub.CancelJob, jpb.JobRef(job_id=_job_id(request)))
     return envelope.success(request, convert.job_json(job), headers=headers)
+
+
+async def create_stream_token(request: Request) -> Response:
+    await _decode(request, convert.no_fields)
+    issued = await unary(request, backend(request).stub.CreateStreamToken, jpb.JobRef(job_id=_job_id(request)))
+    return envelope.success(request, convert.stream_token_json(_job_id(request), issued), status_code=201)
+
+
+async def list_webhook_deliveries(request: Request) -> Response:
+    ref = jpb.JobRef(job_id=_job_id(request))
+    found = await unary(request, backend(request).stub.ListWebhookDeliveries, ref)
+    return envelope.success(request, convert.webhook_deliveries_json(found))
 
 
 async def report_item_result(request: Request) -> Response:
@@ -169,7 +198,8 @@ async def report_item_result(request: Request) -> Response:
 
 
 async def job_events_stream(request: Request) -> Response | EventStreamResponse:
-    call = backend(request).stub.WatchJob(jpb.JobRef(job_id=_job_id(request)), metadata=call_metadata(request))
+    metadata = call_metadata(request, stream_token=True)
+    call = backend(request).stub.WatchJob(jpb.JobRef(job_id=_job_id(request)), metadata=metadata)
     events = call.__aiter__()
     try:
         # Read the first event before answering: a missing job or a bad token must still be an
@@ -225,7 +255,13 @@ def api_endpoints() -> EndpointTable:
         ("/jobs/{job_id}/execute", "job_execute", {"POST": Endpoint(execute_job, body_bytes=256 * KIB)}),
         ("/jobs/{job_id}/callback", "job_callback", {"POST": Endpoint(report_item_result, worker, 1024 * KIB)}),
         ("/jobs/{job_id}/cancel", "job_cancel", {"POST": Endpoint(cancel_job)}),
-        ("/jobs/{job_id}/events", "job_events", {"GET": Endpoint(job_events_stream)}),
+        (
+            "/jobs/{job_id}/events",
+            "job_events",
+            {"GET": Endpoint(job_events_stream, Credential.BEARER_OR_STREAM_TOKEN)},
+        ),
+        ("/jobs/{job_id}/webhooks", "job_webhooks", {"GET": Endpoint(list_webhook_deliveries)}),
+        ("/jobs/{job_id}/stream-token", "job_stream_token", {"POST": Endpoint(create_stream_token)}),
     ]
 
 

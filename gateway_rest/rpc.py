@@ -74,13 +74,20 @@ def _forwardable(value: str, header: str, code: str) -> str:
     return value
 
 
-def call_metadata(conn: HTTPConnection, *, callback_secret: bool = False, idempotency_key: bool = False) -> Metadata:
+def call_metadata(
+    conn: HTTPConnection, *, callback_secret: bool = False, idempotency_key: bool = False, stream_token: bool = False
+) -> Metadata:
     """``x-request-id`` always; ``authorization`` when sent; ``x-callback-secret`` for the callback;
-    ``idempotency-key`` for the routes that take one (the JobService checks and keeps it)."""
+    ``idempotency-key`` for the routes that take one (the JobService checks and keeps it);
+    ``x-stream-token`` from the ``token`` query parameter of an event stream."""
     metadata: list[tuple[str, str]] = [("x-request-id", request_id_of(conn))]
     authorization = conn.headers.get("authorization")
     if authorization:
         metadata.append(("authorization", _forwardable(authorization, "Authorization", "INVALID_TOKEN")))
+    if stream_token:
+        token = conn.query_params.get("token")
+        if token:
+            metadata.append((metadata_keys.STREAM_TOKEN_KEY, _forwardable(token, "token", "INVALID_TOKEN")))
     if callback_secret:
         secret = conn.headers.get("x-callback-secret")
         if secret:

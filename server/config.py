@@ -102,6 +102,8 @@ class Settings:
     """``S3_IDEMPOTENCY_TTL_S``: how long the first answer to an ``Idempotency-Key`` is kept."""
     idempotency_lease_s: float = 60.0
     """``S3_IDEMPOTENCY_LEASE_S``: how long an attempt holds its key before a retry may take it over."""
+    stream_token_ttl_s: int = 300
+    """``S3_STREAM_TOKEN_TTL_S``: lifetime of a job stream token (``POST /jobs/{id}/stream-token``)."""
     workers: int = 1
     """``S3_WORKERS``: in-process pipeline workers (0 = external workers only)."""
     storage: StorageKind = "local"
@@ -157,6 +159,8 @@ class Settings:
     playground_path: str | None = None
     """``S3_PLAYGROUND_PATH``: serve the web playground at this path (e.g. ``/playground``); unset = off,
     the production default (``make playground`` turns it on)."""
+    prefer_wait_max_s: int = 60
+    """``S3_PREFER_WAIT_MAX_S``: the longest ``Prefer: wait=N`` the shim honours (seconds)."""
     starting_credits: int = 100
     """``S3_STARTING_CREDITS``: credits granted to a new anonymous user."""
     credits_per_item: int = 1
@@ -212,6 +216,18 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     """``S3_TRUSTED_PROXIES``: comma-separated addresses or networks (``10.0.0.0/8``) of reverse
     proxies whose ``X-Forwarded-For`` names the client; from any other peer the header is ignored."""
+
+    webhook_allow_networks: tuple[str, ...] = ()
+    """``S3_WEBHOOK_ALLOW_NETWORKS``: comma-separated CIDRs (``127.0.0.0/8,10.0.0.0/8``) webhooks may
+    reach although they are private, loopback or link-local; by default only public addresses."""
+    webhook_timeout_s: float = 10.0
+    """``S3_WEBHOOK_TIMEOUT_S``: the longest one delivery attempt may take, connect to last byte."""
+    webhook_max_attempts: int = 8
+    """``S3_WEBHOOK_MAX_ATTEMPTS``: attempts before an event is marked failed."""
+    webhook_backoff_s: float = 5.0
+    """``S3_WEBHOOK_BACKOFF_S``: wait after the first failed attempt; doubles each time, at most 1 h."""
+    webhook_concurrency: int = 8
+    """``S3_WEBHOOK_CONCURRENCY``: deliveries one sender has in flight (to different jobs) at once."""
 
     @property
     def effective_heartbeat_s(self) -> float:
@@ -299,6 +315,16 @@ class Settings:
                 ipaddress.ip_network(proxy, strict=False)
             except ValueError as err:
                 raise SettingsError(f"S3_TRUSTED_PROXIES: {proxy!r} is not an address or network") from err
+
+        def networks(name: str) -> tuple[str, ...]:
+            cidrs = tuple(n.strip() for n in (text(name, "") or "").split(",") if n.strip())
+            for cidr in cidrs:
+                try:
+                    ipaddress.ip_network(cidr, strict=False)
+                except ValueError as err:
+                    raise SettingsError(f"{name}: {cidr!r} is not a network (CIDR)") from err
+            return cidrs
+
         storage = text("S3_STORAGE", d.storage)
         if storage not in ("local", "s3"):
             raise SettingsError(f"S3_STORAGE must be 'local' or 's3', got {storage!r}")
@@ -341,6 +367,7 @@ class Settings:
             refresh_ttl_s=integer("S3_REFRESH_TTL_S", d.refresh_ttl_s, minimum=1),
             idempotency_ttl_s=integer("S3_IDEMPOTENCY_TTL_S", d.idempotency_ttl_s, minimum=1),
             idempotency_lease_s=number("S3_IDEMPOTENCY_LEASE_S", d.idempotency_lease_s),
+            stream_token_ttl_s=integer("S3_STREAM_TOKEN_TTL_S", d.stream_token_ttl_s, minimum=1),
             workers=integer("S3_WORKERS", d.workers),
             storage=storage,  # type: ignore[arg-type]
             s3_endpoint_url=text("S3_S3_ENDPOINT_URL", None),
@@ -364,8 +391,14 @@ class Settings:
             inference_timeout_s=number("S3_INFERENCE_TIMEOUT_S", d.inference_timeout_s),
             inference_phrase_timeout_s=number("S3_INFERENCE_PHRASE_TIMEOUT_S", d.inference_phrase_timeout_s),
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
+            webhook_allow_networks=networks("S3_WEBHOOK_ALLOW_NETWORKS"),
+            webhook_timeout_s=number("S3_WEBHOOK_TIMEOUT_S", d.webhook_timeout_s),
+            webhook_max_attempts=integer("S3_WEBHOOK_MAX_ATTEMPTS", d.webhook_max_attempts, minimum=1),
+            webhook_backoff_s=number("S3_WEBHOOK_BACKOFF_S", d.webhook_backoff_s),
+            webhook_concurrency=integer("S3_WEBHOOK_CONCURRENCY", d.webhook_concurrency, minimum=1),
             max_body_bytes=integer("S3_MAX_BODY_BYTES", d.max_body_bytes, minimum=1),
             playground_path=playground,
+            prefer_wait_max_s=integer("S3_PREFER_WAIT_MAX_S", d.prefer_wait_max_s, minimum=0),
             starting_credits=integer("S3_STARTING_CREDITS", d.starting_credits),
             credits_per_item=integer("S3_CREDITS_PER_ITEM", d.credits_per_item, minimum=1),
             max_streams_per_user=integer("S3_MAX_STREAMS_PER_USER", d.max_streams_per_user, minimum=1),

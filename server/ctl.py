@@ -7,6 +7,7 @@
     s3ctl dead-letters                      items that failed after exhausting their attempts
     s3ctl requeue JOB_ID IDX                put a failed item back in the queue (re-reserves credits)
     s3ctl cancel JOB_ID                     cancel any job, refunding unfinished items
+    s3ctl webhooks JOB_ID                   the job's webhook deliveries and every attempt
 
 The server is ``--target`` (default ``S3_GRPC_TARGET``, else ``127.0.0.1:S3_GRPC_PORT``). The admin
 token is ``S3_ADMIN_TOKEN``, else read from ``--token-file`` (default: the server's generated
@@ -133,6 +134,34 @@ def render_dead_letters(page: apb.ListDeadLettersResponse) -> str:
     return out
 
 
+def render_webhooks(answer: apb.AdminWebhookDeliveries) -> str:
+    if not answer.webhook_url:
+        return f"job {answer.job_id} has no webhook"
+    rows = [
+        (
+            d.seq,
+            d.event,
+            d.state,
+            d.attempts,
+            d.last_status or "-",
+            d.delivered_at or d.next_attempt_at or "-",
+            d.id,
+            d.last_error or "",
+        )
+        for d in answer.deliveries
+    ]
+    out = f"webhook  {answer.webhook_url}\n\n"
+    out += table(rows, ("seq", "event", "state", "attempts", "last", "delivered / next", "webhook-id", "error"))
+    attempts = [
+        (d.seq, n, a.at, a.status or "-", f"{a.ms} ms", a.error or "")
+        for d in answer.deliveries
+        for n, a in enumerate(d.log, start=1)
+    ]
+    if attempts:
+        out += "\n\n" + table(attempts, ("seq", "attempt", "at", "status", "took", "error"))
+    return out
+
+
 def to_json(message: Message) -> str:
     doc: dict[str, Any] = json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
@@ -182,6 +211,11 @@ def _requeue(stub: admin_pb2_grpc.AdminServiceStub, a: argparse.Namespace) -> tu
 def _cancel(stub: admin_pb2_grpc.AdminServiceStub, a: argparse.Namespace) -> tuple[Message, str]:
     job = stub.CancelJob(apb.AdminCancelJobRequest(job_id=a.job_id, reason=a.reason), **a.call)
     return job, f"canceled\n\n{render_job(job)}"
+
+
+def _webhooks(stub: admin_pb2_grpc.AdminServiceStub, a: argparse.Namespace) -> tuple[Message, str]:
+    answer = stub.ListWebhookDeliveries(apb.AdminJobRef(job_id=a.job_id), **a.call)
+    return answer, render_webhooks(answer)
 
 
 def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -256,6 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job_id")
     p.add_argument("--reason", default="")
     p.set_defaults(run=_cancel)
+
+    p = sub.add_parser("webhooks", parents=[common], help="a job's webhook deliveries with every attempt")
+    p.add_argument("job_id")
+    p.set_defaults(run=_webhooks)
     return parser
 
 

@@ -137,6 +137,15 @@ def _composite_on_white(rgba: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return out.astype(np.uint8)
 
 
+def _has_alpha(image: Image.Image) -> bool:
+    mode = image.mode
+    return mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode in ("P", "RGB", "L") and "transparency" in image.info)
+
+
+def _rgba_pixels(image: Image.Image) -> npt.NDArray[np.uint8]:
+    return np.array(image.convert("RGBA"), dtype=np.uint8)
+
+
 def _rgb_pixels(image: Image.Image) -> npt.NDArray[np.uint8]:
     mode = image.mode
     if mode == "RGB":
@@ -147,9 +156,8 @@ def _rgb_pixels(image: Image.Image) -> npt.NDArray[np.uint8]:
     if mode in ("L", "1"):
         gray = np.array(image.convert("L"), dtype=np.uint8)
         return np.repeat(gray[..., None], 3, axis=2)
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
-    if has_alpha:
-        return _composite_on_white(np.array(image.convert("RGBA"), dtype=np.uint8))
+    if _has_alpha(image):
+        return _composite_on_white(_rgba_pixels(image))
     # CMYK, YCbCr, opaque palettes, ...: Pillow's conversion (Adobe's inverted CMYK is undone by the
     # JPEG decoder already).
     return np.array(image.convert("RGB"), dtype=np.uint8)
@@ -169,13 +177,7 @@ def _verify_png(data: bytes) -> None:
         raise ValidationFailed("the PNG file is truncated: it does not end with an IEND chunk")
 
 
-def decode_rgb(data: bytes, *, max_pixels: int) -> npt.NDArray[np.uint8]:
-    """Decode the photo to an ``HxWx3`` uint8 RGB array as a person would see it.
-
-    EXIF orientation is applied; CMYK, 16-bit, grayscale and palette images are converted; alpha is
-    composited on white; of an animation only the first frame is decoded. The header is checked
-    first (see :func:`probe`), and a truncated or corrupt file raises ``ValidationFailed``.
-    """
+def _decode(data: bytes, max_pixels: int, keep_alpha: bool) -> npt.NDArray[np.uint8]:
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES must be False: it hides truncated uploads")
     image, image_format = _open(data, max_pixels)
@@ -189,12 +191,28 @@ def decode_rgb(data: bytes, *, max_pixels: int) -> npt.NDArray[np.uint8]:
             image.load()
             transpose = _TRANSPOSE.get(orientation)
             upright = image if transpose is None else image.transpose(transpose)
-            pixels = _rgb_pixels(upright)
+            pixels = _rgba_pixels(upright) if keep_alpha and _has_alpha(upright) else _rgb_pixels(upright)
         except Image.DecompressionBombError as e:
             raise PayloadTooLarge(f"the image declares too many pixels ({e})") from e
         except _DECODE_ERRORS as e:
             raise ValidationFailed(f"the image cannot be decoded (truncated or corrupt): {e}") from e
     return np.ascontiguousarray(pixels)
+
+
+def decode_rgb(data: bytes, *, max_pixels: int) -> npt.NDArray[np.uint8]:
+    """Decode the photo to an ``HxWx3`` uint8 RGB array as a person would see it.
+
+    EXIF orientation is applied; CMYK, 16-bit, grayscale and palette images are converted; alpha is
+    composited on white; of an animation only the first frame is decoded. The header is checked
+    first (see :func:`probe`), and a truncated or corrupt file raises ``ValidationFailed``.
+    """
+    return _decode(data, max_pixels, keep_alpha=False)
+
+
+def decode_display(data: bytes, *, max_pixels: int) -> npt.NDArray[np.uint8]:
+    """As :func:`decode_rgb`, but an image with transparency stays ``HxWx4`` RGBA (straight alpha):
+    what a client shows over its own backdrop. Used to read delivered outputs back."""
+    return _decode(data, max_pixels, keep_alpha=True)
 
 
 def verify_decodes(data: bytes, *, max_pixels: int) -> None:

@@ -51,6 +51,23 @@ class PermanentFailure(S3Error):
 
 
 @dataclass(frozen=True)
+class StoredProof:
+    """The protect proof of one item's stored files (``applier.proof`` records, JSON-ready)."""
+
+    master: Mapping[str, object]
+    renditions: tuple[Mapping[str, object], ...] = ()
+    failure: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.failure is None
+
+    @classmethod
+    def failed(cls, reason: str, *, master: Mapping[str, object] | None = None) -> StoredProof:
+        return cls(master=master or {}, failure=reason)
+
+
+@dataclass(frozen=True)
 class _Work:
     job: JobRow
     item: JobItemRow
@@ -248,8 +265,6 @@ class Pipeline:
             renditions = applier.render_item(idx, result.image, templates_of(work.preset, job.output_set))
         except applier.ApplierError as e:
             raise PermanentFailure(f"the rule cannot be applied to this photo: {e}") from e
-        if not result.protect.passed:  # enforced by apply_rule; a failure here is a bug, never shipped
-            raise PermanentFailure(f"protected pixels changed: {result.protect.to_dict()}")
         user, jid = job.user_id, job.id
         output_key = keys.output_key(user, jid, idx)
         written = self._put(output_key, _png(result.image), content_type="image/png")
@@ -264,8 +279,23 @@ class Pipeline:
             key = keys.rendition_key(user, jid, idx, r.template, ext)
             written += self._put(key, r.data, content_type=r.media_type)
             stored.append({"template_id": r.template, "key": key, "format": ext, **r.to_dict()})
+        deliverables = (output_key, preview_key, *(str(r["key"]) for r in stored))
+        try:
+            proof = self._prove_stored(work, source_sha, output_key, stored, protect_mask, has_alpha=result.has_alpha)
+            if not proof.passed:
+                raise PermanentFailure(f"protect check failed on the stored output: {proof.failure}")
+        except PermanentFailure:
+            # Nothing of this attempt may be downloaded: the item fails (refunded) with the reason.
+            for key in deliverables:
+                self._store.delete(key)
+            raise
+        for record, rendition_proof in zip(stored, proof.renditions, strict=True):
+            record["protect"] = rendition_proof
         check = {
             **result.protect.to_dict(),
+            "changed_pixels": proof.master["changed_pixels"],
+            "passed": proof.passed,
+            "stored": proof.master,
             "steps": [{"concept": s.concept, "action": s.action, "pixels": s.pixels} for s in result.steps],
             "source_sha256": source_sha,
             "alpha": result.has_alpha,
@@ -280,6 +310,53 @@ class Pipeline:
             height=int(image.shape[0]),
             stored_bytes=written,
         )
+
+    def _prove_stored(
+        self,
+        work: _Work,
+        source_sha: str,
+        output_key: str,
+        renditions: Sequence[Mapping[str, Any]],
+        protect: applier.ProtectMask,
+        *,
+        has_alpha: bool,
+    ) -> StoredProof:
+        """Read back what a client downloads (the master and every rendition) and the stored source,
+        decode them as a client does, and prove the protected pixels on them (``applier.proof``)."""
+        limit = self._settings.max_image_pixels
+        source_bytes = self._store.get(work.item.input_key, max_bytes=self._settings.max_upload_bytes)
+        if hashlib.sha256(source_bytes).hexdigest() != source_sha:
+            return StoredProof.failed("the stored source photo changed while the item was processed")
+        source = images.decode_rgb(source_bytes, max_pixels=limit)
+        master = applier.proof.prove_master(source, self._read_back(output_key, limit), protect)
+        if not master.passed:
+            return StoredProof.failed(f"full-size output: {master.to_dict()}", master=master.to_dict())
+        templates = {t.id: t for t in templates_of(work.preset, work.job.output_set)}
+        proofs: list[dict[str, object]] = []
+        for record in renditions:
+            template = templates[str(record["template_id"])]
+            if not protect.mask.any():
+                proofs.append({"method": "nothing protected in this photo", "compared_pixels": 0, "passed": True})
+                continue
+            reference = applier.proof.reference_rendition(source, template, has_alpha=has_alpha)
+            region = applier.proof.protected_region(protect.mask, template)
+            encoded = (
+                None
+                if template.format in applier.proof.LOSSLESS_FORMATS
+                else images.decode_display(applier.encode(reference, template), max_pixels=limit)
+            )
+            stored = self._read_back(str(record["key"]), limit)
+            proof = applier.proof.prove_rendition(reference, stored, region, template, encoded_reference=encoded)
+            if not proof.passed:
+                return StoredProof.failed(f"rendition {template.id}: {proof.to_dict()}", master=master.to_dict())
+            proofs.append(proof.to_dict())
+        return StoredProof(master=master.to_dict(), renditions=tuple(proofs))
+
+    def _read_back(self, key: str, max_pixels: int) -> U8:
+        try:
+            return images.decode_display(self._store.get(key), max_pixels=max_pixels)
+        except (ValidationFailed, PayloadTooLarge) as e:
+            raise PermanentFailure(f"protect check failed: the stored {key} does not decode: {e.message}") from e
 
     # -- package --------------------------------------------------------------------------------
     def package(self, claim: Claim) -> PackageOutputs:

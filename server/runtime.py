@@ -29,6 +29,7 @@ from server.service.bundle import Services
 from server.service.health import Probe
 from server.storage.local import LocalObjectStore
 from server.storage.port import ObjectStore
+from server.webhook_sender import WebhookSender
 from server.wiring import build_services, build_store, open_database
 from server.worker import Worker, sweep_forever, worker_name
 
@@ -119,6 +120,9 @@ def _workers(core: Core, count: int) -> list[Worker]:
 async def _run_background(core: Core, count: int, stopping: asyncio.Event) -> list[asyncio.Task[None]]:
     tasks = [asyncio.create_task(w.run(stopping), name=w.name) for w in _workers(core, count)]
     tasks.append(asyncio.create_task(sweep_forever(core.db, core.store, core.settings, stopping, core.leadership)))
+    # Webhooks go out from their own task and HTTP client: a slow receiver never holds a worker.
+    sender = WebhookSender(core.db, core.settings, name=f"{worker_name(0)}:webhooks")
+    tasks.append(asyncio.create_task(sender.run(stopping), name=sender.name))
     return tasks
 
 

@@ -86,7 +86,7 @@ def build_services(
 ) -> Services:
     if settings.jwt_secret is None or settings.callback_secret is None or settings.admin_token is None:
         raise ValueError("resolve secrets before building services")
-    tokens = TokenService(settings.jwt_secret, settings.jwt_ttl_s)
+    tokens = TokenService(settings.jwt_secret, settings.jwt_ttl_s, stream_ttl_s=settings.stream_token_ttl_s)
     sessions = Sessions(db, tokens, settings.refresh_ttl_s)
     health = Health(
         [("database", _db_probe(db)), ("storage", _store_probe(store)), *extra_probes],

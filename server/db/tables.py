@@ -148,6 +148,12 @@ class JobRow(Base):
     """Items the analysis under way was charged for."""
     analysis_pass_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Of those, the ones analysed so far."""
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    """Where this job's events are posted (set by execute), or None."""
+    webhook_events: Mapped[list[Any] | None] = mapped_column(JSON)
+    """The event types to post (``server.service.webhooks.EVENT_TYPES``)."""
+    webhook_secret: Mapped[str | None] = mapped_column(String(64))
+    """``whsec_...``: the Standard Webhooks signing secret of this job."""
 
     __table_args__ = (
         Index("ix_jobs_user_created", "user_id", "created_at"),
@@ -206,6 +212,39 @@ class QueueTurnRow(Base):
 
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     served_at: Mapped[datetime]
+
+
+class WebhookDeliveryRow(Base):
+    """The webhook outbox: one event of one job, written in the transaction that changed the state,
+    then posted by a sender until the receiver acknowledges it (2xx) or the attempts run out."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    """``msg_<hex>``: the ``webhook-id`` header, the same on every attempt (receivers dedupe by it)."""
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    """Order of the job's events; an event is sent only once every earlier one is settled."""
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    url: Mapped[str] = mapped_column(String(2048))
+    state: Mapped[str] = mapped_column(String(16))
+    """pending | delivered | failed (attempts exhausted or the address is not allowed)."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    log: Mapped[list[Any]] = mapped_column(JSON)
+    """One entry per attempt: ``{at, status, error, ms}``."""
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "seq"),
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    )
 
 
 class BillingEventRow(Base):

@@ -10,7 +10,7 @@ import grpc
 
 from protos.s3.v1 import admin_pb2 as apb
 from protos.s3.v1 import admin_pb2_grpc
-from server.grpc_api import admin_convert
+from server.grpc_api import admin_convert, convert
 from server.grpc_api.interceptors import metadata_value
 from server.grpc_api.metadata_keys import ADMIN_TOKEN_KEY
 from server.service.admin import REQUEUEABLE_JOB_STATES, Admin, clean_actor
@@ -71,4 +71,13 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         actor = self._operator(context)
         return admin_convert.admin_job(
             self._admin.cancel(actor, request.job_id, request.reason), self._jobs.download_url
+        )
+
+    def ListWebhookDeliveries(
+        self, request: apb.AdminJobRef, context: grpc.ServicerContext
+    ) -> apb.AdminWebhookDeliveries:
+        self._operator(context)
+        url, found = self._admin.webhook_deliveries(request.job_id)
+        return apb.AdminWebhookDeliveries(
+            job_id=request.job_id, webhook_url=url or "", deliveries=[convert.webhook_delivery(d) for d in found]
         )

@@ -14,6 +14,7 @@ from server.clock import rfc3339
 from server.errors import ValidationFailed
 from server.presets import PresetSpec
 from server.service.views import JobItemView, JobView, RuleView, UserView
+from server.service.webhooks import DeliveryView
 
 
 def struct(value: Mapping[str, Any]) -> Struct:
@@ -189,6 +190,9 @@ def job(view: JobView, urls: UrlFor | None) -> pb.Job:
         upload_expires_at=rfc3339(view.upload_deadline_at) if view.status == "created" else "",
         analyzed=bool(view.analyzed_concepts),
         error=view.error or "",
+        webhook_url=view.webhook_url or "",
+        webhook_events=list(view.webhook_events),
+        webhook_secret=view.webhook_secret or "",
     )
 
 
@@ -210,3 +214,28 @@ def instance_from_pb(message: pb.InstanceInfo) -> dict[str, Any]:
         "box": list(message.box),
         "area": message.area,
     }
+
+
+def webhook_delivery(view: DeliveryView) -> pb.WebhookDelivery:
+    return pb.WebhookDelivery(
+        id=view.id,
+        seq=view.seq,
+        event=view.event,
+        state=view.state,
+        attempts=view.attempts,
+        last_status=view.last_status or 0,
+        last_error=view.last_error or "",
+        created_at=rfc3339(view.created_at),
+        delivered_at=rfc3339(view.delivered_at),
+        next_attempt_at=rfc3339(view.next_attempt_at),
+        url=view.url,
+        log=[
+            pb.WebhookAttempt(
+                at=str(a.get("at", "")),
+                status=int(a.get("status") or 0),
+                error=str(a.get("error") or ""),
+                ms=int(a.get("ms") or 0),
+            )
+            for a in view.log
+        ],
+    )

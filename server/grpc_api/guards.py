@@ -18,10 +18,10 @@ from typing import Literal
 
 from protos.s3.v1 import admin_pb2, jobs_pb2
 from server.errors import S3Error
-from server.grpc_api.metadata_keys import ADMIN_TOKEN_KEY, AUTHORIZATION_KEY, CALLBACK_SECRET_KEY
+from server.grpc_api.metadata_keys import ADMIN_TOKEN_KEY, AUTHORIZATION_KEY, CALLBACK_SECRET_KEY, STREAM_TOKEN_KEY
 from server.service.bundle import Services
 
-Credential = Literal["user", "callback", "admin", "none"]
+Credential = Literal["user", "watcher", "callback", "admin", "none"]
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 """The largest message the gRPC server receives at all (a callback of a big album item)."""
@@ -47,7 +47,8 @@ _USER_METHODS = (
     "ExecuteJob",
     "GetJob",
     "CancelJob",
-    "WatchJob",
+    "CreateStreamToken",
+    "ListWebhookDeliveries",
 )
 
 
@@ -64,6 +65,8 @@ def _path(service_full_name: str, method: str) -> str:
 METHOD_RULES: Mapping[str, MethodRule] = MappingProxyType(
     {
         **{_path(_JOBS.full_name, m): MethodRule("user") for m in _USER_METHODS},
+        # A bearer token, or a job stream token (its job is checked once the request is decoded).
+        _path(_JOBS.full_name, "WatchJob"): MethodRule("watcher"),
         _path(_JOBS.full_name, "ReportItemResult"): MethodRule("callback", MAX_MESSAGE_BYTES),
         # The whole AdminService is for operators only.
         **{_path(_ADMIN.full_name, m.name): MethodRule("admin") for m in _ADMIN.methods},
@@ -79,12 +82,21 @@ def _first(metadata: Iterable[tuple[str, str | bytes]], key: str) -> str | None:
     return None
 
 
+def _watcher(services: Services, metadata: Iterable[tuple[str, str | bytes]]) -> object:
+    authorization = _first(metadata, AUTHORIZATION_KEY)
+    stream_token = _first(metadata, STREAM_TOKEN_KEY)
+    if stream_token and not authorization:
+        return services.tokens.verify_stream(stream_token, None)
+    return services.tokens.user_from_authorization(authorization)
+
+
 class RequestGuard:
     """Answers, from metadata alone, whether a call may have its message decoded."""
 
     def __init__(self, services: Services) -> None:
         checks: dict[Credential, Callable[[Iterable[tuple[str, str | bytes]]], object]] = {
             "user": lambda md: services.tokens.user_from_authorization(_first(md, AUTHORIZATION_KEY)),
+            "watcher": lambda md: _watcher(services, md),
             "callback": lambda md: services.callbacks.authenticate(_first(md, CALLBACK_SECRET_KEY)),
             "admin": lambda md: services.admin.authorize(_first(md, ADMIN_TOKEN_KEY)),
         }

@@ -9,6 +9,10 @@ AUTHORIZATION_KEY = "authorization"
 CALLBACK_SECRET_KEY = "x-callback-secret"
 """Request metadata: the remote workers' shared secret (callbacks)."""
 
+STREAM_TOKEN_KEY = "x-stream-token"
+"""Request metadata of WatchJob: a job stream token (``CreateStreamToken``), for clients that cannot
+send an authorization header; the REST shim takes it from ``?token=`` of the event stream."""
+
 ADMIN_TOKEN_KEY = "x-admin-token"
 """Request metadata: the operator credential of the AdminService."""
 

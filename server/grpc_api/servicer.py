@@ -22,7 +22,7 @@ from server.clock import rfc3339
 from server.errors import NotFound
 from server.grpc_api import convert, metadata_keys
 from server.grpc_api.interceptors import metadata_value
-from server.grpc_api.metadata_keys import AUTHORIZATION_KEY, CALLBACK_SECRET_KEY
+from server.grpc_api.metadata_keys import AUTHORIZATION_KEY, CALLBACK_SECRET_KEY, STREAM_TOKEN_KEY
 from server.grpc_api.watch import JobWatch
 from server.presets import PRESETS
 from server.service import job_views
@@ -233,6 +233,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                 rule_id=request.rule_id or None,
                 instances=convert.instance_choices_from_pb(request.instances),
                 output_set=request.output_set or None,
+                webhook_url=request.webhook_url or None,
+                webhook_events=list(request.webhook_events),
                 record=record,
             ),
         )
@@ -274,15 +276,33 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             lambda user_id, record: self._s.jobs.cancel(user_id, request.job_id, record=record),
         )
 
+    def CreateStreamToken(self, request: jpb.JobRef, context: grpc.ServicerContext) -> jpb.StreamToken:
+        user_id = self._user(context)
+        job = self._s.jobs.get(user_id, request.job_id)  # NOT_FOUND for another user's job
+        issued = self._s.tokens.issue_stream(user_id, job.job_id)
+        return jpb.StreamToken(token=issued.token, expires_at=rfc3339(issued.expires_at))
+
     async def WatchJob(
         self, request: jpb.JobRef, context: grpc.aio.ServicerContext[jpb.JobRef, jpb.JobEvent]
     ) -> AsyncIterator[jpb.JobEvent]:
-        """Sends the job now, whenever its progress changes, and a final event when it ends."""
-        async for event in self._watch.events(metadata_value(context, AUTHORIZATION_KEY), request.job_id):
+        """Sends the job now, whenever its progress changes, and a final event when it ends. Opened
+        with the user's bearer token, or with a stream token for this job (browsers' EventSource)."""
+        authorization = metadata_value(context, AUTHORIZATION_KEY)
+        stream_token = metadata_value(context, STREAM_TOKEN_KEY)
+        async for event in self._watch.events(authorization, stream_token, request.job_id):
             yield event
 
+    def ListWebhookDeliveries(
+        self, request: jpb.JobRef, context: grpc.ServicerContext
+    ) -> jpb.ListWebhookDeliveriesResponse:
+        found = self._s.jobs.webhook_deliveries(self._user(context), request.job_id)
+        return jpb.ListWebhookDeliveriesResponse(deliveries=[convert.webhook_delivery(d) for d in found])
+
     def _job(self, view: JobView) -> pb.Job:
-        return convert.job(view, self._s.jobs.download_url)
+        links = self._s.jobs.download_links()
+        message = convert.job(view, links.url)
+        message.urls_expire_at = rfc3339(links.expires_at)
+        return message
 
 
 def _created_job(created: CreatedJob) -> jpb.CreateJobResponse:
@@ -290,7 +310,14 @@ def _created_job(created: CreatedJob) -> jpb.CreateJobResponse:
         job_id=created.job.job_id,
         status=created.job.status,
         upload_urls=[
-            pb.UploadUrl(idx=u.idx, key=u.key, url=u.request.url, method=u.request.method, headers=u.request.headers)
+            pb.UploadUrl(
+                idx=u.idx,
+                key=u.key,
+                url=u.request.url,
+                method=u.request.method,
+                headers=u.request.headers,
+                expires_at=rfc3339(u.request.expires_at),
+            )
             for u in created.uploads
         ],
         expires_at=rfc3339(created.expires_at),

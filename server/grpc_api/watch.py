@@ -5,7 +5,8 @@ against the user's open streams (STREAM_LIMIT past the cap), and it ends:
 
 - after the job's final event;
 - cleanly, with no final event, once it has been open ``max_lifetime_s`` (clients reconnect);
-- with INVALID_TOKEN when the token it was opened with expires (clients sign in again first).
+- with INVALID_TOKEN when the token it was opened with expires (clients sign in again first); a
+  stream token (``CreateStreamToken``, for browsers' EventSource) expires within minutes.
 """
 
 from __future__ import annotations
@@ -41,9 +42,15 @@ class JobWatch:
         self._slots = slots
         self._policy = policy
 
-    async def events(self, authorization: str | None, job_id: str) -> AsyncIterator[jpb.JobEvent]:
-        """The job now, then whenever its progress changes, until it ends (see the module doc)."""
-        bearer = self._tokens.bearer_from_authorization(authorization)
+    async def events(
+        self, authorization: str | None, stream_token: str | None, job_id: str
+    ) -> AsyncIterator[jpb.JobEvent]:
+        """The job now, then whenever its progress changes, until it ends (see the module doc).
+        Opened with a bearer token, or, without one, with a stream token for this job."""
+        if stream_token and not authorization:
+            bearer = self._tokens.verify_stream(stream_token, job_id)
+        else:
+            bearer = self._tokens.bearer_from_authorization(authorization)
         opened = time.monotonic()
         token_ends = opened + (bearer.expires_at - utcnow()).total_seconds()
         lifetime_ends = opened + self._policy.max_lifetime_s

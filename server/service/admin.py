@@ -22,7 +22,7 @@ from server.db.engine import Database
 from server.db.tables import AuditRow, BillingEventRow, JobItemRow, JobRow, UserRow
 from server.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from server.plans import PLANS
-from server.service import job_state, ledger
+from server.service import job_state, ledger, webhooks
 from server.service.admin_views import (
     AdminJobView,
     AdminUserView,
@@ -166,6 +166,14 @@ class Admin:
             if job is None:
                 raise NotFound("job not found")
             return admin_job_view(s, job, max_attempts=self._max_attempts)
+
+    def webhook_deliveries(self, job_id: str) -> tuple[str | None, list[webhooks.DeliveryView]]:
+        """Any job's webhook URL and its deliveries in event order."""
+        with self._db.read() as s:
+            job = s.get(JobRow, resource_id(job_id, "job"))
+            if job is None:
+                raise NotFound("job not found")
+            return job.webhook_url, webhooks.deliveries(s, job.id)
 
     def dead_letters(self, *, page_size: int = 0, page_token: str = "", job_id: str = "") -> DeadLetterPage:
         if page_size < 0 or page_size > MAX_DEAD_LETTER_PAGE:

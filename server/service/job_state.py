@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from sqlalchemy.orm import object_session
+
 from server.clock import utcnow
 from server.db.tables import JobRow
 from server.errors import InvalidState
+from server.service import webhooks
 
 TERMINAL = frozenset({"done", "failed", "canceled"})
 
@@ -43,3 +46,8 @@ def move(job: JobRow, to: str) -> None:
     job.updated_at = now
     if to in TERMINAL:
         job.finished_at = now
+        # Every status change happens here, inside the caller's transaction: the job's webhook
+        # event joins that transaction (the outbox), so it exists exactly when the change does.
+        session = object_session(job)
+        if session is not None:
+            webhooks.job_ended(session, job)

@@ -105,6 +105,8 @@ def job_view(row: JobRow, items: list[JobItemRow] | None) -> JobView:
         updated_at=row.updated_at,
         upload_deadline_at=row.upload_deadline_at,
         items=None if items is None else tuple(item_view(i, served=serves_objects(row)) for i in items),
+        webhook_url=row.webhook_url,
+        webhook_events=tuple(row.webhook_events or ()),
     )
 
 

@@ -10,8 +10,8 @@ import hashlib
 import logging
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,7 +34,7 @@ from server.errors import (
 )
 from server.plans import limits_for
 from server.presets import PresetSpec
-from server.service import job_state, ledger, quotas, validation
+from server.service import job_state, ledger, quotas, validation, webhooks
 from server.service.idempotency import Record
 from server.service.ids import resource_id
 from server.service.job_views import job_view, load_items
@@ -43,6 +43,7 @@ from server.service.rules import owned_rule
 from server.service.seals import seal_inputs
 from server.service.settle import cancel_open_items, finish_item, lock_job
 from server.service.views import JobView
+from server.service.webhook_targets import AddressPolicy
 from server.storage import keys
 from server.storage.port import ObjectStore, PresignedRequest, verify_upload
 
@@ -57,6 +58,14 @@ class UploadTarget:
     idx: int
     key: str
     request: PresignedRequest
+
+
+@dataclass(frozen=True)
+class DownloadLinks:
+    """Download URLs signed together, and when the first of them stops working."""
+
+    url: Callable[[str], str]
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,7 @@ class Jobs:
         # Full decodes of uploaded photos at once in this process, whoever asks: memory stays
         # bounded by this many decoded photos however many confirms arrive together.
         self._decodes = threading.BoundedSemaphore(settings.decode_concurrency)
+        self._webhook_policy = AddressPolicy.from_cidrs(settings.webhook_allow_networks)
 
     # -- create ---------------------------------------------------------------------------------
     def create(
@@ -332,8 +342,13 @@ class Jobs:
         rule_id: str | None,
         instances: Mapping[str, Any] | None,
         output_set: str | None,
+        webhook_url: str | None = None,
+        webhook_events: Sequence[str] | None = None,
         record: Record[JobView] | None = None,
     ) -> JobView:
+        """uploaded -> queued with the rule. With ``webhook_url`` the job's events are posted there;
+        the answer (only this one) carries the signing secret."""
+        hook = webhooks.subscription(self._webhook_policy, webhook_url, webhook_events)
         with self._db.write() as s:
             job = owned_job(s, user_id, job_id, lock=True)
             job_state.require(job, "uploaded", action="execute")
@@ -373,6 +388,7 @@ class Jobs:
             job.protect = clean_protect
             job.instance_choices = choices
             job.output_set = set_spec.id
+            webhooks.subscribe(job, hook)
             for item in items:
                 if item.status == "uploaded":
                     item.status = "queued"
@@ -383,7 +399,9 @@ class Jobs:
             job_state.move(job, "queued")
             s.flush()
             log.info("job %s queued with %d concept actions", job.id, len(clean_concepts))
-            return _recorded(s, job_view(job, items), record)
+            view = job_view(job, items)
+            view = replace(view, webhook_secret=hook.secret) if hook else view
+            return _recorded(s, view, record)
 
     # -- read -----------------------------------------------------------------------------------
     def get(self, user_id: str, job_id: str) -> JobView:
@@ -392,7 +410,21 @@ class Jobs:
             return job_view(job, load_items(s, job.id))
 
     def download_url(self, key: str) -> str:
-        return self._store.presign_get(key, expires_s=self._settings.download_url_ttl_s)
+        return self._store.presign_get(
+            key, expires_s=self._settings.download_url_ttl_s, filename=keys.download_filename(key)
+        )
+
+    def download_links(self) -> DownloadLinks:
+        """Sign download URLs now; all of them work at least until ``expires_at``."""
+        # Whole seconds, rounded down: each store signs from its own "now" (a moment later), so
+        # the stated instant is never after the real one.
+        now = utcnow().replace(microsecond=0)
+        return DownloadLinks(self.download_url, now + timedelta(seconds=self._settings.download_url_ttl_s))
+
+    def webhook_deliveries(self, user_id: str, job_id: str) -> list[webhooks.DeliveryView]:
+        with self._db.read() as s:
+            job = owned_job(s, user_id, job_id)
+            return webhooks.deliveries(s, job.id)
 
     # -- cancel ---------------------------------------------------------------------------------
     def cancel(self, user_id: str, job_id: str, *, record: Record[JobView] | None = None) -> JobView:

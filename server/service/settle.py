@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from server.clock import utcnow
 from server.db.tables import JobItemRow, JobRow
-from server.service import job_state, ledger
+from server.service import job_state, ledger, webhooks
 from server.service.locking import lock_user
 
 FINISHED_ITEM_STATES = frozenset({"done", "failed", "canceled"})
@@ -96,6 +96,7 @@ def finish_item(
     item.available_at = None
     item.updated_at = now
     release_lease(item)
+    webhooks.item_finished(session, job, item.idx, item.status, item.error)
     if job.status == "queued":
         job_state.move(job, "running")  # the contract's queued -> running on the first item result
     job.updated_at = now

@@ -1,4 +1,10 @@
-"""User tokens: HS256 JWTs signed by the service, ``sub`` = user id."""
+"""User tokens: HS256 JWTs signed by the service, ``sub`` = user id.
+
+Job stream tokens are a second kind, for clients that cannot send headers (a browser's
+``EventSource``): short-lived, for one job's event stream only, carried in the URL. They carry an
+audience (``aud``) that access tokens lack, so neither is accepted in place of the other (PyJWT
+refuses a token with an audience where none is expected, and one without where one is).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from server.errors import AuthRequired, InvalidToken
 
 ALGORITHM = "HS256"
 ISSUER = "s3"
+STREAM_AUDIENCE = "s3:job-stream"
 # Clock skew tolerated between the service's hosts when checking exp/iat/nbf.
 LEEWAY_S = 5
 
@@ -31,11 +38,12 @@ class Bearer:
 
 
 class TokenService:
-    def __init__(self, secret: str, ttl_s: int) -> None:
+    def __init__(self, secret: str, ttl_s: int, *, stream_ttl_s: int = 300) -> None:
         if len(secret) < 32:
             raise ValueError("the JWT secret must be at least 32 characters")
         self._secret = secret
         self._ttl = timedelta(seconds=ttl_s)
+        self._stream_ttl = timedelta(seconds=stream_ttl_s)
 
     def issue(self, user_id: str) -> IssuedToken:
         now = utcnow()
@@ -69,6 +77,43 @@ class TokenService:
         if isinstance(exp, bool) or not isinstance(exp, int | float):
             raise InvalidToken("the token's expiry is not a number")
         return Bearer(sub, datetime.fromtimestamp(exp, UTC))
+
+    def issue_stream(self, user_id: str, job_id: str) -> IssuedToken:
+        """A token that opens ``job_id``'s event stream, and nothing else, for a few minutes."""
+        now = utcnow()
+        expires = now + self._stream_ttl
+        claims = {
+            "sub": user_id,
+            "job": job_id,
+            "aud": STREAM_AUDIENCE,
+            "iat": now,
+            "nbf": now,
+            "exp": expires,
+            "iss": ISSUER,
+        }
+        return IssuedToken(jwt.encode(claims, self._secret, algorithm=ALGORITHM), expires)
+
+    def verify_stream(self, token: str, job_id: str | None) -> Bearer:
+        """The user and expiry of a live stream token for ``job_id`` (None: for any job, when the job
+        is not known yet); :class:`InvalidToken` otherwise."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                audience=STREAM_AUDIENCE,
+                leeway=LEEWAY_S,
+                options={"require": ["sub", "exp", "iat", "aud", "job"]},
+            )
+        except jwt.ExpiredSignatureError as e:
+            raise InvalidToken("the stream token has expired") from e
+        except jwt.PyJWTError as e:
+            raise InvalidToken("the stream token is not valid") from e
+        sub = claims.get("sub")
+        if (job_id is not None and claims.get("job") != job_id) or not isinstance(sub, str) or not sub:
+            raise InvalidToken("the stream token is for another job")
+        return Bearer(sub, datetime.fromtimestamp(claims["exp"], UTC))
 
     def user_from_authorization(self, header: str | None) -> str:
         """Parse ``Authorization: Bearer <token>``."""

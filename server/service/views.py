@@ -76,6 +76,10 @@ class JobView:
     upload_deadline_at: datetime
     items: tuple[JobItemView, ...] | None
     """None in listings, where items are left out."""
+    webhook_url: str | None = None
+    webhook_events: tuple[str, ...] = ()
+    webhook_secret: str | None = None
+    """Only in the answer to execute, which chose it; never shown again."""
 
     @property
     def progress(self) -> float:

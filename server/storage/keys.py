@@ -125,3 +125,23 @@ JOB_FOLDERS = ("inputs", "outputs", "masks", "previews", "sets")
 def job_prefixes(user_id: str | uuid.UUID, job_id: str | uuid.UUID) -> tuple[str, ...]:
     """The folders holding every object of one job (what a purge deletes)."""
     return tuple(f"{folder}/{_job(user_id, job_id)}/" for folder in JOB_FOLDERS)
+
+
+DOWNLOAD_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""A download file name: plain enough for ``Content-Disposition`` without quoting or escaping."""
+
+
+def validate_filename(name: str) -> str:
+    if not isinstance(name, str) or DOWNLOAD_FILENAME.fullmatch(name) is None:
+        raise ValueError(f"a download file name must match {DOWNLOAD_FILENAME.pattern}, got {name!r}")
+    return name
+
+
+def download_filename(key: str) -> str:
+    """The name a download of ``key`` is saved under: ``s3-{job id prefix}-{path after the job}``,
+    e.g. ``sets/{u}/{j}/set.zip`` -> ``s3-1f2e3d4c-set.zip``, a rendition -> ``s3-1f2e3d4c-0-square_1080.jpg``.
+    Keys outside a job keep their last segment."""
+    parts = validate_key(key).split("/")
+    if len(parts) >= 4:
+        return validate_filename(f"s3-{parts[2][:8]}-{'-'.join(parts[3:])}")
+    return validate_filename(parts[-1])

@@ -318,8 +318,10 @@ class LocalObjectStore:
             expires_at=datetime.fromtimestamp(signed.expires, UTC),
         )
 
-    def presign_get(self, key: str, *, expires_s: int) -> str:
-        return self.signer.sign(self._base_url, method="GET", key=key, expires_s=check_expires(expires_s)).url
+    def presign_get(self, key: str, *, expires_s: int, filename: str | None = None) -> str:
+        return self.signer.sign(
+            self._base_url, method="GET", key=key, expires_s=check_expires(expires_s), filename=filename
+        ).url
 
     def check(self) -> None:
         if not self._root.is_dir():

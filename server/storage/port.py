@@ -84,13 +84,21 @@ class ObjectStore(Protocol):
         this does nothing and the hash pinned at confirm-upload is what keeps a swapped photo out."""
         ...
 
-    def presign_get(self, key: str, *, expires_s: int) -> str:
-        """A URL through which anyone holding it downloads ``key`` until it expires."""
+    def presign_get(self, key: str, *, expires_s: int, filename: str | None = None) -> str:
+        """A URL through which anyone holding it downloads ``key`` until it expires (``expires_s``
+        from now, whole seconds, never sooner). With ``filename`` (``signing.FILENAME``) the download
+        carries ``Content-Disposition`` naming it (``content_disposition``)."""
         ...
 
     def check(self) -> None:
         """Readiness: return if the store answers, raise ``StorageUnavailable`` otherwise."""
         ...
+
+
+def content_disposition(filename: str) -> str:
+    """How a download is named: archives are saved (``attachment``), images shown (``inline``)."""
+    kind = "attachment" if filename.endswith(".zip") else "inline"
+    return f'{kind}; filename="{filename}"'
 
 
 def check_expires(expires_s: int) -> int:

@@ -20,8 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from server.config import Settings
 from server.errors import NotFound, PayloadTooLarge, StorageUnavailable
-from server.storage.keys import validate_key
-from server.storage.port import ObjectInfo, PresignedRequest, check_expires
+from server.storage.keys import validate_filename, validate_key
+from server.storage.port import ObjectInfo, PresignedRequest, check_expires, content_disposition
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -222,13 +222,18 @@ class S3ObjectStore:
             expires_at=(signed_at + timedelta(seconds=expires_s)).replace(microsecond=0),
         )
 
-    def presign_get(self, key: str, *, expires_s: int) -> str:
+    def presign_get(self, key: str, *, expires_s: int, filename: str | None = None) -> str:
         validate_key(key)
         check_expires(expires_s)
+        params = {"Bucket": self._bucket, "Key": key}
+        if filename is not None:
+            validate_filename(filename)
+            # Signed into the URL: the store answers with this Content-Disposition.
+            params["ResponseContentDisposition"] = content_disposition(filename)
         try:
             return self._client.generate_presigned_url(
                 "get_object",
-                Params={"Bucket": self._bucket, "Key": key},
+                Params=params,
                 ExpiresIn=expires_s,
                 HttpMethod="GET",
             )

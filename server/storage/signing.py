@@ -1,8 +1,8 @@
 """Presigned URLs for the local store: HMAC-SHA256 over method, key, expiry and content type.
 
 A URL looks like ``{base}/objects/{key}?method=PUT&expires=1767225600&sig=...``. The signature binds
-the HTTP method, the exact key, the expiry instant and, for uploads, the ``Content-Type`` header the
-client must send; changing any of them, or presenting the URL after ``expires``, is refused. Like an
+the HTTP method, the exact key, the expiry instant, for uploads the ``Content-Type`` header the
+client must send, and for downloads the file name served in ``Content-Disposition`` (``filename=``); changing any of them, or presenting the URL after ``expires``, is refused. Like an
 S3 presigned URL it may be used again until it expires.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from server.errors import Forbidden
-from server.storage.keys import validate_key
+from server.storage.keys import DOWNLOAD_FILENAME, validate_filename, validate_key
 
 SIGNED_METHODS = ("GET", "PUT")
 _VERSION = b"s3-object-url/v1"
@@ -53,8 +53,11 @@ class UrlSigner:
     def now(self) -> float:
         return self._clock()
 
-    def _signature(self, method: str, key: str, expires: int, content_type: str) -> str:
-        message = b"\n".join((_VERSION, method.encode(), key.encode(), str(expires).encode(), content_type.encode()))
+    def _signature(self, method: str, key: str, expires: int, content_type: str, filename: str = "") -> str:
+        parts = [_VERSION, method.encode(), key.encode(), str(expires).encode(), content_type.encode()]
+        if filename:  # appended only when present, so URLs signed without one keep their signature
+            parts.append(b"filename=" + filename.encode())
+        message = b"\n".join(parts)
         digest = hmac.new(self._secret, message, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
@@ -66,19 +69,26 @@ class UrlSigner:
         key: str,
         expires_s: int,
         content_type: str | None = None,
+        filename: str | None = None,
     ) -> SignedUrl:
-        """A URL under ``{base_url}/objects/`` valid for ``expires_s`` seconds from now."""
+        """A URL under ``{base_url}/objects/`` valid for ``expires_s`` seconds from now; a GET URL
+        with ``filename`` is served with that name in ``Content-Disposition``."""
         if method not in SIGNED_METHODS:
             raise ValueError(f"method must be one of {SIGNED_METHODS}, got {method!r}")
         validate_key(key)
         if method == "PUT":
             if content_type is None or _HEADER_VALUE.fullmatch(content_type) is None:
                 raise ValueError(f"a PUT URL needs a printable content type, got {content_type!r}")
+            if filename is not None:
+                raise ValueError("only GET URLs carry a download file name")
         elif content_type is not None:
             raise ValueError("only PUT URLs bind a content type")
+        if filename is not None:
+            validate_filename(filename)
         expires = math.ceil(self._clock()) + expires_s
-        sig = self._signature(method, key, expires, content_type or "")
-        query = urlencode({"method": method, "expires": str(expires), "sig": sig})
+        sig = self._signature(method, key, expires, content_type or "", filename or "")
+        fields = {"method": method, "expires": str(expires), **({"filename": filename} if filename else {}), "sig": sig}
+        query = urlencode(fields)
         # Keys are [A-Za-z0-9._/-] already; quoting keeps that true should the grammar ever widen.
         return SignedUrl(url=f"{base_url.rstrip('/')}/objects/{quote(key, safe='/')}?{query}", expires=expires)
 
@@ -108,7 +118,10 @@ class UrlSigner:
         except ValueError as e:
             raise Forbidden("the URL is not valid for this object") from e
         bound_type = (content_type or "") if effective == "PUT" else ""
-        expected = self._signature(effective, key, int(expires_text), bound_type)
+        filename = query.get("filename", "")
+        if filename and (effective != "GET" or DOWNLOAD_FILENAME.fullmatch(filename) is None):
+            raise Forbidden("the URL's file name is not valid")
+        expected = self._signature(effective, key, int(expires_text), bound_type, filename)
         # Constant-time: the comparison must not reveal how much of a guessed signature is right.
         if not hmac.compare_digest(expected.encode(), sig.encode("utf-8", "replace")):
             raise Forbidden("the URL signature does not match this request")

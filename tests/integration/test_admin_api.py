@@ -130,6 +130,9 @@ def test_every_rpc_is_forbidden_without_the_admin_token(ops: Admin) -> None:
         "ListDeadLetters": lambda md: ops.admin.ListDeadLetters(apb.ListDeadLettersRequest(), metadata=md),
         "RequeueItem": lambda md: ops.admin.RequeueItem(apb.RequeueItemRequest(job_id=ZERO_ID), metadata=md),
         "CancelJob": lambda md: ops.admin.CancelJob(apb.AdminCancelJobRequest(job_id=ZERO_ID), metadata=md),
+        "ListWebhookDeliveries": lambda md: ops.admin.ListWebhookDeliveries(
+            apb.AdminJobRef(job_id=ZERO_ID), metadata=md
+        ),
     }
     assert set(calls) == set(apb.DESCRIPTOR.services_by_name["AdminService"].methods_by_name)
     token = ops.stack.settings.admin_token

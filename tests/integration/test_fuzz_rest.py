@@ -44,7 +44,9 @@ STREAMING = {("GET", "/jobs/{job_id}/events")}
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveRest]:
     root = tmp_path_factory.mktemp("fuzz-rest")
-    with live_rest(f"sqlite:///{root / 's3.db'}", root / "data") as live:
+    # Generated requests may carry `Prefer: wait=N`: a short cap keeps each answer within the
+    # client's timeout (waiting itself is tested in test_prefer_wait.py).
+    with live_rest(f"sqlite:///{root / 's3.db'}", root / "data", app_options={"prefer_wait_max_s": 1}) as live:
         yield live
 
 

@@ -4,7 +4,7 @@ envelope assertions those tests share."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +39,11 @@ def live_rest(
     *,
     grpc_workers: int = 16,
     limits: HttpLimits | None = None,
+    app_options: Mapping[str, Any] | None = None,
     **overrides: object,
 ) -> Iterator[LiveRest]:
-    """The whole API served on loopback; the local store's presigned URLs point at it."""
+    """The whole API served on loopback; the local store's presigned URLs point at it.
+    ``app_options`` go to ``create_app``, ``overrides`` to the settings."""
     port = free_port()
     stack = make_stack(database_url, data_dir, http_port=port, **overrides)
     grpc_server = build_grpc_server(stack.services, bind="127.0.0.1:0", max_workers=grpc_workers)
@@ -50,7 +52,10 @@ def live_rest(
         target = f"127.0.0.1:{grpc_server.port}"
         routes = object_routes(stack.store) if isinstance(stack.store, LocalObjectStore) else []
         app = create_app(
-            grpc_target=target, object_routes=routes, credentials=EdgeCredentials.from_settings(stack.settings)
+            grpc_target=target,
+            object_routes=routes,
+            credentials=EdgeCredentials.from_settings(stack.settings),
+            **dict(app_options or {}),
         )
         with run_server(app, port=port, limits=limits) as base:
             yield LiveRest(base, target, stack)

@@ -447,3 +447,29 @@ class AdminCancelJobRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AdminCancelJobRequest: _TypeAlias = AdminCancelJobRequest  # noqa: Y015
+
+@_typing.final
+class AdminWebhookDeliveries(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    webhook_url: _builtins.str
+    @_builtins.property
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.WebhookDelivery]: ...
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        webhook_url: _builtins.str = ...,
+        deliveries: _abc.Iterable[_types_pb2.WebhookDelivery] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries", "job_id", b"job_id", "webhook_url", b"webhook_url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdminWebhookDeliveries: _TypeAlias = AdminWebhookDeliveries  # noqa: Y015

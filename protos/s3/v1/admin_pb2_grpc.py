@@ -79,6 +79,11 @@ class AdminServiceStub:
                 request_serializer=s3_dot_v1_dot_admin__pb2.AdminCancelJobRequest.SerializeToString,
                 response_deserializer=s3_dot_v1_dot_admin__pb2.AdminJob.FromString,
                 _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/s3.v1.AdminService/ListWebhookDeliveries',
+                request_serializer=s3_dot_v1_dot_admin__pb2.AdminJobRef.SerializeToString,
+                response_deserializer=s3_dot_v1_dot_admin__pb2.AdminWebhookDeliveries.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -152,6 +157,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWebhookDeliveries(self, request, context):
+        """Any job's webhook deliveries in event order, each with its attempts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -189,6 +201,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=s3_dot_v1_dot_admin__pb2.AdminCancelJobRequest.FromString,
                     response_serializer=s3_dot_v1_dot_admin__pb2.AdminJob.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=s3_dot_v1_dot_admin__pb2.AdminJobRef.FromString,
+                    response_serializer=s3_dot_v1_dot_admin__pb2.AdminWebhookDeliveries.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -390,6 +407,33 @@ class AdminService:
             '/s3.v1.AdminService/CancelJob',
             s3_dot_v1_dot_admin__pb2.AdminCancelJobRequest.SerializeToString,
             s3_dot_v1_dot_admin__pb2.AdminJob.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/s3.v1.AdminService/ListWebhookDeliveries',
+            s3_dot_v1_dot_admin__pb2.AdminJobRef.SerializeToString,
+            s3_dot_v1_dot_admin__pb2.AdminWebhookDeliveries.FromString,
             options,
             channel_credentials,
             insecure,

@@ -71,6 +71,8 @@ class AdminServiceStub:
     """Cancels any non-terminal job of any user; its unfinished items are refunded.
     INVALID_STATE for a terminal job.
     """
+    ListWebhookDeliveries: _grpc.UnaryUnaryMultiCallable[_admin_pb2.AdminJobRef, _admin_pb2.AdminWebhookDeliveries]
+    """Any job's webhook deliveries in event order, each with its attempts."""
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -115,6 +117,8 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Cancels any non-terminal job of any user; its unfinished items are refunded.
     INVALID_STATE for a terminal job.
     """
+    ListWebhookDeliveries: _aio.UnaryUnaryMultiCallable[_admin_pb2.AdminJobRef, _admin_pb2.AdminWebhookDeliveries]  # type: ignore[assignment]
+    """Any job's webhook deliveries in event order, each with its attempts."""
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """The AdminService: operator tools (`s3ctl`), never exposed through the REST shim.
@@ -198,5 +202,13 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         """Cancels any non-terminal job of any user; its unfinished items are refunded.
         INVALID_STATE for a terminal job.
         """
+
+    @_abc_1.abstractmethod
+    def ListWebhookDeliveries(
+        self,
+        request: _admin_pb2.AdminJobRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.AdminWebhookDeliveries, _abc.Awaitable[_admin_pb2.AdminWebhookDeliveries]]:
+        """Any job's webhook deliveries in event order, each with its attempts."""
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -710,9 +710,15 @@ class ExecuteJobRequest(_message.Message):
     RULE_ID_FIELD_NUMBER: _builtins.int
     INSTANCES_FIELD_NUMBER: _builtins.int
     OUTPUT_SET_FIELD_NUMBER: _builtins.int
+    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
+    WEBHOOK_EVENTS_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     rule_id: _builtins.str
     output_set: _builtins.str
+    webhook_url: _builtins.str
+    """Post the job's events here (http or https; private addresses only when allowed by the
+    service), signed per Standard Webhooks with the job's secret (Job.webhook_secret).
+    """
     @_builtins.property
     def concepts(self) -> _containers.MessageMap[_builtins.str, _types_pb2.ConceptAction]: ...
     @_builtins.property
@@ -720,6 +726,10 @@ class ExecuteJobRequest(_message.Message):
     @_builtins.property
     def instances(self) -> _containers.MessageMap[_builtins.int, _types_pb2.ItemChoices]:
         """by item idx"""
+
+    @_builtins.property
+    def webhook_events(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Which events: item.done, item.failed, job.done, job.failed, job.canceled (empty = all)."""
 
     def __init__(
         self,
@@ -730,10 +740,12 @@ class ExecuteJobRequest(_message.Message):
         rule_id: _builtins.str = ...,
         instances: _abc.Mapping[_builtins.int, _types_pb2.ItemChoices] | None = ...,
         output_set: _builtins.str = ...,
+        webhook_url: _builtins.str = ...,
+        webhook_events: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concepts", b"concepts", "instances", b"instances", "job_id", b"job_id", "output_set", b"output_set", "protect", b"protect", "rule_id", b"rule_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concepts", b"concepts", "instances", b"instances", "job_id", b"job_id", "output_set", b"output_set", "protect", b"protect", "rule_id", b"rule_id", "webhook_events", b"webhook_events", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -841,3 +853,46 @@ class JobEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JobEvent: _TypeAlias = JobEvent  # noqa: Y015
+
+@_typing.final
+class ListWebhookDeliveriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.WebhookDelivery]: ...
+    def __init__(
+        self,
+        *,
+        deliveries: _abc.Iterable[_types_pb2.WebhookDelivery] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWebhookDeliveriesResponse: _TypeAlias = ListWebhookDeliveriesResponse  # noqa: Y015
+
+@_typing.final
+class StreamToken(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    expires_at: _builtins.str
+    """RFC 3339"""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        expires_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamToken: _TypeAlias = StreamToken  # noqa: Y015

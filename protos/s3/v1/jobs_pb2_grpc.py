@@ -140,6 +140,16 @@ class JobServiceStub:
                 request_serializer=s3_dot_v1_dot_jobs__pb2.RefreshSessionRequest.SerializeToString,
                 response_deserializer=s3_dot_v1_dot_jobs__pb2.RefreshSessionResponse.FromString,
                 _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/s3.v1.JobService/ListWebhookDeliveries',
+                request_serializer=s3_dot_v1_dot_jobs__pb2.JobRef.SerializeToString,
+                response_deserializer=s3_dot_v1_dot_jobs__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.CreateStreamToken = channel.unary_unary(
+                '/s3.v1.JobService/CreateStreamToken',
+                request_serializer=s3_dot_v1_dot_jobs__pb2.JobRef.SerializeToString,
+                response_deserializer=s3_dot_v1_dot_jobs__pb2.StreamToken.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -277,6 +287,21 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWebhookDeliveries(self, request, context):
+        """The job's webhook deliveries in event order, each with its attempts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateStreamToken(self, request, context):
+        """A short-lived token that opens this job's WatchJob stream without an authorization header
+        (metadata `x-stream-token`; the REST shim takes it as `?token=` on /jobs/{id}/events).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -374,6 +399,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.RefreshSession,
                     request_deserializer=s3_dot_v1_dot_jobs__pb2.RefreshSessionRequest.FromString,
                     response_serializer=s3_dot_v1_dot_jobs__pb2.RefreshSessionResponse.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=s3_dot_v1_dot_jobs__pb2.JobRef.FromString,
+                    response_serializer=s3_dot_v1_dot_jobs__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'CreateStreamToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateStreamToken,
+                    request_deserializer=s3_dot_v1_dot_jobs__pb2.JobRef.FromString,
+                    response_serializer=s3_dot_v1_dot_jobs__pb2.StreamToken.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -899,6 +934,60 @@ class JobService:
             '/s3.v1.JobService/RefreshSession',
             s3_dot_v1_dot_jobs__pb2.RefreshSessionRequest.SerializeToString,
             s3_dot_v1_dot_jobs__pb2.RefreshSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/s3.v1.JobService/ListWebhookDeliveries',
+            s3_dot_v1_dot_jobs__pb2.JobRef.SerializeToString,
+            s3_dot_v1_dot_jobs__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateStreamToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/s3.v1.JobService/CreateStreamToken',
+            s3_dot_v1_dot_jobs__pb2.JobRef.SerializeToString,
+            s3_dot_v1_dot_jobs__pb2.StreamToken.FromString,
             options,
             channel_credentials,
             insecure,

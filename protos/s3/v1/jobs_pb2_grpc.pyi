@@ -74,6 +74,12 @@ class JobServiceStub:
     """Spends a refresh token for a new access token and a new refresh token (no authorization
     metadata: the access token may have expired). A spent token used again revokes its session.
     """
+    ListWebhookDeliveries: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _jobs_pb2.ListWebhookDeliveriesResponse]
+    """The job's webhook deliveries in event order, each with its attempts."""
+    CreateStreamToken: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _jobs_pb2.StreamToken]
+    """A short-lived token that opens this job's WatchJob stream without an authorization header
+    (metadata `x-stream-token`; the REST shim takes it as `?token=` on /jobs/{id}/events).
+    """
 
 @_typing.type_check_only
 class JobServiceAsyncStub(JobServiceStub):
@@ -119,6 +125,12 @@ class JobServiceAsyncStub(JobServiceStub):
     RefreshSession: _aio.UnaryUnaryMultiCallable[_jobs_pb2.RefreshSessionRequest, _jobs_pb2.RefreshSessionResponse]  # type: ignore[assignment]
     """Spends a refresh token for a new access token and a new refresh token (no authorization
     metadata: the access token may have expired). A spent token used again revokes its session.
+    """
+    ListWebhookDeliveries: _aio.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _jobs_pb2.ListWebhookDeliveriesResponse]  # type: ignore[assignment]
+    """The job's webhook deliveries in event order, each with its attempts."""
+    CreateStreamToken: _aio.UnaryUnaryMultiCallable[_jobs_pb2.JobRef, _jobs_pb2.StreamToken]  # type: ignore[assignment]
+    """A short-lived token that opens this job's WatchJob stream without an authorization header
+    (metadata `x-stream-token`; the REST shim takes it as `?token=` on /jobs/{id}/events).
     """
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -276,6 +288,24 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_jobs_pb2.RefreshSessionResponse, _abc.Awaitable[_jobs_pb2.RefreshSessionResponse]]:
         """Spends a refresh token for a new access token and a new refresh token (no authorization
         metadata: the access token may have expired). A spent token used again revokes its session.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWebhookDeliveries(
+        self,
+        request: _jobs_pb2.JobRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.ListWebhookDeliveriesResponse, _abc.Awaitable[_jobs_pb2.ListWebhookDeliveriesResponse]]:
+        """The job's webhook deliveries in event order, each with its attempts."""
+
+    @_abc_1.abstractmethod
+    def CreateStreamToken(
+        self,
+        request: _jobs_pb2.JobRef,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.StreamToken, _abc.Awaitable[_jobs_pb2.StreamToken]]:
+        """A short-lived token that opens this job's WatchJob stream without an authorization header
+        (metadata `x-stream-token`; the REST shim takes it as `?token=` on /jobs/{id}/events).
         """
 
 def add_JobServiceServicer_to_server(servicer: JobServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -359,10 +359,13 @@ class UploadUrl(_message.Message):
     URL_FIELD_NUMBER: _builtins.int
     METHOD_FIELD_NUMBER: _builtins.int
     HEADERS_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
     idx: _builtins.int
     key: _builtins.str
     url: _builtins.str
     method: _builtins.str
+    expires_at: _builtins.str
+    """when this URL stops working (RFC 3339)"""
     @_builtins.property
     def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -373,10 +376,11 @@ class UploadUrl(_message.Message):
         url: _builtins.str = ...,
         method: _builtins.str = ...,
         headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        expires_at: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["headers", b"headers", "idx", b"idx", "key", b"key", "method", b"method", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "headers", b"headers", "idx", b"idx", "key", b"key", "method", b"method", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -592,6 +596,10 @@ class Job(_message.Message):
     UPLOAD_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     ANALYZED_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    URLS_EXPIRE_AT_FIELD_NUMBER: _builtins.int
+    WEBHOOK_URL_FIELD_NUMBER: _builtins.int
+    WEBHOOK_EVENTS_FIELD_NUMBER: _builtins.int
+    WEBHOOK_SECRET_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     status: _builtins.str
     preset: _builtins.str
@@ -611,8 +619,18 @@ class Job(_message.Message):
     analyzed: _builtins.bool
     error: _builtins.str
     """why a job failed, or why a done job has no set"""
+    urls_expire_at: _builtins.str
+    """Every download URL in this message (inputs, outputs, previews, renditions, masks, set) works
+    until this instant (RFC 3339); read the job again for fresh ones.
+    """
+    webhook_url: _builtins.str
+    """Where the job's events are posted (Standard Webhooks), and which; empty when none."""
+    webhook_secret: _builtins.str
+    """whsec_...: the secret receivers verify webhook-signature with. Only in the execute answer."""
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobItem]: ...
+    @_builtins.property
+    def webhook_events(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -634,11 +652,106 @@ class Job(_message.Message):
         upload_expires_at: _builtins.str = ...,
         analyzed: _builtins.bool = ...,
         error: _builtins.str = ...,
+        urls_expire_at: _builtins.str = ...,
+        webhook_url: _builtins.str = ...,
+        webhook_events: _abc.Iterable[_builtins.str] | None = ...,
+        webhook_secret: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzed", b"analyzed", "cost_per_item", b"cost_per_item", "created_at", b"created_at", "credits_reserved", b"credits_reserved", "credits_spent", b"credits_spent", "done_items", b"done_items", "error", b"error", "failed_items", b"failed_items", "items", b"items", "job_id", b"job_id", "preset", b"preset", "progress", b"progress", "rule_id", b"rule_id", "set_url", b"set_url", "status", b"status", "total_items", b"total_items", "updated_at", b"updated_at", "upload_expires_at", b"upload_expires_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzed", b"analyzed", "cost_per_item", b"cost_per_item", "created_at", b"created_at", "credits_reserved", b"credits_reserved", "credits_spent", b"credits_spent", "done_items", b"done_items", "error", b"error", "failed_items", b"failed_items", "items", b"items", "job_id", b"job_id", "preset", b"preset", "progress", b"progress", "rule_id", b"rule_id", "set_url", b"set_url", "status", b"status", "total_items", b"total_items", "updated_at", b"updated_at", "upload_expires_at", b"upload_expires_at", "urls_expire_at", b"urls_expire_at", "webhook_events", b"webhook_events", "webhook_secret", b"webhook_secret", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Job: _TypeAlias = Job  # noqa: Y015
+
+@_typing.final
+class WebhookAttempt(_message.Message):
+    """One attempt to post a webhook event."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    MS_FIELD_NUMBER: _builtins.int
+    at: _builtins.str
+    """RFC 3339"""
+    status: _builtins.int
+    """the receiver's HTTP status, 0 when no answer came"""
+    error: _builtins.str
+    ms: _builtins.int
+    def __init__(
+        self,
+        *,
+        at: _builtins.str = ...,
+        status: _builtins.int = ...,
+        error: _builtins.str = ...,
+        ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "error", b"error", "ms", b"ms", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebhookAttempt: _TypeAlias = WebhookAttempt  # noqa: Y015
+
+@_typing.final
+class WebhookDelivery(_message.Message):
+    """One event of a job in the webhook outbox, with every attempt to post it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    LAST_STATUS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    DELIVERED_AT_FIELD_NUMBER: _builtins.int
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _builtins.int
+    LOG_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """the webhook-id header"""
+    seq: _builtins.int
+    """order among the job's events"""
+    event: _builtins.str
+    """item.done | item.failed | job.done | job.failed | job.canceled"""
+    state: _builtins.str
+    """pending | delivered | failed"""
+    attempts: _builtins.int
+    last_status: _builtins.int
+    last_error: _builtins.str
+    created_at: _builtins.str
+    delivered_at: _builtins.str
+    next_attempt_at: _builtins.str
+    url: _builtins.str
+    @_builtins.property
+    def log(self) -> _containers.RepeatedCompositeFieldContainer[Global___WebhookAttempt]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        event: _builtins.str = ...,
+        state: _builtins.str = ...,
+        attempts: _builtins.int = ...,
+        last_status: _builtins.int = ...,
+        last_error: _builtins.str = ...,
+        created_at: _builtins.str = ...,
+        delivered_at: _builtins.str = ...,
+        next_attempt_at: _builtins.str = ...,
+        log: _abc.Iterable[Global___WebhookAttempt] | None = ...,
+        url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_at", b"created_at", "delivered_at", b"delivered_at", "event", b"event", "id", b"id", "last_error", b"last_error", "last_status", b"last_status", "log", b"log", "next_attempt_at", b"next_attempt_at", "seq", b"seq", "state", b"state", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebhookDelivery: _TypeAlias = WebhookDelivery  # noqa: Y015

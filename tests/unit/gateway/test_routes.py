@@ -111,7 +111,7 @@ def test_create_job_and_list(client: TestClient, script: Script) -> None:
     data = r.json()["data"]
     assert r.status_code == 201 and data["status"] == "created"
     assert data["upload_urls"] == [
-        {"idx": 0, "key": "inputs/u1/j1/0.jpg", "url": "http://x", "method": "PUT", "headers": {}}
+        {"idx": 0, "key": "inputs/u1/j1/0.jpg", "url": "http://x", "method": "PUT", "headers": {}, "expires_at": None}
     ]
     for bad, needle in [
         ({"preset": "interior", "item_count": True}, "item_count must be an integer"),

@@ -185,3 +185,19 @@ def test_migrations_match_the_declared_schema(tmp_path: Path) -> None:
     downgrade(engine, "base")
     upgrade(engine)
     engine.dispose()
+
+
+def test_delivery_settings_are_read_and_checked() -> None:
+
+    s = Settings.from_env(
+        {
+            "S3_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8, ::1/128",
+            "S3_PREFER_WAIT_MAX_S": "5",
+            "S3_STREAM_TOKEN_TTL_S": "30",
+        }
+    )
+    assert s.webhook_allow_networks == ("127.0.0.0/8", "::1/128")
+    assert (s.prefer_wait_max_s, s.stream_token_ttl_s) == (5, 30)
+    assert Settings.from_env({}).webhook_allow_networks == ()
+    with pytest.raises(SettingsError, match="S3_WEBHOOK_ALLOW_NETWORKS"):
+        Settings.from_env({"S3_WEBHOOK_ALLOW_NETWORKS": "10.0.0.0/8,not-a-network"})

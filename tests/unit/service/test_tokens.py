@@ -109,3 +109,24 @@ def test_rs256_token_signed_with_a_public_key_is_refused() -> None:
 def test_authorization_header_shapes(header: str | None, error: type[Exception]) -> None:
     with pytest.raises(error):
         TokenService(SECRET, 3600).user_from_authorization(header)
+
+
+def test_stream_tokens_are_for_one_job_and_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.service import tokens as module
+
+    tokens = TokenService(SECRET, 3600, stream_ttl_s=60)
+    issued = tokens.issue_stream("u1", "job-1")
+    assert tokens.verify_stream(issued.token, "job-1").user_id == "u1"
+    assert tokens.verify_stream(issued.token, None).expires_at == issued.expires_at.replace(microsecond=0)
+    with pytest.raises(InvalidToken, match="another job"):
+        tokens.verify_stream(issued.token, "job-2")
+    with pytest.raises(InvalidToken):
+        tokens.verify(issued.token)  # never an access token
+    with pytest.raises(InvalidToken):
+        tokens.verify_stream(tokens.issue("u1").token, "job-1")  # and an access token is no stream token
+    real_now = module.utcnow
+    monkeypatch.setattr(module, "utcnow", lambda: real_now() - timedelta(seconds=120))
+    stale = tokens.issue_stream("u1", "job-1")
+    monkeypatch.setattr(module, "utcnow", real_now)
+    with pytest.raises(InvalidToken, match="expired"):
+        tokens.verify_stream(stale.token, "job-1")

@@ -126,3 +126,14 @@ def test_validate_key_only_passes_safe_keys(key: str) -> None:
 @given(st.from_regex(r"[a-z0-9][a-z0-9-]{0,20}", fullmatch=True), st.integers(0, 10**6))
 def test_valid_parts_always_build(user: str, idx: int) -> None:
     assert keys.input_key(user, user, idx) == f"inputs/{user}/{user}/{idx}.jpg"
+
+
+def test_download_file_names_follow_the_key() -> None:
+    user, job = "11111111-2222-3333-4444-555555555555", "abcdef01-2222-3333-4444-555555555555"
+    assert keys.download_filename(keys.set_key(user, job)) == "s3-abcdef01-set.zip"
+    assert (
+        keys.download_filename(keys.rendition_key(user, job, 3, "square_1080", "jpg"))
+        == "s3-abcdef01-3-square_1080.jpg"
+    )
+    assert keys.download_filename(keys.output_key(user, job, 0)) == "s3-abcdef01-0_result.png"
+    assert keys.download_filename("other.bin") == "other.bin"

@@ -151,3 +151,23 @@ def test_derived_signers_agree_and_differ_from_the_master_secret(clock: Clock) -
     two.verify(method="GET", key=key, query=query)
     with pytest.raises(Forbidden):
         UrlSigner(master.encode(), clock=clock).verify(method="GET", key=key, query=query)
+
+
+def test_a_download_file_name_is_signed(signer: UrlSigner) -> None:
+    key, query = _split(signer.sign(BASE, method="GET", key=KEY, expires_s=60, filename="s3-1-set.zip").url)
+    assert query["filename"] == "s3-1-set.zip"
+    signer.verify(method="GET", key=key, query=query)
+    with pytest.raises(Forbidden, match="signature"):
+        signer.verify(method="GET", key=key, query={**query, "filename": "evil.zip"})
+    with pytest.raises(Forbidden, match="signature"):
+        signer.verify(method="GET", key=key, query={k: v for k, v in query.items() if k != "filename"})
+    with pytest.raises(Forbidden, match="file name"):
+        signer.verify(method="GET", key=key, query={**query, "filename": 'a"; x=.zip'})
+
+
+def test_a_file_name_must_be_plain_and_only_on_downloads(signer: UrlSigner) -> None:
+    for bad in ('a"b.zip', "../x.zip", ".hidden", "a b.zip", ""):
+        with pytest.raises(ValueError, match="file name"):
+            signer.sign(BASE, method="GET", key=KEY, expires_s=60, filename=bad)
+    with pytest.raises(ValueError, match="only GET"):
+        signer.sign(BASE, method="PUT", key=KEY, expires_s=60, content_type="image/jpeg", filename="a.jpg")
