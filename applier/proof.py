@@ -36,11 +36,21 @@ MIN_SHARE_WITHIN_TOLERANCE = 0.95
 tolerance. Ringing from edited pixels in the same compression block may push a few past it; an
 edit of the protected region itself moves most of them (tests/unit/applier/test_proof.py)."""
 
+CODEC_BLOCK_PX = 16
+"""Lossy codecs code a rendition in blocks aligned to its top-left corner: JPEG 16x16 MCUs (8x8 DCT
+blocks, chroma subsampled 2x), WebP (VP8) 16x16 macroblocks. An edit anywhere in a block moves every
+pixel of that block."""
+CODEC_MARGIN_PX = 4
+"""How far past its block an edit still reaches: JPEG's chroma upsampling reads the neighbouring
+chroma sample (2 px), VP8's loop filter smooths up to 3 px across a block edge."""
+
 METHOD_MASTER = "master: decoded stored PNG vs decoded stored source, every protected pixel bit-exact"
 METHOD_LOSSLESS = "lossless: decoded rendition vs the source rendered through the same template, bit-exact"
 METHOD_LOSSY = (
-    "lossy: decoded rendition vs the source rendered through the same template; tolerance = the "
-    "encoder's largest error on the same pixels of that unedited rendition encoded with the same settings"
+    "lossy: decoded rendition vs the source rendered through the same template, on the "
+    f"{CODEC_BLOCK_PX}x{CODEC_BLOCK_PX} codec blocks that lie, with a {CODEC_MARGIN_PX} px margin, wholly in "
+    "the protected region; tolerance = the encoder's largest error on the same pixels of that unedited "
+    "rendition encoded with the same settings"
 )
 
 
@@ -176,6 +186,22 @@ def protected_region(mask: Mask, template: Template) -> Mask:
     return region
 
 
+def lossy_region(region: Mask) -> Mask:
+    """The pixels of ``region`` a lossy codec cannot have mixed with pixels outside it: those of the
+    codec blocks (:data:`CODEC_BLOCK_PX`, aligned to the frame) that lie wholly in ``region`` together
+    with a :data:`CODEC_MARGIN_PX` margin. A protected layer thinner than a block (``edges``) has none:
+    the master and the lossless renditions prove it alone. The frame's border is no edit."""
+    size = 2 * CODEC_MARGIN_PX + 1
+    inner = cv2.erode(region.astype(np.uint8), np.ones((size, size), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    h, w = region.shape
+    b = CODEC_BLOCK_PX
+    padded = np.zeros((-(-h // b) * b, -(-w // b) * b), np.uint8)
+    padded[:h, :w] = inner
+    whole = padded.reshape(padded.shape[0] // b, b, padded.shape[1] // b, b).min(axis=(1, 3)).astype(bool)
+    blocks = np.repeat(np.repeat(whole, b, axis=0), b, axis=1)[:h, :w]
+    return np.asarray(blocks & region)
+
+
 def prove_rendition(
     reference: U8,
     stored: U8,
@@ -190,6 +216,8 @@ def prove_rendition(
     required for lossy formats, where its error on ``region`` sets the tolerance.
     """
     lossless = template.format in LOSSLESS_FORMATS
+    if not lossless and region.shape == reference.shape[:2]:
+        region = lossy_region(region)
     compared = int(region.sum())
     stored = _opaque_like(stored, reference)
     if encoded_reference is not None:

@@ -31,7 +31,7 @@ SAGE = {"Wall": {"action": "recolor", "value": "sage"}}
 TRANSPARENT = {"Wall": {"action": "remove", "mode": "transparent"}}
 TEMPLATES = [
     Template("fit_down_jpeg", 600, 600, "fit", "jpeg", 88),
-    Template("fill_crop_webp", 400, 500, "fill", "webp", 85),
+    Template("fill_crop_webp", 800, 900, "fill", "webp", 85),
     Template("pad_png", 700, 700, "pad", "png"),
     Template("native_jpeg", 960, 720, "fit", "jpeg", 92),
     Template("upscale_jpeg", 1400, 1400, "fit", "jpeg", 90, upscale=True),
