@@ -13,7 +13,7 @@ import pytest
 
 from protos.s3.v1 import admin_pb2, jobs_pb2, jobs_pb2_grpc
 from protos.s3.v1 import jobs_pb2 as jpb
-from server.grpc_api.guards import DEFAULT_MAX_REQUEST_BYTES, METHOD_RULES
+from server.grpc_api.guards import DEFAULT_MAX_REQUEST_BYTES, METHOD_RULES, RequestGuard
 from server.grpc_api.server import GrpcServer, build_grpc_server
 from server.grpc_api.status import ERROR_CODE_METADATA_KEY, RETRY_AFTER_METADATA_KEY
 from server.service.streams import StreamPolicy
@@ -122,7 +122,7 @@ def test_the_guard_table_names_only_methods_that_exist() -> None:
     }
     assert set(METHOD_RULES) <= known
     assert METHOD_RULES["/s3.v1.JobService/ReportItemResult"].credential == "callback"
-    assert METHOD_RULES["/s3.v1.JobService/WatchJob"].credential == "user"
+    assert METHOD_RULES["/s3.v1.JobService/WatchJob"].credential == "watcher"  # bearer or stream token
 
 
 def test_open_streams_hold_none_of_the_threads_plain_calls_need(stack: Stack) -> None:
@@ -153,3 +153,17 @@ def test_open_streams_hold_none_of_the_threads_plain_calls_need(stack: Stack) ->
         finally:
             for call in calls:
                 call.cancel()
+
+
+def test_a_stream_is_opened_by_a_bearer_or_a_stream_token_and_nothing_else(stack: Stack) -> None:
+    guard = RequestGuard(stack.services)
+    rule = RequestGuard.rule("/s3.v1.JobService/WatchJob")
+    user = stack.services.accounts.create_anonymous(None)
+    job = stack.services.jobs.create(user.user.user_id, preset_id="interior", item_count=1)
+    stream = stack.services.tokens.issue_stream(user.user.user_id, job.job.job_id)
+    assert guard.refusal(rule, [("authorization", f"Bearer {user.token.token}")]) is None
+    assert guard.refusal(rule, [("x-stream-token", stream.token)]) is None
+    refused = guard.refusal(rule, [])
+    assert refused is not None and refused.code == "AUTH_REQUIRED"
+    forged = guard.refusal(rule, [("x-stream-token", user.token.token)])  # an access token is no stream token
+    assert forged is not None and forged.code == "INVALID_TOKEN"
