@@ -57,7 +57,9 @@ class EmptyResult:
 
 def segmenter(client: FlakyClient, timeout_s: float = 5.0) -> TritonSegmenter:
     info = SegmenterInfo(name="triton:test", meaningful=False)
-    return TritonSegmenter(client, info, timeout_s=timeout_s, score_threshold=0.5, retries=3, backoff_s=0.01)
+    return TritonSegmenter(
+        client, info, timeout_s=timeout_s, score_threshold=0.5, image_size=16, retries=3, backoff_s=0.01
+    )
 
 
 def test_unavailable_is_retried_with_backoff_then_succeeds() -> None:
