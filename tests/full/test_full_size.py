@@ -81,7 +81,11 @@ def test_full_size_palette_through_the_rest_api() -> None:
     }
     config = StackConfig(data_dir=data_dir, log_path=FULL_DIR / "server.log", workers=1, env=env)
     photo = Photo("room.jpg", _jpeg(interior_scene(1024, 768, seed=3).image), "image/jpeg")
-    concepts = {c.id: {"action": c.action, **dict(c.params)} for c in INTERIOR.concepts if c.action != "keep"}
+    concepts = {
+        c.id: {"action": c.default_action, **dict(c.default_params)}
+        for c in INTERIOR.concepts
+        if c.default_action != "keep"
+    }
     plan = AlbumPlan(
         name="interior-full",
         preset="interior",
