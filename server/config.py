@@ -88,7 +88,11 @@ class Settings:
     sam3_checkpoint: Path | None = None
     """``S3_SAM3_CHECKPOINT``: local SAM3 weights directory; unset = the tiny random-weight model."""
     inference_timeout_s: float = 120.0
-    """``S3_INFERENCE_TIMEOUT_S``: deadline of one segmentation request."""
+    """``S3_INFERENCE_TIMEOUT_S``: a segmentation request's deadline for its photo (vision graph, transfers);
+    the request's deadline adds ``inference_phrase_timeout_s`` per phrase sent."""
+    inference_phrase_timeout_s: float = 10.0
+    """``S3_INFERENCE_PHRASE_TIMEOUT_S``: deadline added per phrase of a segmentation request (text graph
+    and decoder), so that a whole palette gets the time it needs (docs/sam3_serving.md)."""
     cors_origins: tuple[str, ...] = ()
     """``S3_CORS_ORIGINS``: comma-separated origins allowed by CORS (the Flutter web build)."""
     max_body_bytes: int = 1024 * 1024
@@ -197,6 +201,7 @@ class Settings:
             triton_url=text("S3_TRITON_URL", None),
             sam3_checkpoint=Path(checkpoint) if checkpoint else None,
             inference_timeout_s=number("S3_INFERENCE_TIMEOUT_S", d.inference_timeout_s),
+            inference_phrase_timeout_s=number("S3_INFERENCE_PHRASE_TIMEOUT_S", d.inference_phrase_timeout_s),
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
             max_body_bytes=integer("S3_MAX_BODY_BYTES", d.max_body_bytes, minimum=1),
             starting_credits=integer("S3_STARTING_CREDITS", d.starting_credits),

@@ -187,6 +187,9 @@ class Pipeline:
         analyzed = set(job.analyzed_concepts or []) if item.instances is not None else set()
         reuse = [c for c in wanted if c in analyzed]
         fresh = [c for c in wanted if c not in analyzed]
+        if fresh and analyzed:
+            # Says why SAM3 runs again after an analysis: default protect layers are concepts too.
+            log.info("job %s item %d: segmenting %s, not covered by its analysis", job.id, item.idx, ", ".join(fresh))
         found = await asyncio.to_thread(self._stored_instances, item.instances or [], reuse)
         segmented = await self._segment(image, work.preset, fresh)
         found.update(segmented)

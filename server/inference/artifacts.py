@@ -75,6 +75,7 @@ class ModelArtifact:
             score_threshold=self.score_threshold,
             decoder_bytes_per_phrase=self.decoder_bytes_per_phrase,
             decoder_memory_budget_bytes=decoder_memory_budget_bytes,
+            max_detections=self.max_detections,
         )
 
     def onnx_files(self) -> dict[str, Path]:

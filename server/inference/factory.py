@@ -20,7 +20,7 @@ from pathlib import Path
 
 from server.config import Settings
 from server.inference.artifacts import MODEL_VENV, ModelArtifact, ensure_artifact
-from server.inference.local_triton import LocalTriton
+from server.inference.local_triton import LocalTriton, reap_earlier_runs
 from server.inference.onnx_local import OnnxLocalSegmenter
 from server.inference.port import Segmenter
 from server.inference.triton import TritonSegmenter
@@ -39,6 +39,12 @@ def _warn_if_meaningless(segmenter: Segmenter) -> None:
         log.info("SAM3 backend %s ready", segmenter.info.name)
 
 
+async def _connect(url: str, settings: Settings) -> TritonSegmenter:
+    return await TritonSegmenter.connect(
+        url, timeout_s=settings.inference_timeout_s, phrase_timeout_s=settings.inference_phrase_timeout_s
+    )
+
+
 async def _artifact(settings: Settings, model_venv: Path) -> ModelArtifact:
     if settings.sam3_checkpoint is None:
         log.warning("S3_SAM3_CHECKPOINT is unset: using the tiny random-weight SAM3 (masks are not meaningful)")
@@ -54,7 +60,7 @@ async def build_segmenter(
     """A ready Segmenter for ``settings``; whatever it started is stopped when ``stack`` closes."""
     segmenter: Segmenter
     if settings.triton_url:
-        segmenter = await TritonSegmenter.connect(settings.triton_url, timeout_s=settings.inference_timeout_s)
+        segmenter = await _connect(settings.triton_url, settings)
         stack.push_async_callback(segmenter.close)
     elif settings.inference == "onnx":
         artifact = await _artifact(settings, model_venv)
@@ -63,13 +69,15 @@ async def build_segmenter(
     else:
         artifact = await _artifact(settings, model_venv)
         # One folder per process: a worker process beside the service starts its own server.
+        # A crashed earlier service may have left its server's stubs running (gigabytes each at full size).
+        await asyncio.to_thread(reap_earlier_runs, settings.data_dir / "triton")
         work = settings.data_dir / "triton" / f"run-{os.getpid()}"
         repository = artifact.cpu_repository(work / "repository")
         stack.callback(shutil.rmtree, repository, ignore_errors=True)
-        triton = LocalTriton(repository, work, model_venv=model_venv)
+        triton = LocalTriton(repository, work, model_venv=model_venv, max_photo_pixels=settings.max_image_pixels)
         await asyncio.to_thread(triton.start)
         stack.push_async_callback(asyncio.to_thread, triton.stop)
-        segmenter = await TritonSegmenter.connect(triton.url, timeout_s=settings.inference_timeout_s)
+        segmenter = await _connect(triton.url, settings)
         stack.push_async_callback(segmenter.close)
     _warn_if_meaningless(segmenter)
     return segmenter

@@ -5,13 +5,20 @@ The binary, its python backend and the per-Python-version stub live in the model
 python backend next to the stub of the model environment's Python; ``LD_LIBRARY_PATH`` pointing at
 that interpreter's ``libpython`` (else the system copy is loaded and fails); and the environment's
 ``bin`` first on ``PATH`` (the stub imports numpy, onnxruntime and tokenizers from there).
-Started with SIGTERM-able process, stopped with SIGTERM then SIGKILL; readiness means the model's.
+Readiness means every served model's (``sam3`` answers before its graph models have loaded).
+
+No stub outlives its server: the server leads a process group of its own, which its stubs inherit;
+a stop ends the whole group (also after the server was killed outright), and a start first reaps
+what a crashed earlier run of the same folder left behind (processes and shared-memory regions),
+from the record that run wrote (``tritonserver.pid``). The /dev/shm the repository needs is checked
+before the server starts (``server/inference/shm.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import shutil
@@ -19,6 +26,8 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,12 +35,16 @@ from types import TracebackType
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from server.config import Settings
 from server.errors import InferenceUnavailable
+from server.inference import process_group, shm
 from server.inference.artifacts import MODEL_VENV, model_python
-from server.inference.triton_repository import SAM3_MODEL
+from server.inference.triton_repository import SERVED_MODELS
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
+DEFAULT_MAX_PHOTO_PIXELS = Settings.max_image_pixels
+"""The largest photo a ``sam3`` request carries (the service refuses bigger ones before inference)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +105,67 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """What a start writes to ``tritonserver.pid``, so that a later start can reap a crashed run."""
+
+    pid: int
+    """The server's pid, also its process group id (it leads a group of its own)."""
+    owner_pid: int
+    """The process that started it: while that one lives, the run is not a leftover."""
+    shm_prefix: str
+    """Prefix of the python backend's shared-memory regions (/dev/shm) of this run."""
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps({"pid": self.pid, "owner_pid": self.owner_pid, "shm_prefix": self.shm_prefix}))
+
+    @classmethod
+    def read(cls, path: Path) -> RunRecord | None:
+        try:
+            raw = json.loads(path.read_text())
+            return cls(pid=int(raw["pid"]), owner_pid=int(raw["owner_pid"]), shm_prefix=str(raw["shm_prefix"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+SERVER_PROGRAM = "tritonserver"
+STUB_PROGRAM = "triton_python_backend_stub"
+
+
+def end_run(record: RunRecord, shm_dir: Path = shm.SHM_DIR) -> list[int]:
+    """Kill what is left of a run (its server and stubs) and remove its shared-memory regions."""
+    killed = [
+        *process_group.kill_group(record.pid, SERVER_PROGRAM),
+        *process_group.kill_group(record.pid, STUB_PROGRAM),
+    ]
+    if record.shm_prefix:
+        for region in shm_dir.glob(f"{record.shm_prefix}*"):
+            region.unlink(missing_ok=True)
+    return sorted(set(killed))
+
+
+def reap_leftovers(work_dir: Path, shm_dir: Path = shm.SHM_DIR) -> list[int]:
+    """End the run recorded in ``work_dir`` unless its owner still lives; returns the pids killed."""
+    path = work_dir / "tritonserver.pid"
+    record = RunRecord.read(path)
+    if record is None:
+        return []
+    if record.owner_pid != os.getpid() and process_group.alive(record.owner_pid):
+        return []  # another live process runs this server: not a leftover
+    killed = end_run(record, shm_dir)
+    if killed:
+        log.warning("reaped %d leftover Triton processes of an earlier run in %s: %s", len(killed), work_dir, killed)
+    path.unlink(missing_ok=True)
+    return killed
+
+
+def reap_earlier_runs(root: Path) -> list[int]:
+    """:func:`reap_leftovers` for every run folder under ``root`` (``<data dir>/triton``)."""
+    if not root.is_dir():
+        return []
+    return [pid for run in sorted(root.iterdir()) if run.is_dir() for pid in reap_leftovers(run)]
+
+
 class LocalTriton:
     """One ``tritonserver`` process serving ``repository`` on a free loopback gRPC port."""
 
@@ -101,18 +175,27 @@ class LocalTriton:
         work_dir: Path,
         *,
         model_venv: Path = MODEL_VENV,
-        ready_model: str = SAM3_MODEL,
+        ready_models: Sequence[str] = SERVED_MODELS,
         startup_timeout_s: float = 120.0,
         stop_timeout_s: float = 15.0,
+        max_photo_pixels: int = DEFAULT_MAX_PHOTO_PIXELS,
+        shm_policy: shm.ShmPolicy = shm.DEFAULT_POLICY,
+        shm_dir: Path = shm.SHM_DIR,
+        shm_available: Callable[[], int] | None = None,
     ) -> None:
         self.repository = repository
         self.work_dir = work_dir
         self.model_venv = model_venv
-        self.ready_model = ready_model
+        self.ready_models = tuple(ready_models)
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
+        self.max_photo_pixels = max_photo_pixels
+        self.shm_policy = shm_policy
+        self.shm_dir = shm_dir
+        self._shm_available = shm_available or (lambda: shm.available_bytes(shm_dir))
         self.grpc_port = 0
         self._process: subprocess.Popen[bytes] | None = None
+        self._record: RunRecord | None = None
 
     @property
     def url(self) -> str:
@@ -124,12 +207,16 @@ class LocalTriton:
 
     @property
     def pid_path(self) -> Path:
-        """Holds the server's pid while it runs (for operators; removed on stop)."""
+        """The run's :class:`RunRecord` while it runs (removed on stop; read by the next start)."""
         return self.work_dir / "tritonserver.pid"
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
+
+    def shm_need(self) -> shm.ShmNeed:
+        configs = shm.read_repository_configs(self.repository)
+        return shm.repository_need(configs, self.max_photo_pixels, self.shm_policy)
 
     def _backend_dir(self, binary: TritonBinary) -> Path:
         backends = self.work_dir / "backends"
@@ -141,9 +228,13 @@ class LocalTriton:
         return backends
 
     def start(self) -> None:
-        """Start the server and wait until ``ready_model`` is ready; raises InferenceUnavailable."""
-        binary = TritonBinary.locate(self.model_venv)
+        """Start the server and wait until every model of ``ready_models`` is ready; raises InferenceUnavailable."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        reap_leftovers(self.work_dir, self.shm_dir)
+        need = self.shm_need()
+        shm.check(need, self._shm_available, self.shm_dir)
+        log.info("Triton shared memory: %d MiB needed (%s)", need.total_bytes // shm.MIB, need.describe())
+        binary = TritonBinary.locate(self.model_venv)
         backends = self._backend_dir(binary)
         self.grpc_port = free_port()
         env = dict(os.environ)
@@ -151,6 +242,8 @@ class LocalTriton:
             p for p in (str(binary.libpython_dir), str(binary.bundled_libs), env.get("LD_LIBRARY_PATH")) if p
         )
         env["PATH"] = os.pathsep.join(p for p in (str(binary.venv_bin.resolve()), env.get("PATH")) if p)
+        # Region names are unique per run, so a later start finds (and removes) a crashed run's regions.
+        shm_prefix = f"s3_triton_{os.getpid()}_{uuid.uuid4().hex[:8]}_"
         command = [
             str(binary.executable),
             f"--model-repository={self.repository}",
@@ -162,19 +255,28 @@ class LocalTriton:
             "--allow-gpu-metrics=false",
             "--exit-on-error=true",
             "--strict-readiness=true",
+            f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
+            *self.shm_policy.backend_config(),
         ]
         log.info("starting Triton: %s", " ".join(command))
         with self.log_path.open("ab") as sink:
+            # A group of its own (start_new_session): the stubs inherit it, so ending the group ends them.
             self._process = subprocess.Popen(
-                command, stdout=sink, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
+                command,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=_die_with_parent,
+                start_new_session=True,
             )
-        self.pid_path.write_text(f"{self._process.pid}\n")
+        self._record = RunRecord(pid=self._process.pid, owner_pid=os.getpid(), shm_prefix=shm_prefix)
+        self._record.write(self.pid_path)
         try:
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
-        log.info("Triton ready at %s (pid %s, model %s)", self.url, self.pid, self.ready_model)
+        log.info("Triton ready at %s (pid %s, models %s)", self.url, self.pid, ", ".join(self.ready_models))
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
@@ -187,7 +289,7 @@ class LocalTriton:
                         f"Triton exited with {self._process.returncode} while starting: {self.log_tail()}"
                     )
                 with contextlib.suppress(InferenceServerException):
-                    if client.is_model_ready(self.ready_model):
+                    if all(client.is_model_ready(model) for model in self.ready_models):
                         return
                     failed = [
                         f"{m.name}: {m.reason}"
@@ -208,20 +310,24 @@ class LocalTriton:
             return ""
 
     def stop(self) -> None:
-        """SIGTERM, wait ``stop_timeout_s``, then SIGKILL. Safe to call twice."""
+        """SIGTERM, wait ``stop_timeout_s``, then SIGKILL; then end whatever is left of the process group
+        (the stubs of a server that was killed). Safe to call twice."""
         process, self._process = self._process, None
-        if process is None:
+        record, self._record = self._record, None
+        if process is None or record is None:
             return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("Triton (pid %s) ignored SIGTERM for %ss: killing it", process.pid, self.stop_timeout_s)
+                process.kill()
+                process.wait()
+        leftovers = end_run(record, self.shm_dir)
+        if leftovers:
+            log.warning("Triton (pid %s) left %d processes behind: killed %s", process.pid, len(leftovers), leftovers)
         self.pid_path.unlink(missing_ok=True)
-        if process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(self.stop_timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("Triton (pid %s) ignored SIGTERM for %ss: killing it", process.pid, self.stop_timeout_s)
-            process.kill()
-            process.wait()
         log.info("Triton (pid %s) stopped", process.pid)
 
     def __enter__(self) -> LocalTriton:

@@ -1,10 +1,14 @@
 """Segmenter adapter over Triton's gRPC API (``tritonclient.grpc.aio``) calling the ``sam3`` model.
 
 Resizes the photo here, on the caller's side (``sam3_core.resize_square``, Pillow's C resampler), and
-sends the model-size square as uint8 (3 MB at full size, never float32), all phrases of a request
-at once, with a deadline (``inference_timeout_s``); retries with exponential backoff while Triton answers
-UNAVAILABLE; reads the model's name and whether its masks are meaningful from its config. Every
-tritonclient error becomes ``InferenceUnavailable`` here: no tritonclient type leaves this module.
+sends the model-size square as uint8 (3 MB at full size, never float32), all phrases of a request at
+once, with a deadline that scales with the request (:class:`Deadline`: a photo's share plus one per
+phrase); retries with exponential backoff while Triton answers UNAVAILABLE; reads the model's name,
+image size and whether its masks are meaningful from its config. The deadline travels twice: as the
+gRPC deadline (the call is cancelled when it passes, and the ``sam3`` model skips its remaining graph
+calls) and as the request's own timeout (the model stops by itself too). Readiness is every served
+model's (which models the repository serves follows from the ``sam3`` model's ``graphs`` parameter).
+Every tritonclient error becomes ``InferenceUnavailable`` here: no tritonclient type leaves this module.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,11 +30,22 @@ from server.errors import InferenceUnavailable
 from server.inference.port import Instance, SegmenterInfo
 from server.inference.postprocess import DUPLICATE_IOU, segment_concepts
 from server.inference.sam3_core import DETECTION_OUTPUTS, Candidates, Detections, in_photo, resize_square
-from server.inference.triton_repository import SAM3_MODEL
+from server.inference.triton_repository import SAM3_MODEL, SERVED_MODELS, served_models_for
 
 log = logging.getLogger(__name__)
 OUTPUTS = DETECTION_OUTPUTS
 RETRYABLE = frozenset({"StatusCode.UNAVAILABLE"})
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """How long one ``sam3`` request may take: a share per photo (the vision graph) plus one per phrase."""
+
+    photo_s: float
+    phrase_s: float = 0.0
+
+    def for_request(self, phrases: int) -> float:
+        return self.photo_s + self.phrase_s * phrases
 
 
 def check_image(image: npt.NDArray[np.uint8]) -> None:
@@ -48,24 +64,29 @@ class TritonSegmenter:
         info: SegmenterInfo,
         *,
         timeout_s: float,
+        phrase_timeout_s: float = 0.0,
         score_threshold: float,
         image_size: int,
         retries: int = 3,
         backoff_s: float = 0.2,
         duplicate_iou: float = DUPLICATE_IOU,
         model: str = SAM3_MODEL,
+        ready_models: Sequence[str] = SERVED_MODELS,
     ) -> None:
         self._client = client
         self._info = info
-        self._timeout_s = timeout_s
+        self._deadline = Deadline(photo_s=timeout_s, phrase_s=phrase_timeout_s)
+        self._control_timeout_s = timeout_s
         self._score_threshold = score_threshold
         self._image_size = image_size
         self.last_transfer: dict[str, int] = {}
-        """Bytes of the tensors of the last request (sent, received; ``kept`` detections): what crossed to and from Triton."""
+        """Bytes of the last request's tensors (sent, received) and its ``kept`` detections: what crossed
+        to and from Triton."""
         self._retries = retries
         self._backoff_s = backoff_s
         self._duplicate_iou = duplicate_iou
         self._model = model
+        self._ready_models = tuple(ready_models)
 
     @classmethod
     async def connect(
@@ -73,11 +94,14 @@ class TritonSegmenter:
         url: str,
         *,
         timeout_s: float,
+        phrase_timeout_s: float = 0.0,
         score_threshold: float | None = None,
         retries: int = 3,
         model: str = SAM3_MODEL,
     ) -> TritonSegmenter:
-        """Open a channel to ``url`` (host:port) and read the model's config; raises InferenceUnavailable."""
+        """Open a channel to ``url`` (host:port) and read the model's config; raises InferenceUnavailable.
+
+        A request's deadline is ``timeout_s`` (its photo) plus ``phrase_timeout_s`` per phrase."""
         client = grpcclient.InferenceServerClient(url)
         try:
             config = await client.get_model_config(model, as_json=True, client_timeout=timeout_s)
@@ -97,8 +121,10 @@ class TritonSegmenter:
             client,
             info,
             timeout_s=timeout_s,
+            phrase_timeout_s=phrase_timeout_s,
             score_threshold=threshold,
             image_size=image_size,
+            ready_models=served_models_for(params.get("graphs", "")),
             retries=retries,
             model=model,
         )
@@ -108,9 +134,12 @@ class TritonSegmenter:
         return self._info
 
     async def ready(self) -> bool:
+        """True when every served model is ready (``sam3`` alone answers before its graphs have loaded)."""
         try:
-            ready: bool = await self._client.is_model_ready(self._model, client_timeout=self._timeout_s)
-            return ready
+            for model in self._ready_models:
+                if not await self._client.is_model_ready(model, client_timeout=self._control_timeout_s):
+                    return False
+            return True
         except InferenceServerException:
             return False
 
@@ -134,7 +163,7 @@ class TritonSegmenter:
         for given in inputs:
             given.set_data_from_numpy(sent[given.name()])
         outputs = [InferRequestedOutput(name) for name in OUTPUTS]
-        result = await self._infer(inputs, outputs)
+        result = await self._infer(inputs, outputs, self._deadline.for_request(len(phrases)))
         arrays = {name: result.as_numpy(name) for name in OUTPUTS}
         self.last_transfer = {
             # BYTES elements travel as a 4-byte length and the bytes; the threshold is one float32.
@@ -144,15 +173,21 @@ class TritonSegmenter:
         }
         return in_photo(Detections.from_arrays(arrays), (int(image.shape[0]), int(image.shape[1])))
 
-    async def _infer(self, inputs: list[InferInput], outputs: list[InferRequestedOutput]) -> Any:
-        deadline = time.monotonic() + self._timeout_s
+    async def _infer(self, inputs: list[InferInput], outputs: list[InferRequestedOutput], timeout_s: float) -> Any:
+        deadline = time.monotonic() + timeout_s
         attempt = 0
         while True:
             remaining = deadline - time.monotonic()
             try:
                 if remaining <= 0:
-                    raise InferenceUnavailable(f"Triton did not answer within {self._timeout_s}s")
-                return await self._client.infer(self._model, inputs, outputs=outputs, client_timeout=remaining)
+                    raise InferenceUnavailable(f"Triton did not answer within {timeout_s:.1f}s")
+                return await self._client.infer(
+                    self._model,
+                    inputs,
+                    outputs=outputs,
+                    timeout=max(int(remaining * 1e6), 1),  # microseconds: the model's own stop
+                    client_timeout=remaining,  # the gRPC deadline: the call is cancelled when it passes
+                )
             except InferenceServerException as e:
                 attempt += 1
                 delay = self._backoff_s * 2 ** (attempt - 1)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from server.inference.sam3_core import MAX_DETECTIONS
+
 Flavour = Literal["cpu", "gpu"]
 FLAVOURS: tuple[Flavour, ...] = ("cpu", "gpu")
 GRAPHS = ("vision", "text", "decoder")
@@ -32,6 +34,15 @@ SOURCE_ROOT = Path(__file__).resolve().parents[2] / "model_repository"
 
 def graph_model(graph: str) -> str:
     return f"sam3_{graph}"
+
+
+def served_models(flavour: Flavour) -> tuple[str, ...]:
+    """Every model of a served repository of ``flavour``: serving is ready when all of them are."""
+    return (SAM3_MODEL,) if flavour == "cpu" else (SAM3_MODEL, *(graph_model(g) for g in GRAPHS))
+
+
+SERVED_MODELS = served_models("cpu")
+"""The models of the repository the embedded Triton serves (the CPU flavour)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,13 @@ DECODER_MEMORY_BUDGET_BYTES = 2 << 30
 """Working memory one decoder call may use: the phrases of a request go in chunks that fit."""
 GRAPHS_IN_PROCESS = "in_process"
 GRAPHS_BLS = "bls"
+FLAVOUR_OF_GRAPHS: dict[str, Flavour] = {GRAPHS_IN_PROCESS: "cpu", GRAPHS_BLS: "gpu"}
+"""The ``sam3`` model's ``graphs`` parameter says which flavour, so which models, a server has."""
+
+
+def served_models_for(graphs: str) -> tuple[str, ...]:
+    """The models a server must have ready, from its ``sam3`` model's ``graphs`` parameter."""
+    return served_models(FLAVOUR_OF_GRAPHS.get(graphs, "gpu"))  # unknown: every model, the strict choice
 
 
 @dataclass(frozen=True)
@@ -101,6 +119,8 @@ class Sam3Parameters:
     decoder_bytes_per_phrase: int
     """Measured by the export (decoder working memory per phrase); with the budget it sets the chunks."""
     decoder_memory_budget_bytes: int = DECODER_MEMORY_BUDGET_BYTES
+    max_detections: int = MAX_DETECTIONS
+    """The export's top-K cap per phrase (its manifest): bounds the size of an answer."""
     text_cache_size: int = 4096
 
 
@@ -198,6 +218,7 @@ def sam3_config(flavour: Flavour, g: Geometry, p: Sam3Parameters, intra_op_threa
         "score_threshold": repr(p.score_threshold),
         "decoder_bytes_per_phrase": str(p.decoder_bytes_per_phrase),
         "decoder_memory_budget_bytes": str(p.decoder_memory_budget_bytes),
+        "max_detections": str(p.max_detections),
         "text_cache_size": str(p.text_cache_size),
         "image_size": str(g.image_size),
     }
@@ -220,9 +241,8 @@ def sam3_config(flavour: Flavour, g: Geometry, p: Sam3Parameters, intra_op_threa
 def model_configs(flavour: Flavour, g: Geometry, p: Sam3Parameters) -> dict[str, str]:
     """Model name → ``config.pbtxt`` text for every model of the repository (the one list of its models)."""
     configs = {SAM3_MODEL: sam3_config(flavour, g, p)}
-    if flavour == "gpu":
-        for graph in GRAPHS:
-            configs[graph_model(graph)] = graph_config(graph, g)
+    for model in served_models(flavour)[1:]:
+        configs[model] = graph_config(model.removeprefix("sam3_"), g)
     return configs
 
 

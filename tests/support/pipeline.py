@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from sqlalchemy import select
@@ -17,6 +17,7 @@ from server.db.engine import Database
 from server.db.tables import BillingEventRow, JobItemRow, JobRow
 from server.inference.artifacts import REPO_ROOT, ModelArtifact, ensure_artifact
 from server.inference.factory import build_segmenter
+from server.inference.port import Segmenter
 from server.pipeline import Pipeline
 from server.queue import WorkQueue
 from server.service.job_state import TERMINAL
@@ -117,3 +118,43 @@ def process_jobs(
     """Run in-process workers (the configured segmenter, the real pipeline) until every job in
     ``job_ids`` is terminal; returns each worker's counters."""
     return asyncio.run(_drive(stack, job_ids, workers, timeout_s))
+
+
+async def work_until(
+    stack: Stack, segmenter: Segmenter, done: Callable[[], bool], *, workers: int = 1, timeout_s: float = 60.0
+) -> list[WorkerStats]:
+    """Run in-process workers over ``segmenter`` (the real pipeline and queue) until ``done()``."""
+    queue = WorkQueue(stack.db, stack.settings)
+    pipeline = Pipeline(stack.db, stack.store, segmenter, stack.settings)
+    crew = [
+        Worker(queue, pipeline, name=f"test-worker-{n}", lease_s=stack.settings.lease_s, poll_s=0.02)
+        for n in range(workers)
+    ]
+    stopping = asyncio.Event()
+    tasks = [asyncio.create_task(w.run(stopping)) for w in crew]
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not await asyncio.to_thread(done):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"workers not done within {timeout_s}s")
+            await asyncio.sleep(0.02)
+    finally:
+        stopping.set()
+        await asyncio.gather(*tasks)
+    return [w.stats for w in crew]
+
+
+def run_workers_until(
+    stack: Stack, segmenter: Segmenter, done: Callable[[], bool], *, workers: int = 1, timeout_s: float = 60.0
+) -> list[WorkerStats]:
+    """:func:`work_until` in an event loop of its own (for a segmenter not bound to a loop)."""
+    return asyncio.run(work_until(stack, segmenter, done, workers=workers, timeout_s=timeout_s))
+
+
+def job_finished(db: Database, job_id: str) -> bool:
+    return job_statuses(db, [job_id]).get(job_id) in TERMINAL
+
+
+def analysis_finished(db: Database, job_id: str) -> bool:
+    """Every item of the job has finished its analysis (instances stored, possibly none)."""
+    return all(i.stage == "none" and i.instances is not None for i in job_items(db, job_id))

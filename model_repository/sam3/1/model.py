@@ -12,11 +12,16 @@ Where the graphs run is the ``graphs`` parameter:
 - ``bls`` (GPU flavour): the sibling TensorRT models through BLS. Their outputs are handed on as
   Triton tensors (DLPack, no host copy: ``FORCE_CPU_ONLY_INPUT_TENSORS: no``); only the kept
   detections are brought to the host.
+
+Work nobody waits for is not done: before each graph call the request is checked, and when its client
+has cancelled it (gRPC deadline, closed call) or its own timeout has passed, the remaining graph calls
+are skipped and the request ends with a CANCELLED error.
 """
 
 import json
 import os
 import sys
+import time
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -35,6 +40,10 @@ def to_host(tensor):
     import torch  # only a GPU host has device tensors, and torch to read them
 
     return torch.utils.dlpack.from_dlpack(tensor.to_dlpack()).cpu().numpy()
+
+
+class RequestAbandoned(Exception):
+    """The client gave up on the request: its remaining graph calls are skipped."""
 
 
 class BlsRunners:
@@ -61,7 +70,7 @@ class BlsRunners:
 
     def decoder(self, fpn, image_index, text_features, attention_mask, score_threshold):
         # The same feature tensors for every chunk of phrases: passed by DLPack, never copied or tiled.
-        inputs = [pb_utils.Tensor.from_dlpack(name, t) for name, t in zip(sam3_core.FPN_OUTPUTS, fpn, strict=False)]
+        inputs = [pb_utils.Tensor.from_dlpack(name, t) for name, t in zip(sam3_core.FPN_OUTPUTS, fpn, strict=True)]
         inputs += [
             self._host("image_index", image_index),
             self._host("text_features", text_features),
@@ -69,7 +78,37 @@ class BlsRunners:
             self._host("score_threshold", score_threshold),
         ]
         names = list(sam3_core.DETECTION_OUTPUTS)
-        return {n: to_host(t) for n, t in zip(names, self._call("sam3_decoder", inputs, names), strict=False)}
+        return {n: to_host(t) for n, t in zip(names, self._call("sam3_decoder", inputs, names), strict=True)}
+
+
+class WantedRunners:
+    """The model's runners for one request: before each graph call, the request must still be wanted."""
+
+    def __init__(self, runners, request):
+        self.runners = runners
+        self.request = request
+        timeout_us = request.timeout()  # the client's remaining deadline, sent with the request (0: none)
+        self.deadline_ns = time.monotonic_ns() + timeout_us * 1000 if timeout_us else 0
+        self.calls = 0
+
+    def _check_wanted(self, graph):
+        if self.request.is_cancelled():
+            raise RequestAbandoned(f"cancelled by the client before {graph} (after {self.calls} graph calls)")
+        if self.deadline_ns and time.monotonic_ns() > self.deadline_ns:
+            raise RequestAbandoned(f"past its timeout before {graph} (after {self.calls} graph calls)")
+        self.calls += 1
+
+    def vision(self, image):
+        self._check_wanted("vision")
+        return self.runners.vision(image)
+
+    def text(self, input_ids, attention_mask):
+        self._check_wanted("text")
+        return self.runners.text(input_ids, attention_mask)
+
+    def decoder(self, fpn, image_index, text_features, attention_mask, score_threshold):
+        self._check_wanted("decoder")
+        return self.runners.decoder(fpn, image_index, text_features, attention_mask, score_threshold)
 
 
 def make_runners(params, here):
@@ -105,6 +144,10 @@ class TritonPythonModel:
         for request in requests:
             try:
                 responses.append(self._segment(request))
+            except RequestAbandoned as e:
+                pb_utils.Logger.log_info(f"sam3: request abandoned, remaining graph calls skipped: {e}")
+                error = pb_utils.TritonError(f"sam3: {e}", pb_utils.TritonError.CANCELLED)
+                responses.append(pb_utils.InferenceResponse(error=error))
             except Exception as e:  # one bad request must not fail the others of the batch
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"sam3: {e}")))
         return responses
@@ -118,7 +161,7 @@ class TritonPythonModel:
         found = sam3_core.run_sam3(
             image,
             phrases,
-            runners=self.runners,
+            runners=WantedRunners(self.runners, request),
             tokenizer=self.tokenizer,
             cache=self.cache,
             score_threshold=threshold,

@@ -6,12 +6,19 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from server.config import Settings
+from server.inference import process_group
+from server.inference.artifacts import ModelArtifact
 from server.inference.factory import build_segmenter
+from server.inference.local_triton import STUB_PROGRAM, LocalTriton, RunRecord
 from tests.integration.triton.photos import photo
 
 pytestmark = pytest.mark.integration
@@ -26,7 +33,9 @@ def _alive(pid: int) -> bool:
 
 
 def _triton_pid(data_dir: Path) -> int:
-    return int((data_dir / "triton" / f"run-{os.getpid()}" / "tritonserver.pid").read_text())
+    record = RunRecord.read(data_dir / "triton" / f"run-{os.getpid()}" / "tritonserver.pid")
+    assert record is not None
+    return record.pid
 
 
 @pytest.mark.parametrize("inference", ["triton", "onnx"])
@@ -52,3 +61,36 @@ def test_build_segmenter_without_checkpoint_serves_the_tiny_model(
         assert pid is not None and not _alive(pid), "the embedded Triton must stop with the stack"
         run = data_dir_with_tiny_model / "triton" / f"run-{os.getpid()}"
         assert not (run / "tritonserver.pid").exists() and not (run / "repository").exists()
+
+
+def test_a_service_start_reaps_the_stubs_of_a_crashed_earlier_service(
+    data_dir_with_tiny_model: Path, tiny_artifact: ModelArtifact
+) -> None:
+    # An earlier service process of this data dir, killed with its Triton (kill -9 both): stubs remain.
+    run = data_dir_with_tiny_model / "triton" / "run-earlier"
+    earlier = LocalTriton(tiny_artifact.cpu_repository(run / "repository"), run)
+    earlier.start()
+    assert earlier.pid is not None
+    pid = earlier.pid
+    try:
+        record = RunRecord.read(earlier.pid_path)
+        assert record is not None
+        os.kill(pid, signal.SIGKILL)
+        while pid in process_group.members(pid):
+            time.sleep(0.05)
+        gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        RunRecord(pid=pid, owner_pid=int(gone.stdout), shm_prefix=record.shm_prefix).write(earlier.pid_path)
+        stubs = [p for p in process_group.members(pid) if STUB_PROGRAM in process_group.command_line(p)]
+        assert stubs, "the killed server's stubs are still running"
+        settings = Settings(data_dir=data_dir_with_tiny_model, inference_timeout_s=30)
+
+        async def restart() -> list[int]:
+            async with contextlib.AsyncExitStack() as stack:
+                segmenter = await build_segmenter(settings, stack)
+                assert await segmenter.ready()
+                return process_group.members(pid)
+
+        assert asyncio.run(restart()) == [], "the restart must have ended the earlier run's stubs"
+        assert not earlier.pid_path.exists()
+    finally:
+        process_group.kill_group(pid, STUB_PROGRAM)  # only if the guard failed

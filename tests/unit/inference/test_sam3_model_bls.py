@@ -58,6 +58,19 @@ class FakeTensor:
         return cls(name, np.from_dlpack(capsule_owner))
 
 
+class FakeRequest:
+    """A client's request to ``sam3``: its inputs, no timeout, not cancelled."""
+
+    def __init__(self, **inputs: FakeTensor) -> None:
+        self.inputs = inputs
+
+    def timeout(self) -> int:
+        return 0
+
+    def is_cancelled(self) -> bool:
+        return False
+
+
 class FakeResponse:
     def __init__(self, tensors: list[FakeTensor]) -> None:
         self.tensors = {t.name(): t for t in tensors}
@@ -121,7 +134,7 @@ def model_module(tmp_path: Path) -> Iterator[tuple[types.ModuleType, Graphs]]:
     fake.TritonError = RuntimeError  # type: ignore[attr-defined]
     fake.TritonModelException = RuntimeError  # type: ignore[attr-defined]
     fake.get_output_tensor_by_name = lambda response, name: response.tensors.get(name)  # type: ignore[attr-defined]
-    fake.get_input_tensor_by_name = lambda request, name: request.get(name)  # type: ignore[attr-defined]
+    fake.get_input_tensor_by_name = lambda request, name: request.inputs.get(name)  # type: ignore[attr-defined]
     fake.Logger = types.SimpleNamespace(log_info=lambda message: None)  # type: ignore[attr-defined]
     saved = sys.modules.get("triton_python_backend_utils")
     sys.modules["triton_python_backend_utils"] = fake
@@ -165,10 +178,10 @@ def test_gpu_flavour_hands_features_to_every_decoder_call_by_dlpack(
 ) -> None:
     module, graphs = model_module
     model = _initialised(module, tmp_path, budget_phrases=2)
-    request = {
-        "image": FakeTensor("image", np.full((8, 8, 3), 9, np.uint8)),
-        "phrases": FakeTensor("phrases", np.array([b"wall", b"floor", b"door"], dtype=np.object_)),
-    }
+    request = FakeRequest(
+        image=FakeTensor("image", np.full((8, 8, 3), 9, np.uint8)),
+        phrases=FakeTensor("phrases", np.array([b"wall", b"floor", b"door"], dtype=np.object_)),
+    )
     (response,) = model.execute([request])
     assert response.error is None, response.error
     out = {t.name(): t._array for t in response.output_tensors}
@@ -190,10 +203,10 @@ def test_gpu_flavour_reports_a_failing_graph_per_request(
 ) -> None:
     module, graphs = model_module
     model = _initialised(module, tmp_path, budget_phrases=4)
-    bad = {
-        "image": FakeTensor("image", np.full((8, 9, 3), 9, np.uint8)),  # not resized by the caller
-        "phrases": FakeTensor("phrases", np.array([b"wall"], dtype=np.object_)),
-    }
+    bad = FakeRequest(
+        image=FakeTensor("image", np.full((8, 9, 3), 9, np.uint8)),  # not resized by the caller
+        phrases=FakeTensor("phrases", np.array([b"wall"], dtype=np.object_)),
+    )
     (response,) = model.execute([bad])
     assert response.error is not None and "square" in str(response.error)
     assert graphs.calls == []

@@ -13,6 +13,7 @@ from server.errors import InferenceUnavailable
 from server.inference.local_triton import free_port
 from server.inference.port import SegmenterInfo
 from server.inference.triton import TritonSegmenter, check_image
+from server.inference.triton_repository import FLAVOURS, SERVED_MODELS, Flavour, served_models, served_models_for
 
 
 def test_connect_to_nothing_is_inference_unavailable() -> None:
@@ -33,17 +34,25 @@ def test_images_must_be_rgb_uint8() -> None:
 class FlakyClient:
     """Stands in for tritonclient's aio client at the adapter boundary: fails ``failures`` times first."""
 
-    def __init__(self, failures: list[str]) -> None:
+    def __init__(self, failures: list[str], ready: dict[str, bool] | None = None) -> None:
         self.failures = failures
         self.calls = 0
         self.timeouts: list[float] = []
+        self.request_timeouts_us: list[int] = []
+        self.ready = ready or {}
 
-    async def infer(self, model: str, inputs: list[Any], outputs: list[Any], client_timeout: float) -> Any:
+    async def infer(
+        self, model: str, inputs: list[Any], outputs: list[Any], timeout: int, client_timeout: float
+    ) -> Any:
         self.calls += 1
         self.timeouts.append(client_timeout)
+        self.request_timeouts_us.append(timeout)
         if self.failures:
             raise InferenceServerException(msg="nope", status=self.failures.pop(0))
         return EmptyResult()
+
+    async def is_model_ready(self, model: str, client_timeout: float) -> bool:
+        return self.ready.get(model, True)
 
     async def close(self) -> None:
         return None
@@ -55,11 +64,50 @@ class EmptyResult:
         return np.zeros(shapes.get(name, (0,)), np.float32)
 
 
-def segmenter(client: FlakyClient, timeout_s: float = 5.0) -> TritonSegmenter:
+def segmenter(
+    client: FlakyClient,
+    timeout_s: float = 5.0,
+    phrase_timeout_s: float = 0.0,
+    ready_models: tuple[str, ...] = SERVED_MODELS,
+) -> TritonSegmenter:
     info = SegmenterInfo(name="triton:test", meaningful=False)
     return TritonSegmenter(
-        client, info, timeout_s=timeout_s, score_threshold=0.5, image_size=16, retries=3, backoff_s=0.01
+        client,
+        info,
+        timeout_s=timeout_s,
+        phrase_timeout_s=phrase_timeout_s,
+        score_threshold=0.5,
+        image_size=16,
+        retries=3,
+        backoff_s=0.01,
+        ready_models=ready_models,
     )
+
+
+def test_the_deadline_scales_with_the_phrases_and_travels_as_the_request_timeout() -> None:
+    image = np.zeros((4, 4, 3), np.uint8)
+    for phrases in (1, 12):
+        client = FlakyClient([])
+        asyncio.run(segmenter(client, timeout_s=5.0, phrase_timeout_s=2.0).candidates(image, ["wall"] * phrases))
+        [grpc_deadline], [request_timeout_us] = client.timeouts, client.request_timeouts_us
+        assert 5.0 + 2.0 * phrases - 0.5 < grpc_deadline <= 5.0 + 2.0 * phrases
+        # The model is told the same deadline (microseconds), so it stops by itself too.
+        assert abs(request_timeout_us / 1e6 - grpc_deadline) < 0.5
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_ready_means_every_served_model_is_ready(flavour: Flavour) -> None:
+    models = served_models(flavour)
+    assert asyncio.run(segmenter(FlakyClient([]), ready_models=models).ready())
+    for model in models:
+        client = FlakyClient([], ready={model: False})
+        assert not asyncio.run(segmenter(client, ready_models=models).ready()), f"{model} not loaded yet: not ready"
+
+
+def test_the_served_models_follow_the_sam3_graphs_parameter() -> None:
+    assert served_models_for("in_process") == SERVED_MODELS == ("sam3",)  # CPU: the graphs run inside sam3
+    assert served_models_for("bls") == served_models("gpu") == ("sam3", "sam3_vision", "sam3_text", "sam3_decoder")
+    assert served_models_for("") == served_models("gpu")  # an unknown server: wait for every model
 
 
 def test_unavailable_is_retried_with_backoff_then_succeeds() -> None:

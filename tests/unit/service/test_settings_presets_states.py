@@ -36,6 +36,14 @@ def test_settings_defaults_and_overrides(tmp_path: Path) -> None:
     assert (s.http_port, s.data_dir, s.cors_origins, s.workers) == (9000, tmp_path, ("http://a", "http://b"), 0)
 
 
+def test_the_inference_deadline_has_a_photo_and_a_phrase_share() -> None:
+    s = Settings.from_env({})
+    # The whole interior palette (18 phrases) fits the default deadline: 120 s + 18 x 10 s.
+    assert (s.inference_timeout_s, s.inference_phrase_timeout_s) == (120.0, 10.0)
+    s = Settings.from_env({"S3_INFERENCE_TIMEOUT_S": "30", "S3_INFERENCE_PHRASE_TIMEOUT_S": "2.5"})
+    assert (s.inference_timeout_s, s.inference_phrase_timeout_s) == (30.0, 2.5)
+
+
 @pytest.mark.parametrize(
     "env",
     [
@@ -44,6 +52,7 @@ def test_settings_defaults_and_overrides(tmp_path: Path) -> None:
         {"S3_STORAGE": "ftp"},
         {"S3_INFERENCE": "tpu"},
         {"S3_LEASE_S": "0"},
+        {"S3_INFERENCE_PHRASE_TIMEOUT_S": "0"},
     ],
 )
 def test_bad_settings_are_refused(env: dict[str, str]) -> None:

@@ -1,0 +1,133 @@
+"""The embedded Triton's life cycle: readiness of every model, no stub left behind, /dev/shm checked."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tritonclient.grpc as grpcclient
+
+from server.errors import InferenceUnavailable
+from server.inference import process_group, shm
+from server.inference.artifacts import ModelArtifact
+from server.inference.local_triton import STUB_PROGRAM, LocalTriton, RunRecord, reap_leftovers
+from server.inference.triton_repository import SAM3_INSTANCES, SAM3_MODEL, SERVED_MODELS
+
+pytestmark = pytest.mark.integration
+
+
+def _stubs(server_pid: int) -> list[int]:
+    return [p for p in process_group.members(server_pid) if STUB_PROGRAM in process_group.command_line(p)]
+
+
+def _regions(prefix: str) -> list[Path]:
+    return sorted(shm.SHM_DIR.glob(f"{prefix}*"))
+
+
+def _kill9_and_wait(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pid in process_group.members(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def test_start_waits_for_every_graph_model(tiny_artifact: ModelArtifact, tmp_path: Path) -> None:
+    repository = tiny_artifact.cpu_repository(tmp_path / "repository")
+    # A model that loads slowly, as the full-size graphs do (gigabytes of weights).
+    model = repository / SAM3_MODEL / "1" / "model.py"
+    code = model.read_text()
+    model.write_text(
+        code.replace(
+            "    def initialize(self, args):\n",
+            "    def initialize(self, args):\n        __import__('time').sleep(6)\n",
+            1,
+        )
+    )
+    assert model.read_text() != code
+    server = LocalTriton(repository, tmp_path)
+    try:
+        server.start()
+        client = grpcclient.InferenceServerClient(server.url)
+        try:
+            assert {m: client.is_model_ready(m) for m in SERVED_MODELS} == dict.fromkeys(SERVED_MODELS, True)
+        finally:
+            client.close()
+    finally:
+        server.stop()
+
+
+def test_no_stub_outlives_a_killed_server(tiny_artifact: ModelArtifact, tmp_path: Path) -> None:
+    server = LocalTriton(tiny_artifact.cpu_repository(tmp_path / "repository"), tmp_path)
+    server.start()
+    try:
+        assert server.pid is not None
+        pid = server.pid
+        record = RunRecord.read(server.pid_path)
+        assert record is not None and record.pid == pid and record.owner_pid == os.getpid()
+        stubs = _stubs(pid)
+        assert len(stubs) == SAM3_INSTANCES["cpu"]  # the CPU flavour: sam3 alone, holding the graphs
+        assert _regions(record.shm_prefix)
+        _kill9_and_wait(pid)
+        assert _stubs(pid) == stubs, "killed outright, the server leaves its stubs running"
+    finally:
+        server.stop()  # the project's stop path
+    assert _stubs(pid) == [] and process_group.members(pid) == []
+    assert _regions(record.shm_prefix) == [] and not server.pid_path.exists()
+
+
+def test_a_start_reaps_what_a_crashed_run_left(tiny_artifact: ModelArtifact, tmp_path: Path) -> None:
+    repository = tiny_artifact.cpu_repository(tmp_path / "repository")
+    crashed = LocalTriton(repository, tmp_path)
+    crashed.start()
+    assert crashed.pid is not None
+    pid = crashed.pid
+    try:
+        record = RunRecord.read(crashed.pid_path)
+        assert record is not None
+        _kill9_and_wait(pid)
+        # The service that ran it died too (its record names an owner that no longer exists).
+        RunRecord(pid=record.pid, owner_pid=_dead_pid(), shm_prefix=record.shm_prefix).write(crashed.pid_path)
+        assert _stubs(pid)
+        with LocalTriton(repository, tmp_path) as restarted:
+            assert _stubs(pid) == [] and _regions(record.shm_prefix) == []
+            assert restarted.pid != pid and _stubs(restarted.pid or 0)
+    finally:
+        process_group.kill_group(pid, STUB_PROGRAM)  # only if the guard failed
+
+
+def test_a_live_owners_server_is_not_reaped(tiny_artifact: ModelArtifact, tmp_path: Path) -> None:
+    """A record whose owner is alive (another service process) is left alone."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        tmp_path.mkdir(exist_ok=True)
+        RunRecord(pid=sleeper.pid, owner_pid=os.getppid(), shm_prefix="s3_test_none_").write(
+            tmp_path / "tritonserver.pid"
+        )
+        assert reap_leftovers(tmp_path) == [] and sleeper.poll() is None
+        assert (tmp_path / "tritonserver.pid").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_too_small_a_dev_shm_refuses_the_start(tiny_artifact: ModelArtifact, tmp_path: Path) -> None:
+    server = LocalTriton(
+        tiny_artifact.cpu_repository(tmp_path / "repository"), tmp_path, shm_available=lambda: 64 * shm.MIB
+    )
+    with pytest.raises(InferenceUnavailable) as caught:
+        server.start()
+    assert "/dev/shm has 64 MiB free" in caught.value.message and "--shm-size=" in caught.value.message
+    assert server.pid is None and not server.log_path.exists(), "refused before any server started"
+    # The same start with the real /dev/shm of this machine goes through.
+    need = server.shm_need().total_bytes
+    assert need > 64 * shm.MIB and shm.available_bytes() >= need
