@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def main(argv: list[str]) -> int:
                 one = Sam3VisionEncoderOutput(
                     fpn_hidden_states=vision.fpn_hidden_states, fpn_position_encoding=vision.fpn_position_encoding
                 )
-                features = type(text)(pooler_output=text.pooler_output[i : i + 1])
+                features = SimpleNamespace(pooler_output=text.pooler_output[i : i + 1])
                 model(vision_embeds=one, text_embeds=features, attention_mask=tokens["attention_mask"][i : i + 1])
             t3 = time.perf_counter()
         rows.append(
