@@ -876,7 +876,11 @@ def export(
             "tensorrt": tensorrt,
             "parity": parity,
             "export_s": round(time.perf_counter() - started, 2),
-            "export_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            # Each stage resets the kernel's high-water mark (which ru_maxrss reads too): the peak is theirs.
+            "export_peak_rss_bytes": max(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                *(int(stage["peak_rss_bytes"]) for stage in stages.values()),
+            ),
             "stages": stages,
             "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__},
         }
