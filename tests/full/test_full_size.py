@@ -61,7 +61,8 @@ def _inference_calls(metrics_url: str) -> float:
 def _triton_pid(data_dir: Path) -> int:
     pids = sorted(data_dir.glob("triton/run-*/tritonserver.pid"))
     assert pids, "the embedded Triton wrote no pid file"
-    return int(pids[-1].read_text())
+    record = json.loads(pids[-1].read_text())  # the run record: server pid, owner, shared-memory prefix
+    return int(record["pid"] if isinstance(record, dict) else record)
 
 
 def test_full_size_palette_through_the_rest_api() -> None:
