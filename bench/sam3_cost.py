@@ -47,11 +47,13 @@ MEMORY_RATIO_GOAL = 2.5
 FULL_DIR = Path(os.environ.get("S3_FULL_DIR", str(REPO_ROOT / ".full")))
 
 
-def phrase_sets() -> list[list[str]]:
+def phrase_sets(ks: tuple[int, ...] = KS) -> list[list[str]]:
     """Distinct phrases of the interior palette per K (none cached by an earlier call)."""
     palette = [p for c in INTERIOR.concepts for p in c.prompts]
+    if sum(ks) > len(palette):
+        raise ValueError(f"K = {ks} need {sum(ks)} distinct phrases; the interior palette has {len(palette)}")
     sets, start = [], 0
-    for k in KS:
+    for k in ks:
         sets.append(palette[start : start + k])
         start += k
     return sets
@@ -130,7 +132,7 @@ async def triton(artifact: ModelArtifact, image: np.ndarray, sets: list[list[str
     return rows
 
 
-def run(full: bool = False) -> dict[str, Any]:
+def run(full: bool = False, ks: tuple[int, ...] = KS) -> dict[str, Any]:
     if full:
         checkpoint = FULL_DIR / "checkpoint"
         if not (checkpoint / "config.json").is_file():
@@ -141,7 +143,7 @@ def run(full: bool = False) -> dict[str, Any]:
         checkpoint = artifact.root / "checkpoint"
     image = photo()
     square = sam3_core.resize_square(image, artifact.geometry.image_size)
-    sets = phrase_sets()
+    sets = phrase_sets(ks)
     with tempfile.TemporaryDirectory(prefix="sam3-cost-") as tmp:
         work = Path(tmp)
         reference = eager(checkpoint, square, sets, work)
@@ -194,8 +196,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--full", action="store_true", default=os.environ.get("BENCH_FULL") == "1")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--ks", default=",".join(map(str, KS)), help="phrase counts to measure (comma-separated)")
     args = parser.parse_args()
-    results = run(full=args.full)
+    results = run(full=args.full, ks=tuple(int(k) for k in args.ks.split(",")))
     print(markdown(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
