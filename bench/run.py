@@ -9,7 +9,7 @@ Parts (``--parts`` runs a subset; the other parts' previous results are kept):
   and on PostgreSQL, vs the same pipeline work called directly (:mod:`bench.queue_bench`).
 - ``growth``: albums of 1, 10 and 100 items, time per item.
 - ``applier``: :mod:`bench.applier_bench` (ms per megapixel per action vs one memory pass).
-- ``triton``: :mod:`bench.triton_bench` (perf_analyzer, batching, Triton vs in-process).
+- ``triton``: :mod:`bench.triton_bench` (perf_analyzer, Triton vs in-process, bytes and memory per photo vs PyTorch eager).
 - ``ratelimit``: the REST shim without rate limits, with in-process counters and with counters in
   Redis, side by side (:mod:`bench.ratelimit_bench`).
 - ``streams``: memory per open job-event stream and another user's p99 at 0 / 100 / 1,000 open

@@ -1,14 +1,17 @@
-"""SAM3 serving on this machine: perf_analyzer against the embedded Triton, and Triton vs in-process.
+"""SAM3 serving on this machine: perf_analyzer against the embedded Triton, Triton vs in-process, and
+what one photo costs.
 
-Uses the tiny model (the only one a CPU machine without weights has): the figures measure the
-serving path (gRPC, BLS, batching, pre/post-processing), not SAM3's own compute. Four parts:
+Uses the tiny model by default: the first two parts measure the serving path (gRPC, the python
+backend, pre/post-processing), not SAM3's own compute. Three parts:
 
-1. ``vision``: perf_analyzer on ``sam3_vision`` (fp32 [3,112,112]) at concurrency 1, 4, 8.
-2. ``sam3``: perf_analyzer on ``sam3`` (a 480x640 uint8 photo, 4 phrases) at concurrency 1, 4, 8.
-3. ``queue_delay``: the vision graph's ``max_queue_delay_microseconds`` swept on ``sam3`` at
-   concurrency 8 (the measurement behind ``VISION_BATCHING``), with the average vision batch.
-4. ``round_trip``: one segment() call through Triton vs the in-process onnxruntime backend, for 1, 4
+1. ``sam3``: perf_analyzer on ``sam3`` (a model-size uint8 square, 4 phrases) at concurrency 1, 4, 8.
+2. ``round_trip``: one segment() call through Triton vs the in-process onnxruntime backend, for 1, 4
    and 12 phrases on a 1152x864 photo, median of repeated calls (text features cached, as in service).
+3. ``cost``: :mod:`bench.sam3_cost` (bytes per photo, Triton vs PyTorch eager, stage times, memory of
+   the Triton tree); full size with ``BENCH_FULL=1``.
+
+The CPU flavour has no separate graph models (the graphs run inside ``sam3``), so there is no
+graph-level batching to sweep here; the GPU flavour's batching values are starting points.
 
 Needs ``make model-venv tiny-model perf-tools``. Run: ``python -m bench.triton_bench [--json PATH]``.
 """
@@ -29,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tritonclient.grpc as grpcclient
 
-from server.inference import triton_repository as tr
+from bench import sam3_cost
+from server.inference import sam3_core
 from server.inference.artifacts import REPO_ROOT, ModelArtifact, ensure_artifact
 from server.inference.local_triton import LocalTriton
 from server.inference.onnx_local import OnnxLocalSegmenter
@@ -108,8 +111,8 @@ def run_perf(url: str, model: str, concurrency: int, work: Path, input_data: Pat
     }
 
 
-def sam3_input_data(work: Path) -> Path:
-    image = synthetic_photo(480, 640)
+def sam3_input_data(work: Path, size: int) -> Path:
+    image = sam3_core.resize_square(synthetic_photo(480, 640), size)  # the caller resizes
     data = {
         "data": [
             {
@@ -122,52 +125,6 @@ def sam3_input_data(work: Path) -> Path:
     path = work / "sam3_input.json"
     path.write_text(json.dumps(data))
     return path
-
-
-def vision_counts(url: str) -> tuple[int, int]:
-    client = grpcclient.InferenceServerClient(url)
-    try:
-        stats = client.get_inference_statistics("sam3_vision").model_stats[0]
-        return int(stats.inference_count), int(stats.execution_count)
-    finally:
-        client.close()
-
-
-def with_vision_delay(artifact: ModelArtifact, delay_us: int, target: Path) -> Path:
-    """The tiny CPU repository with a vision graph that waits ``delay_us`` to form batches."""
-    artifact.cpu_repository(target)
-    batching = tr.Batching(
-        tr.VISION_BATCHING.max_batch_size, tr.VISION_BATCHING.preferred_batch_sizes, max_queue_delay_us=delay_us
-    )
-    config = tr.graph_config("vision", "cpu", artifact.geometry, batching=batching)
-    (target / "sam3_vision" / "config.pbtxt").write_text(config)
-    return target
-
-
-def queue_delay_sweep(artifact: ModelArtifact, work: Path, delays: tuple[int, ...]) -> list[dict[str, Any]]:
-    data = sam3_input_data(work)
-    rows = []
-    for delay in delays:
-        with LocalTriton(
-            with_vision_delay(artifact, delay, work / f"repo-{delay}"), work / f"triton-{delay}"
-        ) as server:
-            direct = run_perf(server.url, "sam3_vision", 8, work)
-            before = vision_counts(server.url)
-            through_sam3 = run_perf(server.url, "sam3", 8, work, data)
-            after = vision_counts(server.url)
-        inferences, executions = after[0] - before[0], after[1] - before[1]
-        rows.append(
-            {
-                "max_queue_delay_us": delay,
-                "vision_infer_per_s": direct["infer_per_s"],
-                "vision_p50_ms": direct["p50_ms"],
-                "sam3_infer_per_s": through_sam3["infer_per_s"],
-                "sam3_p50_ms": through_sam3["p50_ms"],
-                "sam3_p99_ms": through_sam3["p99_ms"],
-                "avg_vision_batch_in_sam3": round(inferences / max(executions, 1), 2),
-            }
-        )
-    return rows
 
 
 async def round_trip(artifact: ModelArtifact, url: str, repeat: int) -> list[dict[str, Any]]:
@@ -193,32 +150,24 @@ async def round_trip(artifact: ModelArtifact, url: str, repeat: int) -> list[dic
     return rows
 
 
-PARTS = ("vision", "sam3", "round_trip", "queue_delay")
+PARTS = ("sam3", "round_trip", "cost")
 
 
-def run(
-    repeat: int = 20, delays: tuple[int, ...] = (0, 1000, 5000, 20000), parts: tuple[str, ...] = PARTS
-) -> dict[str, Any]:
+def run(repeat: int = 20, parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
     """The chosen parts; returns a JSON-serialisable dict (``make bench`` merges it)."""
     artifact = asyncio.run(ensure_artifact(ARTIFACTS, None))
-    results: dict[str, Any] = {
-        "model": artifact.name,
-        "cpus": os.cpu_count(),
-        "vision_batching": tr.VISION_BATCHING.__dict__
-        | {"preferred_batch_sizes": list(tr.VISION_BATCHING.preferred_batch_sizes)},
-    }
+    results: dict[str, Any] = {"model": artifact.name, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="triton-bench-") as tmp:
         work = Path(tmp)
-        with LocalTriton(artifact.cpu_repository(work / "repository"), work / "triton") as server:
-            if "vision" in parts:
-                results["vision"] = [run_perf(server.url, "sam3_vision", c, work) for c in (1, 4, 8)]
-            if "sam3" in parts:
-                data = sam3_input_data(work)
-                results["sam3"] = [run_perf(server.url, "sam3", c, work, data) for c in (1, 4, 8)]
-            if "round_trip" in parts:
-                results["round_trip"] = asyncio.run(round_trip(artifact, server.url, repeat))
-        if "queue_delay" in parts:
-            results["queue_delay"] = queue_delay_sweep(artifact, work, delays)
+        if "sam3" in parts or "round_trip" in parts:
+            with LocalTriton(artifact.cpu_repository(work / "repository"), work / "triton") as server:
+                if "sam3" in parts:
+                    data = sam3_input_data(work, artifact.geometry.image_size)
+                    results["sam3"] = [run_perf(server.url, "sam3", c, work, data) for c in (1, 4, 8)]
+                if "round_trip" in parts:
+                    results["round_trip"] = asyncio.run(round_trip(artifact, server.url, repeat))
+    if "cost" in parts:
+        results["cost"] = sam3_cost.run(full=os.environ.get("BENCH_FULL") == "1")
     return results
 
 
@@ -234,13 +183,14 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
 def markdown(results: dict[str, Any]) -> str:
     lines = [f"Model `{results['model']}`, {results['cpus']} CPUs, CPU repository (python backend + onnxruntime).", ""]
     for part, title in (
-        ("vision", "perf_analyzer, `sam3_vision` (fp32 [3,112,112], batch 1 per request)"),
-        ("sam3", "perf_analyzer, `sam3` (480x640 uint8 photo, 4 phrases)"),
-        ("queue_delay", "vision graph queue delay swept: `sam3_vision` and `sam3` at concurrency 8"),
+        ("sam3", "perf_analyzer, `sam3` (model-size uint8 square of a 480x640 photo, 4 phrases)"),
         ("round_trip", "one segment() call, 1152x864 photo: Triton vs in-process onnxruntime (median)"),
     ):
         if part in results:
             lines += [f"**{title}**", "", *_table(results[part]), ""]
+    if "cost" in results:
+        lines += ["**one photo: bytes across boundaries, Triton vs PyTorch eager, Triton tree memory**", ""]
+        lines += [sam3_cost.markdown(results["cost"]), ""]
     return "\n".join(lines)
 
 

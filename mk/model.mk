@@ -47,3 +47,12 @@ triton-bench: venv model-venv tiny-model perf-tools
 TEST_DEPS += model-venv tiny-model
 SERVE_DEPS += model-venv
 bench: model-venv tiny-model perf-tools
+
+# The full-size tier (not part of `make test`): builds the seeded full-size random-weight SAM3
+# (default Sam3Config, published layout) offline, lets the service export and serve it through the
+# local Triton, and runs one photo through the REST API with the whole interior palette. Needs about
+# 13 GB of memory; the checkpoint and export stay in $(FULL_DIR) between runs.
+FULL_DIR ?= .full
+.PHONY: test-full
+test-full: venv model-venv
+	S3_TEST_FULL=1 S3_FULL_DIR=$(abspath $(FULL_DIR)) $(BIN)/python -m pytest tests/full -x -q --timeout=3600 $(PYTEST_ARGS)

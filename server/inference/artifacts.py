@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server.errors import InferenceUnavailable
-from server.inference.triton_repository import GRAPHS, Geometry, Sam3Parameters, assemble
+from server.inference.triton_repository import (
+    DECODER_MEMORY_BUDGET_BYTES,
+    GRAPHS,
+    Geometry,
+    Sam3Parameters,
+    assemble,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_VENV = REPO_ROOT / ".venv-model"
@@ -32,7 +38,9 @@ class ModelArtifact:
     name: str
     meaningful: bool
     score_threshold: float
-    decoder_batch: int
+    max_detections: int
+    decoder_bytes_per_phrase: int
+    """Decoder working memory per phrase, measured by the export: with a budget, it sizes decoder calls."""
     geometry: Geometry
 
     @classmethod
@@ -46,7 +54,8 @@ class ModelArtifact:
             name=str(manifest["name"]),
             meaningful=bool(manifest["meaningful"]),
             score_threshold=float(manifest["score_threshold"]),
-            decoder_batch=int(manifest["decoder_batch"]),
+            max_detections=int(manifest["max_detections"]),
+            decoder_bytes_per_phrase=int(manifest["decoder_bytes_per_phrase"]),
             geometry=Geometry.from_manifest(manifest),
         )
 
@@ -59,18 +68,26 @@ class ModelArtifact:
     def tokenizer_json(self) -> Path:
         return self.root / "tokenizer.json"
 
-    def cpu_repository(self, target: Path) -> Path:
+    def parameters(self, decoder_memory_budget_bytes: int = DECODER_MEMORY_BUDGET_BYTES) -> Sam3Parameters:
+        return Sam3Parameters(
+            model_name=self.name,
+            meaningful=self.meaningful,
+            score_threshold=self.score_threshold,
+            decoder_bytes_per_phrase=self.decoder_bytes_per_phrase,
+            decoder_memory_budget_bytes=decoder_memory_budget_bytes,
+            max_detections=self.max_detections,
+        )
+
+    def onnx_files(self) -> dict[str, Path]:
+        return {graph: self.onnx(graph) for graph in GRAPHS}
+
+    def cpu_repository(self, target: Path, decoder_memory_budget_bytes: int = DECODER_MEMORY_BUDGET_BYTES) -> Path:
         """Assemble the CPU Triton repository for this model at ``target`` (replaced if present).
 
         Done at every start rather than at export: the model code then always matches this checkout,
         while the graphs are hard-linked, not copied.
         """
-        params = Sam3Parameters(
-            model_name=self.name,
-            meaningful=self.meaningful,
-            score_threshold=self.score_threshold,
-            decoder_batch=self.decoder_batch,
-        )
+        params = self.parameters(decoder_memory_budget_bytes)
         graphs = {graph: self.onnx(graph).parent for graph in GRAPHS}
         return assemble(target, "cpu", self.geometry, params, graphs, self.tokenizer_json)
 

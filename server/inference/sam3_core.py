@@ -1,9 +1,12 @@
-"""SAM3 around its three graphs: preprocessing, tokens, text-feature cache, candidate selection.
+"""SAM3 around its three graphs: the resize contract, tokens, text-feature cache, decoder chunks.
 
-One code path for every runtime: the Triton ``sam3`` model (python backend, numpy 1.x, graphs called
-through BLS) and the in-process onnxruntime backend (numpy 2.x) both call :func:`run_sam3` with their
-own :class:`GraphRunners`. Only numpy (and ``tokenizers`` for the phrase tokens) is needed, so the
-module is copied as-is into the Triton model directory. It never mutates its inputs.
+One code path for every runtime: the Triton ``sam3`` model (python backend, numpy 1.x; graphs run
+in its own process on CPU, or called through BLS with device tensors on GPU) and the in-process
+onnxruntime backend (numpy 2.x) both call :func:`run_sam3` with their own :class:`GraphRunners`.
+Selection (score, threshold, top-K cap) happens inside the decoder graph: only kept queries leave
+it. Only numpy (and ``tokenizers`` for the phrase tokens) is needed on the Triton side, so the
+module is copied as-is into the Triton model directory; the resize (Pillow) runs on the caller's
+side. It never mutates its inputs.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -24,65 +27,39 @@ TEXT_LENGTH = 32
 """SAM3 pads and truncates every phrase to 32 CLIP tokens."""
 END_TOKEN = "<|endoftext|>"
 """CLIP's end token, also its padding token."""
-DECODER_OUTPUTS = ("pred_masks", "pred_boxes", "pred_logits", "presence_logits", "semantic_seg")
+VISION_INPUT = "image"
+"""The vision graph takes the caller's square uint8 image ``[B, S, S, 3]`` and normalises it itself."""
+FPN_OUTPUTS = ("fpn0", "fpn1", "fpn2")
+DECODER_INPUTS = ("fpn0", "fpn1", "fpn2", "image_index", "text_features", "attention_mask", "score_threshold")
+DETECTION_OUTPUTS = ("phrase_index", "query_index", "scores", "boxes", "masks")
+"""What the decoder graph (and the ``sam3`` model) return: the kept queries only, flattened over prompts."""
+MAX_DETECTIONS = 32
+"""Top-K cap per phrase applied inside the decoder graph (before the score threshold)."""
 
 F32 = npt.NDArray[np.float32]
+I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
 
 
-def _aa_weights(in_size: int, out_size: int) -> tuple[npt.NDArray[np.intp], F32]:
-    """Taps of the antialiased bilinear (triangle) filter, as PIL and torch's ``antialias=True`` define it.
-
-    Returns ``(index, weight)`` of shape ``[out_size, taps]``; padding taps have weight 0.
-    """
-    scale = in_size / out_size
-    support_scale = max(scale, 1.0)  # widen the triangle when shrinking: that is the antialiasing
-    support = support_scale
-    centers = (np.arange(out_size, dtype=np.float64) + 0.5) * scale
-    lo = np.clip((centers - support + 0.5).astype(np.int64), 0, in_size)
-    hi = np.clip((centers + support + 0.5).astype(np.int64), 0, in_size)
-    taps = int((hi - lo).max())
-    offsets = np.arange(taps, dtype=np.int64)
-    index = lo[:, None] + offsets[None, :]
-    valid = index < hi[:, None]
-    x = (index.astype(np.float64) - centers[:, None] + 0.5) / support_scale
-    weight = np.where(valid, np.clip(1.0 - np.abs(x), 0.0, None), 0.0)
-    weight /= weight.sum(axis=1, keepdims=True)
-    return np.minimum(index, in_size - 1).astype(np.intp), weight.astype(np.float32)
-
-
-def _resize_axis(image: npt.NDArray[np.uint8], out_size: int, axis: int) -> U8:
-    index, weight = _aa_weights(image.shape[axis], out_size)
-    # Gather whole rows from a contiguous uint8 copy: 2-3x faster than strided float gathers.
-    moved = np.ascontiguousarray(np.moveaxis(image, axis, 0))
-    out = np.zeros((out_size, *moved.shape[1:]), dtype=np.float32)
-    for tap in range(index.shape[1]):
-        w = weight[:, tap].reshape((out_size,) + (1,) * (moved.ndim - 1))
-        out += w * moved[index[:, tap]]
-    # torch resizes uint8 images in uint8: round after each pass like it does.
-    return np.moveaxis(np.clip(np.rint(out), 0.0, 255.0), 0, axis).astype(np.uint8)
-
-
 def resize_square(image: U8, size: int) -> U8:
-    """``HxWx3`` uint8 → ``size x size x 3`` uint8: bilinear with antialiasing, aspect not kept."""
+    """``HxWx3`` uint8 → ``size x size x 3`` uint8: bilinear with antialiasing, aspect not kept.
+
+    The one resize contract of the serving path, run by the caller (Pillow's C resampler; torch's
+    ``antialias=True`` bilinear derives from it and the export gates the two within 1 level).
+    """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be HxWx3 uint8, got {image.shape} {image.dtype}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"image must not be empty, got {image.shape}")
-    out = image
-    if out.shape[1] != size:
-        out = _resize_axis(out, size, axis=1)  # horizontal pass first, as torch does
-    if out.shape[0] != size:
-        out = _resize_axis(out, size, axis=0)
-    return out if out is not image else image.copy()
+    if image.shape[0] == size and image.shape[1] == size:
+        return image.copy()
+    from PIL import Image  # caller side only: the Triton model never resizes
 
-
-def preprocess(image: U8, size: int) -> F32:
-    """RGB uint8 photo → SAM3 ``pixel_values [1, 3, size, size]``: resize, /255, mean = std = 0.5."""
-    square = resize_square(image, size).astype(np.float32)
-    chw = np.transpose(square, (2, 0, 1))[None]
-    return np.ascontiguousarray((chw / np.float32(255.0) - np.float32(0.5)) / np.float32(0.5))
+    resized = Image.fromarray(np.ascontiguousarray(image), mode="RGB").resize(
+        (size, size), resample=Image.Resampling.BILINEAR, reducing_gap=None
+    )
+    return np.asarray(resized, dtype=np.uint8).copy()
 
 
 def tokenize(tokenizer: Tokenizer, phrases: Sequence[str]) -> tuple[I64, I64]:
@@ -102,13 +79,24 @@ def tokenize(tokenizer: Tokenizer, phrases: Sequence[str]) -> tuple[I64, I64]:
 
 
 class GraphRunners(Protocol):
-    """The three exported graphs, however they are executed (onnxruntime, Triton BLS, TensorRT)."""
+    """The three exported graphs, however they are executed (onnxruntime, Triton BLS, TensorRT).
 
-    def vision(self, pixel_values: F32) -> tuple[F32, F32, F32]: ...
+    Image features are opaque here (numpy arrays in process, Triton tensors on device through BLS):
+    they go from ``vision`` to ``decoder`` untouched, once per photo, never tiled on the host.
+    """
+
+    def vision(self, image: U8) -> tuple[Any, Any, Any]: ...
 
     def text(self, input_ids: I64, attention_mask: I64) -> F32: ...
 
-    def decoder(self, fpn: tuple[F32, F32, F32], text_features: F32, attention_mask: I64) -> dict[str, F32]: ...
+    def decoder(
+        self,
+        fpn: tuple[Any, Any, Any],
+        image_index: I64,
+        text_features: F32,
+        attention_mask: I64,
+        score_threshold: F32,
+    ) -> dict[str, npt.NDArray[Any]]: ...
 
 
 class TextFeatureCache:
@@ -151,46 +139,81 @@ class TextFeatureCache:
 
 
 @dataclass(frozen=True)
-class Candidates:
-    """Detections above the score threshold, flattened over the phrases of one request."""
+class Detections:
+    """The kept queries of one photo, flattened over its phrases, as the decoder graph returns them."""
 
-    phrase_index: npt.NDArray[np.int32]
+    phrase_index: I32
     """Position of the phrase in the request, per detection."""
-    query_index: npt.NDArray[np.int32]
+    query_index: I32
     """SAM3 query slot, per detection (a stable tie-break)."""
     scores: F32
     """sigmoid(logit) x sigmoid(presence), per detection."""
     boxes: F32
-    """``[N, 4]`` x0, y0, x1, y1 in photo pixels."""
+    """``[N, 4]`` x0, y0, x1, y1 normalised to the image (0..1)."""
     masks: U8
     """``[N, M, M]`` probabilities x 255 over the whole photo (aspect not kept)."""
 
+    @classmethod
+    def empty(cls, mask_size: int) -> Detections:
+        return cls(
+            phrase_index=np.zeros(0, np.int32),
+            query_index=np.zeros(0, np.int32),
+            scores=np.zeros(0, np.float32),
+            boxes=np.zeros((0, 4), np.float32),
+            masks=np.zeros((0, mask_size, mask_size), np.uint8),
+        )
 
-def sigmoid(x: npt.NDArray[np.float32]) -> F32:
-    # exp(-logaddexp(0, -x)) never overflows, unlike 1 / (1 + exp(-x)).
-    return np.exp(-np.logaddexp(np.float32(0.0), -x.astype(np.float32))).astype(np.float32)
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, npt.NDArray[Any]]) -> Detections:
+        return cls(
+            phrase_index=np.asarray(arrays["phrase_index"]).astype(np.int32).reshape(-1),
+            query_index=np.asarray(arrays["query_index"]).astype(np.int32).reshape(-1),
+            scores=np.asarray(arrays["scores"]).astype(np.float32).reshape(-1),
+            boxes=np.asarray(arrays["boxes"]).astype(np.float32).reshape(-1, 4),
+            masks=np.asarray(arrays["masks"]).astype(np.uint8),
+        )
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        return {name: getattr(self, name) for name in DETECTION_OUTPUTS}
 
 
-def select_candidates(
-    outputs: dict[str, F32],
-    photo_hw: tuple[int, int],
-    score_threshold: float,
-) -> Candidates:
-    """Decoder outputs for K phrases → the detections whose score reaches ``score_threshold``."""
-    scores = sigmoid(outputs["pred_logits"]) * sigmoid(outputs["presence_logits"])  # [K, Q] * [K, 1]
-    phrase, query = np.nonzero(scores >= np.float32(score_threshold))
+@dataclass(frozen=True)
+class Candidates:
+    """Detections of one request in photo coordinates (what post-processing numbers into instances)."""
+
+    phrase_index: I32
+    query_index: I32
+    scores: F32
+    boxes: F32
+    """``[N, 4]`` x0, y0, x1, y1 in photo pixels."""
+    masks: U8
+
+
+def in_photo(found: Detections, photo_hw: tuple[int, int]) -> Candidates:
+    """Normalised boxes → photo pixels (clipped to the photo)."""
     h, w = photo_hw
     scale = np.array([w, h, w, h], dtype=np.float32)
-    boxes = outputs["pred_boxes"][phrase, query].astype(np.float32) * scale
-    boxes = np.clip(boxes, 0.0, scale).astype(np.float32)
-    probs = sigmoid(outputs["pred_masks"][phrase, query])
-    masks = np.rint(probs * np.float32(255.0)).astype(np.uint8)
-    return Candidates(
-        phrase_index=phrase.astype(np.int32),
-        query_index=query.astype(np.int32),
-        scores=scores[phrase, query].astype(np.float32),
-        boxes=boxes.reshape(-1, 4),
-        masks=masks,
+    boxes = np.clip(found.boxes * scale, 0.0, scale).astype(np.float32).reshape(-1, 4)
+    return Candidates(found.phrase_index, found.query_index, found.scores, boxes, found.masks)
+
+
+def phrases_per_call(memory_budget_bytes: int, bytes_per_phrase: int) -> int:
+    """How many phrases one decoder call may take so that its working memory stays within the budget."""
+    if bytes_per_phrase <= 0:
+        raise ValueError(f"bytes_per_phrase must be positive, got {bytes_per_phrase}")
+    return max(1, memory_budget_bytes // bytes_per_phrase)
+
+
+def concat_detections(parts: Sequence[tuple[int, Detections]], mask_size: int) -> Detections:
+    """Detections of several decoder calls, phrase indices shifted by each call's first phrase."""
+    if not parts:
+        return Detections.empty(mask_size)
+    return Detections(
+        phrase_index=np.concatenate([d.phrase_index + np.int32(start) for start, d in parts]).astype(np.int32),
+        query_index=np.concatenate([d.query_index for _, d in parts]),
+        scores=np.concatenate([d.scores for _, d in parts]),
+        boxes=np.concatenate([d.boxes for _, d in parts]).reshape(-1, 4),
+        masks=np.concatenate([d.masks for _, d in parts]),
     )
 
 
@@ -201,20 +224,23 @@ def run_sam3(
     runners: GraphRunners,
     tokenizer: Tokenizer,
     cache: TextFeatureCache,
-    image_size: int,
     score_threshold: float,
-    decoder_batch: int,
-) -> Candidates:
-    """Encode once, prompt many: the vision graph once, cached text features, the decoder per chunk of phrases."""
+    phrases_per_call: int,
+) -> Detections:
+    """Encode once, prompt many: the vision graph once for the (already square) image, cached text
+    features, then the decoder for chunks of ``phrases_per_call`` phrases, each broadcasting the same
+    features inside the graph (``image_index`` all 0: every phrase looks at photo 0)."""
     if not phrases:
         raise ValueError("phrases must not be empty")
-    fpn = runners.vision(preprocess(image, image_size))
+    if image.ndim != 3 or image.shape[0] != image.shape[1] or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be a square SxSx3 uint8 image, got {image.shape} {image.dtype}")
+    fpn = runners.vision(np.ascontiguousarray(image)[None])
     features, masks = cache.get_many(phrases, tokenizer, runners)
-    chunks: list[dict[str, F32]] = []
-    for start in range(0, len(phrases), decoder_batch):
-        stop = min(start + decoder_batch, len(phrases))
-        n = stop - start
-        tiled = (np.repeat(fpn[0], n, axis=0), np.repeat(fpn[1], n, axis=0), np.repeat(fpn[2], n, axis=0))
-        chunks.append(runners.decoder(tiled, features[start:stop], masks[start:stop]))
-    outputs = {name: np.concatenate([c[name] for c in chunks], axis=0) for name in DECODER_OUTPUTS}
-    return select_candidates(outputs, (int(image.shape[0]), int(image.shape[1])), score_threshold)
+    threshold = np.array([score_threshold], dtype=np.float32)
+    parts: list[tuple[int, Detections]] = []
+    for start in range(0, len(phrases), phrases_per_call):
+        stop = min(start + phrases_per_call, len(phrases))
+        index = np.zeros(stop - start, dtype=np.int64)
+        out = runners.decoder(fpn, index, features[start:stop], masks[start:stop], threshold)
+        parts.append((start, Detections.from_arrays(out)))
+    return concat_detections(parts, mask_size=int(parts[0][1].masks.shape[-1]))

@@ -9,12 +9,13 @@ a start is refused with one clear error when /dev/shm cannot hold it.
 
 The bound, per instance, is the largest set of tensors one execution holds in its region at once:
 
-- a graph model (fixed shapes, dynamic batching): a full batch of its inputs and outputs;
-- the ``sam3`` model (no batching): the largest photo it accepts, plus the inputs and answers of its
-  graph calls for that photo (held together: the vision features stay while the decoder runs): one
-  photo row of the vision graph, ``decoder_batch`` rows of the decoder, a full batch of the text
-  graph. Its own answer is taken from the decoder's answer (uint8 instead of fp32): the decoder's
-  share covers it.
+- a python graph model (fixed shapes, dynamic batching): a full batch of its inputs and outputs;
+- the ``sam3`` model (no batching): the image it is sent (fixed: the caller resizes it to the model's
+  square; a repository taking any size counts the largest photo accepted), the inputs and answers of
+  python graph models it calls through BLS (none in the CPU flavour, where the graphs run inside it;
+  TensorRT graphs hand device memory, not shared memory), and its answer: at most
+  ``max_detections`` kept masks (uint8) with their box, score and indices for each of
+  ``ANSWER_PHRASES`` phrases.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ _ELEMENT_BYTES = {
 }
 PHOTO_ROWS_PER_REQUEST = 1
 """A ``sam3`` request carries one photo: one row of the vision graph."""
+ANSWER_PHRASES = 64
+"""Phrases of the largest ``sam3`` answer counted (the text graph's largest batch)."""
+DETECTION_EXTRA_BYTES = 4 + 4 + 4 + 16
+"""Per kept query besides its mask: phrase and query index (int32), score (fp32), box (4 x fp32)."""
 
 
 @dataclass(frozen=True)
@@ -138,13 +143,19 @@ def repository_need(configs: Mapping[str, str], max_photo_pixels: int, policy: S
     sam3 = parsed.get(SAM3_MODEL)
     if sam3 is not None:
         params = {k: v.string_value for k, v in sam3.parameters.items()}
-        rows = {name: max(config.max_batch_size, 1) for name, config in graphs.items()}
-        rows[graph_model("vision")] = PHOTO_ROWS_PER_REQUEST
-        if "decoder_batch" in params:
-            rows[graph_model("decoder")] = int(params["decoder_batch"])
-        calls = sum(rows[name] * rows_bytes[name][0] for name in graphs)
-        photo = max_photo_pixels * 3  # the uint8 RGB photo as sent
-        needs.append(ModelNeed(SAM3_MODEL, _instances(sam3), policy.region_bytes(photo + calls)))
+        python_graphs = {name: c for name, c in graphs.items() if c.backend == "python"}
+        rows = {name: max(config.max_batch_size, 1) for name, config in python_graphs.items()}
+        if graph_model("vision") in rows:
+            rows[graph_model("vision")] = PHOTO_ROWS_PER_REQUEST
+        calls = sum(rows[name] * rows_bytes[name][0] for name in python_graphs)
+        image = next(t for t in sam3.input if t.name == "image")
+        fixed = all(d > 0 for d in image.dims)
+        photo = math.prod(image.dims) if fixed else max_photo_pixels * 3  # uint8 RGB as sent
+        masks = next(t for t in sam3.output if t.name == "masks")
+        per_detection = math.prod(d for d in masks.dims if d > 0) + DETECTION_EXTRA_BYTES
+        detections = ANSWER_PHRASES * int(params.get("max_detections", "32"))
+        need = photo + calls + detections * per_detection
+        needs.append(ModelNeed(SAM3_MODEL, _instances(sam3), policy.region_bytes(need)))
     return ShmNeed(tuple(needs), tuple(uncounted))
 
 
@@ -165,5 +176,5 @@ def check(need: ShmNeed, available: Callable[[], int], where: Path = SHM_DIR) ->
         raise InferenceUnavailable(
             f"{where} has {free / MIB:.0f} MiB free but the SAM3 models need {need.total_bytes / MIB:.0f} MiB of "
             f"shared memory ({need.describe()}). Give the host or container a larger {where} "
-            f"(Docker: --shm-size={math.ceil(need.total_bytes / 1024**3)}g) or lower S3_MAX_IMAGE_PIXELS."
+            f"(Docker: --shm-size={math.ceil(need.total_bytes / 1024**3)}g)."
         )

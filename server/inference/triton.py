@@ -1,11 +1,13 @@
 """Segmenter adapter over Triton's gRPC API (``tritonclient.grpc.aio``) calling the ``sam3`` model.
 
-Sends the photo as uint8 (never float32: 4x less to move), all phrases of a request at once, with a
-deadline that scales with the request (:class:`Deadline`: a photo's share plus one per phrase);
-retries with exponential backoff while Triton answers UNAVAILABLE; reads the model's name and
-whether its masks are meaningful from its config. The deadline travels twice: as the gRPC deadline
-(the call is cancelled when it passes, and the ``sam3`` model skips its remaining graph calls) and
-as the request's own timeout (the model stops by itself too). Readiness is every served model's.
+Resizes the photo here, on the caller's side (``sam3_core.resize_square``, Pillow's C resampler), and
+sends the model-size square as uint8 (3 MB at full size, never float32), all phrases of a request at
+once, with a deadline that scales with the request (:class:`Deadline`: a photo's share plus one per
+phrase); retries with exponential backoff while Triton answers UNAVAILABLE; reads the model's name,
+image size and whether its masks are meaningful from its config. The deadline travels twice: as the
+gRPC deadline (the call is cancelled when it passes, and the ``sam3`` model skips its remaining graph
+calls) and as the request's own timeout (the model stops by itself too). Readiness is every served
+model's (which models the repository serves follows from the ``sam3`` model's ``graphs`` parameter).
 Every tritonclient error becomes ``InferenceUnavailable`` here: no tritonclient type leaves this module.
 """
 
@@ -27,11 +29,11 @@ from tritonclient.utils import InferenceServerException
 from server.errors import InferenceUnavailable
 from server.inference.port import Instance, SegmenterInfo
 from server.inference.postprocess import DUPLICATE_IOU, segment_concepts
-from server.inference.sam3_core import Candidates
-from server.inference.triton_repository import SAM3_MODEL, SERVED_MODELS
+from server.inference.sam3_core import DETECTION_OUTPUTS, Candidates, Detections, in_photo, resize_square
+from server.inference.triton_repository import SAM3_MODEL, SERVED_MODELS, served_models_for
 
 log = logging.getLogger(__name__)
-OUTPUTS = ("phrase_index", "query_index", "scores", "boxes", "masks")
+OUTPUTS = DETECTION_OUTPUTS
 RETRYABLE = frozenset({"StatusCode.UNAVAILABLE"})
 
 
@@ -64,6 +66,7 @@ class TritonSegmenter:
         timeout_s: float,
         phrase_timeout_s: float = 0.0,
         score_threshold: float,
+        image_size: int,
         retries: int = 3,
         backoff_s: float = 0.2,
         duplicate_iou: float = DUPLICATE_IOU,
@@ -75,6 +78,10 @@ class TritonSegmenter:
         self._deadline = Deadline(photo_s=timeout_s, phrase_s=phrase_timeout_s)
         self._control_timeout_s = timeout_s
         self._score_threshold = score_threshold
+        self._image_size = image_size
+        self.last_transfer: dict[str, int] = {}
+        """Bytes of the last request's tensors (sent, received) and its ``kept`` detections: what crossed
+        to and from Triton."""
         self._retries = retries
         self._backoff_s = backoff_s
         self._duplicate_iou = duplicate_iou
@@ -105,12 +112,19 @@ class TritonSegmenter:
         name = params.get("model_name", model)
         info = SegmenterInfo(name=f"triton:{name}", meaningful=params.get("meaningful") == "true")
         threshold = score_threshold if score_threshold is not None else float(params.get("score_threshold", 0.5))
+        try:
+            image_size = int(params["image_size"])
+        except (KeyError, ValueError) as e:
+            await client.close()
+            raise InferenceUnavailable(f"Triton {model!r} does not state its image_size: {e}") from e
         return cls(
             client,
             info,
             timeout_s=timeout_s,
             phrase_timeout_s=phrase_timeout_s,
             score_threshold=threshold,
+            image_size=image_size,
+            ready_models=served_models_for(params.get("graphs", "")),
             retries=retries,
             model=model,
         )
@@ -133,26 +147,31 @@ class TritonSegmenter:
         await self._client.close()
 
     async def candidates(self, image: npt.NDArray[np.uint8], phrases: Sequence[str]) -> Candidates:
-        """One ``sam3`` call: the detections of every phrase above the score threshold."""
+        """One ``sam3`` call: the detections of every phrase above the score threshold, in photo pixels."""
         check_image(image)
+        square = await asyncio.to_thread(resize_square, image, self._image_size)
+        sent = {
+            "image": square,
+            "phrases": np.array([p.encode() for p in phrases], dtype=np.object_),
+            "score_threshold": np.array([self._score_threshold], dtype=np.float32),
+        }
         inputs = [
-            InferInput("image", list(image.shape), "UINT8"),
+            InferInput("image", list(square.shape), "UINT8"),
             InferInput("phrases", [len(phrases)], "BYTES"),
             InferInput("score_threshold", [1], "FP32"),
         ]
-        inputs[0].set_data_from_numpy(np.ascontiguousarray(image))
-        inputs[1].set_data_from_numpy(np.array([p.encode() for p in phrases], dtype=np.object_))
-        inputs[2].set_data_from_numpy(np.array([self._score_threshold], dtype=np.float32))
+        for given in inputs:
+            given.set_data_from_numpy(sent[given.name()])
         outputs = [InferRequestedOutput(name) for name in OUTPUTS]
         result = await self._infer(inputs, outputs, self._deadline.for_request(len(phrases)))
         arrays = {name: result.as_numpy(name) for name in OUTPUTS}
-        return Candidates(
-            phrase_index=arrays["phrase_index"].astype(np.int32),
-            query_index=arrays["query_index"].astype(np.int32),
-            scores=arrays["scores"].astype(np.float32),
-            boxes=arrays["boxes"].astype(np.float32).reshape(-1, 4),
-            masks=arrays["masks"].astype(np.uint8),
-        )
+        self.last_transfer = {
+            # BYTES elements travel as a 4-byte length and the bytes; the threshold is one float32.
+            "sent_bytes": int(square.nbytes) + sum(4 + len(p) for p in sent["phrases"]) + 4,
+            "received_bytes": sum(int(a.nbytes) for a in arrays.values()),
+            "kept": len(arrays["scores"]),
+        }
+        return in_photo(Detections.from_arrays(arrays), (int(image.shape[0]), int(image.shape[1])))
 
     async def _infer(self, inputs: list[InferInput], outputs: list[InferRequestedOutput], timeout_s: float) -> Any:
         deadline = time.monotonic() + timeout_s

@@ -1,9 +1,12 @@
 """The one source of the Triton model configs, for both flavours, and the assembly of a served repository.
 
-``cpu``: every model is a python-backend model; the three graphs run in onnxruntime. ``gpu``: the three
-graphs are TensorRT plans (``tensorrt_plan``) in NVIDIA's Triton container; ``sam3`` stays a python
-model. Both flavours live side by side in ``model_repository/<model>/``: ``config.pbtxt`` is the CPU
-flavour and ``configs/gpu.pbtxt`` the GPU one (``tritonserver --model-config-name=gpu``).
+``cpu``: one python-backend model, ``sam3``, runs the three graphs with onnxruntime in its own process,
+so image features never cross a process boundary (only the 3 MB square photo comes in and the kept
+detections go out). ``gpu``: the three graphs are TensorRT plans (``tensorrt_plan``) in NVIDIA's Triton
+container, and ``sam3`` (python) chains them through BLS with device tensors (DLPack,
+``FORCE_CPU_ONLY_INPUT_TENSORS: no``): features stay on the GPU. Both flavours live side by side in
+``model_repository/<model>/``: ``config.pbtxt`` is the CPU flavour and ``configs/gpu.pbtxt`` the GPU
+one (``tritonserver --model-config-name=gpu``).
 
 ``python -m server.inference.triton_repository`` rewrites the reference configs (full-size SAM3) in
 ``model_repository/``; a test keeps them in step with this module. Pure text: no Triton import.
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from server.inference.sam3_core import MAX_DETECTIONS
+
 Flavour = Literal["cpu", "gpu"]
 FLAVOURS: tuple[Flavour, ...] = ("cpu", "gpu")
 GRAPHS = ("vision", "text", "decoder")
@@ -31,8 +36,13 @@ def graph_model(graph: str) -> str:
     return f"sam3_{graph}"
 
 
-SERVED_MODELS = (SAM3_MODEL, *(graph_model(g) for g in GRAPHS))
-"""Every model of a served repository: serving is ready when all of them are."""
+def served_models(flavour: Flavour) -> tuple[str, ...]:
+    """Every model of a served repository of ``flavour``: serving is ready when all of them are."""
+    return (SAM3_MODEL,) if flavour == "cpu" else (SAM3_MODEL, *(graph_model(g) for g in GRAPHS))
+
+
+SERVED_MODELS = served_models("cpu")
+"""The models of the repository the embedded Triton serves (the CPU flavour)."""
 
 
 @dataclass(frozen=True)
@@ -79,20 +89,24 @@ class Batching:
     max_queue_delay_us: int
 
 
-# CPU flavour, measured here (docs/sam3_serving.md, `python -m bench.triton_bench --parts queue_delay`):
-# every microsecond of queue delay lowered throughput (vision at concurrency 8: 849/s at 0 us, 748 at
-# 1 ms, 580 at 5 ms, 501 at 20 ms), because python-backend overhead, not the graph, dominates on CPU.
-# With no delay the batcher still merges whatever queued while the instance was busy.
-VISION_BATCHING = Batching(max_batch_size=8, preferred_batch_sizes=(4, 8), max_queue_delay_us=0)
-TEXT_BATCHING = Batching(max_batch_size=64, preferred_batch_sizes=(16, 64), max_queue_delay_us=0)
-DECODER_BATCHING = Batching(max_batch_size=16, preferred_batch_sizes=(8, 16), max_queue_delay_us=0)
-# GPU flavour: starting points, NOT measured (no GPU here). A TensorRT graph is fast enough that a
+# GPU flavour (the CPU flavour has no graph models to batch): starting points, NOT measured (no GPU here). A TensorRT graph is fast enough that a
 # short wait for a fuller batch pays; re-measure with the same sweep on the serving GPU.
 GPU_VISION_BATCHING = Batching(max_batch_size=8, preferred_batch_sizes=(4, 8), max_queue_delay_us=2000)
 GPU_TEXT_BATCHING = Batching(max_batch_size=64, preferred_batch_sizes=(16, 64), max_queue_delay_us=500)
-GPU_DECODER_BATCHING = Batching(max_batch_size=16, preferred_batch_sizes=(8, 16), max_queue_delay_us=1000)
-SAM3_INSTANCES = 4
-"""Concurrent ``sam3`` requests: each instance holds one request, so the graphs see several at once."""
+SAM3_INSTANCES: dict[Flavour, int] = {"cpu": 1, "gpu": 4}
+"""Concurrent ``sam3`` requests. CPU: one, as it holds the graphs (and onnxruntime uses every core);
+GPU: each instance holds one request, so the TensorRT graphs see several at once."""
+DECODER_MEMORY_BUDGET_BYTES = 2 << 30
+"""Working memory one decoder call may use: the phrases of a request go in chunks that fit."""
+GRAPHS_IN_PROCESS = "in_process"
+GRAPHS_BLS = "bls"
+FLAVOUR_OF_GRAPHS: dict[str, Flavour] = {GRAPHS_IN_PROCESS: "cpu", GRAPHS_BLS: "gpu"}
+"""The ``sam3`` model's ``graphs`` parameter says which flavour, so which models, a server has."""
+
+
+def served_models_for(graphs: str) -> tuple[str, ...]:
+    """The models a server must have ready, from its ``sam3`` model's ``graphs`` parameter."""
+    return served_models(FLAVOUR_OF_GRAPHS.get(graphs, "gpu"))  # unknown: every model, the strict choice
 
 
 @dataclass(frozen=True)
@@ -102,11 +116,19 @@ class Sam3Parameters:
     model_name: str
     meaningful: bool
     score_threshold: float
-    decoder_batch: int = DECODER_BATCHING.max_batch_size
+    decoder_bytes_per_phrase: int
+    """Measured by the export (decoder working memory per phrase); with the budget it sets the chunks."""
+    decoder_memory_budget_bytes: int = DECODER_MEMORY_BUDGET_BYTES
+    max_detections: int = MAX_DETECTIONS
+    """The export's top-K cap per phrase (its manifest): bounds the size of an answer."""
     text_cache_size: int = 4096
 
 
-REFERENCE = Sam3Parameters(model_name="sam3", meaningful=True, score_threshold=0.5)
+FULL_SIZE_DECODER_BYTES_PER_PHRASE = 180_000_000
+"""Reference configs only: the served ones carry the export's measured figure (manifest)."""
+REFERENCE = Sam3Parameters(
+    model_name="sam3", meaningful=True, score_threshold=0.5, decoder_bytes_per_phrase=FULL_SIZE_DECODER_BYTES_PER_PHRASE
+)
 
 
 def _dims(shape: Sequence[int]) -> str:
@@ -134,96 +156,93 @@ def _batching(b: Batching) -> str:
     )
 
 
-def _graph_io(graph: str, g: Geometry) -> tuple[list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]]]:
-    fpn = [(f"fpn{i}", "TYPE_FP32", [g.fpn_channels, s, s]) for i, s in enumerate(g.fpn_sizes)]
-    tokens = [("input_ids", "TYPE_INT64", [g.text_length]), ("attention_mask", "TYPE_INT64", [g.text_length])]
-    features = ("text_features", "TYPE_FP32", [g.text_length, g.text_dim])
-    m, q = g.mask_size, g.num_queries
-    if graph == "vision":
-        return [("pixel_values", "TYPE_FP32", [3, g.image_size, g.image_size])], fpn
-    if graph == "text":
-        return tokens, [features]
-    if graph == "decoder":
-        outputs = [
-            ("pred_masks", "TYPE_FP32", [q, m, m]),
-            ("pred_boxes", "TYPE_FP32", [q, 4]),
-            ("pred_logits", "TYPE_FP32", [q]),
-            ("presence_logits", "TYPE_FP32", [1]),
-            ("semantic_seg", "TYPE_FP32", [1, m, m]),
-        ]
-        return [*fpn, features, ("attention_mask", "TYPE_INT64", [g.text_length])], outputs
-    raise ValueError(f"unknown graph {graph!r}")
-
-
-_GRAPH_BATCHING: dict[Flavour, dict[str, Batching]] = {
-    "cpu": {"vision": VISION_BATCHING, "text": TEXT_BATCHING, "decoder": DECODER_BATCHING},
-    "gpu": {"vision": GPU_VISION_BATCHING, "text": GPU_TEXT_BATCHING, "decoder": GPU_DECODER_BATCHING},
-}
-
-
-def graph_config(
-    graph: str, flavour: Flavour, g: Geometry, intra_op_threads: int = 0, batching: Batching | None = None
-) -> str:
-    """One graph model's config; ``batching`` overrides the measured default (benchmarks sweep it)."""
-    inputs, outputs = _graph_io(graph, g)
-    head = f'name: "{graph_model(graph)}"\n'
-    if flavour == "cpu":
-        head += 'backend: "python"\n'
-        group = "instance_group [ { kind: KIND_CPU count: 1 } ]\n"
-        params = _parameters({"intra_op_threads": str(intra_op_threads)})
-    else:
-        head += 'platform: "tensorrt_plan"\ndefault_model_filename: "model.plan"\n'
-        group = "instance_group [ { kind: KIND_GPU count: 1 } ]\n"
-        params = ""
-    return (
-        head
-        + _batching(batching or _GRAPH_BATCHING[flavour][graph])
-        + _tensors("input", inputs)
-        + _tensors("output", outputs)
-        + group
-        + params
-    )
-
-
-def sam3_config(flavour: Flavour, g: Geometry, p: Sam3Parameters) -> str:
+def _detections(g: Geometry) -> list[tuple[str, str, list[int]]]:
+    """The kept queries, flattened over the prompts: the decoder graph's outputs and ``sam3``'s."""
     m = g.mask_size
-    inputs = [
-        ("image", "TYPE_UINT8", [-1, -1, 3]),
-        ("phrases", "TYPE_STRING", [-1]),
-        ("score_threshold", "TYPE_FP32", [1]),
-    ]
-    outputs = [
+    return [
         ("phrase_index", "TYPE_INT32", [-1]),
         ("query_index", "TYPE_INT32", [-1]),
         ("scores", "TYPE_FP32", [-1]),
         ("boxes", "TYPE_FP32", [-1, 4]),
         ("masks", "TYPE_UINT8", [-1, m, m]),
     ]
+
+
+def _graph_io(graph: str, g: Geometry) -> tuple[list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]]]:
+    """Inputs and outputs of a graph model. Vision and text batch in Triton (the batch axis is implicit);
+    the decoder does not (photos and prompts are two different axes), so its axes are explicit."""
+    tokens = [("input_ids", "TYPE_INT64", [g.text_length]), ("attention_mask", "TYPE_INT64", [g.text_length])]
+    if graph == "vision":
+        fpn = [(f"fpn{i}", "TYPE_FP32", [g.fpn_channels, s, s]) for i, s in enumerate(g.fpn_sizes)]
+        return [("image", "TYPE_UINT8", [g.image_size, g.image_size, 3])], fpn
+    if graph == "text":
+        return tokens, [("text_features", "TYPE_FP32", [g.text_length, g.text_dim])]
+    if graph == "decoder":
+        inputs = [(f"fpn{i}", "TYPE_FP32", [-1, g.fpn_channels, s, s]) for i, s in enumerate(g.fpn_sizes)]
+        inputs += [
+            ("image_index", "TYPE_INT64", [-1]),
+            ("text_features", "TYPE_FP32", [-1, g.text_length, g.text_dim]),
+            ("attention_mask", "TYPE_INT64", [-1, g.text_length]),
+            ("score_threshold", "TYPE_FP32", [1]),
+        ]
+        return inputs, _detections(g)
+    raise ValueError(f"unknown graph {graph!r}")
+
+
+_GRAPH_BATCHING: dict[str, Batching] = {"vision": GPU_VISION_BATCHING, "text": GPU_TEXT_BATCHING}
+
+
+def graph_config(graph: str, g: Geometry, batching: Batching | None = None) -> str:
+    """One TensorRT graph model's config (GPU flavour); ``batching`` overrides the default."""
+    inputs, outputs = _graph_io(graph, g)
+    head = f'name: "{graph_model(graph)}"\nplatform: "tensorrt_plan"\ndefault_model_filename: "model.plan"\n'
+    chosen = batching or _GRAPH_BATCHING.get(graph)
+    return (
+        head
+        + (_batching(chosen) if chosen else "max_batch_size: 0\n")
+        + _tensors("input", inputs)
+        + _tensors("output", outputs)
+        + "instance_group [ { kind: KIND_GPU count: 1 } ]\n"
+    )
+
+
+def sam3_config(flavour: Flavour, g: Geometry, p: Sam3Parameters, intra_op_threads: int = 0) -> str:
+    inputs = [
+        ("image", "TYPE_UINT8", [g.image_size, g.image_size, 3]),
+        ("phrases", "TYPE_STRING", [-1]),
+        ("score_threshold", "TYPE_FP32", [1]),
+    ]
     params = {
         "model_name": p.model_name,
         "meaningful": "true" if p.meaningful else "false",
         "score_threshold": repr(p.score_threshold),
-        "decoder_batch": str(p.decoder_batch),
+        "decoder_bytes_per_phrase": str(p.decoder_bytes_per_phrase),
+        "decoder_memory_budget_bytes": str(p.decoder_memory_budget_bytes),
+        "max_detections": str(p.max_detections),
         "text_cache_size": str(p.text_cache_size),
         "image_size": str(g.image_size),
     }
-    if flavour == "gpu":
-        # BLS results of GPU models are handed to numpy in this model: keep its tensors in host memory.
-        params["FORCE_CPU_ONLY_INPUT_TENSORS"] = "yes"
+    if flavour == "cpu":
+        params["graphs"] = GRAPHS_IN_PROCESS
+        params["intra_op_threads"] = str(intra_op_threads)
+    else:
+        params["graphs"] = GRAPHS_BLS
+        # BLS tensors of the TensorRT graphs stay in device memory; sam3 hands them on through DLPack.
+        params["FORCE_CPU_ONLY_INPUT_TENSORS"] = "no"
     return (
         f'name: "{SAM3_MODEL}"\nbackend: "python"\nmax_batch_size: 0\n'
         + _tensors("input", inputs, optional=("score_threshold",))
-        + _tensors("output", outputs)
-        + f"instance_group [ {{ kind: KIND_CPU count: {SAM3_INSTANCES} }} ]\n"
+        + _tensors("output", _detections(g))
+        + f"instance_group [ {{ kind: KIND_CPU count: {SAM3_INSTANCES[flavour]} }} ]\n"
         + _parameters(params)
     )
 
 
 def model_configs(flavour: Flavour, g: Geometry, p: Sam3Parameters) -> dict[str, str]:
-    """Model name → ``config.pbtxt`` text for every model of the repository."""
+    """Model name → ``config.pbtxt`` text for every model of the repository (the one list of its models)."""
     configs = {SAM3_MODEL: sam3_config(flavour, g, p)}
-    for graph in GRAPHS:
-        configs[graph_model(graph)] = graph_config(graph, flavour, g)
+    for model in served_models(flavour)[1:]:
+        configs[model] = graph_config(model.removeprefix("sam3_"), g)
     return configs
 
 
@@ -251,6 +270,10 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+SAM3_CODE = ("model.py", "sam3_core.py", "graph_sessions.py")
+"""What the ``sam3`` model directory holds as code (links in the source tree resolve to server/inference)."""
+
+
 def assemble(
     target: Path,
     flavour: Flavour,
@@ -262,29 +285,27 @@ def assemble(
 ) -> Path:
     """Build a servable repository at ``target``: configs for this model, code, graph files, tokenizer.
 
-    ``graph_files`` maps each graph to a folder (CPU: ``model.onnx`` and its external data) or a file
-    (GPU: ``model.plan``).
+    ``graph_files`` maps each graph to a folder (CPU: ``model.onnx`` and its external data, placed in
+    ``sam3/1/onnx/<graph>/``) or a file (GPU: ``model.plan`` of the graph's own model).
     """
     if target.exists():
         shutil.rmtree(target)
     for model, text in model_configs(flavour, geometry, params).items():
-        version = target / model / "1"
-        version.mkdir(parents=True)
+        (target / model / "1").mkdir(parents=True)
         (target / model / "config.pbtxt").write_text(text)
-        if model == SAM3_MODEL or flavour == "cpu":
-            code = source_root / model / "1"
-            for src in sorted(code.iterdir()):
-                if src.suffix == ".py":
-                    shutil.copyfile(src.resolve(), version / src.name)  # resolves the shared-code links
-    (target / SAM3_MODEL / "1" / "tokenizer.json").write_bytes(tokenizer_json.read_bytes())
+    sam3 = target / SAM3_MODEL / "1"
+    for name in SAM3_CODE:
+        shutil.copyfile((source_root / SAM3_MODEL / "1" / name).resolve(), sam3 / name)  # resolves the links
+    (sam3 / "tokenizer.json").write_bytes(tokenizer_json.read_bytes())
     for graph in GRAPHS:
-        version = target / graph_model(graph) / "1"
         src = graph_files[graph]
-        if src.is_dir():
+        if flavour == "cpu":
+            folder = sam3 / "onnx" / graph
+            folder.mkdir(parents=True)
             for f in sorted(src.iterdir()):
-                _link_or_copy(f, version / f.name)
+                _link_or_copy(f, folder / f.name)
         else:
-            _link_or_copy(src, version / "model.plan")
+            _link_or_copy(src, target / graph_model(graph) / "1" / "model.plan")
     (target / "repository.json").write_text(json.dumps({"flavour": flavour, "model_name": params.model_name}))
     return target
 

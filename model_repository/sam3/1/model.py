@@ -1,9 +1,17 @@
-"""The model clients call: one uint8 photo and K phrases in, the detections of every phrase out.
+"""The model clients call: one square uint8 image and K phrases in, the kept detections of every phrase out.
 
-Encode once, prompt many: ``sam3_vision`` runs once per photo, the text features of each phrase are
-computed once by ``sam3_text`` and cached, and ``sam3_decoder`` runs for all K phrases in batches.
-The graphs are sibling models called through BLS, so Triton's dynamic batcher merges the graph calls
-of concurrent requests. Pre- and post-processing are ``sam3_core`` (shared with the in-process backend).
+Encode once, prompt many: the vision graph runs once per photo, the text features of each phrase are
+computed once and cached, and the decoder takes the photo's features once per call for a chunk of
+phrases sized by a memory budget, broadcasting them inside the graph; selection (score, top-K,
+threshold) is inside the decoder graph, so only kept queries come back.
+
+Where the graphs run is the ``graphs`` parameter:
+
+- ``in_process`` (CPU flavour): onnxruntime sessions in this process (``graph_sessions``): the image
+  features never leave it.
+- ``bls`` (GPU flavour): the sibling TensorRT models through BLS. Their outputs are handed on as
+  Triton tensors (DLPack, no host copy: ``FORCE_CPU_ONLY_INPUT_TENSORS: no``); only the kept
+  detections are brought to the host.
 
 Work nobody waits for is not done: before each graph call the request is checked, and when its client
 has cancelled it (gRPC deadline, closed call) or its own timeout has passed, the remaining graph calls
@@ -22,12 +30,14 @@ from tokenizers import Tokenizer
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sam3_core  # (copied next to this file)
 
+GRAPH_FILES = {graph: os.path.join("onnx", graph, "model.onnx") for graph in ("vision", "text", "decoder")}
 
-def _numpy(tensor):
+
+def to_host(tensor):
+    """A BLS output as a numpy array: as is when in host memory, else copied from the device via DLPack."""
     if tensor.is_cpu():
         return tensor.as_numpy()
-    # A GPU model (TensorRT flavour) may answer in device memory: move it to the host through DLPack.
-    import torch
+    import torch  # only a GPU host has device tensors, and torch to read them
 
     return torch.utils.dlpack.from_dlpack(tensor.to_dlpack()).cpu().numpy()
 
@@ -36,46 +46,78 @@ class RequestAbandoned(Exception):
     """The client gave up on the request: its remaining graph calls are skipped."""
 
 
-class _BlsRunners:
-    """sam3_core.GraphRunners over BLS calls to the sibling graph models, for one request."""
+class BlsRunners:
+    """sam3_core.GraphRunners over BLS calls to the sibling graph models; image features stay Triton
+    tensors (in device memory on a GPU) from the vision model's response to the decoder's request."""
 
-    def __init__(self, request):
+    def _call(self, model, inputs, outputs):
+        request = pb_utils.InferenceRequest(model_name=model, inputs=inputs, requested_output_names=outputs)
+        response = request.exec()
+        if response.has_error():
+            raise pb_utils.TritonModelException(f"{model}: {response.error().message()}")
+        return [pb_utils.get_output_tensor_by_name(response, name) for name in outputs]
+
+    @staticmethod
+    def _host(name, value):
+        return pb_utils.Tensor(name, np.ascontiguousarray(value))
+
+    def vision(self, image):
+        return tuple(self._call("sam3_vision", [self._host("image", image)], list(sam3_core.FPN_OUTPUTS)))
+
+    def text(self, input_ids, attention_mask):
+        inputs = [self._host("input_ids", input_ids), self._host("attention_mask", attention_mask)]
+        return to_host(self._call("sam3_text", inputs, ["text_features"])[0])
+
+    def decoder(self, fpn, image_index, text_features, attention_mask, score_threshold):
+        # The same feature tensors for every chunk of phrases: passed by DLPack, never copied or tiled.
+        inputs = [pb_utils.Tensor.from_dlpack(name, t) for name, t in zip(sam3_core.FPN_OUTPUTS, fpn, strict=True)]
+        inputs += [
+            self._host("image_index", image_index),
+            self._host("text_features", text_features),
+            self._host("attention_mask", attention_mask),
+            self._host("score_threshold", score_threshold),
+        ]
+        names = list(sam3_core.DETECTION_OUTPUTS)
+        return {n: to_host(t) for n, t in zip(names, self._call("sam3_decoder", inputs, names), strict=True)}
+
+
+class WantedRunners:
+    """The model's runners for one request: before each graph call, the request must still be wanted."""
+
+    def __init__(self, runners, request):
+        self.runners = runners
         self.request = request
         timeout_us = request.timeout()  # the client's remaining deadline, sent with the request (0: none)
         self.deadline_ns = time.monotonic_ns() + timeout_us * 1000 if timeout_us else 0
         self.calls = 0
 
-    def _check_wanted(self, model):
+    def _check_wanted(self, graph):
         if self.request.is_cancelled():
-            raise RequestAbandoned(f"cancelled by the client before {model} (after {self.calls} graph calls)")
+            raise RequestAbandoned(f"cancelled by the client before {graph} (after {self.calls} graph calls)")
         if self.deadline_ns and time.monotonic_ns() > self.deadline_ns:
-            raise RequestAbandoned(f"past its timeout before {model} (after {self.calls} graph calls)")
-
-    def _call(self, model, inputs, outputs):
-        self._check_wanted(model)
+            raise RequestAbandoned(f"past its timeout before {graph} (after {self.calls} graph calls)")
         self.calls += 1
-        request = pb_utils.InferenceRequest(
-            model_name=model,
-            inputs=[pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in inputs.items()],
-            requested_output_names=outputs,
-        )
-        response = request.exec()
-        if response.has_error():
-            raise pb_utils.TritonModelException(f"{model}: {response.error().message()}")
-        return [_numpy(pb_utils.get_output_tensor_by_name(response, name)) for name in outputs]
 
-    def vision(self, pixel_values):
-        return tuple(self._call("sam3_vision", {"pixel_values": pixel_values}, ["fpn0", "fpn1", "fpn2"]))
+    def vision(self, image):
+        self._check_wanted("vision")
+        return self.runners.vision(image)
 
     def text(self, input_ids, attention_mask):
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        return self._call("sam3_text", feeds, ["text_features"])[0]
+        self._check_wanted("text")
+        return self.runners.text(input_ids, attention_mask)
 
-    def decoder(self, fpn, text_features, attention_mask):
-        feeds = {"fpn0": fpn[0], "fpn1": fpn[1], "fpn2": fpn[2], "text_features": text_features}
-        feeds["attention_mask"] = attention_mask
-        names = list(sam3_core.DECODER_OUTPUTS)
-        return dict(zip(names, self._call("sam3_decoder", feeds, names), strict=True))
+    def decoder(self, fpn, image_index, text_features, attention_mask, score_threshold):
+        self._check_wanted("decoder")
+        return self.runners.decoder(fpn, image_index, text_features, attention_mask, score_threshold)
+
+
+def make_runners(params, here):
+    if params["graphs"] == "bls":
+        return BlsRunners()
+    import graph_sessions  # (copied next to this file; needs onnxruntime)
+
+    files = {graph: os.path.join(here, path) for graph, path in GRAPH_FILES.items()}
+    return graph_sessions.OnnxRunners(files, int(params.get("intra_op_threads", "0")))
 
 
 class TritonPythonModel:
@@ -84,13 +126,16 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         here = os.path.join(args["model_repository"], args["model_version"])
         self.tokenizer = Tokenizer.from_file(os.path.join(here, "tokenizer.json"))
-        self.image_size = int(params["image_size"])
-        self.decoder_batch = int(params["decoder_batch"])
         self.default_threshold = float(params["score_threshold"])
+        self.phrases_per_call = sam3_core.phrases_per_call(
+            int(params["decoder_memory_budget_bytes"]), int(params["decoder_bytes_per_phrase"])
+        )
         self.cache = sam3_core.TextFeatureCache(int(params["text_cache_size"]))
+        self.runners = make_runners(params, here)
         meaningful = params.get("meaningful") == "true"
         pb_utils.Logger.log_info(
-            f"sam3: serving {params['model_name']} (image {self.image_size}px)"
+            f"sam3: serving {params['model_name']} (image {params['image_size']}px, graphs {params['graphs']}, "
+            f"{self.phrases_per_call} phrases per decoder call)"
             + ("" if meaningful else ": random weights, masks are NOT meaningful")
         )
 
@@ -116,19 +161,12 @@ class TritonPythonModel:
         found = sam3_core.run_sam3(
             image,
             phrases,
-            runners=_BlsRunners(request),
+            runners=WantedRunners(self.runners, request),
             tokenizer=self.tokenizer,
             cache=self.cache,
-            image_size=self.image_size,
             score_threshold=threshold,
-            decoder_batch=self.decoder_batch,
+            phrases_per_call=self.phrases_per_call,
         )
         return pb_utils.InferenceResponse(
-            output_tensors=[
-                pb_utils.Tensor("phrase_index", found.phrase_index),
-                pb_utils.Tensor("query_index", found.query_index),
-                pb_utils.Tensor("scores", found.scores),
-                pb_utils.Tensor("boxes", found.boxes),
-                pb_utils.Tensor("masks", found.masks),
-            ]
+            output_tensors=[pb_utils.Tensor(name, value) for name, value in found.arrays().items()]
         )

@@ -16,7 +16,7 @@ from server.errors import InferenceUnavailable
 from server.inference import process_group, shm
 from server.inference.artifacts import ModelArtifact
 from server.inference.local_triton import LocalTriton
-from server.inference.triton_repository import SERVED_MODELS, graph_model
+from server.inference.triton_repository import SAM3_INSTANCES, SAM3_MODEL, SERVED_MODELS
 from server.inference.triton_runs import STUB_PROGRAM, RunRecord, end_run, reap_leftovers
 from tests.integration.triton.crashed import crash_a_service
 
@@ -40,8 +40,8 @@ def _kill9_and_wait(pid: int) -> None:
 
 def test_start_waits_for_every_graph_model(tiny_artifact: ModelArtifact, tmp_path: Path) -> None:
     repository = tiny_artifact.cpu_repository(tmp_path / "repository")
-    # A vision graph that loads slowly, as the full-size one does (gigabytes of weights): sam3 is ready first.
-    model = repository / graph_model("vision") / "1" / "model.py"
+    # A model that loads slowly, as the full-size graphs do (gigabytes of weights).
+    model = repository / SAM3_MODEL / "1" / "model.py"
     code = model.read_text()
     model.write_text(
         code.replace(
@@ -72,7 +72,7 @@ def test_no_stub_outlives_a_killed_server(tiny_artifact: ModelArtifact, tmp_path
         record = RunRecord.read(server.pid_path)
         assert record is not None and record.pid == pid and record.owner_pid == os.getpid()
         stubs = _stubs(pid)
-        assert len(stubs) == len(SERVED_MODELS) + 3  # sam3 has 4 instances, each graph 1
+        assert len(stubs) == SAM3_INSTANCES["cpu"]  # the CPU flavour: sam3 alone, holding the graphs
         assert _regions(record.shm_prefix)
         _kill9_and_wait(pid)
         assert _stubs(pid) == stubs, "killed outright, the server leaves its stubs running"
@@ -124,13 +124,14 @@ def test_a_live_owners_server_is_not_reaped(tiny_artifact: ModelArtifact, tmp_pa
 
 
 def test_too_small_a_dev_shm_refuses_the_start(tiny_artifact: ModelArtifact, tmp_path: Path) -> None:
-    server = LocalTriton(
-        tiny_artifact.cpu_repository(tmp_path / "repository"), tmp_path, shm_available=lambda: 64 * shm.MIB
-    )
+    repository = tiny_artifact.cpu_repository(tmp_path / "repository")
+    need = LocalTriton(repository, tmp_path).shm_need().total_bytes
+    # The caller resizes the photo, so the need is the model's square image and its largest answer.
+    server = LocalTriton(repository, tmp_path, shm_available=lambda: need // 2)
     with pytest.raises(InferenceUnavailable) as caught:
         server.start()
-    assert "/dev/shm has 64 MiB free" in caught.value.message and "--shm-size=" in caught.value.message
+    assert f"/dev/shm has {need // 2 / shm.MIB:.0f} MiB free" in caught.value.message
+    assert "--shm-size=" in caught.value.message
     assert server.pid is None and not server.log_path.exists(), "refused before any server started"
     # The same start with the real /dev/shm of this machine goes through.
-    need = server.shm_need().total_bytes
-    assert need > 64 * shm.MIB and shm.available_bytes() >= need
+    assert shm.available_bytes() >= need

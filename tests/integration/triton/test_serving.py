@@ -1,4 +1,4 @@
-"""The tiny SAM3 through a real Triton: same instances as in-process, dynamic batching, error wrapping."""
+"""The tiny SAM3 through a real Triton: same instances as in-process, selection in the graph, error wrapping."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-import tritonclient.grpc.aio as grpcaio
+from tokenizers import Tokenizer
 
 from server.errors import InferenceUnavailable
+from server.inference import sam3_core
 from server.inference.artifacts import ModelArtifact
+from server.inference.graph_sessions import OnnxRunners
 from server.inference.local_triton import LocalTriton
 from server.inference.onnx_local import OnnxLocalSegmenter
 from server.inference.port import Instance
@@ -56,50 +58,60 @@ def test_triton_and_in_process_give_the_same_instances(
     for remote_result, local_result in asyncio.run(both()):
         assert_same(remote_result, local_result)
         wall = remote_result["Wall"]
-        assert wall, "the tiny model keeps every query (score threshold 0): instances expected"
+        assert wall, "the tiny model keeps its top-K queries (score threshold 0): instances expected"
         assert [i.number for i in wall] == list(range(1, len(wall) + 1))
         assert all(a.score >= b.score for a, b in itertools.pairwise(wall))
         assert wall[0].mask.shape == (32, 32) and wall[0].mask.dtype == np.uint8
 
 
-def _vision_counts(url: str) -> tuple[int, int]:
+def _detections(url: str, square: np.ndarray, phrases: list[str], threshold: float) -> dict[str, np.ndarray]:
     client = grpcclient.InferenceServerClient(url)
     try:
-        stats = client.get_inference_statistics("sam3_vision").model_stats[0]
-        return stats.inference_count, stats.execution_count
+        inputs = [
+            grpcclient.InferInput("image", list(square.shape), "UINT8"),
+            grpcclient.InferInput("phrases", [len(phrases)], "BYTES"),
+            grpcclient.InferInput("score_threshold", [1], "FP32"),
+        ]
+        inputs[0].set_data_from_numpy(square)
+        inputs[1].set_data_from_numpy(np.array([p.encode() for p in phrases], dtype=np.object_))
+        inputs[2].set_data_from_numpy(np.array([threshold], np.float32))
+        result = client.infer("sam3", inputs)
+        return {name: result.as_numpy(name) for name in sam3_core.DETECTION_OUTPUTS}
     finally:
         client.close()
 
 
-def test_concurrent_requests_are_batched_on_the_vision_graph(
+def test_selection_happens_in_the_graph_and_matches_in_process(
     triton_server: LocalTriton, tiny_artifact: ModelArtifact
 ) -> None:
+    # Random weights score near 0.25: thresholds around there admit some queries and refuse others.
     size = tiny_artifact.geometry.image_size
-    inferences_before, executions_before = _vision_counts(triton_server.url)
-
-    async def burst() -> list[np.ndarray]:
-        client = grpcaio.InferenceServerClient(triton_server.url)
-        try:
-
-            async def one(seed: int) -> np.ndarray:
-                pixels = np.random.default_rng(seed).uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
-                given = grpcclient.InferInput("pixel_values", list(pixels.shape), "FP32")
-                given.set_data_from_numpy(pixels)
-                result = await client.infer("sam3_vision", [given], client_timeout=60)
-                fpn0: np.ndarray = result.as_numpy("fpn0")
-                return fpn0
-
-            return await asyncio.gather(*(one(seed) for seed in range(16)))
-        finally:
-            await client.close()
-
-    outputs = asyncio.run(burst())
-    assert [o.shape[0] for o in outputs] == [1] * 16
-    assert not np.allclose(outputs[0], outputs[1])  # each request got its own slice of the batch back
-    inferences_after, executions_after = _vision_counts(triton_server.url)
-    inferences, executions = inferences_after - inferences_before, executions_after - executions_before
-    assert inferences == 16
-    assert executions < inferences, f"{inferences} vision inferences ran as {executions} executions"
+    square = sam3_core.resize_square(photo(5, (200, 150)), size)
+    phrases = ["wall", "floor", "door", "window"]
+    local = OnnxRunners(tiny_artifact.onnx_files())
+    tokenizer = Tokenizer.from_file(str(tiny_artifact.tokenizer_json))
+    admitted = []
+    for threshold in (0.0, 0.24, 0.25, 0.26, 1.0):
+        got = _detections(triton_server.url, square, phrases, threshold)
+        mine = sam3_core.run_sam3(
+            square,
+            phrases,
+            runners=local,
+            tokenizer=tokenizer,
+            cache=sam3_core.TextFeatureCache(),
+            score_threshold=threshold,
+            phrases_per_call=3,
+        )
+        assert got["phrase_index"].tolist() == mine.phrase_index.tolist()
+        assert got["query_index"].tolist() == mine.query_index.tolist()
+        np.testing.assert_allclose(got["scores"], mine.scores, atol=1e-6)
+        assert np.abs(got["masks"].astype(int) - mine.masks.astype(int)).max(initial=0) <= 1
+        assert np.all(got["scores"] >= threshold) and got["masks"].dtype == np.uint8
+        per_phrase = np.bincount(got["phrase_index"], minlength=len(phrases))
+        assert per_phrase.max(initial=0) <= tiny_artifact.max_detections  # the top-K cap, in the graph
+        admitted.append(len(got["scores"]))
+    assert admitted[0] == len(phrases) * tiny_artifact.max_detections and admitted[-1] == 0
+    assert admitted == sorted(admitted, reverse=True) and len(set(admitted)) > 2
 
 
 def test_concurrent_sam3_requests_each_get_their_own_answer(triton_server: LocalTriton) -> None:

@@ -1,4 +1,4 @@
-"""sam3_core: resize, tokens, text cache, candidate selection, encode-once orchestration."""
+"""sam3_core: the resize contract, tokens, text cache, decoder chunks, encode-once orchestration."""
 
 from __future__ import annotations
 
@@ -39,8 +39,17 @@ def test_downscale_weighs_neighbours_with_a_widened_triangle() -> None:
     # (.75, .75, .25)/1.75; output 1 sees pixels 1..4 with weights (.25, .75, .75, .25)/2 (worked by hand).
     row = np.array([0, 0, 255, 255, 0, 0, 255, 255], np.uint8)
     image = np.repeat(np.repeat(row[None, :, None], 8, axis=0), 3, axis=2)
-    out = sam3_core.resize_square(image, 4)[0, :, 0]
-    assert out[:2].tolist() == [round(255 * 0.25 / 1.75), round(255 * 1.5 / 2)]
+    out = sam3_core.resize_square(image, 4)[0, :, 0].astype(int)
+    expected = np.array([round(255 * 0.25 / 1.75), round(255 * 1.5 / 2)])
+    assert np.abs(out[:2] - expected).max() <= 1  # fixed-point C resampler: within one level
+
+
+def test_resize_of_a_large_photo_returns_the_square_model_input() -> None:
+    image = np.random.default_rng(1).integers(0, 256, (300, 401, 3), dtype=np.uint8)
+    before = image.copy()
+    out = sam3_core.resize_square(image, 112)
+    assert out.shape == (112, 112, 3) and out.dtype == np.uint8 and out.flags.writeable
+    assert np.array_equal(image, before)
 
 
 @pytest.mark.parametrize(
@@ -49,14 +58,6 @@ def test_downscale_weighs_neighbours_with_a_widened_triangle() -> None:
 def test_resize_rejects_non_rgb_uint8(bad: np.ndarray) -> None:
     with pytest.raises(ValueError, match="image"):
         sam3_core.resize_square(bad, 8)
-
-
-def test_preprocess_layout_and_range() -> None:
-    image = np.zeros((10, 20, 3), np.uint8)
-    image[..., 0] = 255
-    px = sam3_core.preprocess(image, 8)
-    assert px.shape == (1, 3, 8, 8) and px.dtype == np.float32
-    assert np.all(px[0, 0] == 1.0) and np.all(px[0, 1:] == -1.0)
 
 
 def test_tokenize_pads_with_the_end_token_and_masks() -> None:
@@ -73,56 +74,108 @@ def test_tokenize_truncates_but_keeps_the_end_token() -> None:
 
 
 class FakeRunners:
-    """Deterministic stand-ins for the three graphs, counting calls."""
+    """Deterministic stand-ins for the three graphs (selection included), counting calls."""
 
     def __init__(self, queries: int = 3, mask: int = 4) -> None:
         self.calls: dict[str, list[int]] = {"vision": [], "text": [], "decoder": []}
         self.queries, self.mask = queries, mask
+        self.features: tuple[F32, F32, F32] | None = None
+        self.decoder_features: list[tuple[object, ...]] = []
 
-    def vision(self, pixel_values: F32) -> tuple[F32, F32, F32]:
-        self.calls["vision"].append(pixel_values.shape[0])
-        b = pixel_values.shape[0]
-        return (np.ones((b, 2, 4, 4), np.float32), np.ones((b, 2, 2, 2), np.float32), np.ones((b, 2, 1, 1), np.float32))
+    def vision(self, image: np.ndarray) -> tuple[F32, F32, F32]:
+        assert image.dtype == np.uint8 and image.ndim == 4 and image.shape[-1] == 3
+        self.calls["vision"].append(image.shape[0])
+        b = image.shape[0]
+        self.features = (
+            np.ones((b, 2, 4, 4), np.float32),
+            np.ones((b, 2, 2, 2), np.float32),
+            np.ones((b, 2, 1, 1), np.float32),
+        )
+        return self.features
 
     def text(self, input_ids: I64, attention_mask: I64) -> F32:
         self.calls["text"].append(input_ids.shape[0])
         return np.repeat(input_ids[:, :, None].astype(np.float32), 2, axis=2)
 
-    def decoder(self, fpn: tuple[F32, F32, F32], text_features: F32, attention_mask: I64) -> dict[str, F32]:
+    def decoder(
+        self, fpn: tuple[F32, F32, F32], image_index: I64, text_features: F32, attention_mask: I64, score_threshold: F32
+    ) -> dict[str, np.ndarray]:
         k = text_features.shape[0]
         self.calls["decoder"].append(k)
-        assert fpn[0].shape[0] == k
+        self.decoder_features.append(fpn)
+        assert image_index.tolist() == [0] * k and fpn[0].shape[0] == 1  # broadcast in the graph, not tiled
         word = text_features[:, 1, 0]  # token id of the first word: 2 wall, 3 floor, 4 door
-        logits = np.stack([word - 3 + q for q in range(self.queries)], axis=1).astype(np.float32)
+        scores = 1 / (1 + np.exp(-np.stack([word - 3 + q for q in range(self.queries)], axis=1)))
+        phrase, query = np.nonzero(scores >= score_threshold[0])
+        n = len(phrase)
         return {
-            "pred_masks": np.full((k, self.queries, self.mask, self.mask), 4.0, np.float32),
-            "pred_boxes": np.tile(np.array([0.1, 0.2, 0.5, 1.5], np.float32), (k, self.queries, 1)),
-            "pred_logits": logits,
-            "presence_logits": np.full((k, 1), 20.0, np.float32),
-            "semantic_seg": np.zeros((k, 1, self.mask, self.mask), np.float32),
+            "phrase_index": phrase.astype(np.int32),
+            "query_index": query.astype(np.int32),
+            "scores": scores[phrase, query].astype(np.float32),
+            "boxes": np.tile(np.array([0.1, 0.2, 0.5, 1.5], np.float32), (n, 1)),
+            "masks": np.full((n, self.mask, self.mask), 250, np.uint8),
         }
 
 
-def test_run_sam3_encodes_once_and_prompts_in_decoder_chunks() -> None:
+def test_run_sam3_encodes_once_and_passes_the_same_features_to_every_decoder_call() -> None:
     runners, cache = FakeRunners(), sam3_core.TextFeatureCache()
-    image = np.zeros((30, 40, 3), np.uint8)
+    image = np.zeros((8, 8, 3), np.uint8)
     found = sam3_core.run_sam3(
         image,
         ["wall", "floor", "door"],
         runners=runners,
         tokenizer=word_tokenizer(),
         cache=cache,
-        image_size=8,
         score_threshold=0.5,
-        decoder_batch=2,
+        phrases_per_call=2,
     )
     assert runners.calls == {"vision": [1], "text": [3], "decoder": [2, 1]}
-    # score = sigmoid(word - 3 + q) * ~1 >= 0.5  <=>  word + q >= 3
+    assert all(f is runners.features for f in runners.decoder_features)  # the same arrays, never copied
+    # score = sigmoid(word - 3 + q) >= 0.5  <=>  word + q >= 3; phrase indices shifted per decoder call
     kept = sorted(zip(found.phrase_index.tolist(), found.query_index.tolist(), strict=True))
     assert kept == [(0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
-    assert found.boxes[0].tolist() == pytest.approx([4.0, 6.0, 20.0, 30.0])  # x1 clipped to the photo
     assert found.masks.dtype == np.uint8 and found.masks.shape == (8, 4, 4)
-    assert int(found.masks[0, 0, 0]) == round(255 / (1 + np.exp(-4.0)))
+    photo = sam3_core.in_photo(found, (30, 40))
+    assert photo.boxes[0].tolist() == pytest.approx([4.0, 6.0, 20.0, 30.0])  # y1 clipped to the photo
+    assert np.array_equal(found.boxes[0], np.array([0.1, 0.2, 0.5, 1.5], np.float32))  # not mutated
+
+
+def test_run_sam3_refuses_an_image_the_caller_did_not_resize() -> None:
+    with pytest.raises(ValueError, match="square"):
+        sam3_core.run_sam3(
+            np.zeros((8, 9, 3), np.uint8),
+            ["wall"],
+            runners=FakeRunners(),
+            tokenizer=word_tokenizer(),
+            cache=sam3_core.TextFeatureCache(),
+            score_threshold=0.5,
+            phrases_per_call=2,
+        )
+
+
+def test_run_sam3_with_nothing_kept_returns_empty_detections() -> None:
+    found = sam3_core.run_sam3(
+        np.zeros((8, 8, 3), np.uint8),
+        ["wall", "floor"],
+        runners=FakeRunners(),
+        tokenizer=word_tokenizer(),
+        cache=sam3_core.TextFeatureCache(),
+        score_threshold=1.0,
+        phrases_per_call=1,
+    )
+    assert len(found.scores) == 0 and found.masks.shape == (0, 4, 4) and found.boxes.shape == (0, 4)
+
+
+@pytest.mark.parametrize(
+    ("budget", "per_phrase", "expected"), [(10, 3, 3), (2, 3, 1), (3 << 30, 1 << 30, 3), (0, 5, 1)]
+)
+def test_phrases_per_call_fits_the_memory_budget(budget: int, per_phrase: int, expected: int) -> None:
+    assert sam3_core.phrases_per_call(budget, per_phrase) == expected
+
+
+def test_phrases_per_call_needs_a_measured_cost() -> None:
+    with pytest.raises(ValueError, match="bytes_per_phrase"):
+        sam3_core.phrases_per_call(10, 0)
 
 
 def test_text_features_are_cached_per_phrase() -> None:
@@ -137,9 +190,3 @@ def test_text_features_are_cached_per_phrase() -> None:
     cache.get_many(["wall"], tok, runners)
     cache.get_many(["floor"], tok, runners)
     assert runners.calls["text"] == [2, 1, 1]
-
-
-def test_sigmoid_is_stable_for_large_logits() -> None:
-    with np.errstate(over="raise", invalid="raise", divide="raise"):
-        out = sam3_core.sigmoid(np.array([-1000.0, 0.0, 1000.0], np.float32))
-    assert out.tolist() == [0.0, 0.5, 1.0]

@@ -22,28 +22,25 @@ def per_instance(n: shm.ShmNeed) -> dict[str, int]:
 
 def test_every_python_instance_is_counted() -> None:
     n = need(FULL_SIZE)
-    assert {m.model: m.instances for m in n.models} == {
-        "sam3": 4,
-        "sam3_vision": 1,
-        "sam3_text": 1,
-        "sam3_decoder": 1,
-    }
+    # The CPU flavour: the graphs run inside sam3, one instance.
+    assert {m.model: m.instances for m in n.models} == {"sam3": 1}
     assert n.total_bytes == sum(m.instances * m.bytes_per_instance for m in n.models)
+    gpu = shm.repository_need(model_configs("gpu", FULL_SIZE, REFERENCE), 1_000_000, POLICY)
+    assert {m.model: m.instances for m in gpu.models} == {"sam3": 4}  # TensorRT graphs use no /dev/shm
 
 
-def test_a_graph_instance_holds_a_full_batch_of_its_tensors() -> None:
+def test_the_sam3_instance_holds_the_square_image_and_the_largest_answer() -> None:
     g = FULL_SIZE
-    fpn = 4 * g.fpn_channels * sum(s * s for s in g.fpn_sizes)
-    vision_row = 4 * 3 * g.image_size**2 + fpn
-    assert per_instance(need(g))["sam3_vision"] == POLICY.region_bytes(8 * vision_row)  # max batch 8
+    image = 3 * g.image_size**2
+    answer = shm.ANSWER_PHRASES * REFERENCE.max_detections * (g.mask_size**2 + shm.DETECTION_EXTRA_BYTES)
+    assert per_instance(need(g))["sam3"] == POLICY.region_bytes(image + answer)
     # Bigger geometry, bigger need: nothing is a fixed figure.
-    assert per_instance(need(TINY))["sam3_vision"] < per_instance(need(g))["sam3_vision"]
+    assert per_instance(need(TINY))["sam3"] < per_instance(need(g))["sam3"]
 
 
-def test_the_sam3_instance_grows_with_the_largest_photo() -> None:
+def test_the_photo_size_does_not_matter_when_the_caller_resizes() -> None:
     small, large = per_instance(need(FULL_SIZE, 1_000_000)), per_instance(need(FULL_SIZE, 50_000_000))
-    assert large["sam3"] - small["sam3"] == pytest.approx(49_000_000 * 3, abs=POLICY.growth_byte_size)
-    assert large["sam3_decoder"] == small["sam3_decoder"]
+    assert large == small
 
 
 def test_regions_are_the_default_size_grown_in_whole_steps() -> None:
@@ -59,7 +56,7 @@ def test_too_little_shm_is_one_clear_error() -> None:
         shm.check(n, lambda: 64 * shm.MIB)  # Docker's default --shm-size
     message = caught.value.message
     assert "/dev/shm has 64 MiB free" in message and f"{n.total_bytes // shm.MIB} MiB" in message
-    assert "--shm-size=" in message and "sam3 4 x" in message
+    assert "--shm-size=" in message and "sam3 1 x" in message
     shm.check(n, lambda: n.total_bytes)  # exactly enough passes
 
 

@@ -13,7 +13,7 @@ from server.errors import InferenceUnavailable
 from server.inference.local_triton import free_port
 from server.inference.port import SegmenterInfo
 from server.inference.triton import TritonSegmenter, check_image
-from server.inference.triton_repository import SERVED_MODELS
+from server.inference.triton_repository import FLAVOURS, SERVED_MODELS, Flavour, served_models, served_models_for
 
 
 def test_connect_to_nothing_is_inference_unavailable() -> None:
@@ -64,7 +64,12 @@ class EmptyResult:
         return np.zeros(shapes.get(name, (0,)), np.float32)
 
 
-def segmenter(client: FlakyClient, timeout_s: float = 5.0, phrase_timeout_s: float = 0.0) -> TritonSegmenter:
+def segmenter(
+    client: FlakyClient,
+    timeout_s: float = 5.0,
+    phrase_timeout_s: float = 0.0,
+    ready_models: tuple[str, ...] = SERVED_MODELS,
+) -> TritonSegmenter:
     info = SegmenterInfo(name="triton:test", meaningful=False)
     return TritonSegmenter(
         client,
@@ -72,8 +77,10 @@ def segmenter(client: FlakyClient, timeout_s: float = 5.0, phrase_timeout_s: flo
         timeout_s=timeout_s,
         phrase_timeout_s=phrase_timeout_s,
         score_threshold=0.5,
+        image_size=16,
         retries=3,
         backoff_s=0.01,
+        ready_models=ready_models,
     )
 
 
@@ -88,11 +95,19 @@ def test_the_deadline_scales_with_the_phrases_and_travels_as_the_request_timeout
         assert abs(request_timeout_us / 1e6 - grpc_deadline) < 0.5
 
 
-def test_ready_means_every_served_model_is_ready() -> None:
-    assert asyncio.run(segmenter(FlakyClient([])).ready())
-    for graph in SERVED_MODELS:
-        client = FlakyClient([], ready={graph: False})
-        assert not asyncio.run(segmenter(client).ready()), f"{graph} not loaded yet must mean not ready"
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_ready_means_every_served_model_is_ready(flavour: Flavour) -> None:
+    models = served_models(flavour)
+    assert asyncio.run(segmenter(FlakyClient([]), ready_models=models).ready())
+    for model in models:
+        client = FlakyClient([], ready={model: False})
+        assert not asyncio.run(segmenter(client, ready_models=models).ready()), f"{model} not loaded yet: not ready"
+
+
+def test_the_served_models_follow_the_sam3_graphs_parameter() -> None:
+    assert served_models_for("in_process") == SERVED_MODELS == ("sam3",)  # CPU: the graphs run inside sam3
+    assert served_models_for("bls") == served_models("gpu") == ("sam3", "sam3_vision", "sam3_text", "sam3_decoder")
+    assert served_models_for("") == served_models("gpu")  # an unknown server: wait for every model
 
 
 def test_unavailable_is_retried_with_backoff_then_succeeds() -> None:

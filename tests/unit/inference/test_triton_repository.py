@@ -8,10 +8,13 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from server.inference import sam3_core
 from server.inference import triton_repository as tr
 
 TINY = tr.Geometry(image_size=112, fpn_channels=32, fpn_sizes=(32, 16, 8), text_length=32, text_dim=32, num_queries=8)
-TINY_PARAMS = tr.Sam3Parameters(model_name="sam3-tiny", meaningful=False, score_threshold=0.0)
+TINY_PARAMS = tr.Sam3Parameters(
+    model_name="sam3-tiny", meaningful=False, score_threshold=0.0, decoder_bytes_per_phrase=1000
+)
 
 
 def parse(text: str) -> mc.ModelConfig:
@@ -22,35 +25,47 @@ def parse(text: str) -> mc.ModelConfig:
 @pytest.mark.parametrize(("geometry", "params"), [(tr.FULL_SIZE, tr.REFERENCE), (TINY, TINY_PARAMS)])
 def test_every_config_parses(flavour: tr.Flavour, geometry: tr.Geometry, params: tr.Sam3Parameters) -> None:
     configs = {name: parse(text) for name, text in tr.model_configs(flavour, geometry, params).items()}
-    assert set(configs) == {"sam3", "sam3_vision", "sam3_text", "sam3_decoder"}
+    graphs = {"sam3_vision", "sam3_text", "sam3_decoder"}
+    # CPU: the graphs run inside sam3 (features never cross a process); GPU: TensorRT models beside it.
+    assert set(configs) == ({"sam3"} if flavour == "cpu" else {"sam3"} | graphs)
     for name, config in configs.items():
         assert config.name == name
 
     sam3 = configs["sam3"]
     assert sam3.backend == "python" and sam3.max_batch_size == 0
     inputs = {t.name: t for t in sam3.input}
-    assert inputs["image"].data_type == mc.TYPE_UINT8  # photos travel as uint8, never float32
+    s = geometry.image_size
+    assert inputs["image"].data_type == mc.TYPE_UINT8 and list(inputs["image"].dims) == [
+        s,
+        s,
+        3,
+    ]  # resized by the caller
     assert inputs["phrases"].data_type == mc.TYPE_STRING and inputs["score_threshold"].optional
     masks = next(t for t in sam3.output if t.name == "masks")
     assert masks.data_type == mc.TYPE_UINT8 and list(masks.dims) == [-1, geometry.mask_size, geometry.mask_size]
     assert sam3.parameters["meaningful"].string_value == ("true" if params.meaningful else "false")
+    assert int(sam3.parameters["decoder_memory_budget_bytes"].string_value) == params.decoder_memory_budget_bytes
+    if flavour == "cpu":
+        assert sam3.parameters["graphs"].string_value == "in_process"
+        assert sam3.instance_group[0].count == 1
+        return
+    assert sam3.parameters["graphs"].string_value == "bls"
+    assert sam3.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value == "no"  # device tensors through BLS
 
     vision = configs["sam3_vision"]
-    batching = tr.VISION_BATCHING if flavour == "cpu" else tr.GPU_VISION_BATCHING
-    assert vision.max_batch_size == batching.max_batch_size
-    assert list(vision.dynamic_batching.preferred_batch_size) == list(batching.preferred_batch_sizes)
-    assert vision.dynamic_batching.max_queue_delay_microseconds == batching.max_queue_delay_us
-    assert list(vision.input[0].dims) == [3, geometry.image_size, geometry.image_size]
-    for graph in ("sam3_vision", "sam3_text", "sam3_decoder"):
+    assert vision.max_batch_size == tr.GPU_VISION_BATCHING.max_batch_size
+    assert list(vision.dynamic_batching.preferred_batch_size) == list(tr.GPU_VISION_BATCHING.preferred_batch_sizes)
+    assert vision.dynamic_batching.max_queue_delay_microseconds == tr.GPU_VISION_BATCHING.max_queue_delay_us
+    assert vision.input[0].data_type == mc.TYPE_UINT8 and list(vision.input[0].dims) == [s, s, 3]
+    for graph in graphs:
         config = configs[graph]
-        assert config.HasField("dynamic_batching")
-        if flavour == "cpu":
-            assert config.backend == "python" and config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
-        else:
-            assert config.platform == "tensorrt_plan" and config.default_model_filename == "model.plan"
-            assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
-    decoder_inputs = [t.name for t in configs["sam3_decoder"].input]
-    assert decoder_inputs == ["fpn0", "fpn1", "fpn2", "text_features", "attention_mask"]
+        assert config.platform == "tensorrt_plan" and config.default_model_filename == "model.plan"
+        assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    decoder = configs["sam3_decoder"]
+    assert decoder.max_batch_size == 0 and not decoder.HasField("dynamic_batching")
+    assert [t.name for t in decoder.input] == list(sam3_core.DECODER_INPUTS)
+    assert [t.name for t in decoder.output] == [t.name for t in sam3.output] == list(sam3_core.DETECTION_OUTPUTS)
+    assert list(decoder.input[0].dims) == [-1, geometry.fpn_channels, geometry.fpn_sizes[0], geometry.fpn_sizes[0]]
 
 
 @pytest.mark.parametrize("flavour", tr.FLAVOURS)
@@ -60,22 +75,45 @@ def test_committed_reference_configs_are_up_to_date(flavour: tr.Flavour) -> None
         assert committed.read_text() == text, f"{committed} is stale: run `make model-configs`"
 
 
-def test_assemble_builds_a_self_contained_cpu_repository(tmp_path: Path) -> None:
+def _graph_folders(tmp_path: Path) -> tuple[dict[str, Path], Path]:
     graphs = {}
     for graph in tr.GRAPHS:
         folder = tmp_path / "onnx" / graph
         folder.mkdir(parents=True)
         (folder / "model.onnx").write_bytes(graph.encode())
+        (folder / "model.onnx.data").write_bytes(b"weights")
         graphs[graph] = folder
     tokenizer = tmp_path / "tokenizer.json"
     tokenizer.write_text("{}")
+    return graphs, tokenizer
+
+
+def test_assemble_builds_a_self_contained_cpu_repository(tmp_path: Path) -> None:
+    graphs, tokenizer = _graph_folders(tmp_path)
     repo = tr.assemble(tmp_path / "repo", "cpu", TINY, TINY_PARAMS, graphs, tokenizer)
-    for graph in tr.GRAPHS:
-        version = repo / f"sam3_{graph}" / "1"
-        assert (version / "model.onnx").read_bytes() == graph.encode()
-        assert "onnxruntime" in (version / "model.py").read_text()
-        assert not (version / "model.py").is_symlink()
     sam3 = repo / "sam3" / "1"
-    assert {p.name for p in sam3.iterdir()} == {"model.py", "sam3_core.py", "tokenizer.json"}
+    assert sorted(p.name for p in repo.iterdir()) == ["repository.json", "sam3"]
+    for graph in tr.GRAPHS:
+        assert (sam3 / "onnx" / graph / "model.onnx").read_bytes() == graph.encode()
+        assert (sam3 / "onnx" / graph / "model.onnx.data").stat().st_ino == (
+            graphs[graph] / "model.onnx.data"
+        ).stat().st_ino
+    assert {p.name for p in sam3.iterdir()} == {*tr.SAM3_CODE, "tokenizer.json", "onnx"}
+    for name in tr.SAM3_CODE:
+        assert not (sam3 / name).is_symlink()
     assert (sam3 / "sam3_core.py").read_text() == Path(tr.__file__).with_name("sam3_core.py").read_text()
+    assert (sam3 / "graph_sessions.py").read_text() == Path(tr.__file__).with_name("graph_sessions.py").read_text()
     assert parse((repo / "sam3" / "config.pbtxt").read_text()).parameters["model_name"].string_value == "sam3-tiny"
+
+
+def test_assemble_places_gpu_plans_in_their_models(tmp_path: Path) -> None:
+    plans = {}
+    for graph in tr.GRAPHS:
+        plans[graph] = tmp_path / f"{graph}.plan"
+        plans[graph].write_bytes(graph.encode())
+    tokenizer = tmp_path / "tokenizer.json"
+    tokenizer.write_text("{}")
+    repo = tr.assemble(tmp_path / "repo", "gpu", TINY, TINY_PARAMS, plans, tokenizer)
+    for graph in tr.GRAPHS:
+        assert (repo / f"sam3_{graph}" / "1" / "model.plan").read_bytes() == graph.encode()
+    assert not (repo / "sam3" / "1" / "onnx").exists()

@@ -1,0 +1,1 @@
+../../../server/inference/graph_sessions.py

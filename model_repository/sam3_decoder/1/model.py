@@ -1,1 +1,0 @@
-../../sam3_vision/1/model.py
