@@ -63,7 +63,12 @@ async def _levels(base_url: str, pid: int) -> list[dict[str, Any]]:
 def run(database_url: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="streams-bench-") as tmp:
         work = Path(tmp)
-        env = {"S3_INFERENCE": "onnx", "S3_MAX_STREAMS_PER_USER": str(max(LEVELS))}
+        # Each stream is a connection too: the connection cap rises with the stream cap.
+        env = {
+            "S3_INFERENCE": "onnx",
+            "S3_MAX_STREAMS_PER_USER": str(max(LEVELS)),
+            "S3_HTTP_MAX_CONNECTIONS": str(max(LEVELS) + 100),
+        }
         if database_url:
             env["S3_DATABASE_URL"] = database_url
         config = StackConfig(data_dir=work / "data", log_path=work / "server.log", workers=0, env=env)

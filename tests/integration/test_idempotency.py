@@ -171,7 +171,7 @@ def test_execute_cancel_and_analyze_replay(live: LiveRest) -> None:
         err(http.post(f"/jobs/{job_id}/cancel", headers=auth), 409, "INVALID_STATE")
         # The same cancel key for another job is another request.
         err(http.post(f"/jobs/{analyzed}/cancel", headers=_key(auth, "c")), 422, "IDEMPOTENCY_MISMATCH")
-    assert _reservations(live, user_id) == 2
+    assert _reservations(live, user_id) == 3  # two jobs and one analysis, each reserved once
     check_invariants(live.stack.db)
 
 

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from bench.streams import OpenStream, StreamRefused, open_stream, open_streams, probe, stream_client
+from gateway_rest.http_server import HttpLimits
 from tests.servers.net import free_port
 from tests.support.live_rest import bearer, check_envelope, live_rest, ok
 from tests.support.pipeline import link_tiny_model
@@ -51,7 +52,9 @@ def test_a_thousand_open_streams_leave_other_users_unharmed(tmp_path: Path) -> N
     stream open is measured before and after, so a change in the shared machine's load during the
     test does not decide it."""
     count = 1000
-    with live_rest(_sqlite(tmp_path), tmp_path / "data", max_streams_per_user=count) as live:
+    # Each stream is a connection: the shim's connection cap is raised with the stream cap.
+    limits = HttpLimits(max_connections=count + 100)
+    with live_rest(_sqlite(tmp_path), tmp_path / "data", limits=limits, max_streams_per_user=count) as live:
 
         async def scenario() -> None:
             async with stream_client(live.base_url, count) as client, stream_client(live.base_url, 1) as others:

@@ -70,7 +70,13 @@ def test_one_sweeper_per_round_and_another_takes_over_when_the_leader_dies(
 ) -> None:
     leaders = [Leadership(db) for db in processes]
     try:
-        rounds = [[sweep_if_leader(db, lead) for db, lead in zip(processes, leaders, strict=True)] for _ in range(3)]
+        rounds = [
+            [
+                sweep_if_leader(db, pg_stack.store, pg_stack.settings, lead)
+                for db, lead in zip(processes, leaders, strict=True)
+            ]
+            for _ in range(3)
+        ]
         assert all(sum(r) == 1 for r in rounds), rounds
         first = rounds[0].index(True)
         assert all(r[first] for r in rounds)  # the lead stays where it is
@@ -79,7 +85,10 @@ def test_one_sweeper_per_round_and_another_takes_over_when_the_leader_dies(
         user = pg_stack.services.accounts.create_anonymous().user.user_id
         abandoned = pg_stack.services.jobs.create(user, preset_id="interior", item_count=2).job.job_id
         time.sleep(1.2)
-        assert [sweep_if_leader(db, lead) for db, lead in zip(processes, leaders, strict=True)].count(True) == 1
+        assert [
+            sweep_if_leader(db, pg_stack.store, pg_stack.settings, lead)
+            for db, lead in zip(processes, leaders, strict=True)
+        ].count(True) == 1
         assert job_statuses(pg_stack.db, [abandoned])[abandoned] == "canceled"
 
         # The leader's session dies (what PostgreSQL sees when its process is killed).
@@ -89,10 +98,10 @@ def test_one_sweeper_per_round_and_another_takes_over_when_the_leader_dies(
             assert s.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": holder}).scalar()
         wait_for(lambda: _lock_holder_backend(pg_stack.db) is None, timeout_s=10, what="the lock to be freed")
         survivors = [n for n in range(SWEEPERS) if n != first]
-        after = [sweep_if_leader(processes[n], leaders[n]) for n in survivors]
+        after = [sweep_if_leader(processes[n], pg_stack.store, pg_stack.settings, leaders[n]) for n in survivors]
         assert after.count(True) == 1, after
         # The old leader notices on its next round that it lost the lock, and does not sweep.
-        assert sweep_if_leader(processes[first], leaders[first]) is False
+        assert sweep_if_leader(processes[first], pg_stack.store, pg_stack.settings, leaders[first]) is False
         assert not leaders[first].is_leader
     finally:
         for lead in leaders:
