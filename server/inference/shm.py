@@ -133,7 +133,8 @@ def repository_need(configs: Mapping[str, str], max_photo_pixels: int, policy: S
     """The /dev/shm of every python-backend instance of a repository (model name -> config text)."""
     parsed = {name: _parse(text) for name, text in configs.items()}
     graphs = {name: c for name, c in parsed.items() if name != SAM3_MODEL}
-    rows_bytes = {name: _row_bytes(config) for name, config in graphs.items()}
+    # Only python-backend graphs pass their tensors through the stub's shared memory.
+    rows_bytes = {name: _row_bytes(config) for name, config in graphs.items() if config.backend == "python"}
     uncounted = sorted({t for _, names in rows_bytes.values() for t in names})
     needs = []
     for name, config in sorted(graphs.items()):

@@ -178,7 +178,7 @@ def test_the_five_stages_in_a_real_browser(served: EmbeddedStack, browser: WebDr
     assert "excluded" in (first.get_attribute("class") or "")
     browser.execute_script(
         "arguments[0].dispatchEvent(new MouseEvent('mouseenter'))",
-        browser.find_element(By.CSS_SELECTOR, cards + '[data-number="2"]'),
+        browser.find_element(By.CSS_SELECTOR, cards + '[data-number="1"]'),  # hovering draws its mask
     )
     page.shot("3-instances", "stage-instances")
 

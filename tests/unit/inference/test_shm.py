@@ -66,12 +66,13 @@ def test_available_bytes_reads_the_filesystem() -> None:
 
 def test_tensors_of_no_fixed_size_are_named_not_guessed() -> None:
     configs = model_configs("cpu", TINY, REFERENCE)
-    decoder = configs["sam3_decoder"]
-    configs["sam3_decoder"] = decoder.replace(
-        'name: "pred_boxes" data_type: TYPE_FP32 dims: [ 8, 4 ]',
-        'name: "pred_boxes" data_type: TYPE_FP32 dims: [ -1, 4 ]',
+    # A python-backend graph model beside sam3 (a repository laid out another way) with one tensor of
+    # no fixed size: it is named, not guessed.
+    configs["sam3_text"] = (
+        'name: "sam3_text" backend: "python" max_batch_size: 4 '
+        'input [ { name: "input_ids" data_type: TYPE_INT64 dims: [ 32 ] } ] '
+        'output [ { name: "text_features" data_type: TYPE_FP32 dims: [ -1, 32 ] } ]'
     )
-    assert configs["sam3_decoder"] != decoder
     n = shm.repository_need(configs, 1_000_000, POLICY)
-    assert n.uncounted == ("sam3_decoder.pred_boxes",)
+    assert n.uncounted == ("sam3_text.text_features",)
     assert need(TINY).uncounted == ()
