@@ -50,10 +50,6 @@ class EdgeCredentials:
         if credential is Credential.BEARER:
             self.tokens.user_from_authorization(authorization)
         elif credential is Credential.BEARER_OR_STREAM_TOKEN:
-            stream_token = conn.query_params.get("token")
-            if stream_token and not authorization:
-                self.tokens.verify_stream(stream_token, conn.path_params.get("job_id"))
-            else:
-                self.tokens.user_from_authorization(authorization)
+            self.tokens.bearer_or_stream(authorization, conn.query_params.get("token"), conn.path_params.get("job_id"))
         elif credential is Credential.CALLBACK:
             check_callback_secret(conn.headers.get("x-callback-secret"), self.callback_secret)

@@ -309,21 +309,18 @@ class Settings:
             raise SettingsError(
                 f"S3_RATE_LIMIT_STORAGE_URL must be memory:// or a redis:// (rediss://) URL, got {rate_limit_storage_url!r}"
             )
-        proxies = tuple(p.strip() for p in (text("S3_TRUSTED_PROXIES", "") or "").split(",") if p.strip())
-        for proxy in proxies:
-            try:
-                ipaddress.ip_network(proxy, strict=False)
-            except ValueError as err:
-                raise SettingsError(f"S3_TRUSTED_PROXIES: {proxy!r} is not an address or network") from err
 
         def networks(name: str) -> tuple[str, ...]:
+            """Comma-separated addresses or networks (CIDR), each checked."""
             cidrs = tuple(n.strip() for n in (text(name, "") or "").split(",") if n.strip())
             for cidr in cidrs:
                 try:
                     ipaddress.ip_network(cidr, strict=False)
                 except ValueError as err:
-                    raise SettingsError(f"{name}: {cidr!r} is not a network (CIDR)") from err
+                    raise SettingsError(f"{name}: {cidr!r} is not an address or network") from err
             return cidrs
+
+        proxies = networks("S3_TRUSTED_PROXIES")
 
         storage = text("S3_STORAGE", d.storage)
         if storage not in ("local", "s3"):

@@ -82,21 +82,16 @@ def _first(metadata: Iterable[tuple[str, str | bytes]], key: str) -> str | None:
     return None
 
 
-def _watcher(services: Services, metadata: Iterable[tuple[str, str | bytes]]) -> object:
-    authorization = _first(metadata, AUTHORIZATION_KEY)
-    stream_token = _first(metadata, STREAM_TOKEN_KEY)
-    if stream_token and not authorization:
-        return services.tokens.verify_stream(stream_token, None)
-    return services.tokens.user_from_authorization(authorization)
-
-
 class RequestGuard:
     """Answers, from metadata alone, whether a call may have its message decoded."""
 
     def __init__(self, services: Services) -> None:
         checks: dict[Credential, Callable[[Iterable[tuple[str, str | bytes]]], object]] = {
             "user": lambda md: services.tokens.user_from_authorization(_first(md, AUTHORIZATION_KEY)),
-            "watcher": lambda md: _watcher(services, md),
+            # The stream's job is in the message, not decoded yet: its token is checked for any job here.
+            "watcher": lambda md: services.tokens.bearer_or_stream(
+                _first(md, AUTHORIZATION_KEY), _first(md, STREAM_TOKEN_KEY), None
+            ),
             "callback": lambda md: services.callbacks.authenticate(_first(md, CALLBACK_SECRET_KEY)),
             "admin": lambda md: services.admin.authorize(_first(md, ADMIN_TOKEN_KEY)),
         }

@@ -47,10 +47,7 @@ class JobWatch:
     ) -> AsyncIterator[jpb.JobEvent]:
         """The job now, then whenever its progress changes, until it ends (see the module doc).
         Opened with a bearer token, or, without one, with a stream token for this job."""
-        if stream_token and not authorization:
-            bearer = self._tokens.verify_stream(stream_token, job_id)
-        else:
-            bearer = self._tokens.bearer_from_authorization(authorization)
+        bearer = self._tokens.bearer_or_stream(authorization, stream_token, job_id)
         opened = time.monotonic()
         token_ends = opened + (bearer.expires_at - utcnow()).total_seconds()
         lifetime_ends = opened + self._policy.max_lifetime_s

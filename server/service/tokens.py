@@ -115,6 +115,13 @@ class TokenService:
             raise InvalidToken("the stream token is for another job")
         return Bearer(sub, datetime.fromtimestamp(claims["exp"], UTC))
 
+    def bearer_or_stream(self, authorization: str | None, stream_token: str | None, job_id: str | None) -> Bearer:
+        """What opens a job's event stream: the ``Authorization`` header when sent, else a stream token
+        for ``job_id`` (None: any job, when it is not known yet)."""
+        if stream_token and not authorization:
+            return self.verify_stream(stream_token, job_id)
+        return self.bearer_from_authorization(authorization)
+
     def user_from_authorization(self, header: str | None) -> str:
         """Parse ``Authorization: Bearer <token>``."""
         return self.bearer_from_authorization(header).user_id
