@@ -7,15 +7,15 @@ installed driver, so Selenium Manager never tries to download one.
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+
+from tests.servers.apt import apt_install
 
 PACKAGES = ("chromium", "chromium-driver")
 
@@ -32,17 +32,7 @@ def _binaries() -> tuple[Path, Path] | None:
 
 def install_chromium() -> tuple[Path, Path]:
     """Install Debian's chromium and its WebDriver (root only); return (browser, driver)."""
-    if os.geteuid() != 0:
-        raise BrowserSetupError(
-            "chromium / chromedriver not found and not root: apt-get install -y chromium chromium-driver"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise BrowserSetupError(
-                f"`{' '.join(command)}` failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-            )
+    apt_install(PACKAGES, "chromium / chromedriver not found", BrowserSetupError)
     found = _binaries()
     if found is None:
         raise BrowserSetupError(f"installed {' '.join(PACKAGES)} but chromium / chromedriver are not on PATH")

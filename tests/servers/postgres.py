@@ -28,6 +28,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from tests.servers.apt import apt_install
 from tests.servers.net import free_port
 
 SERVICE_USER = "postgres"
@@ -61,21 +62,9 @@ def find_bin_dir() -> Path | None:
 
 def install_postgresql() -> Path:
     """Install Debian's ``postgresql`` package (root only) and return its bin directory."""
-    if os.geteuid() != 0:
-        raise PostgresSetupError(
-            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin and not running as "
-            "root to install them: run `apt-get install -y postgresql`"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update"],
-        ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"],
-    ):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise PostgresSetupError(
-                f"`{' '.join(command)}` failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-            )
+    apt_install(
+        ["postgresql"], "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin", PostgresSetupError
+    )
     bin_dir = find_bin_dir()
     if bin_dir is None:
         raise PostgresSetupError("installed `postgresql` but found no server under /usr/lib/postgresql")

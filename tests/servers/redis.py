@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.servers.apt import apt_install
 from tests.servers.net import free_port
 
 START_TIMEOUT_S = 30.0
@@ -37,15 +38,7 @@ def find_redis_server() -> str | None:
 
 def install_redis() -> str:
     """Install Debian's ``redis-server`` package (root only) and return the binary's path."""
-    if os.geteuid() != 0:
-        raise RedisSetupError(
-            "redis-server not found and not running as root to install it: apt-get install redis-server"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "redis-server"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RedisSetupError(f"`{' '.join(command)}` failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    apt_install(["redis-server"], "redis-server not found", RedisSetupError)
     found = find_redis_server()
     if found is None:
         raise RedisSetupError("installed `redis-server` but found no redis-server binary")
