@@ -23,6 +23,7 @@ from server.config import RateLimit
 from server.errors import AuthRequired, ConcurrencyLimit, Internal
 from server.service.tokens import TokenService
 from tests.servers.net import free_port
+from tests.support.rate_windows import clear_of_window_edges
 from tests.support.stack import TEST_SECRET
 from tests.unit.gateway.fake_service import Script
 
@@ -50,6 +51,15 @@ class PeerFromHeader:
 
 
 Factory = Callable[..., TestClient]
+
+
+WINDOWS_S = (30, 60, 600)
+"""Every window these tests set (``ROOMY`` and the tight ones)."""
+
+
+@pytest.fixture(autouse=True)
+def _clear_of_window_edges() -> None:
+    clear_of_window_edges(WINDOWS_S, margin_s=3.0)
 
 
 @pytest.fixture
