@@ -55,10 +55,16 @@ def test_deliveries_survive_kill_9_and_three_500s(database_url: str, tmp_path: P
                 killed_at = time.monotonic()
             receiver.release.set()
             with child("server.worker", env, tmp_path / "logs", name="second") as second:
+                # Acknowledged by the receiver, then recorded by the sender: wait for both.
+                def settled() -> bool:
+                    log = stack.services.jobs.webhook_deliveries(user, job_id)
+                    recorded = len(log) == ITEMS + 1 and all(d.state != "pending" for d in log)
+                    return len(receiver.acknowledged) == ITEMS + 1 and recorded
+
                 wait_for(
-                    lambda: len(receiver.acknowledged) == ITEMS + 1 or not second.alive(),
+                    lambda: settled() or not second.alive(),
                     timeout_s=120,
-                    what="every event to be acknowledged",
+                    what="every event to be acknowledged and recorded",
                     poll_s=0.05,
                 )
                 recovered_s = time.monotonic() - killed_at
