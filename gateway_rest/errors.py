@@ -1,4 +1,4 @@
-"""The one table from contract error codes to HTTP statuses, and the translations into it.
+"""Contract error codes to HTTP statuses (declared in the proto), and the translations into them.
 
 The JobService puts the contract code in the trailing metadata key ``s3-error-code`` because several
 codes share one gRPC status (AUTH_REQUIRED and INVALID_TOKEN are both UNAUTHENTICATED). When that key
@@ -16,34 +16,12 @@ from typing import cast
 import grpc
 from starlette.exceptions import HTTPException
 
-from server.errors import ALL_CODES, S3Error
+from server import contract
+from server.errors import S3Error
 from server.grpc_api.status import ERROR_CODE_METADATA_KEY, GRPC_STATUS, RETRY_AFTER_METADATA_KEY
 
-HTTP_STATUS: MappingProxyType[str, int] = MappingProxyType(
-    {
-        "AUTH_REQUIRED": 401,
-        "INVALID_TOKEN": 401,
-        "FORBIDDEN": 403,
-        "NOT_FOUND": 404,
-        "VALIDATION_ERROR": 400,
-        "INVALID_STATE": 409,
-        "INSUFFICIENT_CREDITS": 402,
-        "CONCURRENCY_LIMIT": 429,
-        "RATE_LIMITED": 429,
-        "STREAM_LIMIT": 429,
-        "RULE_SLOT_LIMIT": 409,
-        "BATCH_LIMIT": 400,
-        "PAYLOAD_TOO_LARGE": 413,
-        # 507, not 429: the quota frees up only when the user's jobs are purged, so retrying after a
-        # pause (what 429 asks of clients and proxies) does not help; 429 stays "too fast".
-        "QUOTA_EXCEEDED": 507,
-        "INFERENCE_UNAVAILABLE": 503,
-        "INTERNAL": 500,
-        "IDEMPOTENCY_MISMATCH": 422,
-    }
-)
-
-assert set(HTTP_STATUS) == set(ALL_CODES), "every contract code needs an HTTP status"
+HTTP_STATUS = contract.HTTP_STATUS
+"""Contract code -> HTTP status: the ``(http_status)`` options of ``ErrorCode`` in the proto."""
 
 # Statuses that mean "the JobService could not be reached or did not answer in time", not a fault in
 # the request: answered with 503 so clients retry, under the code INTERNAL (no contract code fits).

@@ -15,12 +15,15 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from google.api import annotations_pb2
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 PACKAGE_DIR = PROTO_ROOT / "s3" / "v1"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
+# googleapis-common-protos ships the .proto sources of google/api (http annotations) and google/rpc.
+GOOGLEAPIS_ROOT = Path(annotations_pb2.__file__).resolve().parent.parent.parent
 # mypy-protobuf's plugins give typed stubs for messages and for the gRPC servicer/stub classes.
 PLUGIN_DIR = Path(sys.executable).parent
 
@@ -32,6 +35,7 @@ def _generate(out_root: Path) -> list[Path]:
         "grpc_tools.protoc",
         f"-I{PROTO_ROOT}",
         f"-I{include}",
+        f"-I{GOOGLEAPIS_ROOT}",
         f"--python_out={out_root}",
         f"--plugin=protoc-gen-mypy={PLUGIN_DIR / 'protoc-gen-mypy'}",
         f"--plugin=protoc-gen-mypy_grpc={PLUGIN_DIR / 'protoc-gen-mypy_grpc'}",

@@ -1,6 +1,6 @@
 """The domain's one error hierarchy.
 
-Every error a client can see carries a contract code (``notes/CONTRACT.md``). Each transport edge
+Every error a client can see carries a contract code (``ErrorCode`` in ``protos/s3/v1/types.proto``, ``docs/contract.md``). Each transport edge
 translates these once: the gRPC servicer through ``server.grpc_api.status``, the REST shim through
 ``gateway_rest.errors``. Adapters wrap third-party exceptions into these classes with ``raise ... from e``.
 """
@@ -8,6 +8,8 @@ translates these once: the gRPC servicer through ``server.grpc_api.status``, the
 from __future__ import annotations
 
 from typing import ClassVar
+
+from server.contract import ERROR_CODES
 
 
 class S3Error(Exception):
@@ -109,22 +111,5 @@ class IdempotencyMismatch(S3Error):
     code = "IDEMPOTENCY_MISMATCH"
 
 
-ALL_CODES: tuple[str, ...] = (
-    "AUTH_REQUIRED",
-    "INVALID_TOKEN",
-    "FORBIDDEN",
-    "NOT_FOUND",
-    "VALIDATION_ERROR",
-    "INVALID_STATE",
-    "INSUFFICIENT_CREDITS",
-    "CONCURRENCY_LIMIT",
-    "RATE_LIMITED",
-    "STREAM_LIMIT",
-    "RULE_SLOT_LIMIT",
-    "BATCH_LIMIT",
-    "PAYLOAD_TOO_LARGE",
-    "QUOTA_EXCEEDED",
-    "INFERENCE_UNAVAILABLE",
-    "INTERNAL",
-    "IDEMPOTENCY_MISMATCH",
-)
+ALL_CODES: tuple[str, ...] = ERROR_CODES
+"""Every contract code, in the order ``protos/s3/v1/types.proto`` declares them."""

@@ -142,16 +142,23 @@ class CreateAnonUserResponse(_message.Message):
         user_id: _builtins.str = ...,
         plan: _builtins.str = ...,
         credits: _builtins.int = ...,
-        expires_at: _builtins.str = ...,
+        expires_at: _builtins.str | None = ...,
         refresh_token: _builtins.str = ...,
-        refresh_expires_at: _builtins.str = ...,
+        refresh_expires_at: _builtins.str | None = ...,
         signup_credits: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at", "_refresh_expires_at", b"_refresh_expires_at", "expires_at", b"expires_at", "refresh_expires_at", b"refresh_expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits", b"credits", "expires_at", b"expires_at", "plan", b"plan", "refresh_expires_at", b"refresh_expires_at", "refresh_token", b"refresh_token", "signup_credits", b"signup_credits", "token", b"token", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at", "_refresh_expires_at", b"_refresh_expires_at", "credits", b"credits", "expires_at", b"expires_at", "plan", b"plan", "refresh_expires_at", b"refresh_expires_at", "refresh_token", b"refresh_token", "signup_credits", b"signup_credits", "token", b"token", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__expires_at: _TypeAlias = _typing.Literal["expires_at"]  # noqa: Y015
+    _WhichOneofArgType__expires_at: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at"]  # noqa: Y015
+    _WhichOneofReturnType__refresh_expires_at: _TypeAlias = _typing.Literal["refresh_expires_at"]  # noqa: Y015
+    _WhichOneofArgType__refresh_expires_at: _TypeAlias = _typing.Literal["_refresh_expires_at", b"_refresh_expires_at"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expires_at) -> _WhichOneofReturnType__expires_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__refresh_expires_at) -> _WhichOneofReturnType__refresh_expires_at | None: ...
 
 Global___CreateAnonUserResponse: _TypeAlias = CreateAnonUserResponse  # noqa: Y015
 
@@ -194,15 +201,22 @@ class RefreshSessionResponse(_message.Message):
         *,
         token: _builtins.str = ...,
         user_id: _builtins.str = ...,
-        expires_at: _builtins.str = ...,
+        expires_at: _builtins.str | None = ...,
         refresh_token: _builtins.str = ...,
-        refresh_expires_at: _builtins.str = ...,
+        refresh_expires_at: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at", "_refresh_expires_at", b"_refresh_expires_at", "expires_at", b"expires_at", "refresh_expires_at", b"refresh_expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "refresh_expires_at", b"refresh_expires_at", "refresh_token", b"refresh_token", "token", b"token", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at", "_refresh_expires_at", b"_refresh_expires_at", "expires_at", b"expires_at", "refresh_expires_at", b"refresh_expires_at", "refresh_token", b"refresh_token", "token", b"token", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__expires_at: _TypeAlias = _typing.Literal["expires_at"]  # noqa: Y015
+    _WhichOneofArgType__expires_at: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at"]  # noqa: Y015
+    _WhichOneofReturnType__refresh_expires_at: _TypeAlias = _typing.Literal["refresh_expires_at"]  # noqa: Y015
+    _WhichOneofArgType__refresh_expires_at: _TypeAlias = _typing.Literal["_refresh_expires_at", b"_refresh_expires_at"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expires_at) -> _WhichOneofReturnType__expires_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__refresh_expires_at) -> _WhichOneofReturnType__refresh_expires_at | None: ...
 
 Global___RefreshSessionResponse: _TypeAlias = RefreshSessionResponse  # noqa: Y015
 
@@ -546,13 +560,15 @@ class ListJobsResponse(_message.Message):
         self,
         *,
         jobs: _abc.Iterable[_types_pb2.Job] | None = ...,
-        next_page_token: _builtins.str = ...,
+        next_page_token: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_next_page_token", b"_next_page_token", "next_page_token", b"next_page_token"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_next_page_token", b"_next_page_token", "jobs", b"jobs", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__next_page_token: _TypeAlias = _typing.Literal["next_page_token"]  # noqa: Y015
+    _WhichOneofArgType__next_page_token: _TypeAlias = _typing.Literal["_next_page_token", b"_next_page_token"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_page_token) -> _WhichOneofReturnType__next_page_token | None: ...
 
 Global___ListJobsResponse: _TypeAlias = ListJobsResponse  # noqa: Y015
 

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,152 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _ErrorCode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ERROR_CODE_UNSPECIFIED: _ErrorCode.ValueType  # 0
+    ERROR_CODE_AUTH_REQUIRED: _ErrorCode.ValueType  # 1
+    ERROR_CODE_INVALID_TOKEN: _ErrorCode.ValueType  # 2
+    ERROR_CODE_FORBIDDEN: _ErrorCode.ValueType  # 3
+    """A bad callback secret."""
+    ERROR_CODE_NOT_FOUND: _ErrorCode.ValueType  # 4
+    """Also for another user's job or rule: existence is never revealed."""
+    ERROR_CODE_VALIDATION_ERROR: _ErrorCode.ValueType  # 5
+    ERROR_CODE_INVALID_STATE: _ErrorCode.ValueType  # 6
+    ERROR_CODE_INSUFFICIENT_CREDITS: _ErrorCode.ValueType  # 7
+    ERROR_CODE_CONCURRENCY_LIMIT: _ErrorCode.ValueType  # 8
+    ERROR_CODE_RATE_LIMITED: _ErrorCode.ValueType  # 9
+    ERROR_CODE_STREAM_LIMIT: _ErrorCode.ValueType  # 10
+    """Too many open job-event streams for one user."""
+    ERROR_CODE_RULE_SLOT_LIMIT: _ErrorCode.ValueType  # 11
+    ERROR_CODE_BATCH_LIMIT: _ErrorCode.ValueType  # 12
+    ERROR_CODE_PAYLOAD_TOO_LARGE: _ErrorCode.ValueType  # 13
+    ERROR_CODE_QUOTA_EXCEEDED: _ErrorCode.ValueType  # 14
+    """Stored bytes or live jobs over the plan's quota. 507, not 429: the quota frees up only when the
+    user's jobs are purged, so retrying after a pause (what 429 asks) does not help.
+    """
+    ERROR_CODE_INFERENCE_UNAVAILABLE: _ErrorCode.ValueType  # 15
+    ERROR_CODE_INTERNAL: _ErrorCode.ValueType  # 16
+    ERROR_CODE_IDEMPOTENCY_MISMATCH: _ErrorCode.ValueType  # 17
+    """The same Idempotency-Key sent again with another request."""
+
+class ErrorCode(_ErrorCode, metaclass=_ErrorCodeEnumTypeWrapper):
+    """The contract's vocabularies. Fields carrying them stay strings on the wire (see `values_of` in
+    options.proto); a value's wire name is its name without the enum's prefix: ERROR_CODE_NOT_FOUND is
+    "NOT_FOUND", JOB_STATUS_DONE is "done" (states are lower case). Value 0 is proto3's required
+    default and never sent.
+
+    error.code of the REST envelope, `s3-error-code` trailing metadata of the JobService.
+    """
+
+ERROR_CODE_UNSPECIFIED: ErrorCode.ValueType  # 0
+ERROR_CODE_AUTH_REQUIRED: ErrorCode.ValueType  # 1
+ERROR_CODE_INVALID_TOKEN: ErrorCode.ValueType  # 2
+ERROR_CODE_FORBIDDEN: ErrorCode.ValueType  # 3
+"""A bad callback secret."""
+ERROR_CODE_NOT_FOUND: ErrorCode.ValueType  # 4
+"""Also for another user's job or rule: existence is never revealed."""
+ERROR_CODE_VALIDATION_ERROR: ErrorCode.ValueType  # 5
+ERROR_CODE_INVALID_STATE: ErrorCode.ValueType  # 6
+ERROR_CODE_INSUFFICIENT_CREDITS: ErrorCode.ValueType  # 7
+ERROR_CODE_CONCURRENCY_LIMIT: ErrorCode.ValueType  # 8
+ERROR_CODE_RATE_LIMITED: ErrorCode.ValueType  # 9
+ERROR_CODE_STREAM_LIMIT: ErrorCode.ValueType  # 10
+"""Too many open job-event streams for one user."""
+ERROR_CODE_RULE_SLOT_LIMIT: ErrorCode.ValueType  # 11
+ERROR_CODE_BATCH_LIMIT: ErrorCode.ValueType  # 12
+ERROR_CODE_PAYLOAD_TOO_LARGE: ErrorCode.ValueType  # 13
+ERROR_CODE_QUOTA_EXCEEDED: ErrorCode.ValueType  # 14
+"""Stored bytes or live jobs over the plan's quota. 507, not 429: the quota frees up only when the
+user's jobs are purged, so retrying after a pause (what 429 asks) does not help.
+"""
+ERROR_CODE_INFERENCE_UNAVAILABLE: ErrorCode.ValueType  # 15
+ERROR_CODE_INTERNAL: ErrorCode.ValueType  # 16
+ERROR_CODE_IDEMPOTENCY_MISMATCH: ErrorCode.ValueType  # 17
+"""The same Idempotency-Key sent again with another request."""
+Global___ErrorCode: _TypeAlias = ErrorCode  # noqa: Y015
+
+class _JobStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JobStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOB_STATUS_UNSPECIFIED: _JobStatus.ValueType  # 0
+    JOB_STATUS_CREATED: _JobStatus.ValueType  # 1
+    JOB_STATUS_UPLOADED: _JobStatus.ValueType  # 2
+    JOB_STATUS_QUEUED: _JobStatus.ValueType  # 3
+    JOB_STATUS_RUNNING: _JobStatus.ValueType  # 4
+    JOB_STATUS_DONE: _JobStatus.ValueType  # 5
+    JOB_STATUS_FAILED: _JobStatus.ValueType  # 6
+    JOB_STATUS_CANCELED: _JobStatus.ValueType  # 7
+
+class JobStatus(_JobStatus, metaclass=_JobStatusEnumTypeWrapper):
+    """Job.status: created -> uploaded -> queued -> running -> done | failed; any non-terminal -> canceled."""
+
+JOB_STATUS_UNSPECIFIED: JobStatus.ValueType  # 0
+JOB_STATUS_CREATED: JobStatus.ValueType  # 1
+JOB_STATUS_UPLOADED: JobStatus.ValueType  # 2
+JOB_STATUS_QUEUED: JobStatus.ValueType  # 3
+JOB_STATUS_RUNNING: JobStatus.ValueType  # 4
+JOB_STATUS_DONE: JobStatus.ValueType  # 5
+JOB_STATUS_FAILED: JobStatus.ValueType  # 6
+JOB_STATUS_CANCELED: JobStatus.ValueType  # 7
+Global___JobStatus: _TypeAlias = JobStatus  # noqa: Y015
+
+class _ItemStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ItemStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ItemStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ITEM_STATUS_UNSPECIFIED: _ItemStatus.ValueType  # 0
+    ITEM_STATUS_PENDING: _ItemStatus.ValueType  # 1
+    ITEM_STATUS_UPLOADED: _ItemStatus.ValueType  # 2
+    ITEM_STATUS_QUEUED: _ItemStatus.ValueType  # 3
+    ITEM_STATUS_RUNNING: _ItemStatus.ValueType  # 4
+    ITEM_STATUS_DONE: _ItemStatus.ValueType  # 5
+    ITEM_STATUS_FAILED: _ItemStatus.ValueType  # 6
+    ITEM_STATUS_CANCELED: _ItemStatus.ValueType  # 7
+
+class ItemStatus(_ItemStatus, metaclass=_ItemStatusEnumTypeWrapper):
+    """JobItem.status: pending (no photo yet) -> uploaded -> queued -> running -> done | failed | canceled."""
+
+ITEM_STATUS_UNSPECIFIED: ItemStatus.ValueType  # 0
+ITEM_STATUS_PENDING: ItemStatus.ValueType  # 1
+ITEM_STATUS_UPLOADED: ItemStatus.ValueType  # 2
+ITEM_STATUS_QUEUED: ItemStatus.ValueType  # 3
+ITEM_STATUS_RUNNING: ItemStatus.ValueType  # 4
+ITEM_STATUS_DONE: ItemStatus.ValueType  # 5
+ITEM_STATUS_FAILED: ItemStatus.ValueType  # 6
+ITEM_STATUS_CANCELED: ItemStatus.ValueType  # 7
+Global___ItemStatus: _TypeAlias = ItemStatus  # noqa: Y015
+
+class _AnalysisState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AnalysisStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AnalysisState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ANALYSIS_STATE_UNSPECIFIED: _AnalysisState.ValueType  # 0
+    ANALYSIS_STATE_NONE: _AnalysisState.ValueType  # 1
+    ANALYSIS_STATE_PENDING: _AnalysisState.ValueType  # 2
+    ANALYSIS_STATE_DONE: _AnalysisState.ValueType  # 3
+    ANALYSIS_STATE_FAILED: _AnalysisState.ValueType  # 4
+
+class AnalysisState(_AnalysisState, metaclass=_AnalysisStateEnumTypeWrapper):
+    """JobItem.analysis: the Instances stage of one item."""
+
+ANALYSIS_STATE_UNSPECIFIED: AnalysisState.ValueType  # 0
+ANALYSIS_STATE_NONE: AnalysisState.ValueType  # 1
+ANALYSIS_STATE_PENDING: AnalysisState.ValueType  # 2
+ANALYSIS_STATE_DONE: AnalysisState.ValueType  # 3
+ANALYSIS_STATE_FAILED: AnalysisState.ValueType  # 4
+Global___AnalysisState: _TypeAlias = AnalysisState  # noqa: Y015
 
 @_typing.final
 class UserState(_message.Message):
@@ -376,13 +523,15 @@ class UploadUrl(_message.Message):
         url: _builtins.str = ...,
         method: _builtins.str = ...,
         headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
-        expires_at: _builtins.str = ...,
+        expires_at: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at", "expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "headers", b"headers", "idx", b"idx", "key", b"key", "method", b"method", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at", "expires_at", b"expires_at", "headers", b"headers", "idx", b"idx", "key", b"key", "method", b"method", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__expires_at: _TypeAlias = _typing.Literal["expires_at"]  # noqa: Y015
+    _WhichOneofArgType__expires_at: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expires_at) -> _WhichOneofReturnType__expires_at | None: ...
 
 Global___UploadUrl: _TypeAlias = UploadUrl  # noqa: Y015
 
@@ -480,13 +629,15 @@ class InstanceInfo(_message.Message):
         score: _builtins.float = ...,
         box: _abc.Iterable[_builtins.float] | None = ...,
         area: _builtins.int = ...,
-        mask_url: _builtins.str = ...,
+        mask_url: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_mask_url", b"_mask_url", "mask_url", b"mask_url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["area", b"area", "box", b"box", "concept", b"concept", "mask_url", b"mask_url", "number", b"number", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_mask_url", b"_mask_url", "area", b"area", "box", b"box", "concept", b"concept", "mask_url", b"mask_url", "number", b"number", "score", b"score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__mask_url: _TypeAlias = _typing.Literal["mask_url"]  # noqa: Y015
+    _WhichOneofArgType__mask_url: _TypeAlias = _typing.Literal["_mask_url", b"_mask_url"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mask_url) -> _WhichOneofReturnType__mask_url | None: ...
 
 Global___InstanceInfo: _TypeAlias = InstanceInfo  # noqa: Y015
 
@@ -508,16 +659,18 @@ class Rendition(_message.Message):
         self,
         *,
         template_id: _builtins.str = ...,
-        url: _builtins.str = ...,
+        url: _builtins.str | None = ...,
         width: _builtins.int = ...,
         height: _builtins.int = ...,
         format: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_url", b"_url", "url", b"url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "height", b"height", "template_id", b"template_id", "url", b"url", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_url", b"_url", "format", b"format", "height", b"height", "template_id", b"template_id", "url", b"url", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__url: _TypeAlias = _typing.Literal["url"]  # noqa: Y015
+    _WhichOneofArgType__url: _TypeAlias = _typing.Literal["_url", b"_url"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__url) -> _WhichOneofReturnType__url | None: ...
 
 Global___Rendition: _TypeAlias = Rendition  # noqa: Y015
 
@@ -556,21 +709,36 @@ class JobItem(_message.Message):
         *,
         idx: _builtins.int = ...,
         status: _builtins.str = ...,
-        input_url: _builtins.str = ...,
-        output_url: _builtins.str = ...,
-        preview_url: _builtins.str = ...,
+        input_url: _builtins.str | None = ...,
+        output_url: _builtins.str | None = ...,
+        preview_url: _builtins.str | None = ...,
         instances: _abc.Iterable[Global___InstanceInfo] | None = ...,
         renditions: _abc.Iterable[Global___Rendition] | None = ...,
-        error: _builtins.str = ...,
+        error: _builtins.str | None = ...,
         attempts: _builtins.int = ...,
         protect_check: _struct_pb2.Struct | None = ...,
         analysis: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["protect_check", b"protect_check"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_input_url", b"_input_url", "_output_url", b"_output_url", "_preview_url", b"_preview_url", "error", b"error", "input_url", b"input_url", "output_url", b"output_url", "preview_url", b"preview_url", "protect_check", b"protect_check"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "attempts", b"attempts", "error", b"error", "idx", b"idx", "input_url", b"input_url", "instances", b"instances", "output_url", b"output_url", "preview_url", b"preview_url", "protect_check", b"protect_check", "renditions", b"renditions", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_input_url", b"_input_url", "_output_url", b"_output_url", "_preview_url", b"_preview_url", "analysis", b"analysis", "attempts", b"attempts", "error", b"error", "idx", b"idx", "input_url", b"input_url", "instances", b"instances", "output_url", b"output_url", "preview_url", b"preview_url", "protect_check", b"protect_check", "renditions", b"renditions", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__error: _TypeAlias = _typing.Literal["error"]  # noqa: Y015
+    _WhichOneofArgType__error: _TypeAlias = _typing.Literal["_error", b"_error"]  # noqa: Y015
+    _WhichOneofReturnType__input_url: _TypeAlias = _typing.Literal["input_url"]  # noqa: Y015
+    _WhichOneofArgType__input_url: _TypeAlias = _typing.Literal["_input_url", b"_input_url"]  # noqa: Y015
+    _WhichOneofReturnType__output_url: _TypeAlias = _typing.Literal["output_url"]  # noqa: Y015
+    _WhichOneofArgType__output_url: _TypeAlias = _typing.Literal["_output_url", b"_output_url"]  # noqa: Y015
+    _WhichOneofReturnType__preview_url: _TypeAlias = _typing.Literal["preview_url"]  # noqa: Y015
+    _WhichOneofArgType__preview_url: _TypeAlias = _typing.Literal["_preview_url", b"_preview_url"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__error) -> _WhichOneofReturnType__error | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__input_url) -> _WhichOneofReturnType__input_url | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__output_url) -> _WhichOneofReturnType__output_url | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__preview_url) -> _WhichOneofReturnType__preview_url | None: ...
 
 Global___JobItem: _TypeAlias = JobItem  # noqa: Y015
 
@@ -642,26 +810,45 @@ class Job(_message.Message):
         failed_items: _builtins.int = ...,
         progress: _builtins.float = ...,
         items: _abc.Iterable[Global___JobItem] | None = ...,
-        set_url: _builtins.str = ...,
-        rule_id: _builtins.str = ...,
+        set_url: _builtins.str | None = ...,
+        rule_id: _builtins.str | None = ...,
         cost_per_item: _builtins.int = ...,
         credits_reserved: _builtins.int = ...,
         credits_spent: _builtins.int = ...,
         created_at: _builtins.str = ...,
         updated_at: _builtins.str = ...,
-        upload_expires_at: _builtins.str = ...,
+        upload_expires_at: _builtins.str | None = ...,
         analyzed: _builtins.bool = ...,
-        error: _builtins.str = ...,
-        urls_expire_at: _builtins.str = ...,
+        error: _builtins.str | None = ...,
+        urls_expire_at: _builtins.str | None = ...,
         webhook_url: _builtins.str = ...,
         webhook_events: _abc.Iterable[_builtins.str] | None = ...,
         webhook_secret: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_rule_id", b"_rule_id", "_set_url", b"_set_url", "_upload_expires_at", b"_upload_expires_at", "_urls_expire_at", b"_urls_expire_at", "error", b"error", "rule_id", b"rule_id", "set_url", b"set_url", "upload_expires_at", b"upload_expires_at", "urls_expire_at", b"urls_expire_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analyzed", b"analyzed", "cost_per_item", b"cost_per_item", "created_at", b"created_at", "credits_reserved", b"credits_reserved", "credits_spent", b"credits_spent", "done_items", b"done_items", "error", b"error", "failed_items", b"failed_items", "items", b"items", "job_id", b"job_id", "preset", b"preset", "progress", b"progress", "rule_id", b"rule_id", "set_url", b"set_url", "status", b"status", "total_items", b"total_items", "updated_at", b"updated_at", "upload_expires_at", b"upload_expires_at", "urls_expire_at", b"urls_expire_at", "webhook_events", b"webhook_events", "webhook_secret", b"webhook_secret", "webhook_url", b"webhook_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_rule_id", b"_rule_id", "_set_url", b"_set_url", "_upload_expires_at", b"_upload_expires_at", "_urls_expire_at", b"_urls_expire_at", "analyzed", b"analyzed", "cost_per_item", b"cost_per_item", "created_at", b"created_at", "credits_reserved", b"credits_reserved", "credits_spent", b"credits_spent", "done_items", b"done_items", "error", b"error", "failed_items", b"failed_items", "items", b"items", "job_id", b"job_id", "preset", b"preset", "progress", b"progress", "rule_id", b"rule_id", "set_url", b"set_url", "status", b"status", "total_items", b"total_items", "updated_at", b"updated_at", "upload_expires_at", b"upload_expires_at", "urls_expire_at", b"urls_expire_at", "webhook_events", b"webhook_events", "webhook_secret", b"webhook_secret", "webhook_url", b"webhook_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__error: _TypeAlias = _typing.Literal["error"]  # noqa: Y015
+    _WhichOneofArgType__error: _TypeAlias = _typing.Literal["_error", b"_error"]  # noqa: Y015
+    _WhichOneofReturnType__rule_id: _TypeAlias = _typing.Literal["rule_id"]  # noqa: Y015
+    _WhichOneofArgType__rule_id: _TypeAlias = _typing.Literal["_rule_id", b"_rule_id"]  # noqa: Y015
+    _WhichOneofReturnType__set_url: _TypeAlias = _typing.Literal["set_url"]  # noqa: Y015
+    _WhichOneofArgType__set_url: _TypeAlias = _typing.Literal["_set_url", b"_set_url"]  # noqa: Y015
+    _WhichOneofReturnType__upload_expires_at: _TypeAlias = _typing.Literal["upload_expires_at"]  # noqa: Y015
+    _WhichOneofArgType__upload_expires_at: _TypeAlias = _typing.Literal["_upload_expires_at", b"_upload_expires_at"]  # noqa: Y015
+    _WhichOneofReturnType__urls_expire_at: _TypeAlias = _typing.Literal["urls_expire_at"]  # noqa: Y015
+    _WhichOneofArgType__urls_expire_at: _TypeAlias = _typing.Literal["_urls_expire_at", b"_urls_expire_at"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__error) -> _WhichOneofReturnType__error | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rule_id) -> _WhichOneofReturnType__rule_id | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__set_url) -> _WhichOneofReturnType__set_url | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__upload_expires_at) -> _WhichOneofReturnType__upload_expires_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__urls_expire_at) -> _WhichOneofReturnType__urls_expire_at | None: ...
 
 Global___Job: _TypeAlias = Job  # noqa: Y015
 
@@ -685,15 +872,22 @@ class WebhookAttempt(_message.Message):
         self,
         *,
         at: _builtins.str = ...,
-        status: _builtins.int = ...,
-        error: _builtins.str = ...,
+        status: _builtins.int | None = ...,
+        error: _builtins.str | None = ...,
         ms: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_status", b"_status", "error", b"error", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "error", b"error", "ms", b"ms", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_status", b"_status", "at", b"at", "error", b"error", "ms", b"ms", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__error: _TypeAlias = _typing.Literal["error"]  # noqa: Y015
+    _WhichOneofArgType__error: _TypeAlias = _typing.Literal["_error", b"_error"]  # noqa: Y015
+    _WhichOneofReturnType__status: _TypeAlias = _typing.Literal["status"]  # noqa: Y015
+    _WhichOneofArgType__status: _TypeAlias = _typing.Literal["_status", b"_status"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__error) -> _WhichOneofReturnType__error | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__status) -> _WhichOneofReturnType__status | None: ...
 
 Global___WebhookAttempt: _TypeAlias = WebhookAttempt  # noqa: Y015
 
@@ -740,18 +934,33 @@ class WebhookDelivery(_message.Message):
         event: _builtins.str = ...,
         state: _builtins.str = ...,
         attempts: _builtins.int = ...,
-        last_status: _builtins.int = ...,
-        last_error: _builtins.str = ...,
+        last_status: _builtins.int | None = ...,
+        last_error: _builtins.str | None = ...,
         created_at: _builtins.str = ...,
-        delivered_at: _builtins.str = ...,
-        next_attempt_at: _builtins.str = ...,
+        delivered_at: _builtins.str | None = ...,
+        next_attempt_at: _builtins.str | None = ...,
         log: _abc.Iterable[Global___WebhookAttempt] | None = ...,
         url: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_delivered_at", b"_delivered_at", "_last_error", b"_last_error", "_last_status", b"_last_status", "_next_attempt_at", b"_next_attempt_at", "delivered_at", b"delivered_at", "last_error", b"last_error", "last_status", b"last_status", "next_attempt_at", b"next_attempt_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_at", b"created_at", "delivered_at", b"delivered_at", "event", b"event", "id", b"id", "last_error", b"last_error", "last_status", b"last_status", "log", b"log", "next_attempt_at", b"next_attempt_at", "seq", b"seq", "state", b"state", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_delivered_at", b"_delivered_at", "_last_error", b"_last_error", "_last_status", b"_last_status", "_next_attempt_at", b"_next_attempt_at", "attempts", b"attempts", "created_at", b"created_at", "delivered_at", b"delivered_at", "event", b"event", "id", b"id", "last_error", b"last_error", "last_status", b"last_status", "log", b"log", "next_attempt_at", b"next_attempt_at", "seq", b"seq", "state", b"state", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__delivered_at: _TypeAlias = _typing.Literal["delivered_at"]  # noqa: Y015
+    _WhichOneofArgType__delivered_at: _TypeAlias = _typing.Literal["_delivered_at", b"_delivered_at"]  # noqa: Y015
+    _WhichOneofReturnType__last_error: _TypeAlias = _typing.Literal["last_error"]  # noqa: Y015
+    _WhichOneofArgType__last_error: _TypeAlias = _typing.Literal["_last_error", b"_last_error"]  # noqa: Y015
+    _WhichOneofReturnType__last_status: _TypeAlias = _typing.Literal["last_status"]  # noqa: Y015
+    _WhichOneofArgType__last_status: _TypeAlias = _typing.Literal["_last_status", b"_last_status"]  # noqa: Y015
+    _WhichOneofReturnType__next_attempt_at: _TypeAlias = _typing.Literal["next_attempt_at"]  # noqa: Y015
+    _WhichOneofArgType__next_attempt_at: _TypeAlias = _typing.Literal["_next_attempt_at", b"_next_attempt_at"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__delivered_at) -> _WhichOneofReturnType__delivered_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__last_error) -> _WhichOneofReturnType__last_error | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__last_status) -> _WhichOneofReturnType__last_status | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__next_attempt_at) -> _WhichOneofReturnType__next_attempt_at | None: ...
 
 Global___WebhookDelivery: _TypeAlias = WebhookDelivery  # noqa: Y015

@@ -1,0 +1,93 @@
+"""The contract stated in the proto (codes, statuses, states, routes) is what the Python side uses."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+
+import grpc
+import pytest
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import EnumDescriptor
+
+from gateway_rest.errors import HTTP_STATUS
+from gateway_rest.routes import api_endpoints
+from protos.s3.v1 import jobs_pb2, options_pb2, types_pb2
+from server import contract
+from server.db.tables import JobItemRow
+from server.grpc_api.status import GRPC_STATUS
+from server.metrics import state as metric_state
+from server.service import job_state, job_views
+
+
+def test_job_statuses_of_the_state_machine_are_the_proto_enum() -> None:
+    assert set(job_state.TRANSITIONS) == set(contract.JOB_STATUSES)
+    assert set(contract.JOB_STATUSES) >= job_state.TERMINAL
+
+
+def test_item_statuses_are_the_proto_enum() -> None:
+    assert tuple(metric_state.ITEM_STATUSES) == contract.ITEM_STATUSES
+
+
+def test_every_analysis_state_the_views_report_is_in_the_proto_enum() -> None:
+    seen = set()
+    for stage, instances, error in itertools.product(
+        ("analyze", "none", "apply"), (None, [], [{"concept": "Wall"}]), (None, "analysis failed: x", "other")
+    ):
+        seen.add(job_views.analysis_state(JobItemRow(stage=stage, instances=instances, error=error)))
+    assert seen == set(contract.ANALYSIS_STATES)
+
+
+def test_wire_names_drop_the_enum_prefix() -> None:
+    assert contract.ERROR_CODES[0] == "AUTH_REQUIRED" and "IDEMPOTENCY_MISMATCH" in contract.ERROR_CODES
+    assert contract.JOB_STATUSES == ("created", "uploaded", "queued", "running", "done", "failed", "canceled")
+    assert contract.ANALYSIS_STATES == ("none", "pending", "done", "failed")
+
+
+def test_status_tables_come_from_the_enum_options() -> None:
+    for value in types_pb2.ErrorCode.DESCRIPTOR.values[1:]:
+        code = contract.wire_name(value, lower=False)
+        options = value.GetOptions()
+        assert HTTP_STATUS[code] == options.Extensions[options_pb2.http_status]
+        assert GRPC_STATUS[code].value[0] == options.Extensions[options_pb2.grpc_status]
+    assert GRPC_STATUS["QUOTA_EXCEEDED"] is grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def _error_enum(value_options: descriptor_pb2.EnumValueOptions) -> EnumDescriptor:
+    """An ErrorCode-like enum in a file of its own (a fresh package per call: the pool is global)."""
+    package = f"broken{uuid.uuid4().hex}"
+    file = descriptor_pb2.FileDescriptorProto(name=f"{package}.proto", package=package, syntax="proto3")
+    file.dependency.append("s3/v1/options.proto")
+    enum = file.enum_type.add(name="ErrorCode")
+    enum.value.add(name="ERROR_CODE_UNSPECIFIED", number=0)
+    enum.value.add(name="ERROR_CODE_LOST", number=1, options=value_options)
+    pool = descriptor_pool.Default()
+    pool.Add(file)
+    return pool.FindEnumTypeByName(f"{package}.ErrorCode")
+
+
+def test_a_code_without_its_grpc_status_is_refused() -> None:
+    both = descriptor_pb2.EnumValueOptions()
+    both.Extensions[options_pb2.http_status] = 400
+    both.Extensions[options_pb2.grpc_status] = 3
+    assert contract._status_options(_error_enum(both)) == ({"LOST": 400}, {"LOST": 3})
+    only_http = descriptor_pb2.EnumValueOptions()
+    only_http.Extensions[options_pb2.http_status] = 400
+    with pytest.raises(ValueError, match="grpc_status"):
+        contract._status_options(_error_enum(only_http))
+
+
+def _annotated_routes() -> set[tuple[str, str]]:
+    routes = set()
+    for method in jobs_pb2.DESCRIPTOR.services_by_name["JobService"].methods:
+        rule = method.GetOptions().Extensions[annotations_pb2.http]
+        verb = rule.WhichOneof("pattern")
+        assert verb is not None, f"{method.name} has no google.api.http route"
+        routes.add((verb.upper(), getattr(rule, verb)))
+    return routes
+
+
+def test_the_rest_routes_are_the_http_annotations_of_the_job_service() -> None:
+    served = {(method, path) for path, _, endpoints in api_endpoints() for method in endpoints}
+    assert served == _annotated_routes()
