@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway_rest import convert, envelope
+from gateway_rest import envelope
+from gateway_rest.codec import encode
 from gateway_rest.handlers import EXCEPTION_HANDLERS
 from gateway_rest.metrics import HttpMetrics, metrics_endpoint
 from gateway_rest.middleware import RequestContextMiddleware
@@ -29,7 +30,7 @@ from protos.s3.v1 import jobs_pb2 as jpb
 async def detailed_health(request: Request) -> Response:
     """``{ok, components: {name: {ok, detail}}, model, model_meaningful}``; 503 when not ready."""
     report = await unary(request, backend(request).stub.GetHealth, jpb.GetHealthRequest())
-    data = convert.health_json(report)
+    data = encode(report)
     if report.ok:
         return envelope.success(request, data)
     down = [c.name for c in report.components if not c.ok]

@@ -11,13 +11,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
 
+from google.protobuf.message import Message
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway_rest import convert, envelope, prefer
+from gateway_rest import envelope, prefer
 from gateway_rest.body import decode_json
+from gateway_rest.codec import decode, decode_query, encode
+from gateway_rest.codec.encode import job_summary
 from gateway_rest.credentials import Credential, EdgeCredentials
 from gateway_rest.rpc import backend, call_metadata, unary, unary_once
 from gateway_rest.sse import EventStreamResponse, job_events
@@ -25,7 +29,6 @@ from protos.s3.v1 import jobs_pb2 as jpb
 from protos.s3.v1 import types_pb2 as pb
 
 Handler = Callable[[Request], Awaitable[Response | EventStreamResponse]]
-T = TypeVar("T")
 
 KIB = 1024
 NO_BODY_BYTES = 1 * KIB
@@ -40,15 +43,31 @@ class Endpoint:
     """The largest body this endpoint reads (capped again by the app's ``max_body_bytes``)."""
 
 
-async def _decode(request: Request, convert: Callable[[Any], T]) -> T:
-    """The request body, read within the endpoint's cap, parsed and converted (``gateway_rest.body``)."""
+M = TypeVar("M", bound=Message)
+
+
+async def _decode(request: Request, message_type: type[M]) -> M:
+    """The request message from the body (read within the endpoint's cap, ``gateway_rest.body``) and
+    the path parameters, which name fields of the message."""
     limit: int = request.state.body_limit
-    return await decode_json(request, limit, convert)
+    path = dict(request.path_params)
+    return await decode_json(request, limit, lambda body: decode(message_type, body, path=path))
 
 
-def _job_id(request: Request) -> str:
-    job_id: str = request.path_params["job_id"]
-    return job_id
+def _read(request: Request, message_type: type[M]) -> M:
+    """The request message of a route without a body: path parameters and query string."""
+    return decode_query(message_type, request.query_params, path=dict(request.path_params))
+
+
+def _job_list(m: jpb.ListJobsResponse) -> dict[str, Any]:
+    """Listings carry job summaries: the jobs without their ``items``."""
+    return {**encode(m), "jobs": [job_summary(j) for j in m.jobs]}
+
+
+def _stream_token(job_id: str, m: jpb.StreamToken) -> dict[str, Any]:
+    """The token, and the path of the event stream it opens (the one field not in the message)."""
+    events_url = f"/jobs/{quote(job_id, safe='')}/events?{urlencode({'token': m.token})}"
+    return {**encode(m), "events_url": events_url}
 
 
 def health_failure_code(report: jpb.GetHealthResponse) -> str:
@@ -68,138 +87,134 @@ async def health(request: Request) -> Response:
 
 
 async def create_anon_user(request: Request) -> Response:
-    message = await _decode(request, convert.anon_user_request)
+    message = await _decode(request, jpb.CreateAnonUserRequest)
     created = await unary(request, backend(request).stub.CreateAnonUser, message)
-    return envelope.success(request, convert.anon_user_json(created), status_code=201)
+    return envelope.success(request, encode(created), status_code=201)
 
 
 async def refresh_session(request: Request) -> Response:
-    message = await _decode(request, convert.refresh_request)
+    message = await _decode(request, jpb.RefreshSessionRequest)
     renewed = await unary(request, backend(request).stub.RefreshSession, message)
-    return envelope.success(request, convert.refresh_json(renewed))
+    return envelope.success(request, encode(renewed))
 
 
 async def get_me(request: Request) -> Response:
     state = await unary(request, backend(request).stub.GetMe, jpb.GetMeRequest())
-    return envelope.success(request, convert.user_state_json(state))
+    return envelope.success(request, encode(state))
 
 
 async def list_presets(request: Request) -> Response:
     presets = await unary(request, backend(request).stub.ListPresets, jpb.ListPresetsRequest())
-    return envelope.success(request, convert.presets_json(presets))
+    return envelope.success(request, encode(presets))
 
 
 async def get_preset(request: Request) -> Response:
-    message = jpb.GetPresetRequest(preset_id=request.path_params["preset_id"])
+    message = _read(request, jpb.GetPresetRequest)
     preset = await unary(request, backend(request).stub.GetPreset, message)
-    return envelope.success(request, convert.preset_json(preset))
+    return envelope.success(request, encode(preset))
 
 
 async def create_rule(request: Request) -> Response:
-    message = await _decode(request, convert.create_rule_request)
+    message = await _decode(request, jpb.CreateRuleRequest)
     rule, headers = await unary_once(request, backend(request).stub.CreateRule, message)
-    return envelope.success(request, convert.rule_json(rule), status_code=201, headers=headers)
+    return envelope.success(request, encode(rule), status_code=201, headers=headers)
 
 
 async def list_rules(request: Request) -> Response:
     rules = await unary(request, backend(request).stub.ListRules, jpb.ListRulesRequest())
-    return envelope.success(request, convert.rules_json(rules))
+    return envelope.success(request, encode(rules))
 
 
 async def update_rule(request: Request) -> Response:
-    rule_id = request.path_params["rule_id"]
-    message = await _decode(request, lambda body: convert.update_rule_request(rule_id, body))
+    message = await _decode(request, jpb.UpdateRuleRequest)
     rule = await unary(request, backend(request).stub.UpdateRule, message)
-    return envelope.success(request, convert.rule_json(rule))
+    return envelope.success(request, encode(rule))
 
 
 async def delete_rule(request: Request) -> Response:
-    message = jpb.DeleteRuleRequest(rule_id=request.path_params["rule_id"])
+    message = _read(request, jpb.DeleteRuleRequest)
     deleted = await unary(request, backend(request).stub.DeleteRule, message)
-    return envelope.success(request, convert.deleted_rule_json(deleted))
+    return envelope.success(request, encode(deleted))
 
 
 async def list_jobs(request: Request) -> Response:
-    message = convert.list_jobs_request(request.query_params)
+    message = _read(request, jpb.ListJobsRequest)
     jobs = await unary(request, backend(request).stub.ListJobs, message)
-    return envelope.success(request, convert.jobs_json(jobs))
+    return envelope.success(request, _job_list(jobs))
 
 
 async def create_job(request: Request) -> Response:
-    message = await _decode(request, convert.create_job_request)
+    message = await _decode(request, jpb.CreateJobRequest)
     created, headers = await unary_once(request, backend(request).stub.CreateJob, message)
-    return envelope.success(request, convert.created_job_json(created), status_code=201, headers=headers)
+    return envelope.success(request, encode(created), status_code=201, headers=headers)
 
 
 async def _answer_job(request: Request, job: pb.Job, headers: Mapping[str, str] | None = None) -> Response:
     """The job, after waiting for it to end when the client sent ``Prefer: wait=N``."""
     wait_s = prefer.requested_wait_s(request.headers.get("prefer"), max_s=request.app.state.prefer_wait_max_s)
     if wait_s is None:
-        return envelope.success(request, convert.job_json(job), headers=headers)
+        return envelope.success(request, encode(job), headers=headers)
     ref = jpb.JobRef(job_id=job.job_id)
 
     async def read() -> pb.Job:
         return await unary(request, backend(request).stub.GetJob, ref)
 
     job = await prefer.until_ended(job, read, wait_s=wait_s, poll_s=request.app.state.prefer_poll_s)
-    response = envelope.success(request, convert.job_json(job), headers=headers)
+    response = envelope.success(request, encode(job), headers=headers)
     response.headers[prefer.PREFERENCE_APPLIED] = f"wait={wait_s}"
     return response
 
 
 async def get_job(request: Request) -> Response:
-    job = await unary(request, backend(request).stub.GetJob, jpb.JobRef(job_id=_job_id(request)))
+    job = await unary(request, backend(request).stub.GetJob, _read(request, jpb.JobRef))
     return await _answer_job(request, job)
 
 
 async def confirm_upload(request: Request) -> Response:
-    await _decode(request, convert.no_fields)
-    job = await unary(request, backend(request).stub.ConfirmUpload, jpb.JobRef(job_id=_job_id(request)))
-    return envelope.success(request, convert.job_json(job))
+    ref = await _decode(request, jpb.JobRef)
+    job = await unary(request, backend(request).stub.ConfirmUpload, ref)
+    return envelope.success(request, encode(job))
 
 
 async def analyze_job(request: Request) -> Response:
-    job_id = _job_id(request)
-    message = await _decode(request, lambda body: convert.analyze_request(job_id, body))
+    message = await _decode(request, jpb.AnalyzeJobRequest)
     job, headers = await unary_once(request, backend(request).stub.AnalyzeJob, message)
-    return envelope.success(request, convert.job_json(job), headers=headers)
+    return envelope.success(request, encode(job), headers=headers)
 
 
 async def execute_job(request: Request) -> Response:
-    job_id = _job_id(request)
-    message = await _decode(request, lambda body: convert.execute_request(job_id, body))
+    message = await _decode(request, jpb.ExecuteJobRequest)
     job, headers = await unary_once(request, backend(request).stub.ExecuteJob, message)
     return await _answer_job(request, job, headers)
 
 
 async def cancel_job(request: Request) -> Response:
-    await _decode(request, convert.no_fields)
-    job, headers = await unary_once(request, backend(request).stub.CancelJob, jpb.JobRef(job_id=_job_id(request)))
-    return envelope.success(request, convert.job_json(job), headers=headers)
+    ref = await _decode(request, jpb.JobRef)
+    job, headers = await unary_once(request, backend(request).stub.CancelJob, ref)
+    return envelope.success(request, encode(job), headers=headers)
 
 
 async def create_stream_token(request: Request) -> Response:
-    await _decode(request, convert.no_fields)
-    issued = await unary(request, backend(request).stub.CreateStreamToken, jpb.JobRef(job_id=_job_id(request)))
-    return envelope.success(request, convert.stream_token_json(_job_id(request), issued), status_code=201)
+    ref = await _decode(request, jpb.JobRef)
+    issued = await unary(request, backend(request).stub.CreateStreamToken, ref)
+    return envelope.success(request, _stream_token(ref.job_id, issued), status_code=201)
 
 
 async def list_webhook_deliveries(request: Request) -> Response:
-    ref = jpb.JobRef(job_id=_job_id(request))
+    ref = _read(request, jpb.JobRef)
     found = await unary(request, backend(request).stub.ListWebhookDeliveries, ref)
-    return envelope.success(request, convert.webhook_deliveries_json(found))
+    return envelope.success(request, encode(found))
 
 
 async def report_item_result(request: Request) -> Response:
-    job_id = _job_id(request)
-    message = await _decode(request, lambda body: convert.item_result_request(job_id, body))
+    message = await _decode(request, jpb.ReportItemResultRequest)
     result = await unary(request, backend(request).stub.ReportItemResult, message, callback_secret=True)
-    return envelope.success(request, convert.item_result_json(result))
+    return envelope.success(request, encode(result))
 
 
 async def job_events_stream(request: Request) -> Response | EventStreamResponse:
     metadata = call_metadata(request, stream_token=True)
-    call = backend(request).stub.WatchJob(jpb.JobRef(job_id=_job_id(request)), metadata=metadata)
+    call = backend(request).stub.WatchJob(_read(request, jpb.JobRef), metadata=metadata)
     events = call.__aiter__()
     try:
         # Read the first event before answering: a missing job or a bad token must still be an

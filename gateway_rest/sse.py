@@ -25,7 +25,7 @@ import anyio
 import grpc
 from starlette.types import Receive, Scope, Send
 
-from gateway_rest.convert import job_json
+from gateway_rest import codec
 from gateway_rest.errors import from_rpc_error
 from protos.s3.v1 import jobs_pb2 as jpb
 
@@ -53,7 +53,7 @@ async def job_events(
     def encode(event: jpb.JobEvent) -> list[bytes]:
         nonlocal count
         count += 1
-        out = [format_event("job", job_json(event.job), count)]
+        out = [format_event("job", codec.encode(event.job), count)]
         if event.final:
             out.append(format_event("end", {"job_id": event.job.job_id, "status": event.job.status}))
         return out

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from starlette.testclient import TestClient
 
-from gateway_rest import convert
+from gateway_rest import routes
 from gateway_rest.app import create_app, create_app_from_settings
 from gateway_rest.objects import object_routes
 from server.config import Settings
@@ -64,7 +64,7 @@ def test_500_keeps_cors_and_request_id(make_client: ClientFactory, monkeypatch: 
     def broken(_: object) -> dict[str, object]:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(convert, "user_state_json", broken)
+    monkeypatch.setattr(routes, "encode", broken)
     client = make_client(cors_origins=["https://app.example"])
     r = client.get("/me", headers={**AUTH, "Origin": "https://app.example", "X-Request-Id": "rid-500"})
     assert r.status_code == 500 and r.json()["error"]["code"] == "INTERNAL"

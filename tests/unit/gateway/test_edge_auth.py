@@ -15,7 +15,7 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from gateway_rest import convert
+from gateway_rest import routes
 from gateway_rest.app import create_app
 from gateway_rest.body import INLINE_DECODE_BYTES
 from tests.unit.gateway.conftest import (
@@ -163,22 +163,22 @@ def test_the_app_wide_cap_still_bounds_every_endpoint(make_client: ClientFactory
 
 def test_big_bodies_are_decoded_off_the_event_loop(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     threads: list[int] = []
-    real = convert.item_result_request
+    real = routes.decode
 
-    def recording(job_id: str, body: Any) -> Any:
+    def recording(message_type: Any, body: Any, **kwargs: Any) -> Any:
         threads.append(threading.get_ident())
-        return real(job_id, body)
+        return real(message_type, body, **kwargs)
 
-    monkeypatch.setattr(convert, "item_result_request", recording)
+    monkeypatch.setattr(routes, "decode", recording)
     loop_thread: list[int] = []
 
-    original = convert.item_result_json
+    original = routes.encode
 
     def on_loop(m: Any) -> Any:
         loop_thread.append(threading.get_ident())  # encoding runs on the event loop
         return original(m)
 
-    monkeypatch.setattr(convert, "item_result_json", on_loop)
+    monkeypatch.setattr(routes, "encode", on_loop)
     small = {**CALLBACK, "error": "e"}
     big = {**CALLBACK, "error": "e" * (INLINE_DECODE_BYTES * 4)}
     assert client.post("/jobs/j1/callback", json=small).status_code == 200

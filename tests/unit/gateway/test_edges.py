@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from gateway_rest import convert
+from gateway_rest import routes
 from tests.unit.gateway.conftest import AUTH, ClientFactory
 from tests.unit.gateway.fake_service import Script
 
@@ -113,7 +113,7 @@ def test_unexpected_error_is_500_without_details(
     def broken(_: object) -> dict[str, object]:
         raise RuntimeError("secret internals /etc/passwd")
 
-    monkeypatch.setattr(convert, "user_state_json", broken)
+    monkeypatch.setattr(routes, "encode", broken)
     with caplog.at_level(logging.ERROR, logger="s3.rest"):
         r = client.get("/me", headers=AUTH)
     error = _error(r, 500, "INTERNAL")

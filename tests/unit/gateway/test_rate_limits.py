@@ -15,7 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway_rest import convert
+from gateway_rest import routes
 from gateway_rest.app import create_app, verified_user
 from gateway_rest.client_address import TrustedProxies
 from gateway_rest.rate_limits import RateLimitConfig
@@ -164,7 +164,7 @@ def test_the_last_resort_500_carries_the_headers_too(shim: Factory, monkeypatch:
     def broken(_: object) -> dict[str, object]:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(convert, "user_state_json", broken)
+    monkeypatch.setattr(routes, "encode", broken)
     r = shim(limits()).get("/me", headers=peer("203.0.113.5", token("u1")))
     assert r.status_code == 500 and r.json()["error"]["code"] == "INTERNAL"
     assert_rate_headers(r)
