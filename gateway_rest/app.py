@@ -29,7 +29,7 @@ from gateway_rest.playground import playground_routes
 from gateway_rest.prefer import PREFERENCE_APPLIED
 from gateway_rest.rate_limit_middleware import LIMITER_STATE_KEY, RATE_LIMIT_HEADERS, RateLimitMiddleware
 from gateway_rest.rate_limits import RateLimitConfig, UserOf, no_user, open_rate_limiter
-from gateway_rest.routes import api_endpoints, api_routes
+from gateway_rest.routes import api_routes
 from gateway_rest.rpc import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, open_backend
 from server.config import Settings
 from server.errors import S3Error
@@ -82,13 +82,7 @@ def create_app(
         raise ValueError("prefer_wait_max_s must be >= 0 and prefer_poll_s positive")
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be positive")
-    body_limits = {
-        (method, path): min(endpoint.body_bytes, max_body_bytes)
-        for path, _, endpoints in api_endpoints()
-        for method, endpoint in endpoints.items()
-        if method in ("POST", "PUT")
-    }
-    document = openapi_document(with_objects=bool(object_routes), body_limits=body_limits)
+    document = openapi_document(with_objects=bool(object_routes), max_body_bytes=max_body_bytes)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)

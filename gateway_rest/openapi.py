@@ -1,21 +1,31 @@
-"""The OpenAPI 3.1 document served at ``GET /openapi.json``.
+"""The OpenAPI 3.1 document served at ``GET /openapi.json``, committed as ``gateway_rest/openapi.json``.
 
-Written out by hand rather than derived from the routes, so that a test comparing the two catches a
-route added without documentation, or documentation left behind by a removed route.
+``scripts/gen_protos.py`` builds it (``build_document``): the paths and each operation's request and
+answer come from the JobService's ``google.api.http`` annotations and message descriptors
+(``gateway_rest.openapi_schemas``); what is written here is prose: summaries, the errors each
+operation can answer, headers. A test compares the document with the routes, both ways.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import re
 from collections.abc import Mapping
+from importlib import resources
 from typing import Any
 
+from google.api import annotations_pb2
+
+from gateway_rest.codec import shapes
 from gateway_rest.errors import HTTP_STATUS
+from gateway_rest.openapi_schemas import Schema, Schemas, job_summary
+from gateway_rest.routes import api_endpoints
+from protos.s3.v1 import jobs_pb2 as jpb
 from server.config import Settings
 from server.service.webhook_signature import TOLERANCE_S
-from server.service.webhooks import EVENT_TYPES
 
-Schema = dict[str, Any]
+DOCUMENT_NAME = "openapi.json"
 
 
 def _ref(name: str) -> Schema:
@@ -101,7 +111,8 @@ _JOB_FIELDS: dict[str, Schema] = {
     },
 }
 
-SCHEMAS: dict[str, Schema] = {
+HAND_SCHEMAS: dict[str, Schema] = {
+    # The envelope and the two answers that are no JobService message.
     "Meta": _obj(["request_id", "timestamp"], {"request_id": _STR, "timestamp": _TIME}),
     "Error": _obj(["code", "message"], {"code": {"enum": sorted(HTTP_STATUS)}, "message": _STR}),
     "SuccessEnvelope": _obj(
@@ -112,342 +123,7 @@ SCHEMAS: dict[str, Schema] = {
         ["success", "data", "error", "meta"],
         {"success": {"const": False}, "data": {}, "error": _ref("Error"), "meta": _ref("Meta")},
     ),
-    "ConceptAction": _obj(
-        ["action"],
-        {"action": _STR},
-        extra=True,
-    )
-    | {"description": "every key but action is a parameter of the action (value, strength, ...)"},
     "Health": _obj(["ok"], {"ok": _BOOL}),
-    "OperatorHealth": _obj(
-        ["ok", "components", "model", "model_meaningful"],
-        {
-            "ok": _BOOL,
-            "components": _map(_obj(["ok", "detail"], {"ok": _BOOL, "detail": _STR})),
-            "model": _STR,
-            "model_meaningful": _BOOL,
-        },
-    ),
-    "AnonUserRequest": _obj(
-        [],
-        {
-            "device_hash": {
-                "type": "string",
-                "maxLength": 128,
-                "description": "a stable hash of the device: its first sign-up gets the starting credits, later "
-                "ones a new account with none (never the earlier account: that needs its refresh token)",
-            }
-        },
-    ),
-    "AnonUser": _obj(
-        ["token", "user_id", "plan", "credits", "expires_at", "refresh_token", "refresh_expires_at", "signup_credits"],
-        {
-            "token": {**_STR, "description": "the access token (short-lived, S3_JWT_TTL_S)"},
-            "user_id": _STR,
-            "plan": _STR,
-            "credits": _INT,
-            "expires_at": {**_TIME, "description": "when the access token expires"},
-            "refresh_token": {**_STR, "description": "opaque; spend it at POST /auth/refresh"},
-            "refresh_expires_at": _TIME,
-            "signup_credits": {
-                **_BOOL,
-                "description": "false when this device_hash already had its sign-up credits (the account "
-                "starts with 0)",
-            },
-        },
-    ),
-    "RefreshRequest": _obj(["refresh_token"], {"refresh_token": _STR}),
-    "Session": _obj(
-        ["token", "user_id", "expires_at", "refresh_token", "refresh_expires_at"],
-        {
-            "token": _STR,
-            "user_id": _STR,
-            "expires_at": _TIME,
-            "refresh_token": {**_STR, "description": "the next refresh token; the one sent is spent"},
-            "refresh_expires_at": _TIME,
-        },
-    ),
-    "Me": _obj(
-        [
-            "user_id",
-            "plan",
-            "credits",
-            "credits_reserved",
-            "credits_spent",
-            "active_jobs",
-            "max_concurrency",
-            "rule_slots_used",
-            "rule_slots_max",
-            "max_batch",
-            "stored_bytes",
-            "stored_bytes_max",
-            "live_jobs",
-            "live_jobs_max",
-            "analyze_items_per_credit",
-        ],
-        {
-            "user_id": _STR,
-            "plan": {"enum": ["free", "pro"]},
-            "credits": _INT,
-            "credits_reserved": _INT,
-            "credits_spent": _INT,
-            "active_jobs": _INT,
-            "max_concurrency": _INT,
-            "rule_slots_used": _INT,
-            "rule_slots_max": _INT,
-            "max_batch": _INT,
-            "stored_bytes": {
-                "type": "integer",
-                "format": "int64",
-                "description": "Bytes held by your live jobs; a job waiting for its photos counts each upload "
-                "URL at the upload size limit. Creating a job past stored_bytes_max answers 507 QUOTA_EXCEEDED.",
-            },
-            "stored_bytes_max": {"type": "integer", "format": "int64"},
-            "live_jobs": {
-                **_INT,
-                "description": "Jobs whose objects are still kept: canceled ones until their retention ends, "
-                "done and failed ones until theirs does. Past live_jobs_max: 507 QUOTA_EXCEEDED.",
-            },
-            "live_jobs_max": _INT,
-            "analyze_items_per_credit": {
-                **_INT,
-                "description": "The price of POST /jobs/{id}/analyze: one credit per this many photos "
-                "(rounded up) that lack one of the requested concepts; photos that already hold them "
-                "cost nothing. Reserved at the call, spent as photos are analysed, the rest refunded.",
-            },
-        },
-    ),
-    "Template": _TEMPLATE,
-    "Preset": _obj(
-        [
-            "id",
-            "name",
-            "description",
-            "phase",
-            "concepts",
-            "protect_defaults",
-            "templates",
-            "output_sets",
-            "actions",
-        ],
-        {
-            "id": _STR,
-            "name": _STR,
-            "description": _STR,
-            "phase": _INT,
-            "concepts": _list(
-                _obj(
-                    ["id", "name", "prompts", "default_action", "default_params", "protectable"],
-                    {
-                        "id": _STR,
-                        "name": _STR,
-                        "prompts": _list(_STR),
-                        "default_action": _STR,
-                        "default_params": {"type": "object"},
-                        "protectable": _BOOL,
-                    },
-                )
-            ),
-            "protect_defaults": _list(_STR),
-            "templates": _list(_ref("Template")),
-            "output_sets": _list(
-                _obj(
-                    ["id", "name", "templates"],
-                    {"id": _STR, "name": _STR, "templates": _list(_ref("Template"))},
-                )
-            ),
-            "actions": {"type": "object", "description": "action → description of its parameters"},
-        },
-    ),
-    "PresetList": _obj(
-        ["presets", "model"],
-        {
-            "presets": _list(_ref("Preset")),
-            # The SAM3 model behind every preset; meaningful is false for random weights (masks mean nothing).
-            "model": _obj(["name", "meaningful"], {"name": _STR, "meaningful": _BOOL}),
-        },
-    ),
-    "RuleCreate": _obj(
-        ["name", "preset_id", "concepts"],
-        {"name": _STR, "preset_id": _STR, "concepts": _CONCEPT_ACTIONS, "protect": _list(_STR)},
-    ),
-    "RuleUpdate": _obj(
-        [],
-        {"name": _STR, "preset_id": _STR, "concepts": _CONCEPT_ACTIONS, "protect": _list(_STR)},
-    )
-    | {"description": "any subset of the rule's fields; concepts and protect replace the whole value"},
-    "Rule": _obj(
-        ["rule_id", "name", "preset_id", "concepts", "protect", "created_at", "updated_at"],
-        {
-            "rule_id": _STR,
-            "name": _STR,
-            "preset_id": _STR,
-            "concepts": _CONCEPT_ACTIONS,
-            "protect": _list(_STR),
-            "created_at": _TIME,
-            "updated_at": _TIME,
-        },
-    ),
-    "RuleList": _obj(
-        ["rules", "rule_slots_used", "rule_slots_max"],
-        {"rules": _list(_ref("Rule")), "rule_slots_used": _INT, "rule_slots_max": _INT},
-    ),
-    "RuleDeleted": _obj(["rule_id", "deleted"], {"rule_id": _STR, "deleted": _BOOL}),
-    "JobCreate": _obj(
-        ["preset", "item_count"],
-        {
-            "preset": _STR,
-            "item_count": {**_INT, "minimum": 1},
-            "content_types": _list({"enum": ["image/jpeg", "image/png", "image/webp"]}),
-        },
-    ),
-    "JobCreated": _obj(
-        ["job_id", "status", "upload_urls", "expires_at", "credits_reserved"],
-        {
-            "job_id": _STR,
-            "status": {"const": "created"},
-            "upload_urls": _list(
-                _obj(
-                    ["idx", "key", "url", "method", "headers", "expires_at"],
-                    {
-                        "idx": _INT,
-                        "key": _STR,
-                        "url": _STR,
-                        "method": {"const": "PUT"},
-                        "headers": _map(_STR),
-                        "expires_at": _TIME | {"description": "when this URL stops working"},
-                    },
-                )
-            ),
-            "expires_at": _TIME,
-            "credits_reserved": _INT,
-        },
-    ),
-    "Instance": _obj(
-        ["concept", "number", "score", "box", "area", "mask_url"],
-        {
-            "concept": _STR,
-            "number": {**_INT, "description": "#1..#N per concept per item"},
-            "score": _NUM,
-            "box": {**_list(_NUM), "description": "x0, y0, x1, y1 in photo pixels"},
-            "area": {"type": "integer"},
-            "mask_url": _OPT_STR,
-        },
-    ),
-    "JobItem": _obj(
-        [
-            "idx",
-            "status",
-            "input_url",
-            "output_url",
-            "preview_url",
-            "instances",
-            "renditions",
-            "error",
-            "attempts",
-            "protect_check",
-            "analysis",
-        ],
-        {
-            "idx": _INT,
-            "status": _STR,
-            "input_url": _OPT_STR,
-            "output_url": _OPT_STR,
-            "preview_url": _OPT_STR,
-            "instances": _list(_ref("Instance")),
-            "renditions": _list(
-                _obj(
-                    ["template_id", "url", "width", "height", "format"],
-                    {"template_id": _STR, "url": _OPT_STR, "width": _INT, "height": _INT, "format": _STR},
-                )
-            ),
-            "error": _OPT_STR,
-            "attempts": _INT,
-            "protect_check": {"type": ["object", "null"]},
-            "analysis": {"enum": ["none", "pending", "done", "failed"]},
-        },
-    ),
-    "Job": _obj([*_JOB_FIELDS, "items"], {**_JOB_FIELDS, "items": _list(_ref("JobItem"))}),
-    "JobSummary": _obj(list(_JOB_FIELDS), _JOB_FIELDS),
-    "JobList": _obj(
-        ["jobs", "next_page_token"],
-        {"jobs": _list(_ref("JobSummary")), "next_page_token": _OPT_STR},
-    ),
-    "Analyze": _obj([], {"concepts": _list(_STR)}),
-    "Execute": _obj(
-        [],
-        {
-            "concepts": _CONCEPT_ACTIONS,
-            "protect": _list(_STR),
-            "rule_id": _STR,
-            "output_set": _STR,
-            "webhook_url": _STR
-            | {
-                "description": "post the job's events here (http/https, public addresses unless the service "
-                "allows more), signed per Standard Webhooks; the answer's webhook.secret verifies them"
-            },
-            "webhook_events": _list({"enum": list(EVENT_TYPES)})
-            | {"description": "which events to post (default: all)"},
-            "instances": {
-                **_map(_map(_obj([], {"exclude": _list(_INT), "lock": _list(_INT)}))),
-                "description": 'item idx → concept → choice, e.g. {"0": {"Wall": {"exclude": [2], "lock": [1]}}}',
-            },
-        },
-    ),
-    "StreamToken": _obj(
-        ["token", "expires_at", "events_url"],
-        {
-            "token": _STR,
-            "expires_at": _TIME,
-            "events_url": _STR | {"description": "path of the event stream, token included"},
-        },
-    ),
-    "WebhookDeliveries": _obj(
-        ["deliveries"],
-        {
-            "deliveries": _list(
-                _obj(
-                    ["id", "seq", "event", "url", "state", "attempts", "created_at", "log"],
-                    {
-                        "id": _STR | {"description": "the webhook-id header, the same on every attempt"},
-                        "seq": _INT,
-                        "event": {"enum": list(EVENT_TYPES)},
-                        "url": _STR,
-                        "state": {"enum": ["pending", "delivered", "failed"]},
-                        "attempts": _INT,
-                        "last_status": {"type": ["integer", "null"]},
-                        "last_error": _OPT_STR,
-                        "created_at": _TIME,
-                        "delivered_at": {"type": ["string", "null"], "format": "date-time"},
-                        "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
-                        "log": _list(
-                            _obj(
-                                ["at", "ms"],
-                                {"at": _TIME, "status": {"type": ["integer", "null"]}, "error": _OPT_STR, "ms": _INT},
-                            )
-                        ),
-                    },
-                )
-            )
-        },
-    ),
-    "ItemResult": _obj(
-        ["idempotency_key", "idx", "status"],
-        {
-            "job_id": _STR,
-            "idempotency_key": _STR,
-            "idx": _INT,
-            "status": {"enum": ["done", "failed"]},
-            "output_key": _STR,
-            "error": _STR,
-            "instances": _list(_ref("Instance")),
-            "protect_check": {"type": "object"},
-        },
-    ),
-    "ItemResultAck": _obj(
-        ["job_id", "idx", "item_status", "job_status", "duplicate"],
-        {"job_id": _STR, "idx": _INT, "item_status": _STR, "job_status": _STR, "duplicate": _BOOL},
-    ),
     "StoredObject": _obj(["key", "size", "content_type"], {"key": _STR, "size": _INT, "content_type": _STR}),
 }
 
@@ -458,8 +134,8 @@ _AUTH = ("AUTH_REQUIRED", "INVALID_TOKEN")
 _PATH_PARAM = {"job_id": "job", "rule_id": "rule", "preset_id": "preset", "key": "object key"}
 
 
-def _success(data: str, status: int = 200, description: str = "OK") -> dict[str, Any]:
-    schema = {"allOf": [_ref("SuccessEnvelope"), {"properties": {"data": _ref(data)}}]}
+def _success(data: Schema, status: int = 200, description: str = "OK") -> dict[str, Any]:
+    schema = {"allOf": [_ref("SuccessEnvelope"), {"properties": {"data": data}}]}
     return {str(status): {"description": description, "content": {"application/json": {"schema": schema}}}}
 
 
@@ -495,39 +171,80 @@ _IDEMPOTENT_ERRORS = ("IDEMPOTENCY_MISMATCH", "INVALID_STATE")
 
 def _op(
     summary: str,
-    data: str,
     *,
     errors: tuple[str, ...] = (),
-    body: str | None = None,
     status: int = 200,
     auth: bool = True,
     params: tuple[dict[str, Any], ...] = (),
     idempotent: bool = False,
+    data: str | None = None,
 ) -> dict[str, Any]:
+    """The prose and the errors of one operation; ``_bind`` adds its bodies from the RPC it calls.
+
+    ``data``: a hand schema's name, for the answers that are no message of the RPC."""
     if idempotent:
         errors = (*errors, *_IDEMPOTENT_ERRORS)
         params = (*params, _IDEMPOTENCY_KEY_PARAM)
     op: dict[str, Any] = {
         "summary": summary,
-        "responses": {**_success(data, status), **_errors((*_AUTH, *errors) if auth else errors)},
+        "responses": _errors((*_AUTH, *errors) if auth else errors),
+        _BIND: {"status": status, "idempotent": idempotent, "data": data, "waits": False},
     }
-    if idempotent:
-        op["responses"][str(status)]["headers"] = {
-            "Idempotent-Replayed": {
-                "description": "true when this is the kept answer to an earlier request with the same key",
-                "schema": {"const": "true"},
-            }
-        }
     if not auth:
         op["security"] = []
-    if body is not None:
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _ref(body)}},
-        }
     if params:
         op["parameters"] = list(params)
     return op
+
+
+_BIND = "x-bind"
+_REPLAYED_HEADER = {
+    "Idempotent-Replayed": {
+        "description": "true when this is the kept answer to an earlier request with the same key",
+        "schema": {"const": "true"},
+    }
+}
+_APPLIED_HEADER = {
+    "Preference-Applied": {
+        "schema": _STR,
+        "description": "wait=<seconds waited at most>, when Prefer: wait was honoured",
+    }
+}
+
+
+def _bind(paths: dict[str, dict[str, Any]], schemas: Schemas) -> None:
+    """Each annotated JobService RPC's request and response schemas into its operation."""
+    for method in jpb.DESCRIPTOR.services_by_name["JobService"].methods:
+        rule = method.GetOptions().Extensions[annotations_pb2.http]
+        verb = rule.WhichOneof("pattern")
+        path = getattr(rule, verb)
+        op = paths[path][verb]
+        bind = op.pop(_BIND, None)
+        if bind is None:
+            continue  # written out whole (the event stream)
+        in_path = set(re.findall(r"\{(\w+)\}", path))
+        request = method.input_type
+        if request.full_name == shapes.ITEM_RESULT:
+            in_path = set()  # the body may repeat the job id (codec.shapes)
+        body_fields = [f for f in shapes.json_fields(request) if f.name not in in_path]
+        if rule.body and body_fields:
+            required = request.full_name in shapes.BODY_REQUIRED or any(shapes.is_required(f) for f in body_fields)
+            op["requestBody"] = {
+                "required": required,
+                "content": {"application/json": {"schema": schemas.message(request, request=True, without=in_path)}},
+            }
+        elif not rule.body:
+            declared = {p["name"] for p in op.get("parameters", [])}
+            for field in body_fields:
+                if field.name not in declared:
+                    query = {"name": field.name, "in": "query", "schema": schemas.field(field, request=True)}
+                    op.setdefault("parameters", []).append(query)
+        data = _ref(bind["data"]) if bind["data"] else schemas.message(method.output_type, request=False)
+        headers = {**(_REPLAYED_HEADER if bind["idempotent"] else {}), **(_APPLIED_HEADER if bind["waits"] else {})}
+        success = _success(data, bind["status"])
+        if headers:
+            success[str(bind["status"])]["headers"] = headers
+        op["responses"] = {**success, **op["responses"]}
 
 
 def _path_params(path: str) -> list[dict[str, Any]]:
@@ -576,21 +293,13 @@ _PREFER_WAIT = {
 def _waits(op: dict[str, Any]) -> dict[str, Any]:
     """An operation that honours ``Prefer: wait``: the header in, ``Preference-Applied`` out."""
     op.setdefault("parameters", []).append(_PREFER_WAIT)
-    applied = {
-        "Preference-Applied": {
-            "schema": _STR,
-            "description": "wait=<seconds waited at most>, when Prefer: wait was honoured",
-        }
-    }
-    for status, response in op["responses"].items():
-        if status.startswith("2"):
-            response["headers"] = applied
+    op[_BIND]["waits"] = True
     return op
 
 
 API_PATHS: dict[str, dict[str, Any]] = {
     "/health": {
-        "get": _op("Ready or not: {ok} only", "Health", auth=False)
+        "get": _op("Ready or not: {ok} only", auth=False, data="Health")
         | {
             "description": "HTTP 503 with success=false, error.code INTERNAL (or INFERENCE_UNAVAILABLE "
             "when only inference is down) and data {ok: false} when a component is down. Which one, "
@@ -600,7 +309,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
     "/auth/anon": {
         "post": _op(
             "Create an anonymous user on the free plan; returns its access and refresh tokens",
-            "AnonUser",
             status=201,
             auth=False,
             errors=_PAYLOAD,
@@ -610,17 +318,11 @@ API_PATHS: dict[str, dict[str, Any]] = {
             f"address (default {_SIGNUP.requests} per {_SIGNUP.window_s} s) and for all addresses together "
             f"(default {_SIGNUP_ALL.requests} per {_SIGNUP_ALL.window_s} s); past either, 429 RATE_LIMITED "
             "with Retry-After.",
-            "requestBody": {
-                "required": False,
-                "content": {"application/json": {"schema": _ref("AnonUserRequest")}},
-            },
         }
     },
     "/auth/refresh": {
         "post": _op(
             "Spend a refresh token for a new access token and refresh token",
-            "Session",
-            body="RefreshRequest",
             auth=False,
             errors=("INVALID_TOKEN", *_PAYLOAD),
         )
@@ -631,28 +333,25 @@ API_PATHS: dict[str, dict[str, Any]] = {
             "S3_REFRESH_TTL_S (60 days), so an app that opens within that time stays signed in."
         }
     },
-    "/me": {"get": _op("The caller's plan, credits and limits", "Me")},
-    "/presets": {"get": _op("Every domain preset", "PresetList")},
-    "/presets/{preset_id}": {"get": _op("One preset", "Preset", errors=("NOT_FOUND",))},
+    "/me": {"get": _op("The caller's plan, credits and limits")},
+    "/presets": {"get": _op("Every domain preset")},
+    "/presets/{preset_id}": {"get": _op("One preset", errors=("NOT_FOUND",))},
     "/rules": {
-        "get": _op("The caller's rules and rule slots", "RuleList"),
+        "get": _op("The caller's rules and rule slots"),
         "post": _op(
             "Save a rule (uses a rule slot)",
-            "Rule",
-            body="RuleCreate",
             status=201,
             errors=("RULE_SLOT_LIMIT", "NOT_FOUND", *_PAYLOAD),
             idempotent=True,
         ),
     },
     "/rules/{rule_id}": {
-        "put": _op("Update a rule of the caller", "Rule", body="RuleUpdate", errors=("NOT_FOUND", *_PAYLOAD)),
-        "delete": _op("Delete a rule of the caller (frees its slot)", "RuleDeleted", errors=("NOT_FOUND",)),
+        "put": _op("Update a rule of the caller", errors=("NOT_FOUND", *_PAYLOAD)),
+        "delete": _op("Delete a rule of the caller (frees its slot)", errors=("NOT_FOUND",)),
     },
     "/jobs": {
         "get": _op(
             "The caller's jobs, newest first",
-            "JobList",
             params=(
                 {"name": "page_size", "in": "query", "schema": {**_INT, "minimum": 1, "maximum": 100}},
                 {"name": "page_token", "in": "query", "schema": _STR},
@@ -661,8 +360,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
         "post": _op(
             "Create a job, reserve its credits, get presigned upload URLs (507 QUOTA_EXCEEDED when the "
             "plan's stored bytes or live jobs would be exceeded; nothing is reserved then)",
-            "JobCreated",
-            body="JobCreate",
             status=201,
             errors=(
                 "BATCH_LIMIT",
@@ -675,12 +372,11 @@ API_PATHS: dict[str, dict[str, Any]] = {
             idempotent=True,
         ),
     },
-    "/jobs/{job_id}": {"get": _waits(_op("A job with its items and download URLs", "Job", errors=_JOB_NOT_FOUND))},
+    "/jobs/{job_id}": {"get": _waits(_op("A job with its items and download URLs", errors=_JOB_NOT_FOUND))},
     "/jobs/{job_id}/confirm-upload": {
         "post": _op(
             "Check every uploaded photo; created → uploaded. Every object is looked up before any is "
             "read; on success each photo is pinned by its sha256 and its upload URL closed",
-            "Job",
             errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
         )
     },
@@ -690,8 +386,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
             "of /me's analyze_items_per_credit photos that lack one of the concepts (photos holding them "
             "all are skipped, free); reserved now, spent as photos are analysed, the rest refunded, also "
             "on cancel. At most S3_MAX_ANALYSES_PER_JOB analyses per job (507 QUOTA_EXCEEDED)",
-            "Job",
-            body="Analyze",
             errors=(
                 *_JOB_NOT_FOUND,
                 "INVALID_STATE",
@@ -707,8 +401,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
         "post": _waits(
             _op(
                 "Apply rules to the album; uploaded → queued",
-                "Job",
-                body="Execute",
                 errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
                 idempotent=True,
             )
@@ -717,7 +409,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
     "/jobs/{job_id}/stream-token": {
         "post": _op(
             "A short-lived token that opens this job's event stream without an Authorization header",
-            "StreamToken",
             status=201,
             errors=(*_JOB_NOT_FOUND, *_PAYLOAD),
         )
@@ -731,7 +422,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
     "/jobs/{job_id}/webhooks": {
         "get": _op(
             "The job's webhook deliveries in event order, each with its attempts",
-            "WebhookDeliveries",
             errors=_JOB_NOT_FOUND,
         )
         | {"description": WEBHOOKS_DESCRIPTION}
@@ -739,8 +429,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
     "/jobs/{job_id}/callback": {
         "post": _op(
             "An item result from a remote worker (idempotent by idempotency_key)",
-            "ItemResultAck",
-            body="ItemResult",
             auth=False,
             errors=("FORBIDDEN", *_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
         )
@@ -749,7 +437,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
     "/jobs/{job_id}/cancel": {
         "post": _op(
             "Cancel a non-terminal job; refunds credits of items not done",
-            "Job",
             errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
             idempotent=True,
         )
@@ -796,7 +483,7 @@ OBJECT_PATHS: dict[str, dict[str, Any]] = {
             "security": [],
             "description": "The URL's query carries its signature; the Content-Type must be the signed one.",
             "requestBody": {"required": True, "content": {"application/octet-stream": {}}},
-            "responses": {**_success("StoredObject"), **_errors(("FORBIDDEN", *_PAYLOAD))},
+            "responses": {**_success(_ref("StoredObject")), **_errors(("FORBIDDEN", *_PAYLOAD))},
         },
         "get": {
             "summary": "Download an object from a presigned URL of the local store",
@@ -837,7 +524,7 @@ _COMMON_RESPONSES_NOTE = (
     "repeat a key, and numbers must be finite (no NaN, Infinity or 1e999) and integers at most 2^53: "
     "400 VALIDATION_ERROR otherwise. "
     "The operator surface is not part of this document: GET /metrics (Prometheus text) and GET /health "
-    "(the OperatorHealth schema: each component and the model) are served on S3_OPERATOR_HOST:"
+    "(the GetHealthResponse schema: each component and the model) are served on S3_OPERATOR_HOST:"
     "S3_OPERATOR_PORT, loopback by default. "
     "Rate limits: every request counts against its client address (the socket peer, or what a trusted "
     "proxy says in X-Forwarded-For), a request with a valid token also against its user, and POST "
@@ -857,9 +544,21 @@ def _with_rate_limit_headers(operations: dict[str, Any]) -> None:
             response["headers"] = {**response.get("headers", {}), **headers}
 
 
-def openapi_document(*, with_objects: bool, body_limits: Mapping[tuple[str, str], int]) -> dict[str, Any]:
-    """``body_limits``: ``{(METHOD, path): bytes}``, the largest body each operation reads."""
-    paths = copy.deepcopy({**API_PATHS, **(OBJECT_PATHS if with_objects else {})})
+def build_document(comments: Mapping[str, str]) -> dict[str, Any]:
+    """The whole document (object routes included, each operation's default body cap), as
+    ``scripts/gen_protos.py`` writes it to ``gateway_rest/openapi.json``; ``comments`` are the .proto
+    comments by element full name."""
+    schemas = Schemas(comments)
+    paths = copy.deepcopy({**API_PATHS, **OBJECT_PATHS})
+    _bind(paths, schemas)
+    job_summary(schemas)
+    schemas.message(jpb.GetHealthResponse.DESCRIPTOR, request=False)  # the operator's /health
+    body_limits = {
+        (method, path): endpoint.body_bytes
+        for path, _, endpoints in api_endpoints()
+        for method, endpoint in endpoints.items()
+        if method in ("POST", "PUT")
+    }
     for path, operations in paths.items():
         _with_rate_limit_headers(operations)
         params = _path_params(path)
@@ -875,10 +574,24 @@ def openapi_document(*, with_objects: bool, body_limits: Mapping[tuple[str, str]
         "security": [{"bearerJWT": []}],
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": dict(sorted({**HAND_SCHEMAS, **schemas.components}.items())),
             "securitySchemes": {
                 "bearerJWT": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "callbackSecret": {"type": "apiKey", "in": "header", "name": "X-Callback-Secret"},
             },
         },
     }
+
+
+def openapi_document(*, with_objects: bool, max_body_bytes: int) -> dict[str, Any]:
+    """The committed document as this app serves it: without the object routes when it has none,
+    each body cap lowered to the app-wide ``max_body_bytes``."""
+    document: dict[str, Any] = json.loads(resources.files("gateway_rest").joinpath(DOCUMENT_NAME).read_text())
+    if not with_objects:
+        for path in OBJECT_PATHS:
+            del document["paths"][path]
+    for operations in document["paths"].values():
+        for op in operations.values():
+            if "x-max-body-bytes" in op:
+                op["x-max-body-bytes"] = min(op["x-max-body-bytes"], max_body_bytes)
+    return document

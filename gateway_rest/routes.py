@@ -21,7 +21,6 @@ from starlette.routing import Route
 from gateway_rest import envelope, prefer
 from gateway_rest.body import decode_json
 from gateway_rest.codec import decode, decode_query, encode
-from gateway_rest.codec.encode import job_summary
 from gateway_rest.credentials import Credential, EdgeCredentials
 from gateway_rest.rpc import backend, call_metadata, unary, unary_once
 from gateway_rest.sse import EventStreamResponse, job_events
@@ -57,11 +56,6 @@ async def _decode(request: Request, message_type: type[M]) -> M:
 def _read(request: Request, message_type: type[M]) -> M:
     """The request message of a route without a body: path parameters and query string."""
     return decode_query(message_type, request.query_params, path=dict(request.path_params))
-
-
-def _job_list(m: jpb.ListJobsResponse) -> dict[str, Any]:
-    """Listings carry job summaries: the jobs without their ``items``."""
-    return {**encode(m), "jobs": [job_summary(j) for j in m.jobs]}
 
 
 def _stream_token(job_id: str, m: jpb.StreamToken) -> dict[str, Any]:
@@ -140,7 +134,7 @@ async def delete_rule(request: Request) -> Response:
 async def list_jobs(request: Request) -> Response:
     message = _read(request, jpb.ListJobsRequest)
     jobs = await unary(request, backend(request).stub.ListJobs, message)
-    return envelope.success(request, _job_list(jobs))
+    return envelope.success(request, encode(jobs))
 
 
 async def create_job(request: Request) -> Response:

@@ -1,7 +1,8 @@
-"""Generate the Python stubs of protos/s3/v1/*.proto, committed next to the .proto files.
+"""Generate what protos/s3/v1/*.proto state, committed: the Python stubs next to the .proto files,
+the OpenAPI document (gateway_rest/openapi.json) and the generated part of docs/contract.md.
 
-``--check`` regenerates into a temporary folder and fails when the committed stubs differ, so a
-changed .proto without regenerated stubs cannot land.
+``--check`` regenerates into a temporary folder and fails when a committed file differs, so a
+changed .proto without regenerated files cannot land.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ GOOGLEAPIS_ROOT = Path(annotations_pb2.__file__).resolve().parent.parent.parent
 PLUGIN_DIR = Path(sys.executable).parent
 
 
+DESCRIPTOR_SET = "descriptors.binpb"
+
+
 def _generate(out_root: Path) -> list[Path]:
     protos = sorted(PACKAGE_DIR.glob("*.proto"))
     include = resources.files("grpc_tools") / "_proto"
@@ -42,6 +46,9 @@ def _generate(out_root: Path) -> list[Path]:
         f"--mypy_out={out_root}",
         f"--mypy_grpc_out={out_root}",
         f"--grpc_python_out={out_root}",
+        # With the comments: they become the OpenAPI document's descriptions.
+        f"--descriptor_set_out={out_root / DESCRIPTOR_SET}",
+        "--include_source_info",
         *(str(p.relative_to(PROTO_ROOT)) for p in protos),
     ]
     if protoc.main(args) != 0:
@@ -55,9 +62,21 @@ def _generate(out_root: Path) -> list[Path]:
     return generated
 
 
+def _documents(descriptor_set: Path) -> dict[Path, str]:
+    """The generated documents, built from the committed stubs (just written, unless checking)."""
+    sys.path.insert(0, str(ROOT))
+    from scripts import contract_docs
+
+    notes = contract_docs.comments(descriptor_set)
+    return {
+        contract_docs.OPENAPI: contract_docs.openapi_text(notes),
+        contract_docs.CONTRACT: contract_docs.contract_text(notes),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="fail if committed stubs are stale")
+    parser.add_argument("--check", action="store_true", help="fail if committed generated files are stale")
     check = parser.parse_args().check
     with tempfile.TemporaryDirectory() as tmp:
         generated = _generate(Path(tmp))
@@ -69,14 +88,20 @@ def main() -> int:
                     stale.append(target.name)
             else:
                 shutil.copyfile(path, target)
+        for target, text in _documents(Path(tmp) / DESCRIPTOR_SET).items():
+            if check:
+                if not target.exists() or target.read_text() != text:
+                    stale.append(str(target.relative_to(ROOT)))
+            else:
+                target.write_text(text)
         if check:
             expected = {p.name for p in generated}
             extra = [p.name for p in PACKAGE_DIR.iterdir() if p.name.endswith(GENERATED_SUFFIXES)]
             stale += [name for name in extra if name not in expected]
             if stale:
-                print("stale generated stubs (run `make protos`):", ", ".join(sorted(stale)), file=sys.stderr)
+                print("stale generated files (run `make protos`):", ", ".join(sorted(stale)), file=sys.stderr)
                 return 1
-            print(f"{len(generated)} generated stubs are up to date")
+            print(f"{len(generated)} generated stubs and the generated documents are up to date")
     return 0
 
 

@@ -96,6 +96,10 @@ def _health(message: Any) -> JsonObject:
     return out
 
 
+def _job_list(message: Any) -> JsonObject:
+    return {**_fields(message), "jobs": [job_summary(j) for j in message.jobs]}
+
+
 _SHAPES = {
     shapes.STRUCT: struct_json,
     shapes.CONCEPT_ACTION: _concept_action,
@@ -104,6 +108,7 @@ _SHAPES = {
     shapes.JOB_ITEM: _job_item,
     shapes.PRESET: _preset,
     shapes.HEALTH: _health,
+    shapes.JOB_LIST: _job_list,
 }
 
 

@@ -11,10 +11,13 @@ The exceptions, each written only here:
   ``action`` a parameter.
 - ``ItemChoices`` is its ``concepts`` map itself: ``{"Wall": {"exclude": [2]}}``.
 - ``Job``'s ``webhook_url``, ``webhook_events`` and ``webhook_secret`` are one ``webhook`` object
-  (``{url, events, secret?}``), ``null`` without a webhook; listings leave ``items`` out.
+  (``{url, events, secret?}``), ``null`` without a webhook; listings (``ListJobsResponse``) leave
+  each job's ``items`` out.
 - ``JobItem.analysis`` is ``"none"`` when the service left it empty.
 - ``Preset`` also lists ``templates``: every template some output set uses, once.
 - ``GetHealthResponse.components`` is keyed by component name: ``{"database": {ok, detail}}``.
+- ``StreamToken`` also carries ``events_url``, the path of the stream it opens (the route adds it:
+  the job id is not in the message).
 - ``UpdateRuleRequest``: sending ``concepts`` or ``protect`` replaces the whole value (the
   ``replace_*`` flags are set from the key's presence, never sent).
 - ``UpdateRuleRequest`` also needs a body (``{}`` changes nothing, nothing is refused).
@@ -36,6 +39,8 @@ JOB_ITEM = "s3.v1.JobItem"
 PRESET = "s3.v1.Preset"
 HEALTH = "s3.v1.GetHealthResponse"
 UPDATE_RULE = "s3.v1.UpdateRuleRequest"
+JOB_LIST = "s3.v1.ListJobsResponse"
+STREAM_TOKEN = "s3.v1.StreamToken"
 ITEM_RESULT = "s3.v1.ReportItemResultRequest"
 
 WEBHOOK_FIELDS = ("webhook_url", "webhook_events", "webhook_secret")

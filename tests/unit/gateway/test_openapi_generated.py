@@ -1,0 +1,104 @@
+"""The committed OpenAPI document: valid by a third-party validator, fresh, and true to the codec."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openapi_schema_validator import OAS31Validator
+from openapi_spec_validator import validate
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from gateway_rest.codec import encode
+from gateway_rest.openapi import openapi_document
+from protos.s3.v1 import jobs_pb2 as jpb
+from protos.s3.v1 import types_pb2 as pb
+
+ROOT = Path(__file__).resolve().parents[3]
+COMMITTED = ROOT / "gateway_rest" / "openapi.json"
+
+
+def _document() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(COMMITTED.read_text())
+    return document
+
+
+def test_the_committed_and_the_served_documents_are_valid_openapi() -> None:
+    validate(_document())
+    validate(openapi_document(with_objects=False, max_body_bytes=4096))
+
+
+def _validator(document: dict[str, Any], name: str) -> OAS31Validator:
+    resource = Resource.from_contents(document, default_specification=DRAFT202012)
+    registry: Registry[Any] = Registry().with_resource("urn:doc", resource)
+    return OAS31Validator({"$ref": f"urn:doc#/components/schemas/{name}"}, registry=registry)
+
+
+def _examples() -> list[tuple[str, Any]]:
+    """Answers with every optional field empty and with it filled, as the codec sends them."""
+    item = pb.JobItem(idx=0, status="done", output_url="u", renditions=[pb.Rendition(template_id="t")])
+    return [
+        ("CreateAnonUserResponse", encode(jpb.CreateAnonUserResponse(token="t"))),
+        ("CreateAnonUserResponse", encode(jpb.CreateAnonUserResponse(token="t", expires_at="2026-01-01T00:00:00Z"))),
+        ("RefreshSessionResponse", encode(jpb.RefreshSessionResponse())),
+        ("Job", encode(pb.Job(job_id="j", status="created", items=[item, pb.JobItem(status="pending")]))),
+        ("Job", encode(pb.Job(job_id="j", status="queued", webhook_url="https://x", webhook_secret="whsec_x"))),
+        ("ListJobsResponse", encode(jpb.ListJobsResponse(jobs=[pb.Job(job_id="j", status="done")]))),
+        ("ListWebhookDeliveriesResponse", encode(jpb.ListWebhookDeliveriesResponse(deliveries=[pb.WebhookDelivery()]))),
+        ("ListPresetsResponse", encode(jpb.ListPresetsResponse(presets=[pb.Preset()], model=jpb.SegmentationModel()))),
+        ("UserState", encode(pb.UserState())),
+        ("GetHealthResponse", encode(jpb.GetHealthResponse(components=[jpb.ComponentHealth(name="database")]))),
+    ]
+
+
+@pytest.mark.parametrize(("schema", "value"), _examples())
+def test_what_the_codec_sends_is_what_the_document_says(schema: str, value: Any) -> None:
+    _validator(_document(), schema).validate(value)
+
+
+def test_a_null_where_the_document_says_string_is_caught() -> None:
+    """The guard above can fail: a non-nullable field given null is refused."""
+    document = _document()
+    document["components"]["schemas"]["CreateAnonUserResponse"]["properties"]["expires_at"] = {"type": "string"}
+    errors = list(_validator(document, "CreateAnonUserResponse").iter_errors(encode(jpb.CreateAnonUserResponse())))
+    assert errors
+
+
+def _copy_of_the_sources(target: Path) -> None:
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for name in files:
+        if name.startswith(("protos/", "scripts/", "gateway_rest/", "server/", "docs/contract.md")):
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ROOT / name, target / name)
+
+
+def _check(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "scripts/gen_protos.py", "--check"], cwd=root, capture_output=True, text=True, check=False
+    )
+
+
+def test_a_stale_committed_document_fails_the_check(tmp_path: Path) -> None:
+    _copy_of_the_sources(tmp_path)
+    assert _check(tmp_path).returncode == 0
+    openapi = tmp_path / "gateway_rest" / "openapi.json"
+    openapi.write_text(openapi.read_text().replace('"S3 REST API"', '"S3 REST API, edited"'))
+    result = _check(tmp_path)
+    assert result.returncode == 1 and "gateway_rest/openapi.json" in result.stderr
+    shutil.copyfile(COMMITTED, openapi)
+    contract = tmp_path / "docs" / "contract.md"
+    contract.write_text(contract.read_text().replace("| 403 |", "| 401 |"))
+    result = _check(tmp_path)
+    assert result.returncode == 1 and "docs/contract.md" in result.stderr
