@@ -21,7 +21,7 @@ from gateway_rest.codec import shapes
 from gateway_rest.errors import HTTP_STATUS
 from gateway_rest.openapi_operations import API_PATHS, BIND, OBJECT_PATHS, error_responses, path_params, success
 from gateway_rest.openapi_schemas import Schema, Schemas, job_summary
-from gateway_rest.routes import api_endpoints
+from gateway_rest.routes import SUCCESS_STATUS, api_endpoints
 from protos.s3.v1 import jobs_pb2 as jpb
 
 DOCUMENT_NAME = "openapi.json"
@@ -113,9 +113,10 @@ def _bind(paths: dict[str, dict[str, Any]], schemas: Schemas) -> None:
                     op.setdefault("parameters", []).append(query)
         data = _ref(bind["data"]) if bind["data"] else schemas.message(method.output_type, request=False)
         headers = {**(_REPLAYED_HEADER if bind["idempotent"] else {}), **(_APPLIED_HEADER if bind["waits"] else {})}
-        answer = success(data, bind["status"])
+        status = SUCCESS_STATUS[method.name]
+        answer = success(data, status)
         if headers:
-            answer[str(bind["status"])]["headers"] = headers
+            answer[str(status)]["headers"] = headers
         op["responses"] = {**answer, **op["responses"]}
 
 

@@ -64,7 +64,6 @@ def _op(
     summary: str,
     *,
     errors: tuple[str, ...] = (),
-    status: int = 200,
     auth: bool = True,
     params: tuple[dict[str, Any], ...] = (),
     idempotent: bool = False,
@@ -79,7 +78,7 @@ def _op(
     op: dict[str, Any] = {
         "summary": summary,
         "responses": error_responses((*_AUTH, *errors) if auth else errors),
-        BIND: {"status": status, "idempotent": idempotent, "data": data, "waits": False},
+        BIND: {"idempotent": idempotent, "data": data, "waits": False},
     }
     if not auth:
         op["security"] = []
@@ -150,7 +149,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
     "/auth/anon": {
         "post": _op(
             "Create an anonymous user on the free plan; returns its access and refresh tokens",
-            status=201,
             auth=False,
             errors=_PAYLOAD,
         )
@@ -181,7 +179,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
         "get": _op("The caller's rules and rule slots"),
         "post": _op(
             "Save a rule (uses a rule slot)",
-            status=201,
             errors=("RULE_SLOT_LIMIT", "NOT_FOUND", *_PAYLOAD),
             idempotent=True,
         ),
@@ -201,7 +198,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
         "post": _op(
             "Create a job, reserve its credits, get presigned upload URLs (507 QUOTA_EXCEEDED when the "
             "plan's stored bytes or live jobs would be exceeded; nothing is reserved then)",
-            status=201,
             errors=(
                 "BATCH_LIMIT",
                 "CONCURRENCY_LIMIT",
@@ -250,7 +246,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
     "/jobs/{job_id}/stream-token": {
         "post": _op(
             "A short-lived token that opens this job's event stream without an Authorization header",
-            status=201,
             errors=(*_JOB_NOT_FOUND, *_PAYLOAD),
         )
         | {

@@ -25,6 +25,7 @@ from gateway_rest.credentials import Credential, EdgeCredentials
 from gateway_rest.rpc import backend, call_metadata, unary, unary_once
 from gateway_rest.sse import EventStreamResponse, job_events
 from protos.s3.v1 import jobs_pb2 as jpb
+from protos.s3.v1 import options_pb2
 from protos.s3.v1 import types_pb2 as pb
 
 Handler = Callable[[Request], Awaitable[Response | EventStreamResponse]]
@@ -32,6 +33,13 @@ Handler = Callable[[Request], Awaitable[Response | EventStreamResponse]]
 KIB = 1024
 NO_BODY_BYTES = 1 * KIB
 """Endpoints without fields still accept ``{}`` (and an honest client's whitespace)."""
+
+
+SUCCESS_STATUS: Mapping[str, int] = {
+    method.name: method.GetOptions().Extensions[options_pb2.http_success_status] or 200
+    for method in jpb.DESCRIPTOR.services_by_name["JobService"].methods
+}
+"""RPC name -> the status its route answers success with (``(http_success_status)`` in the proto)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,7 @@ async def health(request: Request) -> Response:
 async def create_anon_user(request: Request) -> Response:
     message = await _decode(request, jpb.CreateAnonUserRequest)
     created = await unary(request, backend(request).stub.CreateAnonUser, message)
-    return envelope.success(request, encode(created), status_code=201)
+    return envelope.success(request, encode(created), status_code=SUCCESS_STATUS["CreateAnonUser"])
 
 
 async def refresh_session(request: Request) -> Response:
@@ -111,7 +119,7 @@ async def get_preset(request: Request) -> Response:
 async def create_rule(request: Request) -> Response:
     message = await _decode(request, jpb.CreateRuleRequest)
     rule, headers = await unary_once(request, backend(request).stub.CreateRule, message)
-    return envelope.success(request, encode(rule), status_code=201, headers=headers)
+    return envelope.success(request, encode(rule), status_code=SUCCESS_STATUS["CreateRule"], headers=headers)
 
 
 async def list_rules(request: Request) -> Response:
@@ -140,7 +148,7 @@ async def list_jobs(request: Request) -> Response:
 async def create_job(request: Request) -> Response:
     message = await _decode(request, jpb.CreateJobRequest)
     created, headers = await unary_once(request, backend(request).stub.CreateJob, message)
-    return envelope.success(request, encode(created), status_code=201, headers=headers)
+    return envelope.success(request, encode(created), status_code=SUCCESS_STATUS["CreateJob"], headers=headers)
 
 
 async def _answer_job(request: Request, job: pb.Job, headers: Mapping[str, str] | None = None) -> Response:
@@ -191,7 +199,7 @@ async def cancel_job(request: Request) -> Response:
 async def create_stream_token(request: Request) -> Response:
     ref = await _decode(request, jpb.JobRef)
     issued = await unary(request, backend(request).stub.CreateStreamToken, ref)
-    return envelope.success(request, _stream_token(ref.job_id, issued), status_code=201)
+    return envelope.success(request, _stream_token(ref.job_id, issued), status_code=SUCCESS_STATUS["CreateStreamToken"])
 
 
 async def list_webhook_deliveries(request: Request) -> Response:
