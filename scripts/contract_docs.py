@@ -99,8 +99,8 @@ def _limits() -> str:
         )
     rows += [
         "",
-        f"Defaults: a new user gets {defaults.starting_credits} credits (`S3_STARTING_CREDITS`, once per "
-        f"device), an item costs {defaults.credits_per_item} (`S3_CREDITS_PER_ITEM`), an analysis one credit "
+        f"Defaults: a new user gets {defaults.starting_credits} credits (`S3_STARTING_CREDITS`; the first "
+        f"account of a `device_hash` only), an item costs {defaults.credits_per_item} (`S3_CREDITS_PER_ITEM`), an analysis one credit "
         f"per started group of {defaults.analyze_items_per_credit} photos (`S3_ANALYZE_ITEMS_PER_CREDIT`).",
     ]
     return "\n".join(rows)
