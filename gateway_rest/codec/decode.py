@@ -34,23 +34,20 @@ def _name(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
+def _integer(value: Any, name: str, *, largest: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise validation_error(f"{name} must be an integer")
+    if not -largest - 1 <= value <= largest:
+        raise validation_error(f"{name} is out of range")
+    return value
+
+
 def _int32(value: Any, name: str) -> int:
-    # Whole floats are accepted: Dart encodes a double 2.0 as "2.0".
+    # Whole floats are accepted: Dart encodes a double 2.0 as "2.0". (int64 fields, areas in pixels,
+    # come from workers, not from the app: exact integers only.)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise validation_error(f"{name} must be an integer")
-    if not -INT32_MAX - 1 <= value <= INT32_MAX:
-        raise validation_error(f"{name} is out of range")
-    return value
-
-
-def _int64(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise validation_error(f"{name} must be an integer")
-    if not -INT64_MAX - 1 <= value <= INT64_MAX:
-        raise validation_error(f"{name} is out of range")
-    return value
+    return _integer(value, name, largest=INT32_MAX)
 
 
 def _number(value: Any, name: str) -> float:
@@ -67,7 +64,7 @@ def _scalar(field: FieldDescriptor, value: Any, name: str) -> Any:
     if field.type in _INT32_TYPES:
         return _int32(value, name)
     if field.type in _INT64_TYPES:
-        return _int64(value, name)
+        return _integer(value, name, largest=INT64_MAX)
     if field.type in _NUMBER_TYPES:
         return _number(value, name)
     if field.type == FieldDescriptor.TYPE_BOOL:

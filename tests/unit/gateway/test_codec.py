@@ -109,6 +109,10 @@ def test_decoding_names_the_field_at_fault() -> None:
     )
     assert "item index" in _refused(jpb.ExecuteJobRequest, {"instances": {"01": {}}}, path={"job_id": "j"})
     assert _refused(jpb.ExecuteJobRequest, {"job_id": "j"}, path={"job_id": "j"}) == "unknown field 'job_id'"
+    result = {"idempotency_key": "k", "idx": 0, "status": "done", "instances": [{"area": 1.0}]}
+    assert _refused(jpb.ReportItemResultRequest, result, path={"job_id": "j"}) == "instances[0].area must be an integer"
+    result["instances"] = [{"area": 2**63}]
+    assert _refused(jpb.ReportItemResultRequest, result, path={"job_id": "j"}) == "instances[0].area is out of range"
 
 
 def test_decoding_the_documented_exceptions() -> None:
