@@ -15,13 +15,12 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from google.api import annotations_pb2
-
 from gateway_rest.codec import shapes
 from gateway_rest.errors import HTTP_STATUS
+from gateway_rest.http_rules import RULES
 from gateway_rest.openapi_operations import API_PATHS, BIND, OBJECT_PATHS, error_responses, path_params, success
 from gateway_rest.openapi_schemas import Schema, Schemas, job_summary
-from gateway_rest.routes import SUCCESS_STATUS, api_endpoints
+from gateway_rest.routes import api_endpoints
 from protos.s3.v1 import jobs_pb2 as jpb
 
 DOCUMENT_NAME = "openapi.json"
@@ -87,10 +86,9 @@ _APPLIED_HEADER = {
 def _bind(paths: dict[str, dict[str, Any]], schemas: Schemas) -> None:
     """Each annotated JobService RPC's request and response schemas into its operation."""
     for method in jpb.DESCRIPTOR.services_by_name["JobService"].methods:
-        rule = method.GetOptions().Extensions[annotations_pb2.http]
-        verb = rule.WhichOneof("pattern")
-        path = getattr(rule, verb)
-        op = paths[path][verb]
+        rule = RULES[method.name]
+        path = rule.path
+        op = paths[path][rule.method.lower()]
         bind = op.pop(BIND, None)
         if bind is None:
             continue  # written out whole (the event stream)
@@ -99,13 +97,13 @@ def _bind(paths: dict[str, dict[str, Any]], schemas: Schemas) -> None:
         if request.full_name == shapes.ITEM_RESULT:
             in_path = set()  # the body may repeat the job id (codec.shapes)
         body_fields = [f for f in shapes.json_fields(request) if f.name not in in_path]
-        if rule.body and body_fields:
+        if rule.has_body and body_fields:
             required = request.full_name in shapes.BODY_REQUIRED or any(shapes.is_required(f) for f in body_fields)
             op["requestBody"] = {
                 "required": required,
                 "content": {"application/json": {"schema": schemas.message(request, request=True, without=in_path)}},
             }
-        elif not rule.body:
+        elif not rule.has_body:
             declared = {p["name"] for p in op.get("parameters", [])}
             for field in body_fields:
                 if field.name not in declared:
@@ -113,7 +111,7 @@ def _bind(paths: dict[str, dict[str, Any]], schemas: Schemas) -> None:
                     op.setdefault("parameters", []).append(query)
         data = _ref(bind["data"]) if bind["data"] else schemas.message(method.output_type, request=False)
         headers = {**(_REPLAYED_HEADER if bind["idempotent"] else {}), **(_APPLIED_HEADER if bind["waits"] else {})}
-        status = SUCCESS_STATUS[method.name]
+        status = rule.success_status
         answer = success(data, status)
         if headers:
             answer[str(status)]["headers"] = headers

@@ -22,10 +22,10 @@ from gateway_rest import envelope, prefer
 from gateway_rest.body import decode_json
 from gateway_rest.codec import decode, decode_query, encode
 from gateway_rest.credentials import Credential, EdgeCredentials
+from gateway_rest.http_rules import RULES
 from gateway_rest.rpc import backend, call_metadata, unary, unary_once
 from gateway_rest.sse import EventStreamResponse, job_events
 from protos.s3.v1 import jobs_pb2 as jpb
-from protos.s3.v1 import options_pb2
 from protos.s3.v1 import types_pb2 as pb
 
 Handler = Callable[[Request], Awaitable[Response | EventStreamResponse]]
@@ -33,13 +33,6 @@ Handler = Callable[[Request], Awaitable[Response | EventStreamResponse]]
 KIB = 1024
 NO_BODY_BYTES = 1 * KIB
 """Endpoints without fields still accept ``{}`` (and an honest client's whitespace)."""
-
-
-SUCCESS_STATUS: Mapping[str, int] = {
-    method.name: method.GetOptions().Extensions[options_pb2.http_success_status] or 200
-    for method in jpb.DESCRIPTOR.services_by_name["JobService"].methods
-}
-"""RPC name -> the status its route answers success with (``(http_success_status)`` in the proto)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +84,7 @@ async def health(request: Request) -> Response:
 async def create_anon_user(request: Request) -> Response:
     message = await _decode(request, jpb.CreateAnonUserRequest)
     created = await unary(request, backend(request).stub.CreateAnonUser, message)
-    return envelope.success(request, encode(created), status_code=SUCCESS_STATUS["CreateAnonUser"])
+    return envelope.success(request, encode(created), status_code=RULES["CreateAnonUser"].success_status)
 
 
 async def refresh_session(request: Request) -> Response:
@@ -119,7 +112,7 @@ async def get_preset(request: Request) -> Response:
 async def create_rule(request: Request) -> Response:
     message = await _decode(request, jpb.CreateRuleRequest)
     rule, headers = await unary_once(request, backend(request).stub.CreateRule, message)
-    return envelope.success(request, encode(rule), status_code=SUCCESS_STATUS["CreateRule"], headers=headers)
+    return envelope.success(request, encode(rule), status_code=RULES["CreateRule"].success_status, headers=headers)
 
 
 async def list_rules(request: Request) -> Response:
@@ -148,7 +141,7 @@ async def list_jobs(request: Request) -> Response:
 async def create_job(request: Request) -> Response:
     message = await _decode(request, jpb.CreateJobRequest)
     created, headers = await unary_once(request, backend(request).stub.CreateJob, message)
-    return envelope.success(request, encode(created), status_code=SUCCESS_STATUS["CreateJob"], headers=headers)
+    return envelope.success(request, encode(created), status_code=RULES["CreateJob"].success_status, headers=headers)
 
 
 async def _answer_job(request: Request, job: pb.Job, headers: Mapping[str, str] | None = None) -> Response:
@@ -199,7 +192,9 @@ async def cancel_job(request: Request) -> Response:
 async def create_stream_token(request: Request) -> Response:
     ref = await _decode(request, jpb.JobRef)
     issued = await unary(request, backend(request).stub.CreateStreamToken, ref)
-    return envelope.success(request, _stream_token(ref.job_id, issued), status_code=SUCCESS_STATUS["CreateStreamToken"])
+    return envelope.success(
+        request, _stream_token(ref.job_id, issued), status_code=RULES["CreateStreamToken"].success_status
+    )
 
 
 async def list_webhook_deliveries(request: Request) -> Response:
@@ -248,38 +243,49 @@ EndpointTable = list[tuple[str, str, dict[str, Endpoint]]]
 """``(path, route name, {method: endpoint})``."""
 
 
-def api_endpoints() -> EndpointTable:
-    """Exactly the contract's paths (no prefix). Body caps: a small JSON route gets a small cap;
-    execute and callback bodies grow with a job's items and instances."""
+def _endpoints() -> dict[str, Endpoint]:
+    """The handler of each JobService RPC, with its credential and body cap. Body caps: a small JSON
+    route gets a small cap; execute and callback bodies grow with a job's items and instances."""
     public, worker = Credential.NONE, Credential.CALLBACK
-    return [
-        ("/health", "health", {"GET": Endpoint(health, public)}),
-        ("/auth/anon", "auth_anon", {"POST": Endpoint(create_anon_user, public, 1 * KIB)}),
-        ("/auth/refresh", "auth_refresh", {"POST": Endpoint(refresh_session, public, 8 * KIB)}),
-        ("/me", "me", {"GET": Endpoint(get_me)}),
-        ("/presets", "presets", {"GET": Endpoint(list_presets)}),
-        ("/presets/{preset_id}", "preset", {"GET": Endpoint(get_preset)}),
-        ("/rules", "rules", {"GET": Endpoint(list_rules), "POST": Endpoint(create_rule, body_bytes=64 * KIB)}),
-        (
-            "/rules/{rule_id}",
-            "rule",
-            {"PUT": Endpoint(update_rule, body_bytes=64 * KIB), "DELETE": Endpoint(delete_rule)},
-        ),
-        ("/jobs", "jobs", {"GET": Endpoint(list_jobs), "POST": Endpoint(create_job, body_bytes=16 * KIB)}),
-        ("/jobs/{job_id}", "job", {"GET": Endpoint(get_job)}),
-        ("/jobs/{job_id}/confirm-upload", "job_confirm_upload", {"POST": Endpoint(confirm_upload)}),
-        ("/jobs/{job_id}/analyze", "job_analyze", {"POST": Endpoint(analyze_job, body_bytes=16 * KIB)}),
-        ("/jobs/{job_id}/execute", "job_execute", {"POST": Endpoint(execute_job, body_bytes=256 * KIB)}),
-        ("/jobs/{job_id}/callback", "job_callback", {"POST": Endpoint(report_item_result, worker, 1024 * KIB)}),
-        ("/jobs/{job_id}/cancel", "job_cancel", {"POST": Endpoint(cancel_job)}),
-        (
-            "/jobs/{job_id}/events",
-            "job_events",
-            {"GET": Endpoint(job_events_stream, Credential.BEARER_OR_STREAM_TOKEN)},
-        ),
-        ("/jobs/{job_id}/webhooks", "job_webhooks", {"GET": Endpoint(list_webhook_deliveries)}),
-        ("/jobs/{job_id}/stream-token", "job_stream_token", {"POST": Endpoint(create_stream_token)}),
-    ]
+    return {
+        "GetHealth": Endpoint(health, public),
+        "CreateAnonUser": Endpoint(create_anon_user, public, 1 * KIB),
+        "RefreshSession": Endpoint(refresh_session, public, 8 * KIB),
+        "GetMe": Endpoint(get_me),
+        "ListPresets": Endpoint(list_presets),
+        "GetPreset": Endpoint(get_preset),
+        "ListRules": Endpoint(list_rules),
+        "CreateRule": Endpoint(create_rule, body_bytes=64 * KIB),
+        "UpdateRule": Endpoint(update_rule, body_bytes=64 * KIB),
+        "DeleteRule": Endpoint(delete_rule),
+        "ListJobs": Endpoint(list_jobs),
+        "CreateJob": Endpoint(create_job, body_bytes=16 * KIB),
+        "GetJob": Endpoint(get_job),
+        "ConfirmUpload": Endpoint(confirm_upload),
+        "AnalyzeJob": Endpoint(analyze_job, body_bytes=16 * KIB),
+        "ExecuteJob": Endpoint(execute_job, body_bytes=256 * KIB),
+        "ReportItemResult": Endpoint(report_item_result, worker, 1024 * KIB),
+        "CancelJob": Endpoint(cancel_job),
+        "WatchJob": Endpoint(job_events_stream, Credential.BEARER_OR_STREAM_TOKEN),
+        "ListWebhookDeliveries": Endpoint(list_webhook_deliveries),
+        "CreateStreamToken": Endpoint(create_stream_token),
+    }
+
+
+def api_endpoints() -> EndpointTable:
+    """Exactly the contract's paths (no prefix): each RPC's route from its ``google.api.http``
+    annotation, the RPCs of one path together (so a wrong method is a 405 listing them all)."""
+    endpoints = _endpoints()
+    if set(endpoints) != set(RULES):
+        raise ValueError(f"RPCs without a handler or handlers without an RPC: {set(endpoints) ^ set(RULES)}")
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for rule in RULES.values():
+        by_path.setdefault(rule.path, {})[rule.method] = endpoints[rule.rpc]
+    return [(path, _route_name(path), methods) for path, methods in by_path.items()]
+
+
+def _route_name(path: str) -> str:
+    return "_".join(part.strip("{}").replace("-", "_") for part in path.strip("/").split("/"))
 
 
 def api_routes() -> list[Route]:

@@ -91,3 +91,18 @@ def _annotated_routes() -> set[tuple[str, str]]:
 def test_the_rest_routes_are_the_http_annotations_of_the_job_service() -> None:
     served = {(method, path) for path, _, endpoints in api_endpoints() for method in endpoints}
     assert served == _annotated_routes()
+
+
+def test_an_rpc_without_a_handler_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway_rest import routes
+
+    real = routes._endpoints
+
+    def missing_one() -> dict[str, routes.Endpoint]:
+        endpoints = real()
+        del endpoints["CancelJob"]
+        return endpoints
+
+    monkeypatch.setattr(routes, "_endpoints", missing_one)
+    with pytest.raises(ValueError, match="CancelJob"):
+        api_endpoints()
