@@ -203,8 +203,12 @@ def test_two_replicas_direct_and_api_workers_survive_kills(
         )
         for proc in (serving[0], direct, api[1]):
             assert proc.alive(), proc.output()[-3000:]
-        # The surviving API worker moved to the surviving replica.
-        assert "lease stream to" in api[1].output() or "worker stream api:" in serving[0].output()
+        # The surviving API worker, which started on the killed replica, moved to the other one.
+        assert f"lease stream to {grpc_targets[1]} ended" in api[1].output(), api[1].output()[-3000:]
+        opened = [
+            line for line in serving[0].output().splitlines() if "worker stream api:" in line and "opened" in line
+        ]
+        assert len(opened) >= 2, opened  # api-0 at the start, api-1 after the other replica died
 
         token, _ = jobs[0]
         with httpx.Client(base_url=bases[0], timeout=30) as http:
