@@ -6,6 +6,7 @@ Units are in the names (``_s``, ``_bytes``). Nothing here opens a connection or 
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import math
 import os
@@ -94,6 +95,9 @@ class Settings:
     """``S3_CALLBACK_SECRET``: shared with remote workers; generated like the JWT secret."""
     admin_token: str | None = None
     """``S3_ADMIN_TOKEN``: operator credential for admin RPCs; generated like the JWT secret."""
+    worker_token: str | None = None
+    """``S3_WORKER_TOKEN``: the credential of workers behind the WorkerService (``server.worker
+    --api``), the same on every replica and worker; never generated: unset = that API is off."""
     jwt_ttl_s: int = 15 * 60
     """``S3_JWT_TTL_S``: lifetime of access tokens (short: a session lives on by refreshing)."""
     refresh_ttl_s: int = 60 * 24 * 3600
@@ -360,6 +364,7 @@ class Settings:
             jwt_secret=text("S3_JWT_SECRET", None),
             callback_secret=text("S3_CALLBACK_SECRET", None),
             admin_token=text("S3_ADMIN_TOKEN", None),
+            worker_token=text("S3_WORKER_TOKEN", None),
             jwt_ttl_s=integer("S3_JWT_TTL_S", d.jwt_ttl_s, minimum=1),
             refresh_ttl_s=integer("S3_REFRESH_TTL_S", d.refresh_ttl_s, minimum=1),
             idempotency_ttl_s=integer("S3_IDEMPOTENCY_TTL_S", d.idempotency_ttl_s, minimum=1),
@@ -462,4 +467,16 @@ def resolve_secrets(settings: Settings) -> Settings:
         elif len(value) < 32:
             raise SettingsError(f"S3_{field.upper()} must be at least 32 characters")
         resolved[field] = value
+    check_worker_token(settings.worker_token, callback_secret=resolved["callback_secret"])
     return replace(settings, **resolved)
+
+
+def check_worker_token(token: str | None, *, callback_secret: str | None) -> None:
+    """A worker token that is set must be strong and its own: a worker holding it may claim any
+    work, so it must not be the callback secret (which only reports results)."""
+    if token is None:
+        return
+    if len(token) < 32:
+        raise SettingsError("S3_WORKER_TOKEN must be at least 32 characters")
+    if callback_secret is not None and hmac.compare_digest(token.encode(), callback_secret.encode()):
+        raise SettingsError("S3_WORKER_TOKEN must differ from S3_CALLBACK_SECRET")

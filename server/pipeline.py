@@ -29,7 +29,7 @@ import applier
 from server import images
 from server.config import Settings
 from server.db.engine import Database
-from server.db.tables import JobItemRow, JobRow
+from server.db.tables import JobRow
 from server.errors import NotFound, PayloadTooLarge, S3Error, ValidationFailed
 from server.inference.port import Instance, Segmenter
 from server.presets import COMPUTED_PROTECT_LAYERS, PRESETS, PresetSpec, TemplateSpec
@@ -37,7 +37,8 @@ from server.queue import Claim
 from server.service.job_views import load_items
 from server.service.settle import AnalysisOutputs, ItemOutputs, PackageOutputs
 from server.storage import keys
-from server.storage.port import ObjectStore
+from server.storage.port import ObjectIO
+from server.work import WorkItem, WorkJob
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,19 @@ class StoredProof:
 
 
 @dataclass(frozen=True)
-class _Work:
-    job: JobRow
-    item: JobItemRow
+class Work:
+    """One claim's job and item, and the preset they name."""
+
+    job: WorkJob
+    item: WorkItem
     preset: PresetSpec
+
+    @classmethod
+    def of(cls, job: WorkJob, item: WorkItem) -> Work:
+        preset = PRESETS.get(job.preset_id)
+        if preset is None:
+            raise PermanentFailure(f"unknown preset {job.preset_id!r}")
+        return cls(job, item, preset)
 
 
 def _png(pixels: U8) -> bytes:
@@ -98,9 +108,23 @@ def _template(t: TemplateSpec) -> applier.Template:
     )
 
 
+def load_work(db: Database, claim: Claim) -> Work:
+    """The claimed item's job and item as they are in the database now."""
+    with db.read() as s:
+        job = s.get(JobRow, claim.job_id)
+        item = next((i for i in load_items(s, claim.job_id) if i.idx == claim.idx), None) if job else None
+    if job is None or item is None:
+        raise PermanentFailure(f"job {claim.job_id} item {claim.idx} no longer exists")
+    return Work.of(WorkJob.from_row(job), WorkItem.from_row(item))
+
+
 class Pipeline:
-    def __init__(self, db: Database, store: ObjectStore, segmenter: Segmenter, settings: Settings) -> None:
-        self._db = db
+    """``source``: the database (a direct worker: each claim's job and item are read from it), or
+    the one claim's ``Work`` (a worker behind the WorkerService, which got it with its lease; it
+    cannot package). ``store``: the object store, or presigned URLs standing in for it."""
+
+    def __init__(self, source: Database | Work, store: ObjectIO, segmenter: Segmenter, settings: Settings) -> None:
+        self._source = source
         self._store = store
         self._segmenter = segmenter
         self._settings = settings
@@ -113,23 +137,19 @@ class Pipeline:
         return await asyncio.to_thread(self.package, claim)
 
     # -- shared ---------------------------------------------------------------------------------
-    def _load(self, claim: Claim) -> _Work:
-        with self._db.read() as s:
-            job = s.get(JobRow, claim.job_id)
-            item = next((i for i in load_items(s, claim.job_id) if i.idx == claim.idx), None) if job else None
-        if job is None or item is None:
-            raise PermanentFailure(f"job {claim.job_id} item {claim.idx} no longer exists")
-        preset = PRESETS.get(job.preset_id)
-        if preset is None:
-            raise PermanentFailure(f"unknown preset {job.preset_id!r}")
-        return _Work(job, item, preset)
+    def _load(self, claim: Claim) -> Work:
+        if isinstance(self._source, Work):
+            if (self._source.job.id, self._source.item.idx) != (claim.job_id, claim.idx):
+                raise ValueError(f"this pipeline works on {self._source.job.id}/{self._source.item.idx} only")
+            return self._source
+        return load_work(self._source, claim)
 
     def _put(self, key: str, data: bytes, *, content_type: str) -> int:
         """Store one object; returns its size for the job's storage quota."""
         self._store.put(key, data, content_type=content_type)
         return len(data)
 
-    def _photo(self, item: JobItemRow) -> tuple[U8, str]:
+    def _photo(self, item: WorkItem) -> tuple[U8, str]:
         data = self._store.get(item.input_key, max_bytes=self._settings.max_upload_bytes)
         sha = hashlib.sha256(data).hexdigest()
         if item.input_sha256 is not None and sha != item.input_sha256:
@@ -152,7 +172,7 @@ class Pipeline:
 
     def _store_instances(
         self,
-        job: JobRow,
+        job: WorkJob,
         idx: int,
         found: Mapping[str, Sequence[Instance]],
         kept: Sequence[Mapping[str, Any]] = (),
@@ -243,7 +263,7 @@ class Pipeline:
 
     def _render(
         self,
-        work: _Work,
+        work: Work,
         image: U8,
         source_sha: str,
         rule: Mapping[str, Mapping[str, Any]],
@@ -313,7 +333,7 @@ class Pipeline:
 
     def _prove_stored(
         self,
-        work: _Work,
+        work: Work,
         source_sha: str,
         output_key: str,
         renditions: Sequence[Mapping[str, Any]],
@@ -362,7 +382,9 @@ class Pipeline:
     def package(self, claim: Claim) -> PackageOutputs:
         """The job's set: every rendition of every done item, and a manifest that proves the protect
         checks and lists sha256 hashes. Deterministic, so a retried packaging writes the same zip."""
-        with self._db.read() as s:
+        if isinstance(self._source, Work):
+            raise TypeError("packaging reads every item of the job: it needs the database")
+        with self._source.read() as s:
             job = s.get(JobRow, claim.job_id)
             if job is None:
                 raise NotFound(f"job {claim.job_id} no longer exists")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,6 +19,7 @@ from server.config import Settings, resolve_secrets
 from server.db.advisory import Leadership
 from server.db.engine import Database
 from server.grpc_api.server import GrpcServer, build_grpc_server
+from server.grpc_api.worker_servicer import WorkerServicer
 from server.inference.factory import build_segmenter
 from server.inference.port import Segmenter
 from server.metrics import ServiceMetrics
@@ -27,6 +29,7 @@ from server.pipeline import Pipeline
 from server.queue import WorkQueue
 from server.service.bundle import Services
 from server.service.health import Probe
+from server.service.work_leases import WorkLeases
 from server.storage.local import LocalObjectStore
 from server.storage.port import ObjectStore
 from server.webhook_sender import WebhookSender
@@ -117,6 +120,25 @@ def _workers(core: Core, count: int) -> list[Worker]:
     ]
 
 
+def _worker_service(core: Core) -> WorkerServicer:
+    """The WorkerService of this replica. The package claims its streams turn up run here, through
+    a worker of this process: packaging reads every item of a job (database and store)."""
+    queue = WorkQueue(core.db, core.settings)
+    packager = Worker(
+        queue,
+        Pipeline(core.db, core.store, core.segmenter, core.settings),
+        name=f"{socket.gethostname()[:30]}:{os.getpid()}:package",
+        lease_s=core.settings.lease_s,
+        heartbeat_s=core.settings.effective_heartbeat_s,
+    )
+    never = asyncio.Event()  # package runs end with the gRPC server (WorkerServicer.close)
+    return WorkerServicer(
+        core.services.worker_auth,
+        WorkLeases(core.db, core.store, queue, core.settings),
+        lambda claim: packager.handle(claim, never),
+    )
+
+
 async def _run_background(core: Core, count: int, stopping: asyncio.Event) -> list[asyncio.Task[None]]:
     tasks = [asyncio.create_task(w.run(stopping), name=w.name) for w in _workers(core, count)]
     tasks.append(asyncio.create_task(sweep_forever(core.db, core.store, core.settings, stopping, core.leadership)))
@@ -177,7 +199,10 @@ async def serve(settings: Settings) -> None:
     stopping = asyncio.Event()
     async with open_core(settings) as core:
         grpc_server: GrpcServer = build_grpc_server(
-            core.services, bind=f"{settings.grpc_host}:{settings.grpc_port}", metrics=core.metrics.rpc
+            core.services,
+            bind=f"{settings.grpc_host}:{settings.grpc_port}",
+            metrics=core.metrics.rpc,
+            workers=_worker_service(core),
         )
         grpc_server.start()
         log.info("gRPC JobService on %s:%d", settings.grpc_host, grpc_server.port)

@@ -19,6 +19,7 @@ from server.service.rules import Rules
 from server.service.sessions import Sessions
 from server.service.streams import StreamPolicy
 from server.service.tokens import TokenService
+from server.service.worker_auth import WorkerAuth
 from server.storage.local import LocalObjectStore
 from server.storage.port import ObjectStore
 from server.storage.s3 import S3ObjectStore
@@ -107,4 +108,5 @@ def build_services(
         sessions=sessions,
         idempotency=Idempotency(db, ttl_s=settings.idempotency_ttl_s, lease_s=settings.idempotency_lease_s),
         streams=StreamPolicy(max_per_user=settings.max_streams_per_user, max_lifetime_s=settings.stream_max_lifetime_s),
+        worker_auth=WorkerAuth(settings.worker_token),
     )

@@ -14,14 +14,16 @@ import logging
 import os
 import signal
 import socket
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from server.config import Settings, heartbeat_for
 from server.db.advisory import Leadership
 from server.db.engine import Database, DatabaseUnavailable
 from server.errors import InferenceUnavailable, StorageUnavailable
-from server.pipeline import PermanentFailure, Pipeline
-from server.queue import Claim, WorkQueue
+from server.pipeline import PermanentFailure
+from server.queue import Claim
 from server.service.settle import AnalysisOutputs, ItemOutputs, PackageOutputs
 from server.service.sweeper import sweep_if_leader
 from server.storage.port import ObjectStore
@@ -42,11 +44,38 @@ class WorkerStats:
     dropped: int = 0
 
 
+class WorkSource(Protocol):
+    """Where a worker gets claims and records outcomes: the database queue (``WorkQueue``), or the
+    WorkerService of a JobService replica (``server.remote_worker.ApiWorkSource``)."""
+
+    def claim(self, owner: str) -> Claim | None: ...
+
+    def heartbeat(self, claim: Claim) -> bool: ...
+
+    def complete_item(self, claim: Claim, outputs: ItemOutputs) -> bool: ...
+
+    def complete_analysis(
+        self, claim: Claim, instances: Sequence[Mapping[str, Any]], *, stored_bytes: int = 0
+    ) -> bool: ...
+
+    def complete_package(self, claim: Claim, set_key: str, *, stored_bytes: int = 0) -> bool: ...
+
+    def fail(self, claim: Claim, error: str, *, retryable: bool) -> None: ...
+
+    def release(self, claim: Claim) -> None: ...
+
+
+class ClaimRunner(Protocol):
+    """What works on a claim: ``Pipeline``, or one built per claim from its lease."""
+
+    async def run(self, claim: Claim) -> ItemOutputs | AnalysisOutputs | PackageOutputs: ...
+
+
 class Worker:
     def __init__(
         self,
-        queue: WorkQueue,
-        pipeline: Pipeline,
+        queue: WorkSource,
+        pipeline: ClaimRunner,
         *,
         name: str,
         lease_s: float,
@@ -74,20 +103,25 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), self._poll_s)
                 continue
-            try:
-                await self._process(claim, stopping)
-            except DatabaseUnavailable as e:
-                # The outcome could not be recorded (its transaction rolled back, nothing charged).
-                # The lease runs out and the work is claimed again; this worker carries on.
-                self.stats.dropped += 1
-                log.warning("worker %s: %s/%d not recorded: %s", self.name, claim.job_id, claim.idx, e)
-            except Exception:
-                # A bug or a violated database constraint (the ledger's double-charge guard) while
-                # recording: nothing was committed, the lease runs out and the item is retried up
-                # to the dead letter. The worker itself must keep serving the queue.
-                self.stats.dropped += 1
-                log.exception("worker %s: %s/%d could not be recorded", self.name, claim.job_id, claim.idx)
+            await self.handle(claim, stopping)
         log.info("worker %s stopped: %s", self.name, self.stats)
+
+    async def handle(self, claim: Claim, stopping: asyncio.Event) -> None:
+        """Work on one claim under a heartbeat and record its outcome; never raises (a replica
+        runs the package claims its remote workers' leases turn up through this too)."""
+        try:
+            await self._process(claim, stopping)
+        except DatabaseUnavailable as e:
+            # The outcome could not be recorded (its transaction rolled back, nothing charged).
+            # The lease runs out and the work is claimed again; this worker carries on.
+            self.stats.dropped += 1
+            log.warning("worker %s: %s/%d not recorded: %s", self.name, claim.job_id, claim.idx, e)
+        except Exception:
+            # A bug or a violated database constraint (the ledger's double-charge guard) while
+            # recording: nothing was committed, the lease runs out and the item is retried up
+            # to the dead letter. The worker itself must keep serving the queue.
+            self.stats.dropped += 1
+            log.exception("worker %s: %s/%d could not be recorded", self.name, claim.job_id, claim.idx)
 
     async def _process(self, claim: Claim, stopping: asyncio.Event) -> None:
         lost = asyncio.Event()
@@ -193,7 +227,17 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="S3 pipeline workers (same settings as the server)")
     parser.add_argument("--workers", type=int, default=None, help="how many workers (default S3_WORKERS or 1)")
+    parser.add_argument(
+        "--api",
+        default=None,
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help="work through the WorkerService of these JobService replicas (no database, no storage credentials)",
+    )
+    parser.add_argument("--worker-token", default=None, help="with --api: the worker token (default S3_WORKER_TOKEN)")
+    parser.add_argument("--triton-url", default=None, help="Triton gRPC host:port (default S3_TRITON_URL)")
     args = parser.parse_args(argv)
+    if args.api is not None:
+        return _main_api(args)
     try:
         settings = load_settings()
     except SettingsError as e:
@@ -214,6 +258,40 @@ def main(argv: list[str] | None = None) -> int:
         return refuse(e)
     except SchemaNotCurrent as e:
         return cannot_start(e)
+    return 0
+
+
+def _main_api(args: argparse.Namespace) -> int:
+    """``--api``: settings from the environment as well, but no secrets resolved and no database."""
+    from server.config import SettingsError, check_worker_token
+    from server.logs import configure_logging
+    from server.remote_worker import run_api_workers
+    from server.startup import refuse
+
+    try:
+        settings = Settings.from_env()
+        if args.triton_url:
+            settings = replace(settings, triton_url=args.triton_url)
+        token = args.worker_token or settings.worker_token
+        if token is None:
+            raise SettingsError("--api needs the worker token: set S3_WORKER_TOKEN (or --worker-token)")
+        check_worker_token(token, callback_secret=None)
+        if settings.triton_url is None:
+            raise SettingsError("--api needs a Triton server: set S3_TRITON_URL (or --triton-url)")
+    except SettingsError as e:
+        return refuse(e)
+    configure_logging(settings.log_level)
+    targets = [t.strip() for t in args.api.split(",") if t.strip()]
+    count = max(args.workers if args.workers is not None else settings.workers, 1)
+
+    async def go() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await run_api_workers(stopping, targets=targets, token=token, count=count, settings=settings)
+
+    asyncio.run(go())
     return 0
 
 

@@ -16,12 +16,18 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from protos.s3.v1 import admin_pb2, jobs_pb2
+from protos.s3.v1 import admin_pb2, jobs_pb2, worker_pb2
 from server.errors import S3Error
-from server.grpc_api.metadata_keys import ADMIN_TOKEN_KEY, AUTHORIZATION_KEY, CALLBACK_SECRET_KEY, STREAM_TOKEN_KEY
+from server.grpc_api.metadata_keys import (
+    ADMIN_TOKEN_KEY,
+    AUTHORIZATION_KEY,
+    CALLBACK_SECRET_KEY,
+    STREAM_TOKEN_KEY,
+    WORKER_TOKEN_KEY,
+)
 from server.service.bundle import Services
 
-Credential = Literal["user", "watcher", "callback", "admin", "none"]
+Credential = Literal["user", "watcher", "callback", "admin", "worker", "none"]
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 """The largest message the gRPC server receives at all (a callback of a big album item)."""
@@ -30,6 +36,7 @@ DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
 
 _JOBS = jobs_pb2.DESCRIPTOR.services_by_name["JobService"]
 _ADMIN = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
+_WORKER = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"]
 
 # JobService methods a client calls with its bearer token.
 _USER_METHODS = (
@@ -70,6 +77,9 @@ METHOD_RULES: Mapping[str, MethodRule] = MappingProxyType(
         _path(_JOBS.full_name, "ReportItemResult"): MethodRule("callback", MAX_MESSAGE_BYTES),
         # The whole AdminService is for operators only.
         **{_path(_ADMIN.full_name, m.name): MethodRule("admin") for m in _ADMIN.methods},
+        # The whole WorkerService is for workers holding the worker token; a result may be as big
+        # as a callback's.
+        **{_path(_WORKER.full_name, m.name): MethodRule("worker", MAX_MESSAGE_BYTES) for m in _WORKER.methods},
     }
 )
 DEFAULT_RULE = MethodRule("none")
@@ -94,6 +104,7 @@ class RequestGuard:
             ),
             "callback": lambda md: services.callbacks.authenticate(_first(md, CALLBACK_SECRET_KEY)),
             "admin": lambda md: services.admin.authorize(_first(md, ADMIN_TOKEN_KEY)),
+            "worker": lambda md: services.worker_auth.authenticate(_first(md, WORKER_TOKEN_KEY)),
         }
         self._checks = checks
 

@@ -16,6 +16,9 @@ send an authorization header; the REST shim takes it from ``?token=`` of the eve
 ADMIN_TOKEN_KEY = "x-admin-token"
 """Request metadata: the operator credential of the AdminService."""
 
+WORKER_TOKEN_KEY = "x-worker-token"
+"""Request metadata of the WorkerService: the worker token (``S3_WORKER_TOKEN``)."""
+
 IDEMPOTENCY_KEY = "idempotency-key"
 """Request metadata: the client's idempotency key (the shim forwards ``Idempotency-Key``)."""
 

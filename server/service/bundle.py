@@ -15,6 +15,7 @@ from server.service.rules import Rules
 from server.service.sessions import Sessions
 from server.service.streams import StreamPolicy
 from server.service.tokens import TokenService
+from server.service.worker_auth import WorkerAuth
 
 
 @dataclass(frozen=True)
@@ -31,3 +32,5 @@ class Services:
     idempotency: Idempotency
     streams: StreamPolicy = field(default_factory=StreamPolicy)
     """What job-progress streams may cost (count per user, lifetime, change polling)."""
+    worker_auth: WorkerAuth = field(default_factory=lambda: WorkerAuth(None))
+    """Who may call the WorkerService (off unless a worker token is configured)."""

@@ -44,6 +44,17 @@ class PresignedRequest:
     """When the URL stops working (timezone-aware, UTC)."""
 
 
+class ObjectIO(Protocol):
+    """What the pipeline asks of a store: every ``ObjectStore``, or presigned URLs standing in for
+    one (``server.storage.presigned``) on a worker that holds no storage credentials."""
+
+    def put(self, key: str, data: bytes, *, content_type: str) -> None: ...
+
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes: ...
+
+    def delete(self, key: str) -> None: ...
+
+
 class ObjectStore(Protocol):
     """A flat namespace of immutable-once-written objects addressed by key."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from protos.s3.v1 import admin_pb2, jobs_pb2, jobs_pb2_grpc
+from protos.s3.v1 import admin_pb2, jobs_pb2, jobs_pb2_grpc, worker_pb2
 from protos.s3.v1 import jobs_pb2 as jpb
 from server.grpc_api.guards import DEFAULT_MAX_REQUEST_BYTES, METHOD_RULES, RequestGuard
 from server.grpc_api.server import GrpcServer, build_grpc_server
@@ -116,7 +116,7 @@ def test_user_calls_are_refused_from_metadata_and_capped_per_method(
 def test_the_guard_table_names_only_methods_that_exist() -> None:
     known = {
         f"/{service.full_name}/{method.name}"
-        for module in (jobs_pb2, admin_pb2)
+        for module in (jobs_pb2, admin_pb2, worker_pb2)
         for service in module.DESCRIPTOR.services_by_name.values()
         for method in service.methods
     }

@@ -26,6 +26,7 @@ _ENV_FIELDS = {
     "S3_JWT_SECRET": "jwt_secret",
     "S3_CALLBACK_SECRET": "callback_secret",
     "S3_ADMIN_TOKEN": "admin_token",
+    "S3_WORKER_TOKEN": "worker_token",
     "S3_STORAGE": "storage",
     "S3_S3_ENDPOINT_URL": "s3_endpoint_url",
     "S3_S3_BUCKET": "s3_bucket",
