@@ -7,10 +7,12 @@ have: it runs as a subprocess with the model environment's interpreter (``.venv-
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,3 +129,17 @@ async def ensure_artifact(
     if err and log.isEnabledFor(logging.DEBUG):
         sys.stderr.write(err.decode(errors="replace"))
     return ModelArtifact.load(root)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m server.inference.artifacts <export> --out <repo>``: what the service does at start."""
+    parser = argparse.ArgumentParser(description="Assemble the CPU Triton repository of one SAM3 export")
+    parser.add_argument("artifact", type=Path, help="the export's folder (with manifest.json)")
+    parser.add_argument("--out", type=Path, required=True, help="the repository folder to (re)create")
+    args = parser.parse_args(argv)
+    print(ModelArtifact.load(args.artifact).cpu_repository(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
