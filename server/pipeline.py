@@ -85,6 +85,15 @@ def _read_png(data: bytes) -> U8:
         return np.asarray(im.convert("L"), dtype=np.uint8).copy()
 
 
+def preset_of(preset_id: str) -> PresetSpec:
+    """The job's preset; a preset removed since the job was made fails the work for good (a retry
+    would find it missing again)."""
+    preset = PRESETS.get(preset_id)
+    if preset is None:
+        raise PermanentFailure(f"unknown preset {preset_id!r}: it is no longer offered")
+    return preset
+
+
 def templates_of(preset: PresetSpec, set_id: str | None) -> tuple[applier.Template, ...]:
     spec = preset.output_set(set_id)
     if spec is None:
@@ -119,10 +128,7 @@ class Pipeline:
             item = next((i for i in load_items(s, claim.job_id) if i.idx == claim.idx), None) if job else None
         if job is None or item is None:
             raise PermanentFailure(f"job {claim.job_id} item {claim.idx} no longer exists")
-        preset = PRESETS.get(job.preset_id)
-        if preset is None:
-            raise PermanentFailure(f"unknown preset {job.preset_id!r}")
-        return _Work(job, item, preset)
+        return _Work(job, item, preset_of(job.preset_id))
 
     def _put(self, key: str, data: bytes, *, content_type: str) -> int:
         """Store one object; returns its size for the job's storage quota."""
@@ -367,8 +373,7 @@ class Pipeline:
             if job is None:
                 raise NotFound(f"job {claim.job_id} no longer exists")
             items = [i for i in load_items(s, job.id) if i.status == "done"]
-        preset = PRESETS[job.preset_id]
-        templates = templates_of(preset, job.output_set)
+        templates = templates_of(preset_of(job.preset_id), job.output_set)
         renditions: list[applier.Rendition] = []
         manifest_items = []
         for item in items:
