@@ -1,4 +1,5 @@
 import inspect
+from collections.abc import Callable
 import json
 
 import pytest
@@ -85,8 +86,14 @@ def test_description_covers_every_action_and_is_json() -> None:
 
 def test_each_ops_own_keyword_defaults_are_the_registry_defaults() -> None:
     """The registry states the defaults; an op's keyword defaults (for direct callers) may not drift."""
-    ops = {"recolor": recolor, "material": material, "remove": remove, "blur": blur, "adjust": adjust}
-    ops["shadow"] = drop_shadow
+    ops: dict[str, Callable[..., object]] = {
+        "recolor": recolor,
+        "material": material,
+        "remove": remove,
+        "blur": blur,
+        "adjust": adjust,
+        "shadow": drop_shadow,
+    }
     for action, op in ops.items():
         signature = inspect.signature(op).parameters
         for spec in action_specs(action):
