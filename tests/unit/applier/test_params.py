@@ -1,6 +1,6 @@
 import inspect
-from collections.abc import Callable
 import json
+from collections.abc import Callable
 
 import pytest
 
