@@ -32,7 +32,7 @@ from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
 from server.errors import NotFound, PayloadTooLarge, S3Error, ValidationFailed
 from server.inference.port import Instance, Segmenter
-from server.presets import COMPUTED_PROTECT_LAYERS, PRESETS, PresetSpec, TemplateSpec
+from server.presets import COMPUTED_PROTECT_LAYERS, PRESETS, PresetSpec
 from server.queue import Claim
 from server.service.job_views import load_items
 from server.service.settle import AnalysisOutputs, ItemOutputs, PackageOutputs
@@ -98,13 +98,7 @@ def templates_of(preset: PresetSpec, set_id: str | None) -> tuple[applier.Templa
     spec = preset.output_set(set_id)
     if spec is None:
         raise PermanentFailure(f"output set {set_id!r} is not in preset {preset.id!r}")
-    return tuple(_template(t) for t in spec.templates)
-
-
-def _template(t: TemplateSpec) -> applier.Template:
-    return applier.Template(
-        id=t.id, width=t.width, height=t.height, fit=t.fit, format=t.format, quality=t.quality, background=t.background
-    )
+    return spec.templates
 
 
 class Pipeline:
@@ -302,7 +296,7 @@ class Pipeline:
             "changed_pixels": proof.master["changed_pixels"],
             "passed": proof.passed,
             "stored": proof.master,
-            "steps": [{"concept": s.concept, "action": s.action, "pixels": s.pixels} for s in result.steps],
+            "steps": applier.sets.steps_record(result),
             "source_sha256": source_sha,
             "alpha": result.has_alpha,
         }
@@ -391,34 +385,32 @@ class Pipeline:
                 )
             check = dict(item.protect_check or {})
             manifest_items.append(
-                {
-                    "idx": item.idx,
-                    "source_sha256": check.pop("source_sha256", None),
-                    "width": item.width,
-                    "height": item.height,
-                    "alpha": check.pop("alpha", False),
-                    "instances": (job.instance_choices or {}).get(str(item.idx)),
-                    "steps": check.pop("steps", []),
-                    "protect_check": check,
-                    "renditions": [
+                applier.ManifestItem(
+                    idx=item.idx,
+                    source_sha256=check.pop("source_sha256", None),
+                    width=item.width,
+                    height=item.height,
+                    alpha=bool(check.pop("alpha", False)),
+                    instances=(job.instance_choices or {}).get(str(item.idx)),
+                    steps=check.pop("steps", []),
+                    protect_check=check,
+                    renditions=[
                         {k: v for k, v in r.items() if k not in ("key", "template_id", "format")}
                         for r in item.renditions or []
                     ],
-                }
+                )
             )
-        doc = {
-            "version": applier.sets.MANIFEST_VERSION,
+        extra = {
             "job_id": job.id,
             "preset": job.preset_id,
             "output_set": job.output_set,
             "model": self._segmenter.info.name,
             "masks_meaningful": self._segmenter.info.meaningful,
-            "rule": dict(job.concepts or {}),
-            "protect": list(job.protect or []),
-            "templates": [t.to_dict() for t in templates],
-            "items": manifest_items,
             "failed_items": job.failed_items,
         }
+        doc = applier.sets.manifest(
+            manifest_items, templates, dict(job.concepts or {}), list(job.protect or []), extra=extra
+        )
         data = applier.sets.package(renditions, doc)
         key = keys.set_key(job.user_id, job.id)
         return PackageOutputs(key, self._put(key, data, content_type="application/zip"))

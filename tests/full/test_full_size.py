@@ -21,12 +21,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from applier.synthetic import interior_scene
 from bench.process_memory import TreePeak
 from scripts.demo import album_run
 from scripts.demo.albums import AlbumPlan, Photo, _jpeg
 from scripts.demo.client import Api
 from scripts.demo.stack import EmbeddedStack, StackConfig, free_port
+from scripts.scenes import interior_scene
 from server.inference.artifacts import MODEL_VENV, REPO_ROOT
 from server.presets import INTERIOR
 
