@@ -1,6 +1,6 @@
 """The exported model on disk, and getting it there: the export runs once, in the model environment.
 
-``scripts/export_onnx_trt.py`` needs torch and transformers, which the service's environment does not
+``server.inference.export`` needs torch and transformers, which the service's environment does not
 have: it runs as a subprocess with the model environment's interpreter (``.venv-model``, made by
 ``make model-venv``). The artefact is cached under ``<data dir>/models/`` and reused on later starts.
 """
@@ -109,7 +109,7 @@ async def ensure_artifact(
 ) -> ModelArtifact:
     """Export ``checkpoint`` (None: the tiny random-weight model) unless already exported; load it."""
     source = ["--tiny"] if checkpoint is None else ["--checkpoint", str(checkpoint)]
-    command = [str(model_python(model_venv)), "-m", "scripts.export_onnx_trt", *source, "--data-dir", str(data_dir)]
+    command = [str(model_python(model_venv)), "-m", "server.inference.export", *source, "--data-dir", str(data_dir)]
     log.info("SAM3 export (cached after the first run): %s", " ".join(command))
     process = await asyncio.create_subprocess_exec(
         *command,
