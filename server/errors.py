@@ -1,7 +1,7 @@
 """The domain's one error hierarchy.
 
-Every error a client can see carries a contract code (``ALL_CODES`` below, the one list of them).
-Each transport edge translates these once: the gRPC servicer through ``server.grpc_api.status``, the REST shim through
+Every error a client can see carries a contract code (``notes/CONTRACT.md``). Each transport edge
+translates these once: the gRPC servicer through ``server.grpc_api.status``, the REST shim through
 ``gateway_rest.errors``. Adapters wrap third-party exceptions into these classes with ``raise ... from e``.
 """
 
