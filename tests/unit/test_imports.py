@@ -10,6 +10,7 @@ The rules encode the layering of ``docs/architecture.md``: ``applier`` is pure a
 from __future__ import annotations
 
 import ast
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -30,33 +31,38 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts)
 
 
-def _imported(node: ast.AST, module: str, is_package: bool) -> list[str]:
+def _imported(node: ast.AST, module: str, is_package: bool, modules: Collection[str]) -> list[str]:
+    """The modules of ``modules`` that one import statement loads."""
     if isinstance(node, ast.Import):
-        return [alias.name for alias in node.names]
-    if isinstance(node, ast.ImportFrom):
-        if node.level:
-            base = module.split(".")
-            keep = len(base) - node.level + (1 if is_package else 0)
-            prefix = ".".join(base[:keep])
-            target = f"{prefix}.{node.module}" if node.module else prefix
-        else:
-            target = node.module or ""
-        # ``from pkg import mod`` may name a submodule: both are candidates, resolved against the graph.
-        return [target, *(f"{target}.{alias.name}" for alias in node.names)]
-    return []
+        return [alias.name for alias in node.names if alias.name in modules]
+    if not isinstance(node, ast.ImportFrom):
+        return []
+    if node.level:
+        base = module.split(".")
+        keep = len(base) - node.level + (1 if is_package else 0)
+        prefix = ".".join(base[:keep])
+        target = f"{prefix}.{node.module}" if node.module else prefix
+    else:
+        target = node.module or ""
+    # ``from pkg import mod`` naming a submodule depends on that submodule (the package itself is
+    # initialised before any of its submodules in any case); ``from pkg import name`` on ``pkg``.
+    found = []
+    for alias in node.names:
+        sub = f"{target}.{alias.name}"
+        found.append(sub if sub in modules else target)
+    return [m for m in found if m in modules]
 
 
 def import_graph(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, set[str]]:
-    """Module -> the modules of ``packages`` it imports (by name, resolved to files that exist)."""
+    """Module -> the modules of ``packages`` it imports."""
     files = {module_name(p, root): p for pkg in packages for p in (root / pkg).rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in files.items():
         tree = ast.parse(path.read_text(), filename=str(path))
         targets: set[str] = set()
         for node in ast.walk(tree):
-            for target in _imported(node, name, path.name == "__init__.py"):
-                if target in files and target != name:
-                    targets.add(target)
+            targets.update(_imported(node, name, path.name == "__init__.py", files.keys()))
+        targets.discard(name)
         graph[name] = targets
     return graph
 
@@ -135,6 +141,20 @@ def test_a_relative_import_cycle_is_found(tmp_path: Path) -> None:
     )
     cycle = find_cycle(import_graph(tmp_path, ("applier",)))
     assert cycle == ["applier.ops.z", "applier.x", "applier.y", "applier.ops.z"]
+
+
+def test_a_submodule_importing_its_sibling_through_the_package_is_no_cycle(tmp_path: Path) -> None:
+    files = {
+        "gateway_rest/__init__.py": "",
+        "gateway_rest/codec/__init__.py": "from gateway_rest.codec.decode import decode\n",
+        "gateway_rest/codec/shapes.py": "",
+        "gateway_rest/codec/decode.py": "from gateway_rest.codec import shapes\n",
+    }
+    _write(tmp_path, files)
+    assert find_cycle(import_graph(tmp_path, ("gateway_rest",))) is None
+    # Two siblings that import each other are a cycle, whichever way they are spelled.
+    _write(tmp_path, {"gateway_rest/codec/shapes.py": "from gateway_rest.codec import decode\n"})
+    assert find_cycle(import_graph(tmp_path, ("gateway_rest",))) is not None
 
 
 @pytest.mark.parametrize(
