@@ -8,9 +8,8 @@ No function mutates its inputs, and nothing here does I/O. The pipeline calls, p
     result = apply_rule(image, {"Wall": layer.alpha}, {"Wall": {"action": "recolor", "value": "white"}}, mask)
     # result.image, result.protect (changed_pixels == 0), result.steps
 
-and per job::
-
-    zip_bytes, manifest = build_output_set([SetItem(idx, result), ...], templates, rule, protect)
+then ``render_item(idx, result.image, templates)`` for its renditions, and per job
+``sets.package(renditions, sets.manifest([ManifestItem(...), ...], templates, rule, protect))``.
 
 ``refine_alpha(prob, image)`` turns one low-resolution probability mask (uint8, e.g. 288x288, whole
 photo, aspect not kept) into a photo-sized alpha directly. ``validate_action`` / ``validate_rule`` /
@@ -24,7 +23,7 @@ from applier.instances import ConceptLayer, InstanceLike, Selection, alpha_from_
 from applier.masks import refine_alpha, upsample_probability
 from applier.params import ACTIONS, describe_actions, validate_action, validate_rule
 from applier.protect import COMPUTED_LAYERS, ProtectCheck, ProtectMask, build_protect
-from applier.sets import Rendition, SetItem, before_after, build_output_set, render_item, thumbnail
+from applier.sets import ManifestItem, Rendition, before_after, render_item, thumbnail
 from applier.templates import Template, encode, render
 
 __all__ = [
@@ -34,6 +33,7 @@ __all__ = [
     "ApplierError",
     "ConceptLayer",
     "InstanceLike",
+    "ManifestItem",
     "MaskError",
     "ParamError",
     "ProtectCheck",
@@ -41,12 +41,10 @@ __all__ = [
     "RenderResult",
     "Rendition",
     "Selection",
-    "SetItem",
     "Template",
     "alpha_from_mask",
     "apply_rule",
     "before_after",
-    "build_output_set",
     "build_protect",
     "concept_layer",
     "describe_actions",

@@ -75,26 +75,41 @@ def render_item(item: int, image: U8, templates: Sequence[Template]) -> list[Ren
 
 
 @dataclass(frozen=True)
-class SetItem:
-    """One photo's contribution to the set."""
+class ManifestItem:
+    """One photo's record in ``manifest.json``: what was done to it and what the set holds of it."""
 
     idx: int
-    result: RenderResult
+    width: int | None
+    height: int | None
+    alpha: bool
+    """Whether the finished photo is RGBA (a removal made its background transparent)."""
+    steps: Sequence[Mapping[str, object]]
+    """``{"concept", "action", "pixels"}`` per rule entry, in the order they ran."""
+    protect_check: Mapping[str, object]
+    renditions: Sequence[Mapping[str, object]]
+    """``Rendition.to_dict()`` of each of its renditions (plus whatever proof the caller adds)."""
     source_sha256: str | None = None
     """Hash of the input photo's bytes, when the caller has them."""
     instances: Mapping[str, object] | None = None
     """The instance selection applied to this item, as the API received it."""
 
 
+def steps_record(result: RenderResult) -> list[dict[str, object]]:
+    """The ``steps`` of a rendered photo, as the manifest and the item's record store them."""
+    return [{"concept": s.concept, "action": s.action, "pixels": s.pixels} for s in result.steps]
+
+
 def manifest(
-    items: Sequence[SetItem],
-    renditions: Mapping[int, Sequence[Rendition]],
+    items: Sequence[ManifestItem],
     templates: Sequence[Template],
     rule: Mapping[str, object],
     protect: Sequence[str],
     extra: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
-    """The ``manifest.json`` content (JSON-serialisable)."""
+    """The ``manifest.json`` content (JSON-serialisable): the one writer of it."""
+    ids = [t.id for t in templates]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"template ids must be unique, got {ids}")
     return {
         "version": MANIFEST_VERSION,
         **(dict(extra) if extra else {}),
@@ -105,13 +120,13 @@ def manifest(
             {
                 "idx": item.idx,
                 "source_sha256": item.source_sha256,
-                "width": item.result.image.shape[1],
-                "height": item.result.image.shape[0],
-                "alpha": item.result.has_alpha,
+                "width": item.width,
+                "height": item.height,
+                "alpha": item.alpha,
                 "instances": dict(item.instances) if item.instances else None,
-                "steps": [{"concept": s.concept, "action": s.action, "pixels": s.pixels} for s in item.result.steps],
-                "protect_check": item.result.protect.to_dict(),
-                "renditions": [r.to_dict() for r in renditions.get(item.idx, ())],
+                "steps": [dict(step) for step in item.steps],
+                "protect_check": dict(item.protect_check),
+                "renditions": [dict(r) for r in item.renditions],
             }
             for item in items
         ],
@@ -131,22 +146,6 @@ def package(renditions: Sequence[Rendition], manifest_doc: Mapping[str, object])
         info.compress_type = zipfile.ZIP_DEFLATED
         zf.writestr(info, json.dumps(manifest_doc, indent=2, sort_keys=True).encode())
     return buf.getvalue()
-
-
-def build_output_set(
-    items: Sequence[SetItem],
-    templates: Sequence[Template],
-    rule: Mapping[str, object],
-    protect: Sequence[str] = (),
-    extra: Mapping[str, object] | None = None,
-) -> tuple[bytes, dict[str, object]]:
-    """Render every item to every template and package them: (zip bytes, manifest)."""
-    ids = [t.id for t in templates]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"template ids must be unique, got {ids}")
-    by_item = {item.idx: render_item(item.idx, item.result.image, templates) for item in items}
-    doc = manifest(items, by_item, templates, rule, protect, extra)
-    return package([r for rs in by_item.values() for r in rs], doc), doc
 
 
 def _checker_flatten(image: U8) -> U8:

@@ -23,7 +23,7 @@ from applier.ops.material import material
 from applier.ops.recolor import recolor
 from applier.ops.remove import remove
 from applier.ops.tone import adjust, blur, drop_shadow, lift_shadow
-from applier.synthetic import interior_scene, low_res_probability
+from scripts.scenes import interior_scene, low_res_probability
 
 U8 = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]

@@ -31,8 +31,8 @@ from typing import Any
 from PIL import Image
 from sqlalchemy import select, update
 
-from applier.synthetic import interior_scene
 from bench.instant_segmenter import InstantSegmenter
+from scripts.scenes import interior_scene
 from server.clock import utcnow
 from server.config import Settings
 from server.db.engine import Database

@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
     from transformers import Sam3Model
     from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
-    from scripts.export_onnx_trt import normalise
+    from server.inference.export.sam3_export import normalise
 
     checkpoint, image_path, phrases_path, out_path = (Path(a) for a in argv)
     t0 = time.perf_counter()

@@ -97,7 +97,9 @@ def object_routes(store: LocalObjectStore, *, error_response: ErrorResponder = e
             headers["Content-Disposition"] = content_disposition(filename)
         return FileResponse(store.path_for(key), media_type=info.content_type, headers=headers)
 
-    return [
-        Route("/objects/{key:path}", put_object, methods=["PUT"], name="object_put"),
-        Route("/objects/{key:path}", get_object, methods=["GET"], name="object_get"),
-    ]
+    async def dispatch(request: Request) -> Response:
+        return await (put_object if request.method == "PUT" else get_object)(request)
+
+    # One route for the path, so a wrong method is answered 405 with every method in ``Allow``
+    # (two routes on one path answer with the first one's methods only).
+    return [Route("/objects/{key:path}", dispatch, methods=["GET", "PUT"], name="object")]

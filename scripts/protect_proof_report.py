@@ -18,7 +18,7 @@ from PIL import Image
 
 from applier import Template, apply_rule, build_protect, encode, render
 from applier.proof import LOSSLESS_FORMATS, protected_region, prove_rendition, reference_rendition
-from applier.synthetic import interior_scene
+from scripts.scenes import interior_scene
 
 U8 = npt.NDArray[np.uint8]
 TEMPLATES = [

@@ -32,7 +32,7 @@ from server.db.engine import Database
 from server.db.tables import JobRow
 from server.errors import NotFound, PayloadTooLarge, S3Error, ValidationFailed
 from server.inference.port import Instance, Segmenter
-from server.presets import COMPUTED_PROTECT_LAYERS, PRESETS, PresetSpec, TemplateSpec
+from server.presets import COMPUTED_PROTECT_LAYERS, PRESETS, PresetSpec
 from server.queue import Claim
 from server.service.job_views import load_items
 from server.service.settle import AnalysisOutputs, ItemOutputs, PackageOutputs
@@ -78,10 +78,7 @@ class Work:
 
     @classmethod
     def of(cls, job: WorkJob, item: WorkItem) -> Work:
-        preset = PRESETS.get(job.preset_id)
-        if preset is None:
-            raise PermanentFailure(f"unknown preset {job.preset_id!r}")
-        return cls(job, item, preset)
+        return cls(job, item, preset_of(job.preset_id))
 
 
 def _png(pixels: U8) -> bytes:
@@ -95,17 +92,20 @@ def _read_png(data: bytes) -> U8:
         return np.asarray(im.convert("L"), dtype=np.uint8).copy()
 
 
+def preset_of(preset_id: str) -> PresetSpec:
+    """The job's preset; a preset removed since the job was made fails the work for good (a retry
+    would find it missing again)."""
+    preset = PRESETS.get(preset_id)
+    if preset is None:
+        raise PermanentFailure(f"unknown preset {preset_id!r}: it is no longer offered")
+    return preset
+
+
 def templates_of(preset: PresetSpec, set_id: str | None) -> tuple[applier.Template, ...]:
     spec = preset.output_set(set_id)
     if spec is None:
         raise PermanentFailure(f"output set {set_id!r} is not in preset {preset.id!r}")
-    return tuple(_template(t) for t in spec.templates)
-
-
-def _template(t: TemplateSpec) -> applier.Template:
-    return applier.Template(
-        id=t.id, width=t.width, height=t.height, fit=t.fit, format=t.format, quality=t.quality, background=t.background
-    )
+    return spec.templates
 
 
 def load_work(db: Database, claim: Claim) -> Work:
@@ -316,7 +316,7 @@ class Pipeline:
             "changed_pixels": proof.master["changed_pixels"],
             "passed": proof.passed,
             "stored": proof.master,
-            "steps": [{"concept": s.concept, "action": s.action, "pixels": s.pixels} for s in result.steps],
+            "steps": applier.sets.steps_record(result),
             "source_sha256": source_sha,
             "alpha": result.has_alpha,
         }
@@ -389,8 +389,7 @@ class Pipeline:
             if job is None:
                 raise NotFound(f"job {claim.job_id} no longer exists")
             items = [i for i in load_items(s, job.id) if i.status == "done"]
-        preset = PRESETS[job.preset_id]
-        templates = templates_of(preset, job.output_set)
+        templates = templates_of(preset_of(job.preset_id), job.output_set)
         renditions: list[applier.Rendition] = []
         manifest_items = []
         for item in items:
@@ -408,34 +407,32 @@ class Pipeline:
                 )
             check = dict(item.protect_check or {})
             manifest_items.append(
-                {
-                    "idx": item.idx,
-                    "source_sha256": check.pop("source_sha256", None),
-                    "width": item.width,
-                    "height": item.height,
-                    "alpha": check.pop("alpha", False),
-                    "instances": (job.instance_choices or {}).get(str(item.idx)),
-                    "steps": check.pop("steps", []),
-                    "protect_check": check,
-                    "renditions": [
+                applier.ManifestItem(
+                    idx=item.idx,
+                    source_sha256=check.pop("source_sha256", None),
+                    width=item.width,
+                    height=item.height,
+                    alpha=bool(check.pop("alpha", False)),
+                    instances=(job.instance_choices or {}).get(str(item.idx)),
+                    steps=check.pop("steps", []),
+                    protect_check=check,
+                    renditions=[
                         {k: v for k, v in r.items() if k not in ("key", "template_id", "format")}
                         for r in item.renditions or []
                     ],
-                }
+                )
             )
-        doc = {
-            "version": applier.sets.MANIFEST_VERSION,
+        extra = {
             "job_id": job.id,
             "preset": job.preset_id,
             "output_set": job.output_set,
             "model": self._segmenter.info.name,
             "masks_meaningful": self._segmenter.info.meaningful,
-            "rule": dict(job.concepts or {}),
-            "protect": list(job.protect or []),
-            "templates": [t.to_dict() for t in templates],
-            "items": manifest_items,
             "failed_items": job.failed_items,
         }
+        doc = applier.sets.manifest(
+            manifest_items, templates, dict(job.concepts or {}), list(job.protect or []), extra=extra
+        )
         data = applier.sets.package(renditions, doc)
         key = keys.set_key(job.user_id, job.id)
         return PackageOutputs(key, self._put(key, data, content_type="application/zip"))

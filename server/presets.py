@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
-Fit = Literal["fit", "fill", "pad"]
-ImageFormat = Literal["jpeg", "png", "webp"]
+from applier.protect import COMPUTED_LAYERS
+from applier.templates import Template
 
-# Computed protect layers (not SAM3 concepts): a thin band along region boundaries, and specular
-# highlights. Any concept of a preset may also be a protect layer.
-COMPUTED_PROTECT_LAYERS: tuple[str, ...] = ("edges", "highlights")
+COMPUTED_PROTECT_LAYERS: tuple[str, ...] = COMPUTED_LAYERS
+"""Protect layers the applier computes (not SAM3 concepts); any concept of a preset may also be one."""
+
+TemplateSpec = Template
+"""A preset's template is the applier's: one definition, validated when the presets are built."""
 
 
 @dataclass(frozen=True)
@@ -28,18 +30,6 @@ class ConceptSpec:
     default_action: str
     default_params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     protectable: bool = False
-
-
-@dataclass(frozen=True)
-class TemplateSpec:
-    id: str
-    width: int
-    height: int
-    fit: Fit
-    format: ImageFormat
-    quality: int = 90
-    background: str = "#ffffff"
-    """``#rrggbb``, or ``transparent`` (PNG/WebP only)."""
 
 
 @dataclass(frozen=True)

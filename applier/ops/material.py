@@ -7,12 +7,14 @@ light: albedo times illumination, which is how the original surface got its shad
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from applier.colors import hex_to_rgb, rgb_to_lab
-from applier.ops.region import Box, bounding_box, composite
+from applier.ops.region import Box, edit_region
 from applier.textures import BASE_SIZE, procedural, tile_texture
 
 F32 = npt.NDArray[np.float32]
@@ -55,8 +57,7 @@ def illumination(image: U8, alpha: F32, box: Box, *, smooth: float = 0.06) -> F3
     return np.asarray(cv2.resize(ratio, (box.width, box.height), interpolation=cv2.INTER_LINEAR), np.float32)
 
 
-def _rotated(make: object, h: int, w: int, degrees: float) -> F32:
-    assert callable(make)
+def _rotated(make: Callable[[int, int], F32], h: int, w: int, degrees: float) -> F32:
     if degrees == 0:
         out: F32 = make(h, w)
         return out
@@ -68,10 +69,9 @@ def _rotated(make: object, h: int, w: int, degrees: float) -> F32:
     return np.asarray(turned[y0 : y0 + h, x0 : x0 + w], np.float32)
 
 
-def _ground_plane(make: object, h: int, w: int, perspective: float) -> F32:
+def _ground_plane(make: Callable[[int, int, float], F32], h: int, w: int, perspective: float) -> F32:
     """The texture laid on a ground plane seen from above the region's bottom edge: full size at the
     bottom row, shrinking towards a horizon above the region as ``perspective`` grows."""
-    assert callable(make)
     horizon = h * (0.25 + 2.0 * (1.0 - perspective))  # distance from the region's top to the horizon
     far = (h + horizon) / horizon  # magnification of the texture needed at the top row
     src_h_full = (h + horizon) * h / horizon
@@ -114,39 +114,33 @@ def material(
 ) -> U8:
     """Cover the region ``alpha`` of ``image`` with ``texture`` (a procedural name, or ``upload`` with
     ``uploaded`` an RGB uint8 texture), re-lit by the photo's shading."""
-    box = bounding_box(alpha)
-    if box is None:
-        return image.copy()
-    size_px = BASE_SIZE[texture] * min(box.height, box.width) * scale
-    if texture == "upload":
-        if uploaded is None:
+
+    def edit(box: Box) -> U8:
+        if texture == "upload" and uploaded is None:
             raise ValueError("texture 'upload' needs the uploaded texture array")
-        source = uploaded
+        size_px = BASE_SIZE[texture] * min(box.height, box.width) * scale
 
         def make_scaled(h: int, w: int, k: float) -> F32:
-            return tile_texture(source, h, w, size_px * k)
-    else:
-
-        def make_scaled(h: int, w: int, k: float) -> F32:
+            if uploaded is not None and texture == "upload":
+                return tile_texture(uploaded, h, w, size_px * k)
             return procedural(texture, h, w, size_px * k, seed)
 
-    def make(h: int, w: int) -> F32:
-        return make_scaled(h, w, 1.0)
+        def make(h: int, w: int) -> F32:
+            return make_scaled(h, w, 1.0)
 
-    if perspective > 0:
+        if perspective > 0:
 
-        def make_rotated(h: int, w: int, k: float) -> F32:
-            return _rotated(lambda hh, ww: make_scaled(hh, ww, k), h, w, rotation)
+            def make_rotated(h: int, w: int, k: float) -> F32:
+                return _rotated(lambda hh, ww: make_scaled(hh, ww, k), h, w, rotation)
 
-        tex = _ground_plane(make_rotated, box.height, box.width, perspective)
-    else:
-        tex = _rotated(make, box.height, box.width, rotation)
-    if color is not None:
-        tex = _tint(tex, color)
-    if shading > 0:
-        light = illumination(image, alpha, box) ** np.float32(shading)
-        tex = _linear_to_srgb(_srgb_to_linear(tex) * light[..., None])
-    new = np.asarray(np.clip(tex * 255 + 0.5, 0, 255), np.uint8)
-    if image.shape[2] == 4:
-        new = np.dstack([new, image[box.slices][..., 3]])
-    return composite(image, new, alpha, box)
+            tex = _ground_plane(make_rotated, box.height, box.width, perspective)
+        else:
+            tex = _rotated(make, box.height, box.width, rotation)
+        if color is not None:
+            tex = _tint(tex, color)
+        if shading > 0:
+            light = illumination(image, alpha, box) ** np.float32(shading)
+            tex = _linear_to_srgb(_srgb_to_linear(tex) * light[..., None])
+        return np.asarray(np.clip(tex * 255 + 0.5, 0, 255), np.uint8)
+
+    return edit_region(image, alpha, edit)

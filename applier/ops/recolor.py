@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from applier.colors import hex_to_rgb, lab_to_rgb, rgb_to_lab
-from applier.ops.region import bounding_box, composite
+from applier.ops.region import Box, edit_region
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
@@ -73,18 +73,15 @@ def recolor_table(histogram: F64, color: str, detail: float) -> U8:
 
 def recolor(image: U8, alpha: F32, *, value: str, strength: float = 1.0, detail: float = 1.0) -> U8:
     """Recolour the region ``alpha`` of ``image`` (HxWx3 or HxWx4 uint8) to ``value`` (``#rrggbb``)."""
-    box = bounding_box(alpha)
-    if box is None:
-        return image.copy()
-    sl = box.slices
-    crop = image[sl][..., :3]
-    lab = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2Lab)
-    lightness = cv2.extractChannel(lab, 0)
-    core = (alpha[sl] >= 0.5).astype(np.uint8)
-    hist = cv2.calcHist([lightness], [0], core, [256], [0, 256]).ravel().astype(np.float64)
-    table = recolor_table(hist, value, detail)
-    new = np.asarray(cv2.LUT(cv2.merge([lightness, lightness, lightness]), table), np.uint8)
-    if image.shape[2] == 4:
-        new = np.asarray(np.dstack([new, image[sl][..., 3]]), np.uint8)
-    weights = alpha if strength >= 1.0 else alpha * np.float32(strength)
-    return composite(image, new, weights, box)
+
+    def edit(box: Box) -> tuple[U8, F32]:
+        sl = box.slices
+        lab = cv2.cvtColor(np.ascontiguousarray(image[sl][..., :3]), cv2.COLOR_RGB2Lab)
+        lightness = cv2.extractChannel(lab, 0)
+        core = (alpha[sl] >= 0.5).astype(np.uint8)
+        hist = cv2.calcHist([lightness], [0], core, [256], [0, 256]).ravel().astype(np.float64)
+        table = recolor_table(hist, value, detail)
+        new = np.asarray(cv2.LUT(cv2.merge([lightness, lightness, lightness]), table), np.uint8)
+        return new, (alpha if strength >= 1.0 else alpha * np.float32(strength))
+
+    return edit_region(image, alpha, edit)

@@ -1,7 +1,9 @@
-"""Where an op works: the bounding box of a layer's alpha, and compositing a crop back."""
+"""Where an op works: the bounding box of a layer's alpha, compositing a crop back, and the envelope
+of both that every region op shares (``edit_region``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -61,3 +63,30 @@ def composite(base: U8, new: U8, alpha: F32, box: Box) -> U8:
     weights_old = np.float32(1.0) - weights_new
     out[sl] = cv2.blendLinear(np.ascontiguousarray(new), np.ascontiguousarray(base[sl]), weights_new, weights_old)
     return out
+
+
+Edit = Callable[[Box], "U8 | tuple[U8, F32] | None"]
+"""What an op computes for its box: the new crop (blended in by the layer's alpha), or the new crop
+and its own full-size blend weights, or None for "nothing to change"."""
+
+
+def edit_region(image: U8, alpha: F32, edit: Edit, *, pad: Callable[[Box], int] | None = None) -> U8:
+    """The envelope every region op shares, stated once.
+
+    The op works on the bounding box of ``alpha`` (grown by ``pad(box)`` pixels, within the photo),
+    returns the new pixels of that crop, and they are blended back by ``alpha`` (or the op's own
+    weights). An empty layer changes nothing; on an RGBA photo a 3-channel crop keeps the photo's
+    opacity. Always a new image: the input is never modified.
+    """
+    box = bounding_box(alpha)
+    if box is None:
+        return image.copy()
+    if pad is not None:
+        box = box.padded(pad(box), image.shape)
+    result = edit(box)
+    if result is None:
+        return image.copy()
+    new, weights = result if isinstance(result, tuple) else (result, alpha)
+    if image.shape[2] == 4 and new.shape[2] == 3:
+        new = np.dstack([new, image[box.slices][..., 3]])
+    return composite(image, new, weights, box)

@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from applier.colors import hex_to_rgb
 from applier.masks import feather as feather_alpha
-from applier.ops.region import bounding_box, composite
+from applier.ops.region import Box, bounding_box, edit_region
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
@@ -27,32 +27,29 @@ _INPAINT_WORK_SIDE = 768
 
 def inpaint(image: U8, alpha: F32, *, feather_px: float = 1.0) -> U8:
     """Fill the region from its surroundings (OpenCV Telea), at a bounded resolution for large crops."""
-    box = bounding_box(alpha)
-    if box is None:
-        return image.copy()
-    hole = (alpha > 0.05).astype(np.uint8)
     grow = max(2, round(min(image.shape[:2]) * 0.003))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-    hole = np.asarray(cv2.dilate(hole, kernel), np.uint8)
-    box = box.padded(grow * 4 + 8, image.shape)
-    sl = box.slices
-    crop = np.ascontiguousarray(image[sl][..., :3])
-    hole_crop = hole[sl]
-    k = min(1.0, _INPAINT_WORK_SIDE / max(box.height, box.width))
-    if k < 1.0:
-        size = (max(1, round(box.width * k)), max(1, round(box.height * k)))
-        small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
-        small_hole = (cv2.resize(hole_crop, size, interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
-        filled = cv2.inpaint(small, small_hole, 5, cv2.INPAINT_TELEA)
-        filled = cv2.resize(filled, (box.width, box.height), interpolation=cv2.INTER_CUBIC)
-    else:
-        filled = cv2.inpaint(crop, hole_crop, 5, cv2.INPAINT_TELEA)
-    weights = feather_alpha(hole.astype(np.float32), max(feather_px, 1.0) + grow)
-    weights = np.maximum(weights, alpha)  # never less than the region itself
-    new = np.asarray(filled, np.uint8)
-    if image.shape[2] == 4:
-        new = np.dstack([new, image[sl][..., 3]])
-    return composite(image, new, np.asarray(weights, np.float32), box)
+
+    def edit(box: Box) -> tuple[U8, F32]:
+        hole = (alpha > 0.05).astype(np.uint8)
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        hole = np.asarray(cv2.dilate(hole, kernel), np.uint8)
+        sl = box.slices
+        crop = np.ascontiguousarray(image[sl][..., :3])
+        hole_crop = hole[sl]
+        k = min(1.0, _INPAINT_WORK_SIDE / max(box.height, box.width))
+        if k < 1.0:
+            size = (max(1, round(box.width * k)), max(1, round(box.height * k)))
+            small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+            small_hole = (cv2.resize(hole_crop, size, interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
+            filled = cv2.inpaint(small, small_hole, 5, cv2.INPAINT_TELEA)
+            filled = cv2.resize(filled, (box.width, box.height), interpolation=cv2.INTER_CUBIC)
+        else:
+            filled = cv2.inpaint(crop, hole_crop, 5, cv2.INPAINT_TELEA)
+        weights = feather_alpha(hole.astype(np.float32), max(feather_px, 1.0) + grow)
+        weights = np.maximum(weights, alpha)  # never less than the region itself
+        return np.asarray(filled, np.uint8), np.asarray(weights, np.float32)
+
+    return edit_region(image, alpha, edit, pad=lambda _: grow * 4 + 8)
 
 
 def _decontaminate(image: U8, fg_alpha: F32) -> U8:

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from applier.ops.region import bounding_box, composite
+from applier.ops.region import Box, bounding_box, edit_region
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
@@ -18,19 +18,18 @@ def blur(image: U8, alpha: F32, *, radius: float = 1.0) -> U8:
     Only region pixels feed the blur (normalised convolution), so a blurred background does not smear
     the sharp foreground's colours into a halo around it.
     """
-    box = bounding_box(alpha)
-    if box is None:
-        return image.copy()
     sigma = max(0.5, radius / 100 * min(image.shape[:2]) / 2)
-    box = box.padded(int(sigma * 3) + 1, image.shape)
-    sl = box.slices
-    crop = image[sl].astype(np.float32)
-    weight = np.ascontiguousarray(np.clip(alpha[sl] * 2, 0, 1), np.float32)
-    num = cv2.GaussianBlur(crop * weight[..., None], (0, 0), sigma)
-    den = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
-    soft = np.where(den > 1e-3, num / np.maximum(den, 1e-3), crop)
-    new = np.clip(soft + 0.5, 0, 255).astype(np.uint8)
-    return composite(image, new, alpha, box)
+
+    def edit(box: Box) -> U8:
+        sl = box.slices
+        crop = image[sl].astype(np.float32)  # every channel: an RGBA photo's opacity is blurred too
+        weight = np.ascontiguousarray(np.clip(alpha[sl] * 2, 0, 1), np.float32)
+        num = cv2.GaussianBlur(crop * weight[..., None], (0, 0), sigma)
+        den = cv2.GaussianBlur(weight, (0, 0), sigma)[..., None]
+        soft = np.where(den > 1e-3, num / np.maximum(den, 1e-3), crop)
+        return np.clip(soft + 0.5, 0, 255).astype(np.uint8)
+
+    return edit_region(image, alpha, edit, pad=lambda _: int(sigma * 3) + 1)
 
 
 def adjust(
@@ -43,24 +42,22 @@ def adjust(
     warmth: float = 0.0,
 ) -> U8:
     """Brightness, contrast (about the region's mean), saturation and warmth, in CIE Lab."""
-    box = bounding_box(alpha)
-    if box is None:
-        return image.copy()
-    sl = box.slices
-    rgb = np.ascontiguousarray(image[sl][..., :3]).astype(np.float32) * np.float32(1 / 255)
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
-    lightness, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
-    core = alpha[sl] >= 0.5
-    mean_l = float(lightness[core].mean()) if core.any() else float(lightness.mean())
-    lightness = (lightness - mean_l) * np.float32(1 + contrast) + mean_l + np.float32(brightness * 30)
-    chroma = np.float32(1 + saturation)
-    a = a * chroma + np.float32(warmth * 4)
-    b = b * chroma + np.float32(warmth * 16)
-    out = cv2.cvtColor(np.dstack([np.clip(lightness, 0, 100), a, b]).astype(np.float32), cv2.COLOR_Lab2RGB)
-    new = np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
-    if image.shape[2] == 4:
-        new = np.dstack([new, image[sl][..., 3]])
-    return composite(image, new, alpha, box)
+
+    def edit(box: Box) -> U8:
+        sl = box.slices
+        rgb = np.ascontiguousarray(image[sl][..., :3]).astype(np.float32) * np.float32(1 / 255)
+        lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
+        lightness, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
+        core = alpha[sl] >= 0.5
+        mean_l = float(lightness[core].mean()) if core.any() else float(lightness.mean())
+        lightness = (lightness - mean_l) * np.float32(1 + contrast) + mean_l + np.float32(brightness * 30)
+        chroma = np.float32(1 + saturation)
+        a = a * chroma + np.float32(warmth * 4)
+        b = b * chroma + np.float32(warmth * 16)
+        out = cv2.cvtColor(np.dstack([np.clip(lightness, 0, 100), a, b]).astype(np.float32), cv2.COLOR_Lab2RGB)
+        return np.asarray(np.clip(out * 255 + 0.5, 0, 255), np.uint8)
+
+    return edit_region(image, alpha, edit)
 
 
 def lift_shadow(image: U8, alpha: F32, *, strength: float = 0.6, exclude: F32 | None = None) -> U8:
@@ -70,50 +67,47 @@ def lift_shadow(image: U8, alpha: F32, *, strength: float = 0.6, exclude: F32 | 
     from the shadow's surroundings (Telea inpainting of the luminance), leaving out other objects (the product that casts the
     shadow). A grey gain ``surface / photo`` is applied to the photo, so texture, noise and colour stay.
     """
-    box = bounding_box(alpha)
-    if box is None:
-        return image.copy()
-    pad = max(8, round(0.25 * max(box.height, box.width)))
-    box = box.padded(pad, image.shape)
-    sl = box.slices
-    crop = np.ascontiguousarray(image[sl][..., :3])
-    k = min(1.0, 256 / max(box.height, box.width))
-    size = (max(1, round(box.width * k)), max(1, round(box.height * k)))
-    small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    region = cv2.resize(alpha[sl], size, interpolation=cv2.INTER_AREA)
-    hole = cv2.dilate((region > 0.02).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    ring = cv2.dilate(hole.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~hole
-    if not ring.any():
-        return image.copy()
-    reference = np.median(small[ring], axis=0)
-    foreign = (np.abs(small - reference).max(axis=-1) > 40) & ~hole
-    luminance = small.mean(axis=-1)
-    fill = (hole | foreign).astype(np.uint8)
-    surface = cv2.inpaint(np.clip(luminance + 0.5, 0, 255).astype(np.uint8), fill, 7, cv2.INPAINT_TELEA)
-    surface = cv2.GaussianBlur(surface.astype(np.float32), (0, 0), 2.0)
-    keep = (~foreign).astype(np.float32)
-    shaded = cv2.GaussianBlur(luminance * keep, (0, 0), 1.0) / np.maximum(cv2.GaussianBlur(keep, (0, 0), 1.0), 1e-3)
-    gain = np.clip(surface / np.maximum(shaded, 1.0), 1.0, 4.0) ** np.float32(strength)
-    gain_full = cv2.resize(gain.astype(np.float32), (box.width, box.height), interpolation=cv2.INTER_LINEAR)
-    lifted = np.clip(crop.astype(np.float32) * gain_full[..., None] + 0.5, 0, 255).astype(np.uint8)
-    if image.shape[2] == 4:
-        lifted = np.dstack([lifted, image[sl][..., 3]])
-    # Feather the edge of the shadow mask, but never onto the object next to it: a pixel that would
-    # need much more gain than the shadow's own core is darker than any shadow here (the product).
-    weights = np.zeros_like(alpha)
-    weights[sl] = np.maximum(
-        alpha[sl], cv2.GaussianBlur(alpha[sl], (0, 0), max(1.0, 0.03 * max(box.height, box.width)))
-    )
-    surface_full = cv2.resize(surface.astype(np.float32), (box.width, box.height), interpolation=cv2.INTER_LINEAR)
-    needed = surface_full / np.maximum(crop.astype(np.float32).mean(axis=-1), 1.0)
-    core = alpha[sl] >= 0.9
-    limit = float(np.percentile(needed[core], 98)) if core.any() else float(needed.max())
-    foreignness = np.clip((needed - 1.15 * limit) / (0.25 * limit), 0.0, 1.0)
-    weights[sl] *= 1 - foreignness
-    if exclude is not None:
-        # Other objects the caller knows about (the product casting the shadow) are never lifted.
-        weights[sl] *= 1 - np.clip(exclude[sl], 0.0, 1.0)
-    return composite(image, lifted, np.asarray(weights, np.float32), box)
+
+    def edit(box: Box) -> tuple[U8, F32] | None:
+        sl = box.slices
+        crop = np.ascontiguousarray(image[sl][..., :3])
+        k = min(1.0, 256 / max(box.height, box.width))
+        size = (max(1, round(box.width * k)), max(1, round(box.height * k)))
+        small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+        region = cv2.resize(alpha[sl], size, interpolation=cv2.INTER_AREA)
+        hole = cv2.dilate((region > 0.02).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        ring = cv2.dilate(hole.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool) & ~hole
+        if not ring.any():
+            return None
+        reference = np.median(small[ring], axis=0)
+        foreign = (np.abs(small - reference).max(axis=-1) > 40) & ~hole
+        luminance = small.mean(axis=-1)
+        fill = (hole | foreign).astype(np.uint8)
+        surface = cv2.inpaint(np.clip(luminance + 0.5, 0, 255).astype(np.uint8), fill, 7, cv2.INPAINT_TELEA)
+        surface = cv2.GaussianBlur(surface.astype(np.float32), (0, 0), 2.0)
+        keep = (~foreign).astype(np.float32)
+        shaded = cv2.GaussianBlur(luminance * keep, (0, 0), 1.0) / np.maximum(cv2.GaussianBlur(keep, (0, 0), 1.0), 1e-3)
+        gain = np.clip(surface / np.maximum(shaded, 1.0), 1.0, 4.0) ** np.float32(strength)
+        gain_full = cv2.resize(gain.astype(np.float32), (box.width, box.height), interpolation=cv2.INTER_LINEAR)
+        lifted = np.clip(crop.astype(np.float32) * gain_full[..., None] + 0.5, 0, 255).astype(np.uint8)
+        # Feather the edge of the shadow mask, but never onto the object next to it: a pixel that would
+        # need much more gain than the shadow's own core is darker than any shadow here (the product).
+        weights = np.zeros_like(alpha)
+        weights[sl] = np.maximum(
+            alpha[sl], cv2.GaussianBlur(alpha[sl], (0, 0), max(1.0, 0.03 * max(box.height, box.width)))
+        )
+        surface_full = cv2.resize(surface.astype(np.float32), (box.width, box.height), interpolation=cv2.INTER_LINEAR)
+        needed = surface_full / np.maximum(crop.astype(np.float32).mean(axis=-1), 1.0)
+        core = alpha[sl] >= 0.9
+        limit = float(np.percentile(needed[core], 98)) if core.any() else float(needed.max())
+        foreignness = np.clip((needed - 1.15 * limit) / (0.25 * limit), 0.0, 1.0)
+        weights[sl] *= 1 - foreignness
+        if exclude is not None:
+            # Other objects the caller knows about (the product casting the shadow) are never lifted.
+            weights[sl] *= 1 - np.clip(exclude[sl], 0.0, 1.0)
+        return lifted, np.asarray(weights, np.float32)
+
+    return edit_region(image, alpha, edit, pad=lambda box: max(8, round(0.25 * max(box.height, box.width))))
 
 
 def drop_shadow(

@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from applier.synthetic import album
+from scripts.scenes import album
 
 CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 SIZES = {

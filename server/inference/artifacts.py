@@ -1,16 +1,18 @@
 """The exported model on disk, and getting it there: the export runs once, in the model environment.
 
-``scripts/export_onnx_trt.py`` needs torch and transformers, which the service's environment does not
+``server.inference.export`` needs torch and transformers, which the service's environment does not
 have: it runs as a subprocess with the model environment's interpreter (``.venv-model``, made by
 ``make model-venv``). The artefact is cached under ``<data dir>/models/`` and reused on later starts.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +109,7 @@ async def ensure_artifact(
 ) -> ModelArtifact:
     """Export ``checkpoint`` (None: the tiny random-weight model) unless already exported; load it."""
     source = ["--tiny"] if checkpoint is None else ["--checkpoint", str(checkpoint)]
-    command = [str(model_python(model_venv)), "-m", "scripts.export_onnx_trt", *source, "--data-dir", str(data_dir)]
+    command = [str(model_python(model_venv)), "-m", "server.inference.export", *source, "--data-dir", str(data_dir)]
     log.info("SAM3 export (cached after the first run): %s", " ".join(command))
     process = await asyncio.create_subprocess_exec(
         *command,
@@ -127,3 +129,17 @@ async def ensure_artifact(
     if err and log.isEnabledFor(logging.DEBUG):
         sys.stderr.write(err.decode(errors="replace"))
     return ModelArtifact.load(root)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m server.inference.artifacts <export> --out <repo>``: what the service does at start."""
+    parser = argparse.ArgumentParser(description="Assemble the CPU Triton repository of one SAM3 export")
+    parser.add_argument("artifact", type=Path, help="the export's folder (with manifest.json)")
+    parser.add_argument("--out", type=Path, required=True, help="the repository folder to (re)create")
+    args = parser.parse_args(argv)
+    print(ModelArtifact.load(args.artifact).cpu_repository(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

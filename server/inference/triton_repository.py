@@ -313,16 +313,7 @@ def assemble(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--root", type=Path, default=SOURCE_ROOT, help="where the reference configs go")
-    parser.add_argument("--artifact", type=Path, help="instead: assemble the CPU repository of this export")
-    parser.add_argument("--out", type=Path, help="with --artifact: the repository folder to (re)create")
     args = parser.parse_args(argv)
-    if args.artifact is not None:
-        from server.inference.artifacts import ModelArtifact  # the artefact reader imports this module
-
-        if args.out is None:
-            parser.error("--artifact needs --out")
-        print(ModelArtifact.load(args.artifact).cpu_repository(args.out))
-        return 0
     for path in write_reference(args.root):
         print(path)
     return 0

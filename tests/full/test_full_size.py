@@ -21,12 +21,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from applier.synthetic import interior_scene
 from bench.process_memory import TreePeak
 from scripts.demo import album_run
 from scripts.demo.albums import AlbumPlan, Photo, _jpeg
 from scripts.demo.client import Api
 from scripts.demo.stack import EmbeddedStack, StackConfig, free_port
+from scripts.scenes import interior_scene
 from server.inference.artifacts import MODEL_VENV, REPO_ROOT
 from server.presets import INTERIOR
 
@@ -46,7 +46,7 @@ def _build_checkpoint(checkpoint: Path) -> float:
     import subprocess
 
     started = time.monotonic()
-    code = "import sys; from pathlib import Path; from scripts.export_onnx_trt import build_checkpoint; "
+    code = "import sys; from pathlib import Path; from server.inference.export.sam3_export import build_checkpoint; "
     code += "build_checkpoint(Path(sys.argv[1]), 'full')"
     subprocess.run([str(MODEL_VENV / "bin" / "python"), "-c", code, str(checkpoint)], cwd=REPO_ROOT, check=True)
     return time.monotonic() - started

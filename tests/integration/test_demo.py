@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from applier.synthetic import interior_scene
+from scripts.scenes import interior_scene
 from server.inference.artifacts import MODEL_VENV, REPO_ROOT
 
 pytestmark = pytest.mark.integration

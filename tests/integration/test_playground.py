@@ -27,8 +27,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from applier.params import parse_color
-from applier.synthetic import interior_scene
 from scripts.demo.stack import EmbeddedStack, StackConfig
+from scripts.scenes import interior_scene
 from server.inference.artifacts import MODEL_VENV, REPO_ROOT
 from tests.servers.browser import headless_chromium
 

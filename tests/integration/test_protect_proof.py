@@ -19,7 +19,7 @@ from PIL import Image
 
 import applier.apply
 import applier.sets
-from applier.synthetic import Scene, interior_scene, low_res_probability, seller_scene
+from scripts.scenes import Scene, interior_scene, low_res_probability, seller_scene
 from server.db.tables import JobRow
 from server.errors import NotFound
 from server.inference.port import Instance, SegmenterInfo

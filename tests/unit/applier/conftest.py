@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from applier.synthetic import Scene, interior_scene, seller_scene
+from scripts.scenes import Scene, interior_scene, seller_scene
 
 G = TypeVar("G", bound=np.generic)
 

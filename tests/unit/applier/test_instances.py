@@ -8,7 +8,7 @@ import pytest
 
 from applier.errors import ParamError
 from applier.instances import Selection, concept_layer, instance_order
-from applier.synthetic import instance_masks, interior_scene, low_res_probability
+from scripts.scenes import instance_masks, interior_scene, low_res_probability
 
 
 @dataclass(frozen=True)

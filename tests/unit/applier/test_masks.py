@@ -7,7 +7,7 @@ import pytest
 
 from applier.errors import MaskError
 from applier.masks import boundary_error, refine_alpha, upsample_probability
-from applier.synthetic import Scene, interior_scene, low_res_probability, seller_scene
+from scripts.scenes import Scene, interior_scene, low_res_probability, seller_scene
 
 
 @functools.cache

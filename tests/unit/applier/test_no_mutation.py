@@ -9,11 +9,9 @@ import pytest
 
 from applier import (
     Selection,
-    SetItem,
     Template,
     apply_rule,
     before_after,
-    build_output_set,
     build_protect,
     concept_layer,
     refine_alpha,
@@ -23,8 +21,9 @@ from applier.ops.material import material
 from applier.ops.recolor import recolor
 from applier.ops.remove import inpaint, remove
 from applier.ops.tone import adjust, blur, drop_shadow, lift_shadow
-from applier.synthetic import Scene, low_res_probability
 from applier.templates import render
+from scripts.scenes import Scene, low_res_probability
+from tests.support.output_set import SetItem, build_output_set
 
 from .conftest import frozen, layers_of
 

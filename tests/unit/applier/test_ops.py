@@ -5,7 +5,7 @@ import numpy as np
 from applier.apply import apply_rule
 from applier.colors import rgb_to_lab
 from applier.ops.remove import remove
-from applier.synthetic import Scene
+from scripts.scenes import Scene
 
 from .conftest import layers_of
 

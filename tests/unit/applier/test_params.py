@@ -1,9 +1,15 @@
+import inspect
 import json
+from collections.abc import Callable
 
 import pytest
 
 from applier.errors import ParamError
-from applier.params import ACTIONS, describe_actions, validate_action, validate_rule
+from applier.ops.material import material
+from applier.ops.recolor import recolor
+from applier.ops.remove import remove
+from applier.ops.tone import adjust, blur, drop_shadow
+from applier.params import ACTIONS, action_specs, describe_actions, validate_action, validate_rule
 
 
 def test_recolor_normalises_named_and_hex_colours_and_fills_defaults() -> None:
@@ -76,3 +82,27 @@ def test_description_covers_every_action_and_is_json() -> None:
                 extra = {"texture": "wood"} if action == "material" and name != "texture" else {}
                 extra |= {"value": "white"} if action == "recolor" and name != "value" else {}
                 assert validate_action(action, {**extra, name: spec["default"]})[name] == spec["default"]
+
+
+def test_each_ops_own_keyword_defaults_are_the_registry_defaults() -> None:
+    """The registry states the defaults; an op's keyword defaults (for direct callers) may not drift."""
+    ops: dict[str, Callable[..., object]] = {
+        "recolor": recolor,
+        "material": material,
+        "remove": remove,
+        "blur": blur,
+        "adjust": adjust,
+        "shadow": drop_shadow,
+    }
+    for action, op in ops.items():
+        signature = inspect.signature(op).parameters
+        for spec in action_specs(action):
+            if spec.default is None or spec.name not in signature:
+                continue
+            assert signature[spec.name].default == spec.default, f"{action}.{spec.name}"
+
+
+def test_a_cross_parameter_check_of_the_registry_runs() -> None:
+    with pytest.raises(ParamError) as e:
+        validate_action("material", {"texture": "upload"})
+    assert e.value.field == "texture_ref"

@@ -22,7 +22,7 @@ from applier.proof import (
     reference_rendition,
 )
 from applier.protect import ProtectMask
-from applier.synthetic import Scene, interior_scene
+from scripts.scenes import Scene, interior_scene
 
 from .conftest import frozen, layers_of
 

@@ -6,7 +6,7 @@ import pytest
 
 from applier.apply import apply_rule
 from applier.protect import build_protect, edges_layer, highlights_layer
-from applier.synthetic import Scene
+from scripts.scenes import Scene
 
 from .conftest import layers_of
 

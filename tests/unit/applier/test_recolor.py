@@ -6,7 +6,7 @@ import pytest
 from applier.apply import apply_rule
 from applier.colors import delta_e2000, hex_to_rgb, rgb_to_lab
 from applier.ops.recolor import recolor
-from applier.synthetic import Scene, interior_scene
+from scripts.scenes import Scene, interior_scene
 
 from .conftest import layers_of
 

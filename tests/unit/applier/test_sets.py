@@ -12,9 +12,10 @@ from PIL import Image
 from applier.apply import apply_rule
 from applier.errors import ParamError
 from applier.protect import build_protect
-from applier.sets import SetItem, before_after, build_output_set, thumbnail
-from applier.synthetic import Scene, seller_scene
+from applier.sets import before_after, thumbnail
 from applier.templates import Template, geometry, render
+from scripts.scenes import Scene, seller_scene
+from tests.support.output_set import SetItem, build_output_set
 
 from .conftest import layers_of
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scripts import export_onnx_trt as ex
+from server.inference.export import sam3_export as ex
 
 
 def _raw(seed: int = 0, prompts: int = 3, queries: int = 8, mask: int = 6) -> list[np.ndarray]:

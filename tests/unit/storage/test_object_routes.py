@@ -203,3 +203,10 @@ def test_delete_prefix_removes_a_jobs_folder_only(store: LocalObjectStore) -> No
     assert store.delete_prefix("inputs/u1/j1/") == 0
     with pytest.raises(ValueError):
         store.delete_prefix("inputs/u1/j2")  # not a folder
+
+
+@pytest.mark.parametrize("method", ["POST", "DELETE", "PATCH"])
+def test_a_wrong_method_is_405_listing_every_method_of_the_path(client: TestClient, method: str) -> None:
+    response = client.request(method, f"/objects/{KEY}")
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "HEAD", "PUT"}

@@ -7,15 +7,13 @@ stops claiming, gives its current item ``drain_s`` to finish, and otherwise retu
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from server.config import Settings, heartbeat_for
@@ -215,85 +213,3 @@ async def sweep_forever(
             log.warning("sweeper: %s", e)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), settings.sweep_interval_s)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m server.worker``: pipeline workers as a separate process."""
-    from server.config import SettingsError
-    from server.db.migrate import SchemaNotCurrent
-    from server.logs import configure_logging
-    from server.runtime import run_workers
-    from server.startup import cannot_start, load_settings, refuse
-
-    parser = argparse.ArgumentParser(description="S3 pipeline workers (same settings as the server)")
-    parser.add_argument("--workers", type=int, default=None, help="how many workers (default S3_WORKERS or 1)")
-    parser.add_argument(
-        "--api",
-        default=None,
-        metavar="HOST:PORT[,HOST:PORT...]",
-        help="work through the WorkerService of these JobService replicas (no database, no storage credentials)",
-    )
-    parser.add_argument("--worker-token", default=None, help="with --api: the worker token (default S3_WORKER_TOKEN)")
-    parser.add_argument("--triton-url", default=None, help="Triton gRPC host:port (default S3_TRITON_URL)")
-    args = parser.parse_args(argv)
-    if args.api is not None:
-        return _main_api(args)
-    try:
-        settings = load_settings()
-    except SettingsError as e:
-        return refuse(e)
-    # Same JSON logs as the server: without this a worker process reports nothing below WARNING.
-    configure_logging(settings.log_level)
-
-    async def go() -> None:
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stopping.set)
-        await run_workers(stopping, count=args.workers, settings=settings)
-
-    try:
-        asyncio.run(go())
-    except SettingsError as e:  # one only checkable while the stack opens
-        return refuse(e)
-    except SchemaNotCurrent as e:
-        return cannot_start(e)
-    return 0
-
-
-def _main_api(args: argparse.Namespace) -> int:
-    """``--api``: settings from the environment as well, but no secrets resolved and no database."""
-    from server.config import SettingsError, check_worker_token
-    from server.logs import configure_logging
-    from server.remote_worker import run_api_workers
-    from server.startup import refuse
-
-    try:
-        settings = Settings.from_env()
-        if args.triton_url:
-            settings = replace(settings, triton_url=args.triton_url)
-        token = args.worker_token or settings.worker_token
-        if token is None:
-            raise SettingsError("--api needs the worker token: set S3_WORKER_TOKEN (or --worker-token)")
-        check_worker_token(token, callback_secret=None)
-        if settings.triton_url is None:
-            raise SettingsError("--api needs a Triton server: set S3_TRITON_URL (or --triton-url)")
-    except SettingsError as e:
-        return refuse(e)
-    configure_logging(settings.log_level)
-    targets = [t.strip() for t in args.api.split(",") if t.strip()]
-    count = max(args.workers if args.workers is not None else settings.workers, 1)
-
-    async def go() -> None:
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stopping.set)
-        await run_api_workers(stopping, targets=targets, token=token, count=count, settings=settings)
-
-    asyncio.run(go())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
