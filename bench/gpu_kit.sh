@@ -2,7 +2,8 @@
 # Pack what `make gpu-check` needs on a GPU host without network and without Triton into one archive
 # that fits the 64 MiB a device run carries: the bundled tritonserver of nvidia-pytriton (binary,
 # python backend, the Python 3.12 stub, its libraries), numpy 1.26 (the stub's pybind11 needs numpy < 2),
-# tritonclient and grpcio. Usage: bench/gpu_kit.sh WHEELS_DIR KIT_DIR (wheels from `make gpu-kit`).
+# tritonclient and what its gRPC client imports (grpcio, python-rapidjson, ml_dtypes).
+# Usage: bench/gpu_kit.sh WHEELS_DIR KIT_DIR (the wheels come from `make gpu-kit`).
 set -euo pipefail
 wheels=$1
 kit=$2
@@ -22,11 +23,10 @@ echo '"""The tritonserver files of nvidia-pytriton 0.7.0 (its Python package is 
     > "$site/pytriton/__init__.py"
 cp -r "$stage/unpacked/nvidia_pytriton.libs" "$site/"
 rm -f "$site"/nvidia_pytriton.libs/libpython3-*  # the Python 3.13 stub's; the host runs 3.12
-for package in numpy numpy.libs tritonclient grpc; do
-    cp -r "$stage/unpacked/$package" "$site/"
-done
-for dist in "$stage"/unpacked/*.dist-info; do
-    case $(basename "$dist") in nvidia_pytriton*) ;; *) cp -r "$dist" "$site/" ;; esac
+# Everything else the wheels hold (numpy, tritonclient, grpc, rapidjson, ml_dtypes, their dist-info),
+# less the client's perf tools (*.data) and pytriton's own Python package.
+for entry in "$stage"/unpacked/*; do
+    case $(basename "$entry") in pytriton | nvidia_pytriton* | *.data) ;; *) cp -r "$entry" "$site/" ;; esac
 done
 mkdir -p "$kit"
 tar -C "$stage" -cf - site | xz -T0 -6 > "$kit/kit.tar.xz.tmp"

@@ -15,6 +15,7 @@ cannot show. No Triton import: the Triton model (``model_repository/torch_graph/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -86,6 +87,9 @@ class TorchGraph:
         self.h2d_bytes = 0
         self.d2h_bytes = 0
         self.calls = 0
+        # bf16 weights meet fp32 tensors inside the graphs (the normalised image, layer norms):
+        # autocast casts at each op, as the graphs were written for one dtype.
+        self._reduced = precision != "float32"
         self.items = 0
         self._lock = threading.Lock()
 
@@ -114,13 +118,19 @@ class TorchGraph:
     def _features(self, tensor: Any) -> Any:
         return tensor.to(self.dtype) if tensor.is_floating_point() else tensor
 
+    def _running(self) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        stack.enter_context(self.torch.inference_mode())
+        stack.enter_context(self.torch.autocast(self.device.type, dtype=self.dtype, enabled=self._reduced))
+        return stack
+
     def vision(self, images: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Square uint8 images ``[b_i, S, S, 3]`` of several requests, one forward for all of them;
         per request its fp32 FPN levels, left on the device."""
         torch = self.torch
         sizes = [int(i.shape[0]) for i in images]
         batch = self.to_device(images[0] if len(images) == 1 else torch.cat([torch.from_numpy(i) for i in images]))
-        with torch.inference_mode():
+        with self._running():
             levels = [f.float().contiguous() for f in self.module(batch)]
         self._count(len(sizes), sum(sizes))
         out, start = [], 0
@@ -135,7 +145,7 @@ class TorchGraph:
         sizes = [int(i.shape[0]) for i in input_ids]
         ids = self.to_device(torch.cat([torch.from_numpy(i) for i in input_ids]))
         mask = self.to_device(torch.cat([torch.from_numpy(m) for m in attention_mask]))
-        with torch.inference_mode():
+        with self._running():
             features = self.to_host(self.module(ids, mask).float())
         self._count(len(sizes), sum(sizes))
         out, start = [], 0
@@ -150,13 +160,12 @@ class TorchGraph:
         """One decoder call: device-resident features, host prompts; the kept detections on the host."""
         from server.inference import sam3_core
 
-        torch = self.torch
         levels = [self._features(self.to_device(f, resident=True)) for f in fpn]
         index = self.to_device(image_index)
         features = self._features(self.to_device(text_features))
         mask = self.to_device(attention_mask)
         threshold = self._features(self.to_device(score_threshold))
-        with torch.inference_mode():
+        with self._running():
             found = self.module(*levels, index, features, mask, threshold)
         self._count(1, int(image_index.shape[0]))
         out = {}
