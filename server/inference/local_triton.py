@@ -121,6 +121,7 @@ class LocalTriton:
         shm_policy: shm.ShmPolicy = shm.DEFAULT_POLICY,
         shm_dir: Path = shm.SHM_DIR,
         shm_available: Callable[[], int] | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.repository = repository
         self.work_dir = work_dir
@@ -132,6 +133,8 @@ class LocalTriton:
         self.shm_policy = shm_policy
         self.shm_dir = shm_dir
         self._shm_available = shm_available or (lambda: shm.available_bytes(shm_dir))
+        self.extra_args = tuple(extra_args)
+        """More ``tritonserver`` arguments (e.g. the torch flavour's CUDA memory pool)."""
         self.grpc_port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._record: RunRecord | None = None
@@ -208,6 +211,7 @@ class LocalTriton:
             "--strict-readiness=true",
             f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
             *self.shm_policy.backend_config(),
+            *self.extra_args,
         ]
         log.info("starting Triton: %s", " ".join(command))
         with self.log_path.open("ab") as sink:

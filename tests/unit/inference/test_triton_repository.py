@@ -117,3 +117,47 @@ def test_assemble_places_gpu_plans_in_their_models(tmp_path: Path) -> None:
     for graph in tr.GRAPHS:
         assert (repo / f"sam3_{graph}" / "1" / "model.plan").read_bytes() == graph.encode()
     assert not (repo / "sam3" / "1" / "onnx").exists()
+
+
+def test_torch_flavour_configs_parse_and_serve_the_graphs_with_pytorch(tmp_path: Path) -> None:
+    runtime = tr.TorchRuntime(checkpoint=tmp_path / "checkpoint", device="cuda", stats_dir=tmp_path / "stats")
+    configs = {name: parse(text) for name, text in tr.torch_model_configs(tr.FULL_SIZE, tr.REFERENCE, runtime).items()}
+    assert set(configs) == set(tr.served_models("torch"))
+    sam3 = configs["sam3"]
+    assert sam3.parameters["graphs"].string_value == tr.GRAPHS_BLS  # the GPU flavour's BLS model
+    assert sam3.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value == "no"
+    assert sam3.instance_group[0].count == tr.SAM3_INSTANCES["torch"]
+    gpu = {name: parse(text) for name, text in tr.model_configs("gpu", tr.FULL_SIZE, tr.REFERENCE).items()}
+    for graph in tr.GRAPHS:
+        config, trt = configs[tr.graph_model(graph)], gpu[tr.graph_model(graph)]
+        assert config.backend == "python" and not config.platform
+        assert list(config.input) == list(trt.input) and list(config.output) == list(trt.output)  # same graph
+        assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+        params = {k: v.string_value for k, v in config.parameters.items()}
+        assert params["graph"] == graph and params["device"] == "cuda" and params["precision"] == "bfloat16"
+        assert params["checkpoint"] == str(runtime.checkpoint) and params["stats_dir"] == str(runtime.stats_dir)
+        assert params["max_detections"] == str(tr.REFERENCE.max_detections)
+    vision = configs["sam3_vision"]
+    assert vision.max_batch_size == tr.TORCH_VISION_BATCHING.max_batch_size and vision.HasField("dynamic_batching")
+    decoder = configs["sam3_decoder"]
+    assert decoder.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value == "no"  # features stay on the device
+    assert "FORCE_CPU_ONLY_INPUT_TENSORS" not in vision.parameters
+    assert runtime.triton_args() == (f"--cuda-memory-pool-byte-size=0:{tr.CUDA_POOL_BYTES}",)
+
+    on_cpu = tr.TorchRuntime(checkpoint=tmp_path, device="cpu", precision="float32")
+    for text in list(tr.torch_model_configs(TINY, TINY_PARAMS, on_cpu).values())[1:]:
+        assert parse(text).instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
+    assert on_cpu.triton_args() == ()
+
+
+def test_assemble_torch_copies_the_graph_code_into_every_graph_model(tmp_path: Path) -> None:
+    tokenizer = tmp_path / "tokenizer.json"
+    tokenizer.write_text("{}")
+    runtime = tr.TorchRuntime(checkpoint=tmp_path / "checkpoint", device="cpu", precision="float32")
+    repo = tr.assemble_torch(tmp_path / "repo", TINY, TINY_PARAMS, runtime, tokenizer)
+    assert sorted(p.name for p in repo.iterdir()) == sorted(["repository.json", *tr.served_models("torch")])
+    for graph in tr.GRAPHS:
+        folder = repo / tr.graph_model(graph) / "1"
+        assert (folder / "model.py").read_text() == (tr.SOURCE_ROOT / "torch_graph" / "model.py").read_text()
+        assert (folder / "torch_graphs.py").read_text() == Path(tr.__file__).with_name("torch_graphs.py").read_text()
+    assert {p.name for p in (repo / "sam3" / "1").iterdir()} == {*tr.SAM3_CODE, "tokenizer.json"}
