@@ -95,7 +95,7 @@ def host_facts() -> dict[str, Any]:
 
 def prepare_model(cuda: bool, work: Path) -> dict[str, Any]:
     """The checkpoint and what the repository needs of it: full-size random weights on CUDA, else tiny."""
-    from scripts import export_onnx_trt as export
+    from server.inference.export import sam3_export as export
 
     if cuda:
         checkpoint = work / "checkpoint-full"
@@ -173,7 +173,7 @@ class Eager:
 
     def segment(self, images: np.ndarray, phrases: Sequence[str]) -> list[Any]:
         from bench.sam3_eager import detect_per_prompt
-        from scripts.export_onnx_trt import normalise
+        from server.inference.export.sam3_export import normalise
 
         torch = self.torch
         with torch.inference_mode():
@@ -341,7 +341,7 @@ def device_used_bytes() -> int:
 
 def compare(got: dict[str, np.ndarray], raw: Sequence[np.ndarray], threshold: float, cap: int) -> dict[str, Any]:
     """Served detections vs the eager fp32 reference selection at one threshold."""
-    from scripts.export_onnx_trt import reference_selection
+    from server.inference.export.sam3_export import reference_selection
 
     ref = reference_selection(raw, threshold, cap)
     mine = {(int(p), int(q)): i for i, (p, q) in enumerate(zip(got["phrase_index"], got["query_index"], strict=True))}
@@ -369,7 +369,7 @@ def parity(
 ) -> list[dict[str, Any]]:
     import tritonclient.grpc as grpcclient
 
-    from scripts.export_onnx_trt import gate_thresholds
+    from server.inference.export.sam3_export import gate_thresholds
 
     client = grpcclient.InferenceServerClient(url)
     rows = []
