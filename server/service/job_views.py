@@ -53,14 +53,9 @@ def progress_keys(db: Database, job_ids: Sequence[str]) -> Mapping[str, Progress
 
 
 def analysis_state(row: JobItemRow) -> str:
-    """Distinguishes 'no instances yet' from 'analysed, none found' for the Instances stage."""
-    if row.stage == "analyze":
-        return "pending"
-    if row.instances is not None:
-        return "done"
-    if (row.error or "").startswith("analysis failed"):
-        return "failed"
-    return "none"
+    """Distinguishes 'no instances yet' from 'analysed, none found' for the Instances stage; stored
+    by ``server.service.item_state``."""
+    return row.analysis_state
 
 
 def serves_objects(job: JobRow) -> bool:
