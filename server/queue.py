@@ -16,10 +16,11 @@ index), so two settling transactions cannot deadlock. Claims take only item (or 
 which nothing else locks; anything that finishes an item does so in a new transaction that starts
 at the job.
 
-Fairness: items are served round robin between users. Each claim stamps the served users' turns;
-a batch takes the first available item of every user in turn order (the user served longest ago,
-or never, first), then the second of each, and so on, so one user's 100 photos do not make another
-user's single photo wait behind them, and a batch spreads over jobs and users.
+Fairness: claims are served round robin between users. Each claim stamps the served users' turns;
+a claim takes the oldest available items of the user served longest ago (or never), up to the
+batch size, spilling into the next user's when that one has fewer, so one user's 100 photos do not
+make another user's single photo wait more than one batch, and concurrent workers spread over
+users and jobs rather than queueing on one job's rows.
 """
 
 from __future__ import annotations
@@ -115,28 +116,43 @@ class WorkQueue:
         """Lease up to ``n`` claimable items in one statement and stamp their users' turns in a
         second. Returns each claim with whether its item had run out of attempts already."""
         now = utcnow()
-        rank = func.row_number().over(partition_by=JobRow.user_id, order_by=(JobItemRow.available_at, JobItemRow.id))
+        claimable = (
+            JobItemRow.stage.in_(item_state.CLAIMABLE_STAGES),
+            JobItemRow.available_at <= now,
+            or_(JobItemRow.lease_expires_at.is_(None), JobItemRow.lease_expires_at < now),
+        )
+        # Users in turn order (served longest ago, or never, first). A batch takes the first
+        # user's oldest items, then the next user's: one claim settles against one job and user
+        # row, and the next claim (any worker's) serves the next user, so concurrent workers spread
+        # over users and jobs instead of queueing on the same rows.
+        # Between users with the same turn (never served), the one waiting longest goes first.
+        waiting_since = func.min(JobItemRow.available_at).over(partition_by=JobRow.user_id)
         ranked = (
             select(
                 JobItemRow.id.label("item_id"),
                 JobRow.user_id.label("user_id"),
-                rank.label("user_rank"),
+                waiting_since.label("user_rank"),
                 QueueTurnRow.served_at.label("served_at"),
             )
             .join(JobRow, JobRow.id == JobItemRow.job_id)
             .outerjoin(QueueTurnRow, QueueTurnRow.user_id == JobRow.user_id)
-            .where(
-                JobItemRow.stage.in_(item_state.CLAIMABLE_STAGES),
-                JobItemRow.available_at <= now,
-                or_(JobItemRow.lease_expires_at.is_(None), JobItemRow.lease_expires_at < now),
-                JobRow.status.in_(OPEN),
-            )
+            .where(*claimable, JobRow.status.in_(OPEN))
             .subquery("ranked")
         )
+        # The claimable conditions again at the locking level: PostgreSQL re-checks only those on
+        # a row it waited for, so an item another claimer leased (or a worker finished) meanwhile
+        # drops out instead of being leased twice.
         picked = (
             select(JobItemRow.id, ranked.c.user_id, ranked.c.user_rank, ranked.c.served_at)
             .join(ranked, ranked.c.item_id == JobItemRow.id)
-            .order_by(ranked.c.user_rank, ranked.c.served_at.asc().nulls_first(), JobItemRow.id)
+            .where(*claimable)
+            .order_by(
+                ranked.c.served_at.asc().nulls_first(),
+                ranked.c.user_rank,
+                ranked.c.user_id,
+                JobItemRow.available_at,
+                JobItemRow.id,
+            )
             .limit(n)
         )
         lease = item_state.lease_values(ItemStage.EXECUTE, owner, now + self._lease, now)
@@ -436,13 +452,15 @@ class _Leased(NamedTuple):
     attempts: int
     stage: str
     user_id: str
-    user_rank: int
+    user_rank: datetime
+    """When the user's oldest claimable item became available."""
     served_at: datetime | None
     id: int
 
     def serve_order(self) -> tuple[Any, ...]:
-        """The order the claim picked its rows in (``RETURNING`` keeps none)."""
-        return (self.user_rank, self.served_at is not None, self.served_at or 0, self.id)
+        """The order the claim picked its rows in (``RETURNING`` keeps none): by user turn, then
+        (ids grow with ``available_at`` within a job) by item."""
+        return (self.served_at is not None, self.served_at or self.user_rank, self.user_rank, self.user_id, self.id)
 
 
 def _still_owned(job: JobRow, item: JobItemRow, claim: Claim) -> bool:

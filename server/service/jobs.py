@@ -250,7 +250,7 @@ class Jobs:
         """
         with self._db.read() as s:
             job = owned_job(s, user_id, job_id)
-            job_state.require(job, "created", action="confirm the upload of")
+            job_state.require(job, JobStatus.CREATED, action="confirm the upload of")
             items = [i for i in load_items(s, job.id) if i.status == ItemStatus.PENDING]
         heads = [self._head(item) for item in items]
         missing = [item.idx for item, head in zip(items, heads, strict=True) if head is None]
@@ -270,7 +270,7 @@ class Jobs:
         now = utcnow()
         with self._db.write() as s:
             job = owned_job(s, user_id, job_id, lock=True)
-            job_state.require(job, "created", action="confirm the upload of")
+            job_state.require(job, JobStatus.CREATED, action="confirm the upload of")
             by_idx = {i.idx: i for i in load_items(s, job.id)}
             for check in checks:
                 item = by_idx[check.idx]
@@ -307,7 +307,7 @@ class Jobs:
         ``max_analyses_per_job`` analyses per job (``QUOTA_EXCEEDED``)."""
         with self._db.write() as s:
             job = owned_job(s, user_id, job_id, lock=True)
-            job_state.require(job, "uploaded", action="analyze")
+            job_state.require(job, JobStatus.UPLOADED, action="analyze")
             preset = validation.preset_by_id(job.preset_id)
             wanted = _concept_list(preset, concepts)
             items = load_items(s, job.id)
@@ -357,7 +357,7 @@ class Jobs:
         hook = webhooks.subscription(self._webhook_policy, webhook_url, webhook_events)
         with self._db.write() as s:
             job = owned_job(s, user_id, job_id, lock=True)
-            job_state.require(job, "uploaded", action="execute")
+            job_state.require(job, JobStatus.UPLOADED, action="execute")
             preset = validation.preset_by_id(job.preset_id)
             items = load_items(s, job.id)
             if any(i.stage == ItemStage.ANALYZE for i in items):

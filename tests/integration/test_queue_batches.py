@@ -44,7 +44,10 @@ def _outputs(claim: Claim) -> ItemOutputs:
 def _drain(queue: WorkQueue, batch: int) -> int:
     """Claim and settle every item, a batch (one group commit) at a time; returns how many."""
     settled = 0
-    while claims := [c for c in queue.claim_batch("w", batch) if c.stage != "package"]:
+    while claims := queue.claim_batch("w", batch):
+        if claims[0].stage == "package":
+            assert queue.complete_package(claims[0], f"sets/{claims[0].job_id}.zip")
+            continue
         assert all(queue.complete_items([(c, _outputs(c)) for c in claims]))
         settled += len(claims)
     return settled
@@ -63,26 +66,32 @@ def test_a_batch_costs_at_most_four_statements_per_item(stack: Stack) -> None:
 
 
 def test_one_item_at_a_time_stays_cheap(stack: Stack) -> None:
-    """Unbatched (claim, complete_item): the old path cost ~16 statements an item."""
+    """Unbatched (one item a claim and a group), packaging included: the old path cost ~17."""
     _queued_jobs(stack, 1, 4)
     queue = WorkQueue(stack.db, stack.settings)
     with counting(stack.db.engine) as count:
         settled = _drain(queue, 1)
     assert settled == 4
-    assert count.per(settled) <= 12.0, (count.per(settled), count.by_kind)
+    assert count.per(settled) <= 14.0, (count.per(settled), count.by_kind)
 
 
-def test_a_batch_is_spread_round_robin_over_users(stack: Stack) -> None:
+def test_batches_rotate_between_users(stack: Stack) -> None:
+    """A claim takes the longest-waiting user's items (spilling into the next user's), and the
+    next claim serves the next user: one user's album never holds the others back by more than a
+    batch, and concurrent claims land on different jobs."""
     users = _queued_jobs(stack, 3, 4)
     queue = WorkQueue(stack.db, stack.settings)
-    claims = queue.claim_batch("w", 6)
     with stack.db.read() as s:
         owner = {job_id: user_id for job_id, user_id in s.execute(select(JobRow.id, JobRow.user_id))}
-    served = [owner[c.job_id] for c in claims]
-    assert sorted(served) == sorted(users * 2)  # two items of each user, not six of the first
-    assert len(set(served[:3])) == 3  # every user's first item before anyone's second
-    # The next batch starts with the user served first above: turns go on round robin.
-    assert owner[queue.claim_batch("w", 1)[0].job_id] == served[0]
+
+    def served(n: int) -> list[str]:
+        return [owner[c.job_id] for c in queue.claim_batch("w", n)]
+
+    first = served(6)
+    assert first[:4] == [first[0]] * 4 and first[4:] == [first[4]] * 2 and first[4] != first[0]
+    (third,) = set(users) - set(first)
+    assert served(2) == [third] * 2  # never served yet: before the second user's remaining items
+    assert served(4) == [first[4]] * 2 + [third] * 2  # the second user waited longer than the third
 
 
 def test_a_lost_lease_in_a_group_drops_only_that_item(stack: Stack) -> None:
