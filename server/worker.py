@@ -43,16 +43,18 @@ class WorkerStats:
 
 
 class Recorder:
-    """Group commit of finished items: results wait while the previous group is being recorded,
-    then all of them are settled in one transaction (``WorkQueue.complete_items``). Alone, an item
-    is recorded at once; under load many share one transaction. If a group fails (a violated
-    constraint, such as the ledger's double-charge guard), its items are recorded one by one, so
-    only the offending one is dropped."""
+    """Group commit of finished items: a claim batch's results are settled together, in one
+    transaction (``WorkQueue.complete_items``), when the batch is through (``flush``) or a full
+    batch is waiting; results that finish while a group is being recorded join the next one. With
+    batches of one, every item is recorded at once. If a group fails (a violated constraint, such
+    as the ledger's double-charge guard), its items are recorded one by one, so only the offending
+    one is dropped."""
 
-    def __init__(self, queue: WorkQueue, stats: WorkerStats, name: str) -> None:
+    def __init__(self, queue: WorkQueue, stats: WorkerStats, name: str, group: int = 1) -> None:
         self._queue = queue
         self._stats = stats
         self._name = name
+        self._group = group
         self._pending: list[tuple[Claim, ItemOutputs, asyncio.Future[bool]]] = []
         self._wake = asyncio.Event()
         self._closing = False
@@ -60,8 +62,13 @@ class Recorder:
     def submit(self, claim: Claim, outputs: ItemOutputs) -> asyncio.Future[bool]:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append((claim, outputs, done))
-        self._wake.set()
+        if len(self._pending) >= self._group:
+            self._wake.set()
         return done
+
+    def flush(self) -> None:
+        """Record what is waiting now (the claim batch is through)."""
+        self._wake.set()
 
     async def run(self) -> None:
         while True:
@@ -128,7 +135,7 @@ class Worker:
 
     async def run(self, stopping: asyncio.Event) -> None:
         log.info("worker %s started", self.name)
-        recorder = Recorder(self._queue, self.stats, self.name)
+        recorder = Recorder(self._queue, self.stats, self.name, group=self._batch)
         recording = asyncio.create_task(recorder.run())
         try:
             while not stopping.is_set():
@@ -184,6 +191,7 @@ class Worker:
                     pending = None
                 if pending is not None:
                     recording.append(pending)
+            recorder.flush()
             if recording:  # the leases are kept alive until the group commit has them
                 await asyncio.wait(recording)
         finally:
