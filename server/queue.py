@@ -409,6 +409,8 @@ class WorkQueue:
                 return
             job, item = owned
             log.error("%s/%d dead-lettered: %s", claim.job_id, claim.idx, reason)
+            now = utcnow()
+            item_state.release(item, now)  # this claim was no attempt: the count stays at the maximum
             self._give_up(s, job, item, reason)
 
     @staticmethod

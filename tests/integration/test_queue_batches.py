@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 from sqlalchemy import select, update
 
@@ -15,7 +16,7 @@ from server.service.item_state import ItemStatus
 from server.service.job_state import JobStatus
 from server.service.settle import ItemOutputs
 from tests.support.invariants import check_invariants
-from tests.support.stack import Stack
+from tests.support.stack import Stack, make_stack
 
 WALL = {"Wall": {"action": "recolor", "value": "white"}}
 
@@ -135,3 +136,21 @@ def test_an_idle_worker_is_woken_by_queued_work(stack: Stack) -> None:
             other.dispose()
     assert woken and seconds < 5.0
     assert queue.claim("w") is not None
+
+
+def test_a_dead_letter_at_claim_keeps_the_attempt_count(database_url: str, tmp_path: Path) -> None:
+    """The claim that finds an item out of attempts is no attempt of its own."""
+    stack = make_stack(database_url, tmp_path / "data", lease_s=0.1, max_attempts=2)
+    try:
+        _queued_jobs(stack, 1, 1)
+        queue = WorkQueue(stack.db, stack.settings)
+        for _ in range(2):  # two workers die holding it
+            assert queue.claim("crashing-worker") is not None
+            time.sleep(0.2)
+        assert queue.claim("next") is None
+        with stack.db.read() as s:
+            item = s.scalars(select(JobItemRow)).one()
+        assert (item.status, item.attempts, item.lease_owner) == ("failed", 2, None)
+        check_invariants(stack.db)
+    finally:
+        stack.db.dispose()
