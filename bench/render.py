@@ -79,6 +79,40 @@ def queue(results: dict[str, Any]) -> str:
     return "\n\n".join([intro, table(head, rows), _run_line(results, "queue")])
 
 
+def queue_noop(results: dict[str, Any]) -> str:
+    data = results.get("queue_noop")
+    if not data:
+        return MISSING
+    rows = [
+        [
+            r["workers"],
+            r["items"],
+            r["items_per_s"],
+            r["pgqueuer_items_per_s"],
+            f"**{r['x_pgqueuer']}**",
+            f"**{r['statements_per_item']}**",
+            r["round_trips_per_item"],
+            r["transactions_per_item"],
+        ]
+        for r in data["workers"]
+    ]
+    intro = (
+        f"PostgreSQL; {data['jobs']} albums of {data['items_per_job']} no-op items (one user each), claim batches "
+        f"of {data['batch']}; pgqueuer with its default batch of 10 on the same server, same run."
+    )
+    head = [
+        "worker processes",
+        "items",
+        "project queue items/s",
+        "pgqueuer items/s (reference)",
+        "x pgqueuer",
+        "statements/item",
+        "round trips/item",
+        "transactions/item",
+    ]
+    return "\n\n".join([intro, table(head, rows), _run_line(results, "queue_noop")])
+
+
 def growth(results: dict[str, Any]) -> str:
     data = results.get("growth")
     if not data:
@@ -176,6 +210,7 @@ def streams(results: dict[str, Any]) -> str:
 SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "api": api,
     "queue": queue,
+    "queue_noop": queue_noop,
     "growth": growth,
     "applier": applier_section,
     "triton": triton,
@@ -219,6 +254,11 @@ below 1 with one worker is the cost of orchestration; above 1 with more workers 
 
 <!-- bench:queue -->
 <!-- /bench:queue -->
+
+## The queue's own cost, side by side with pgqueuer
+
+<!-- bench:queue_noop -->
+<!-- /bench:queue_noop -->
 
 ## How cost grows with the album
 

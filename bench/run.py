@@ -7,6 +7,9 @@ Parts (``--parts`` runs a subset; the other parts' previous results are kept):
   SQLite and on PostgreSQL.
 - ``queue``: album items per second with the instant segmenter and 1, 2, 4 worker processes, on SQLite
   and on PostgreSQL, vs the same pipeline work called directly (:mod:`bench.queue_bench`).
+- ``queue_noop``: no-op items per second with 1, 2, 4 worker processes through the project's queue
+  and through pgqueuer on the same PostgreSQL, and the queue's SQL statements per item
+  (:mod:`bench.queue_noop`; pgqueuer runs from ``.venv-bench``, created on first use).
 - ``growth``: albums of 1, 10 and 100 items, time per item.
 - ``applier``: :mod:`bench.applier_bench` (ms per megapixel per action vs one memory pass).
 - ``triton``: :mod:`bench.triton_bench` (perf_analyzer, Triton vs in-process, bytes and memory per photo vs PyTorch eager).
@@ -38,9 +41,10 @@ from bench.report import refresh
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results.json"
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
-PARTS = ("api", "queue", "growth", "applier", "triton", "ratelimit", "streams")
+PARTS = ("api", "queue", "queue_noop", "growth", "applier", "triton", "ratelimit", "streams")
 WORKERS = (1, 2, 4)
 QUEUE_JOBS, QUEUE_ITEMS = 4, 12
+NOOP_JOBS, NOOP_ITEMS, NOOP_BATCH = 20, 100, 16
 GROWTH_SIZES = (1, 10, 100)
 GROWTH_WORKERS = 2
 
@@ -80,6 +84,24 @@ def _queue(pg: Any) -> dict[str, Any]:
     return out
 
 
+def _queue_noop(pg: Any) -> dict[str, Any]:
+    """Per worker count, pgqueuer and the project's queue one right after the other, each on a
+    fresh database of the same server."""
+    from bench import queue_noop
+
+    items = NOOP_JOBS * NOOP_ITEMS
+    rows = []
+    for workers in WORKERS:
+        with pg.fresh_database(f"bench_pgq{workers}") as url:
+            reference = queue_noop.pgqueuer(url, workers, items)
+        with pg.fresh_database(f"bench_noop{workers}") as url:
+            row = queue_noop.ours(url, workers, NOOP_JOBS, NOOP_ITEMS, NOOP_BATCH)
+        row["pgqueuer_items_per_s"] = reference["items_per_s"]
+        row["x_pgqueuer"] = round(row["items_per_s"] / reference["items_per_s"], 3)
+        rows.append(row)
+    return {"jobs": NOOP_JOBS, "items_per_job": NOOP_ITEMS, "batch": NOOP_BATCH, "workers": rows}
+
+
 def _growth(pg: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"workers": GROWTH_WORKERS, "sqlite": queue_bench.growth(None, GROWTH_WORKERS, GROWTH_SIZES)}
     with pg.fresh_database("bench_growth") as url:
@@ -115,6 +137,7 @@ def _streams(pg: Any) -> dict[str, Any]:
 RUNNERS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "api": _api,
     "queue": _queue,
+    "queue_noop": _queue_noop,
     "growth": _growth,
     "applier": _applier,
     "triton": _triton,
@@ -151,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     results["command"] = "make bench" if len(parts) == len(PARTS) else f"python -m bench.run --parts {','.join(parts)}"
     results.setdefault("runs", {})
     failed = []
-    needs_pg = {"api", "queue", "growth", "streams"} & set(parts)
+    needs_pg = {"api", "queue", "queue_noop", "growth", "streams"} & set(parts)
     with postgres() if needs_pg else contextlib.nullcontext() as pg:
         for part in parts:
             print(f"== {part}", flush=True)

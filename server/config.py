@@ -142,6 +142,11 @@ class Settings:
     missed beats (a database hiccup) do not lose the lease. Must be at most half the lease."""
     max_attempts: int = 3
     """``S3_MAX_ATTEMPTS``: attempts before an item is dead-lettered."""
+    claim_batch: int = 1
+    """``S3_CLAIM_BATCH``: items a worker leases per claim (one statement however many), settled in
+    groups. Raise it where items are cheap (CPU rules, no-op stages); where an item takes a GPU
+    second, the items a worker holds but has not started wait on it (and a dead worker takes them
+    all down for a lease), so one at a time is the default."""
     retry_backoff_s: float = 2.0
     """``S3_RETRY_BACKOFF_S``: first retry delay; doubles each attempt."""
     inference: InferenceKind = "triton"
@@ -386,6 +391,7 @@ class Settings:
             lease_s=lease_s,
             heartbeat_s=heartbeat_s,
             max_attempts=integer("S3_MAX_ATTEMPTS", d.max_attempts, minimum=1),
+            claim_batch=integer("S3_CLAIM_BATCH", d.claim_batch, minimum=1),
             retry_backoff_s=number("S3_RETRY_BACKOFF_S", d.retry_backoff_s),
             inference=inference,  # type: ignore[arg-type]
             triton_url=text("S3_TRITON_URL", None),

@@ -1,30 +1,38 @@
 """The durable work queue, kept in the database.
 
 Work is item rows whose ``stage`` is ``analyze`` or ``execute``, plus jobs whose output set is
-``pending``. A worker claims one with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the single
-writer lock on SQLite), extends it with heartbeats, and reports the outcome. A worker that dies
-simply stops heartbeating: its lease expires and the work becomes claimable again. Failures are
-retried with exponential backoff; after ``max_attempts`` the item is dead-lettered: reported
-``failed`` and refunded.
+``pending``. A worker claims a batch with leases (one ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP
+LOCKED)`` on PostgreSQL, the single writer lock on SQLite), extends them with heartbeats (one
+statement for the whole batch), and reports outcomes; finished items are settled in groups, one
+transaction per group (``complete_items``). A worker that dies simply stops heartbeating: its
+leases expire and the work becomes claimable again. Failures are retried with exponential backoff;
+after ``max_attempts`` the item is dead-lettered: reported ``failed`` and refunded. Every status
+change goes through ``server.service.item_state``.
 
-Lock order, everywhere: job row, then item rows, then the user row. Claims take only the item (or
-job) row, and the claiming user's ``queue_turns`` row, which nothing else locks; anything that
-finishes an item does so in a new transaction that starts at the job.
+Lock order, everywhere: job rows, then item rows, then user rows; where a transaction locks several
+of one kind it locks them in one statement in key order (jobs and users by id, items by job and
+index), so two settling transactions cannot deadlock. Claims take only item (or job) rows with
+``SKIP LOCKED`` (never waiting) and the claiming users' ``queue_turns`` rows (in user id order),
+which nothing else locks; anything that finishes an item does so in a new transaction that starts
+at the job.
 
-Fairness: items are served round robin between users. Each claim stamps the user's turn; the next
-claim takes the oldest available item of the user served longest ago (never served first), so one
-user's 100 photos do not make another user's single photo wait behind them.
+Fairness: claims are served round robin between users. Each claim stamps the served users' turns;
+a claim takes the oldest available items of the user served longest ago (or never), up to the
+batch size, spilling into the next user's when that one has fewer, so one user's 100 photos do not
+make another user's single photo wait more than one batch, and concurrent workers spread over
+users and jobs rather than queueing on one job's rows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import or_, select
+from sqlalchemy import case, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -32,7 +40,10 @@ from server.clock import utcnow
 from server.config import Settings
 from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow, QueueTurnRow
-from server.service.job_state import TERMINAL
+from server.service import item_state
+from server.service.item_state import ItemStage, ItemStatus
+from server.service.job_state import OPEN, TERMINAL, JobStatus
+from server.service.locking import lock_users
 from server.service.settle import (
     FINISHED_ITEM_STATES,
     ItemOutputs,
@@ -45,7 +56,11 @@ from server.service.settle import (
 log = logging.getLogger(__name__)
 
 Stage = Literal["analyze", "execute", "package"]
-OPEN_JOB_STATES = ("uploaded", "queued", "running")
+OPEN_JOB_STATES = OPEN
+WAKE_FALLBACK_S = 5.0
+"""Idle workers claim at least this often without a notification (ended backoffs, expired leases)."""
+WAKE_FALLBACK_SQLITE_S = 1.0
+"""SQLite has no cross-process notification: worker processes beside the server poll a local file."""
 
 
 @dataclass(frozen=True)
@@ -64,69 +79,131 @@ class WorkQueue:
         self._lease = timedelta(seconds=settings.lease_s)
         self._max_attempts = settings.max_attempts
         self._backoff_s = settings.retry_backoff_s
+        self._listeners: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+        self.fallback_s = WAKE_FALLBACK_S if db.is_postgres else WAKE_FALLBACK_SQLITE_S
+        """How long an idle worker waits for a wake-up before it claims anyway."""
 
     # -- claiming -------------------------------------------------------------------------------
     def claim(self, owner: str) -> Claim | None:
         """The next piece of work for ``owner``, leased to it; None when there is none."""
+        claims = self.claim_batch(owner, 1)
+        return claims[0] if claims else None
+
+    def claim_batch(self, owner: str, n: int) -> list[Claim]:
+        """Up to ``n`` pieces of work leased to ``owner``, spread round robin over users; empty
+        when there is none. A set to package is handed out alone: it is what ends a job."""
         for _ in range(8):  # a few dead-letters may have to be cleared before real work shows up
-            exhausted: tuple[str, int] | None = None
             with self._db.write() as s:
                 # Packaging first: it is what ends a job (releasing its slot, settling its credits),
                 # and behind a steady stream of items it would otherwise wait for the queue to drain.
                 job = self._next_package(s)
                 if job is not None:
-                    return self._lease_package(job, owner)
-                found = self._next_item(s)
-                if found is None:
-                    return None
-                item, user_id = found
-                if item.attempts >= self._max_attempts:
-                    exhausted = (item.job_id, item.idx)
+                    return [self._lease_package(job, owner)]
+                leased = self._lease_items(s, owner, n)
+            if not leased:
+                return []
+            claims: list[Claim] = []
+            for claim, exhausted in leased:
+                if exhausted:
+                    self._dead_letter(claim, reason=f"gave up after {self._max_attempts} attempts (worker lost)")
                 else:
-                    self._take_turn(s, user_id)
-                    return self._lease_item(s, item, owner)
-            if exhausted is not None:
-                self._dead_letter(*exhausted, reason=f"gave up after {self._max_attempts} attempts (worker lost)")
-        return None
+                    claims.append(claim)
+            if claims:
+                return claims
+        return []
 
-    def _next_item(self, s: Session) -> tuple[JobItemRow, str] | None:
-        """The oldest available item of the user whose turn is oldest, with that user's id."""
+    def _lease_items(self, s: Session, owner: str, n: int) -> list[tuple[Claim, bool]]:
+        """Lease up to ``n`` claimable items in one statement and stamp their users' turns in a
+        second. Returns each claim with whether its item had run out of attempts already."""
         now = utcnow()
-        stmt = (
-            select(JobItemRow, JobRow.user_id)
+        claimable = (
+            JobItemRow.stage.in_(item_state.CLAIMABLE_STAGES),
+            JobItemRow.available_at <= now,
+            or_(JobItemRow.lease_expires_at.is_(None), JobItemRow.lease_expires_at < now),
+        )
+        # Users in turn order (served longest ago, or never, first). A batch takes the first
+        # user's oldest items, then the next user's: one claim settles against one job and user
+        # row, and the next claim (any worker's) serves the next user, so concurrent workers spread
+        # over users and jobs instead of queueing on the same rows.
+        # Between users with the same turn (never served), the one waiting longest goes first.
+        waiting_since = func.min(JobItemRow.available_at).over(partition_by=JobRow.user_id)
+        ranked = (
+            select(
+                JobItemRow.id.label("item_id"),
+                JobRow.user_id.label("user_id"),
+                waiting_since.label("user_rank"),
+                QueueTurnRow.served_at.label("served_at"),
+            )
             .join(JobRow, JobRow.id == JobItemRow.job_id)
             .outerjoin(QueueTurnRow, QueueTurnRow.user_id == JobRow.user_id)
-            .where(
-                JobItemRow.stage.in_(("analyze", "execute")),
-                JobItemRow.available_at <= now,
-                or_(JobItemRow.lease_expires_at.is_(None), JobItemRow.lease_expires_at < now),
-                JobRow.status.in_(OPEN_JOB_STATES),
-            )
-            .order_by(QueueTurnRow.served_at.asc().nulls_first(), JobItemRow.available_at, JobItemRow.id)
-            .limit(1)
+            .where(*claimable, JobRow.status.in_(OPEN))
+            .subquery("ranked")
         )
+        # The claimable conditions again at the locking level: PostgreSQL re-checks only those on
+        # a row it waited for, so an item another claimer leased (or a worker finished) meanwhile
+        # drops out instead of being leased twice.
+        picked = (
+            select(JobItemRow.id, ranked.c.user_id, ranked.c.user_rank, ranked.c.served_at)
+            .join(ranked, ranked.c.item_id == JobItemRow.id)
+            .where(*claimable)
+            .order_by(
+                ranked.c.served_at.asc().nulls_first(),
+                ranked.c.user_rank,
+                ranked.c.user_id,
+                JobItemRow.available_at,
+                JobItemRow.id,
+            )
+            .limit(n)
+        )
+        lease = item_state.lease_values(ItemStage.EXECUTE, owner, now + self._lease, now)
+        lease_update = update(JobItemRow).values(
+            attempts=JobItemRow.attempts + 1,
+            lease_owner=lease["lease_owner"],
+            lease_expires_at=lease["lease_expires_at"],
+            updated_at=lease["updated_at"],
+            status=case((JobItemRow.stage == ItemStage.EXECUTE, lease["status"]), else_=JobItemRow.status),
+        )
+        leased = (JobItemRow.job_id, JobItemRow.idx, JobItemRow.attempts, JobItemRow.stage)
+        rows: list[_Leased]
         if self._db.is_postgres:
-            stmt = stmt.with_for_update(skip_locked=True, of=JobItemRow)
-        row = s.execute(stmt).first()
-        return None if row is None else (row[0], row[1])
+            # One statement: pick (skipping rows other claimers hold), lease, return.
+            chosen = picked.with_for_update(skip_locked=True, of=JobItemRow).cte("picked")
+            stmt = lease_update.where(JobItemRow.id == chosen.c.id).returning(
+                *leased, chosen.c.user_id, chosen.c.user_rank, chosen.c.served_at, chosen.c.id
+            )
+            rows = [_Leased(*row) for row in s.execute(stmt)]
+        else:
+            # SQLite's RETURNING cannot name the FROM table; the write lock is held since BEGIN
+            # IMMEDIATE, so picking and leasing in two statements cannot interleave with a claimer.
+            order = {row.id: row for row in s.execute(picked)}
+            if not order:
+                return []
+            stmt = lease_update.where(JobItemRow.id.in_(list(order))).returning(*leased, JobItemRow.id)
+            rows = []
+            for job_id, idx, attempts, stage, item_id in s.execute(stmt):
+                p = order[item_id]
+                rows.append(_Leased(job_id, idx, attempts, stage, p.user_id, p.user_rank, p.served_at, item_id))
+        rows.sort(key=_Leased.serve_order)
+        if not rows:
+            return []
+        self._take_turns(s, [row.user_id for row in rows])
+        stage_of: dict[str, Stage] = {ItemStage.EXECUTE: "execute", ItemStage.ANALYZE: "analyze"}
+        return [
+            (Claim(stage_of[row.stage], row.job_id, row.idx, row.attempts, owner), row.attempts > self._max_attempts)
+            for row in rows
+        ]
 
-    def _take_turn(self, s: Session, user_id: str) -> None:
-        """Stamp the user's turn: their next item waits until every other waiting user had one."""
+    def _take_turns(self, s: Session, users_in_serve_order: Sequence[str]) -> None:
+        """Stamp the served users' turns, in the order they were served (a microsecond apart), so
+        their next items wait until every other waiting user had one. One statement, rows in user
+        id order (the lock order of ``queue_turns``)."""
+        now = utcnow()
+        stamps: dict[str, Any] = {}
+        for user_id in users_in_serve_order:
+            stamps.setdefault(user_id, now + timedelta(microseconds=len(stamps)))
         insert = postgresql.insert if self._db.is_postgres else sqlite.insert
-        now = utcnow()
-        stmt = insert(QueueTurnRow).values(user_id=user_id, served_at=now)
-        s.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={"served_at": now}))
-
-    def _lease_item(self, s: Session, item: JobItemRow, owner: str) -> Claim:
-        now = utcnow()
-        item.attempts += 1
-        item.lease_owner = owner
-        item.lease_expires_at = now + self._lease
-        item.updated_at = now
-        if item.stage == "execute":
-            item.status = "running"
-        stage: Stage = "execute" if item.stage == "execute" else "analyze"
-        return Claim(stage, item.job_id, item.idx, item.attempts, owner)
+        stmt = insert(QueueTurnRow).values([{"user_id": u, "served_at": stamps[u]} for u in sorted(stamps)])
+        s.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={"served_at": stmt.excluded.served_at}))
 
     def _next_package(self, s: Session) -> JobRow | None:
         now = utcnow()
@@ -134,7 +211,7 @@ class WorkQueue:
             select(JobRow)
             .where(
                 JobRow.package_state == "pending",
-                JobRow.status == "running",
+                JobRow.status == JobStatus.RUNNING,
                 or_(JobRow.package_lease_expires_at.is_(None), JobRow.package_lease_expires_at < now),
             )
             .order_by(JobRow.updated_at)
@@ -150,21 +227,72 @@ class WorkQueue:
         job.package_lease_expires_at = utcnow() + self._lease
         return Claim("package", job.id, -1, job.package_attempts, owner)
 
+    # -- waiting --------------------------------------------------------------------------------
+    @property
+    def generation(self) -> int:
+        """Pass to :meth:`wait_for_work` the value read before the claim that came back empty."""
+        return self._db.work_signal.generation
+
+    async def wait_for_work(self, since: int, timeout_s: float) -> bool:
+        """Until work may be claimable (a commit in this process, or on PostgreSQL a ``NOTIFY`` from
+        any process) or ``timeout_s``; True when woken."""
+        if self._db.is_postgres:
+            self._ensure_listener()
+        return await self._db.work_signal.wait(since, timeout_s)
+
+    def _ensure_listener(self) -> None:
+        from server.db.notify import work_ready
+
+        loop = asyncio.get_running_loop()
+        task = self._listeners.get(loop)
+        if task is None or task.done():
+            listener = work_ready(self._db.engine.url, self._db.work_signal)
+            self._listeners[loop] = loop.create_task(listener, name="s3-work-listener")
+
     # -- leases ---------------------------------------------------------------------------------
     def heartbeat(self, claim: Claim) -> bool:
         """Extend the lease; False when it is lost (expired and taken, or the job was canceled)."""
+        return claim in self.heartbeat_batch([claim])
+
+    def heartbeat_batch(self, claims: Sequence[Claim]) -> set[Claim]:
+        """Extend every lease of ``claims`` (one statement for the items); returns those still held."""
+        alive: set[Claim] = set()
+        until = utcnow() + self._lease
         with self._db.write() as s:
-            if claim.stage == "package":
+            for claim in claims:
+                if claim.stage != "package":
+                    continue
                 job = s.get(JobRow, claim.job_id)
-                if job is None or job.package_lease_owner != claim.owner or job.status in TERMINAL:
-                    return False
-                job.package_lease_expires_at = utcnow() + self._lease
-                return True
-            item = self._item(s, claim)
-            if item is None or item.lease_owner != claim.owner or item.status in FINISHED_ITEM_STATES:
-                return False
-            item.lease_expires_at = utcnow() + self._lease
-            return True
+                if job is not None and job.package_lease_owner == claim.owner and job.status not in TERMINAL:
+                    job.package_lease_expires_at = until
+                    alive.add(claim)
+            items = [c for c in claims if c.stage != "package"]
+            if items:
+                by_key = {(c.job_id, c.idx): c for c in items}
+                # Locked in (job, index) order, the order settling locks items in: no deadlock
+                # with this worker's own results being recorded at the same moment.
+                held = (
+                    select(JobItemRow.id)
+                    .where(
+                        tuple_(JobItemRow.job_id, JobItemRow.idx).in_(sorted(by_key)),
+                        JobItemRow.lease_owner.in_({c.owner for c in items}),
+                        JobItemRow.status.not_in(FINISHED_ITEM_STATES),
+                        JobItemRow.stage != ItemStage.NONE,
+                    )
+                    .order_by(JobItemRow.job_id, JobItemRow.idx)
+                    .with_for_update()
+                )
+                stmt = (
+                    update(JobItemRow)
+                    .where(JobItemRow.id.in_(held.scalar_subquery()))
+                    .values(lease_expires_at=until)
+                    .returning(JobItemRow.job_id, JobItemRow.idx, JobItemRow.lease_owner)
+                )
+                for job_id, idx, owner in s.execute(stmt):
+                    claim = by_key[(job_id, idx)]
+                    if claim.owner == owner:
+                        alive.add(claim)
+        return alive
 
     @staticmethod
     def _item(s: Session, claim: Claim) -> JobItemRow | None:
@@ -177,21 +305,46 @@ class WorkQueue:
         item = self._item(s, claim) if job is not None else None
         if job is None or item is None:
             return None
-        if item.lease_owner != claim.owner or item.status in FINISHED_ITEM_STATES or job.status in TERMINAL:
-            log.info("dropping the result of %s/%d: the lease is gone or the job ended", claim.job_id, claim.idx)
+        if not _still_owned(job, item, claim):
             return None
         return job, item
 
     # -- outcomes -------------------------------------------------------------------------------
     def complete_item(self, claim: Claim, outputs: ItemOutputs) -> bool:
         """Record a processed item (done, credits spent). False when the result was dropped."""
+        return self.complete_items([(claim, outputs)])[0]
+
+    def complete_items(self, results: Sequence[tuple[Claim, ItemOutputs]]) -> list[bool]:
+        """Record processed items in one transaction: jobs, items and users each locked in one
+        statement (in that order, each in key order), then every item settled as
+        :meth:`complete_item` would. Per item: whether it was recorded (False: dropped)."""
+        if not results:
+            return []
         with self._db.write() as s:
-            owned = self._owned(s, claim)
-            if owned is None:
-                return False
-            job, item = owned
-            finish_item(s, job, item, outputs=outputs)
-            return True
+            job_ids = sorted({c.job_id for c, _ in results})
+            jobs = {
+                j.id: j
+                for j in s.scalars(select(JobRow).where(JobRow.id.in_(job_ids)).order_by(JobRow.id).with_for_update())
+            }
+            keys = sorted({(c.job_id, c.idx) for c, _ in results})
+            item_stmt = (
+                select(JobItemRow)
+                .where(tuple_(JobItemRow.job_id, JobItemRow.idx).in_(keys))
+                .order_by(JobItemRow.job_id, JobItemRow.idx)
+                .with_for_update()
+            )
+            items = {(i.job_id, i.idx): i for i in s.scalars(item_stmt)}
+            users = lock_users(s, {j.user_id for j in jobs.values()}) if jobs else {}
+            recorded = []
+            for claim, outputs in results:
+                job = jobs.get(claim.job_id)
+                item = items.get((claim.job_id, claim.idx))
+                if job is None or item is None or not _still_owned(job, item, claim):
+                    recorded.append(False)
+                    continue
+                finish_item(s, job, item, outputs=outputs, user=users[job.user_id])
+                recorded.append(True)
+            return recorded
 
     def complete_analysis(self, claim: Claim, instances: Sequence[Mapping[str, Any]], *, stored_bytes: int = 0) -> bool:
         """Record an analysed item: ``instances`` is every record the item now has (those of the
@@ -202,18 +355,9 @@ class WorkQueue:
                 return False
             job, item = owned
             now = utcnow()
-            item.instances = [dict(i) for i in instances]
-            item.analyzed_concepts = list(
-                dict.fromkeys([*(item.analyzed_concepts or []), *(job.analyzed_concepts or [])])
-            )
+            item_state.finish_analysis(item, instances, job.analyzed_concepts or [], now)
             job.stored_bytes += stored_bytes
             job.analysis_pass_done += 1
-            item.stage = "none"
-            item.error = None
-            item.available_at = None
-            item.lease_owner = None
-            item.lease_expires_at = None
-            item.updated_at = now
             job.updated_at = now
             end_analysis_if_idle(s, job)
             return True
@@ -222,21 +366,7 @@ class WorkQueue:
         """A failed attempt: retried after a backoff, or dead-lettered when out of attempts."""
         with self._db.write() as s:
             if claim.stage == "package":
-                job = lock_job(s, claim.job_id)
-                if job is None or job.package_lease_owner != claim.owner or job.status != "running":
-                    return
-                if not retryable:
-                    # Every item's output is stored and paid for; only the zip cannot be made.
-                    # The job ends done without a set rather than retrying forever.
-                    log.error("job %s packaging failed for good: %s", job.id, error)
-                    complete_package(job, None, error=f"packaging failed: {error}")
-                    return
-                # Transient (store or database outage): keep trying, backoff capped near a minute,
-                # so the set appears once the dependency is back.
-                job.package_lease_owner = None
-                delay = min(self._backoff_s * 2 ** min(job.package_attempts - 1, 10), 60.0)
-                job.package_lease_expires_at = utcnow() + timedelta(seconds=delay)
-                job.error = f"packaging: {error}"
+                self._fail_package(s, claim, error, retryable=retryable)
                 return
             owned = self._owned(s, claim)
             if owned is None:
@@ -245,13 +375,7 @@ class WorkQueue:
             now = utcnow()
             if retryable and item.attempts < self._max_attempts:
                 delay = self._backoff_s * 2 ** (item.attempts - 1)
-                item.available_at = now + timedelta(seconds=delay)
-                item.lease_owner = None
-                item.lease_expires_at = None
-                item.error = error
-                item.updated_at = now
-                if item.stage == "execute":
-                    item.status = "queued"
+                item_state.retry(item, error, available_at=now + timedelta(seconds=delay), now=now)
                 log.warning(
                     "%s/%d attempt %d failed, retry in %.1fs: %s", job.id, item.idx, item.attempts, delay, error
                 )
@@ -259,40 +383,48 @@ class WorkQueue:
             log.error("%s/%d dead-lettered after %d attempts: %s", job.id, item.idx, item.attempts, error)
             self._give_up(s, job, item, error)
 
-    def _dead_letter(self, job_id: str, idx: int, *, reason: str) -> None:
+    def _fail_package(self, s: Session, claim: Claim, error: str, *, retryable: bool) -> None:
+        job = lock_job(s, claim.job_id)
+        if job is None or job.package_lease_owner != claim.owner or job.status != JobStatus.RUNNING:
+            return
+        if not retryable:
+            # Every item's output is stored and paid for; only the zip cannot be made.
+            # The job ends done without a set rather than retrying forever.
+            log.error("job %s packaging failed for good: %s", job.id, error)
+            complete_package(job, None, error=f"packaging failed: {error}")
+            return
+        # Transient (store or database outage): keep trying, backoff capped near a minute,
+        # so the set appears once the dependency is back.
+        job.package_lease_owner = None
+        delay = min(self._backoff_s * 2 ** min(job.package_attempts - 1, 10), 60.0)
+        job.package_lease_expires_at = utcnow() + timedelta(seconds=delay)
+        job.error = f"packaging: {error}"
+
+    def _dead_letter(self, claim: Claim, *, reason: str) -> None:
+        """An item claimed with its attempts used up (its workers kept dying): given up, under
+        the lease this claim holds, in a transaction of its own that starts at the job."""
         with self._db.write() as s:
-            job = lock_job(s, job_id)
-            if job is None:
+            owned = self._owned(s, claim)
+            if owned is None:
                 return
-            item = s.scalars(
-                select(JobItemRow).where(JobItemRow.job_id == job_id, JobItemRow.idx == idx).with_for_update()
-            ).one_or_none()
-            if item is None or item.stage == "none" or item.status in FINISHED_ITEM_STATES:
-                return
+            job, item = owned
+            log.error("%s/%d dead-lettered: %s", claim.job_id, claim.idx, reason)
             now = utcnow()
-            if item.lease_expires_at is not None and item.lease_expires_at >= now:
-                return  # someone holds a live lease after all
-            log.error("%s/%d dead-lettered: %s", job_id, idx, reason)
+            item_state.release(item, now)  # this claim was no attempt: the count stays at the maximum
             self._give_up(s, job, item, reason)
 
     @staticmethod
     def _give_up(s: Session, job: JobRow, item: JobItemRow, error: str) -> None:
-        if item.stage == "execute":
+        if item.stage == ItemStage.EXECUTE:
             finish_item(s, job, item, outputs=None, error=error)
             return
-        # A failed analysis leaves the item usable: execute segments it again. Not paid for.
-        item.stage = "none"
-        item.error = f"analysis failed: {error}"
-        item.available_at = None
-        item.lease_owner = None
-        item.lease_expires_at = None
-        item.updated_at = utcnow()
+        item_state.fail_analysis(item, error, utcnow())
         end_analysis_if_idle(s, job)
 
     def complete_package(self, claim: Claim, set_key: str, *, stored_bytes: int = 0) -> bool:
         with self._db.write() as s:
             job = lock_job(s, claim.job_id)
-            if job is None or job.package_lease_owner != claim.owner or job.status != "running":
+            if job is None or job.package_lease_owner != claim.owner or job.status != JobStatus.RUNNING:
                 return False
             job.stored_bytes += stored_bytes
             complete_package(job, set_key)
@@ -307,15 +439,37 @@ class WorkQueue:
                     job.package_lease_owner = None
                     job.package_lease_expires_at = None
                     job.package_attempts = max(job.package_attempts - 1, 0)
+                    item_state.mark_work_ready(s)
                 return
             owned = self._owned(s, claim)
             if owned is None:
                 return
             _, item = owned
-            item.lease_owner = None
-            item.lease_expires_at = None
-            item.attempts = max(item.attempts - 1, 0)
-            item.available_at = utcnow()
-            item.updated_at = utcnow()
-            if item.stage == "execute":
-                item.status = "queued"
+            item_state.release(item, utcnow())
+
+
+class _Leased(NamedTuple):
+    job_id: str
+    idx: int
+    attempts: int
+    stage: str
+    user_id: str
+    user_rank: datetime
+    """When the user's oldest claimable item became available."""
+    served_at: datetime | None
+    id: int
+
+    def serve_order(self) -> tuple[Any, ...]:
+        """The order the claim picked its rows in (``RETURNING`` keeps none): by user turn, then
+        (ids grow with ``available_at`` within a job) by item."""
+        return (self.served_at is not None, self.served_at or self.user_rank, self.user_rank, self.user_id, self.id)
+
+
+def _still_owned(job: JobRow, item: JobItemRow, claim: Claim) -> bool:
+    if not item_state.holds_lease(item, claim.owner) or job.status in TERMINAL:
+        log.info("dropping the result of %s/%d: the lease is gone or the job ended", claim.job_id, claim.idx)
+        return False
+    return True
+
+
+__all__ = ["Claim", "ItemStatus", "Stage", "WorkQueue"]

@@ -136,6 +136,35 @@ class ApiWorkSource:
             return self._leases.get((claim.job_id, claim.idx, claim.owner))
 
     # -- WorkSource -----------------------------------------------------------------------------
+    fallback_s = 0.0
+    """No wake-up to wait for: ``claim_batch`` itself waits up to ``poll_s`` on the lease stream."""
+
+    @property
+    def generation(self) -> int:
+        return 0
+
+    async def wait_for_work(self, since: int, timeout_s: float) -> bool:
+        return True
+
+    def claim_batch(self, owner: str, n: int) -> list[Claim]:
+        """One claim (waiting up to ``poll_s`` for the stream), then whatever else is ready, up to ``n``."""
+        first = self.claim(owner)
+        if first is None:
+            return []
+        claims = [first]
+        while len(claims) < n and not self._ready.empty():
+            more = self.claim(owner)
+            if more is None:
+                break
+            claims.append(more)
+        return claims
+
+    def heartbeat_batch(self, claims: Sequence[Claim]) -> set[Claim]:
+        return {claim for claim in claims if self.heartbeat(claim)}
+
+    def complete_items(self, results: Sequence[tuple[Claim, ItemOutputs]]) -> list[bool]:
+        return [self.complete_item(claim, outputs) for claim, outputs in results]
+
     def claim(self, owner: str) -> Claim | None:
         try:
             lease = self._ready.get(timeout=self._poll_s)

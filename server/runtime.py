@@ -115,6 +115,7 @@ def _workers(core: Core, count: int) -> list[Worker]:
             name=worker_name(n),
             lease_s=core.settings.lease_s,
             heartbeat_s=core.settings.effective_heartbeat_s,
+            batch=core.settings.claim_batch,
         )
         for n in range(count)
     ]

@@ -26,7 +26,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from server.db.notify import NotifyingSession
+from server.db.notify import WORK_SIGNAL, NotifyingSession, WorkSession
+from server.db.work_signal import WorkSignal
 from server.errors import Internal
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,9 @@ class Database:
         self._reader = engine.execution_options(**{_WRITE: False})
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.is_postgres = engine.dialect.name == "postgresql"
-        self._session_class = NotifyingSession if self.is_postgres else Session
+        self._session_class: type[Session] = NotifyingSession if self.is_postgres else WorkSession
+        self.work_signal = WorkSignal()
+        """Fired when this process commits claimable work (and, on PostgreSQL, by the listener)."""
 
     @classmethod
     def from_url(cls, url: str) -> Database:
@@ -98,6 +101,7 @@ class Database:
     def _session(self, bind: Engine) -> Iterator[Session]:
         try:
             with self._session_class(bind, expire_on_commit=False) as session, session.begin():
+                session.info[WORK_SIGNAL] = self.work_signal
                 yield session
         except (OperationalError, DBAPIError) as e:
             if isinstance(e, OperationalError) or e.connection_invalidated:

@@ -24,10 +24,17 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from server.db.tables import JobItemRow, JobRow
+from server.db.work_signal import WorkSignal
 
 log = logging.getLogger(__name__)
 
 JOB_CHANNEL = "s3_job_changes"
+WORK_CHANNEL = "s3_work"
+"""Work became claimable (``server.db.work_signal``); no payload."""
+WORK_READY = "s3_work_ready"
+"""``Session.info`` key set by a transaction that made work claimable."""
+WORK_SIGNAL = "s3_work_signal"
+"""``Session.info`` key: the database's in-process :class:`WorkSignal`, fired on commit."""
 
 # Columns whose change is bookkeeping of the work queue, not progress anyone watches.
 _LEASE_ONLY = frozenset({"lease_owner", "lease_expires_at", "package_lease_owner", "package_lease_expires_at"})
@@ -55,8 +62,28 @@ def _changed_job_ids(session: Session) -> set[str]:
     return ids
 
 
-class NotifyingSession(Session):
-    """A session that notifies listeners of the jobs its flushes changed (PostgreSQL only)."""
+class WorkSession(Session):
+    """A session that wakes this process's idle workers when its commit made work claimable."""
+
+
+@event.listens_for(WorkSession, "after_commit")
+def _wake_workers(session: Session) -> None:
+    if session.info.pop(WORK_READY, False):
+        signal = session.info.get(WORK_SIGNAL)
+        if signal is not None:
+            signal.fire()
+
+
+class NotifyingSession(WorkSession):
+    """A session that notifies listeners of the jobs its flushes changed, and the worker processes
+    of work it made claimable (PostgreSQL only)."""
+
+
+@event.listens_for(NotifyingSession, "before_commit")
+def _notify_work_ready(session: Session) -> None:
+    # Inside the transaction: the notification is delivered exactly when the work is committed.
+    if session.info.get(WORK_READY):
+        session.connection().execute(text("SELECT pg_notify(:channel, '')"), {"channel": WORK_CHANNEL})
 
 
 @event.listens_for(NotifyingSession, "after_flush")
@@ -74,6 +101,18 @@ def _conninfo(url: URL) -> str:
 
 async def job_changes(url: URL) -> AsyncIterator[str | None]:
     """Job ids as their changes commit, forever; reconnects (yielding ``None``) when the link drops."""
+    async for payload in _listen(url, JOB_CHANNEL):
+        yield payload
+
+
+async def work_ready(url: URL, signal: WorkSignal) -> None:
+    """Fire ``signal`` on every ``s3_work`` notification, forever (and on every reconnection: work
+    may have been queued while nobody listened)."""
+    async for _ in _listen(url, WORK_CHANNEL):
+        signal.fire()
+
+
+async def _listen(url: URL, channel: str) -> AsyncIterator[str | None]:
     conninfo = _conninfo(url)
     failures = 0
     while True:
@@ -82,16 +121,16 @@ async def job_changes(url: URL) -> AsyncIterator[str | None]:
         except psycopg.Error as e:
             delay = RECONNECT_DELAY_S[min(failures, len(RECONNECT_DELAY_S) - 1)]
             failures += 1
-            log.warning("cannot listen for job changes (%s); retrying in %.1fs", e, delay)
+            log.warning("cannot listen on %s (%s); retrying in %.1fs", channel, e, delay)
             await asyncio.sleep(delay)
             continue
         try:
             async with conn:
-                await conn.execute(f"LISTEN {JOB_CHANNEL}")
+                await conn.execute(f"LISTEN {channel}")
                 failures = 0
                 yield None
                 async for notice in conn.notifies():
                     yield notice.payload
         except psycopg.Error as e:
-            log.warning("listening for job changes stopped (%s); reconnecting", e)
+            log.warning("listening on %s stopped (%s); reconnecting", channel, e)
             await asyncio.sleep(RECONNECT_DELAY_S[0])

@@ -196,6 +196,8 @@ class JobItemRow(Base):
     """The photo confirm-upload accepted; a worker refuses any other bytes under the input key."""
     analyzed_concepts: Mapped[list[Any] | None] = mapped_column(JSON)
     """Concepts whose instances are stored for this item (an analysis of them again costs nothing)."""
+    analysis_state: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
+    """none | pending | done | failed (``server.service.item_state.AnalysisState``)."""
 
     __table_args__ = (
         UniqueConstraint("job_id", "idx"),

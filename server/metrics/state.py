@@ -22,15 +22,17 @@ from server.clock import utcnow
 from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
 from server.errors import S3Error
+from server.service import job_state
+from server.service.item_state import CLAIMABLE_STAGES, ItemStatus
 from server.service.job_state import TRANSITIONS
 
 log = logging.getLogger(__name__)
 
-QUEUE_STAGES = ("analyze", "execute", "package")
+QUEUE_STAGES = (*CLAIMABLE_STAGES, "package")
 QUEUE_STATES = ("ready", "leased", "waiting")
-ITEM_STATUSES = ("pending", "uploaded", "queued", "running", "done", "failed", "canceled")
-ACTIVE_JOB_STATES = ("created", "uploaded", "queued", "running")
-OPEN_JOB_STATES = ("uploaded", "queued", "running")
+ITEM_STATUSES = tuple(ItemStatus)
+ACTIVE_JOB_STATES = job_state.ACTIVE
+OPEN_JOB_STATES = job_state.OPEN
 """Jobs whose items the queue hands out (``server.queue``)."""
 
 
@@ -98,7 +100,7 @@ class StateCollector(Collector):
             queued = s.execute(
                 select(JobItemRow.stage, item_state, func.count())
                 .join(JobRow, JobRow.id == JobItemRow.job_id)
-                .where(JobItemRow.stage.in_(("analyze", "execute")), JobRow.status.in_(OPEN_JOB_STATES))
+                .where(JobItemRow.stage.in_(CLAIMABLE_STAGES), JobRow.status.in_(OPEN_JOB_STATES))
                 .group_by(JobItemRow.stage, item_state)
             ).all()
             depth = {(stage, state): n for stage, state, n in queued}

@@ -22,7 +22,7 @@ from server.db.engine import Database
 from server.db.tables import AuditRow, BillingEventRow, JobItemRow, JobRow, UserRow
 from server.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from server.plans import PLANS
-from server.service import job_state, ledger, webhooks
+from server.service import item_state, job_state, ledger, webhooks
 from server.service.admin_views import (
     AdminJobView,
     AdminUserView,
@@ -35,9 +35,11 @@ from server.service.admin_views import (
     encode_page_token,
 )
 from server.service.ids import canonical_id, resource_id
+from server.service.item_state import ItemStatus
+from server.service.job_state import JobStatus
 from server.service.locking import lock_user
 from server.service.seals import seal_inputs
-from server.service.settle import cancel_open_items, lock_job, release_lease
+from server.service.settle import cancel_open_items, lock_job
 from server.storage.port import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ DEFAULT_EVENTS = 20
 MAX_EVENTS = 200
 DEFAULT_DEAD_LETTER_PAGE = 50
 MAX_DEAD_LETTER_PAGE = 200
-REQUEUEABLE_JOB_STATES = ("queued", "running")
+REQUEUEABLE_JOB_STATES = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,7 @@ class Admin:
             ).one_or_none()
             if item is None:
                 raise NotFound(f"the job has no item {idx}")
-            if item.status != "failed":
+            if item.status != ItemStatus.FAILED:
                 raise InvalidState(f"item {idx} is {item.status}; only a failed item can be requeued")
             if item.attempts == 0:
                 raise InvalidState(f"item {idx} was rejected at upload ({item.error}); requeueing cannot help")
@@ -246,14 +248,7 @@ class Admin:
             ledger.reserve_item(s, user, job, item.idx, requeues=round_no)
             now = utcnow()
             previous = {"error": item.error, "attempts": item.attempts}
-            item.requeues = round_no
-            item.status = "queued"
-            item.stage = "execute"
-            item.attempts = 0
-            item.error = None
-            item.available_at = now
-            item.updated_at = now
-            release_lease(item)
+            item_state.requeue(item, now)
             job.failed_items -= 1
             job.updated_at = now
             if job.package_state != "none":
@@ -291,7 +286,7 @@ class Admin:
             canceled = cancel_open_items(
                 s, job, f"canceled by an operator: {why}" if why else "canceled by an operator"
             )
-            job_state.move(job, "canceled")
+            job_state.move(job, JobStatus.CANCELED)
             _audit(
                 s,
                 actor,

@@ -20,6 +20,8 @@ from server.db.tables import CallbackReceiptRow, JobItemRow
 from server.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from server.service import job_state
 from server.service.ids import resource_id
+from server.service.item_state import ItemStatus
+from server.service.job_state import JobStatus
 from server.service.settle import FINISHED_ITEM_STATES, ItemOutputs, finish_item, lock_job
 from server.service.validation import storable
 
@@ -71,7 +73,7 @@ class Callbacks:
         key = report.idempotency_key
         if not key or len(key) > MAX_KEY_CHARS or not key.isprintable():
             raise ValidationFailed(f"idempotency_key: 1..{MAX_KEY_CHARS} printable characters", field="idempotency_key")
-        if report.status not in ("done", "failed"):
+        if report.status not in (ItemStatus.DONE, ItemStatus.FAILED):
             raise ValidationFailed("status: must be 'done' or 'failed'", field="status")
         storable(list(report.instances), "instances")
         storable(report.protect_check, "protect_check")
@@ -82,7 +84,7 @@ class Callbacks:
             receipt = s.get(CallbackReceiptRow, (job.id, key))
             if receipt is not None:
                 return CallbackResult(**{**receipt.response, "duplicate": True})
-            job_state.require(job, "queued", "running", action="report a result for")
+            job_state.require(job, JobStatus.QUEUED, JobStatus.RUNNING, action="report a result for")
             item = s.scalars(
                 select(JobItemRow).where(JobItemRow.job_id == job.id, JobItemRow.idx == report.idx).with_for_update()
             ).one_or_none()
@@ -90,7 +92,7 @@ class Callbacks:
                 raise NotFound(f"the job has no item {report.idx}")
             if item.status in FINISHED_ITEM_STATES:
                 raise InvalidState(f"item {report.idx} is already {item.status}")
-            if report.status == "done":
+            if report.status == ItemStatus.DONE:
                 prefix = f"outputs/{job.user_id}/{job.id}/"
                 if not report.output_key.startswith(prefix) or ".." in report.output_key:
                     raise ValidationFailed(f"output_key: must be under {prefix}", field="output_key")

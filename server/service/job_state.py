@@ -8,6 +8,7 @@ Any other transition is ``INVALID_STATE``.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from types import MappingProxyType
 
 from sqlalchemy.orm import object_session
@@ -17,17 +18,33 @@ from server.db.tables import JobRow
 from server.errors import InvalidState
 from server.service import webhooks
 
-TERMINAL = frozenset({"done", "failed", "canceled"})
+
+class JobStatus(StrEnum):
+    CREATED = "created"
+    UPLOADED = "uploaded"
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+J = JobStatus
+TERMINAL: frozenset[str] = frozenset({J.DONE, J.FAILED, J.CANCELED})
+ACTIVE: tuple[str, ...] = tuple(s for s in J if s not in TERMINAL)
+"""Counted against the plan's concurrency."""
+OPEN: tuple[str, ...] = (J.UPLOADED, J.QUEUED, J.RUNNING)
+"""Whose queued items may be claimed."""
 
 TRANSITIONS: MappingProxyType[str, frozenset[str]] = MappingProxyType(
     {
-        "created": frozenset({"uploaded", "canceled"}),
-        "uploaded": frozenset({"queued", "canceled"}),
-        "queued": frozenset({"running", "canceled"}),
-        "running": frozenset({"done", "failed", "canceled"}),
-        "done": frozenset(),
-        "failed": frozenset(),
-        "canceled": frozenset(),
+        J.CREATED: frozenset({J.UPLOADED, J.CANCELED}),
+        J.UPLOADED: frozenset({J.QUEUED, J.CANCELED}),
+        J.QUEUED: frozenset({J.RUNNING, J.CANCELED}),
+        J.RUNNING: frozenset({J.DONE, J.FAILED, J.CANCELED}),
+        J.DONE: frozenset(),
+        J.FAILED: frozenset(),
+        J.CANCELED: frozenset(),
     }
 )
 

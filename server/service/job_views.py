@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
 from server.errors import ValidationFailed
+from server.service.item_state import ItemStatus
+from server.service.job_state import JobStatus
 from server.service.locking import get_user
 from server.service.views import JobItemView, JobPage, JobView
 
@@ -53,20 +55,15 @@ def progress_keys(db: Database, job_ids: Sequence[str]) -> Mapping[str, Progress
 
 
 def analysis_state(row: JobItemRow) -> str:
-    """Distinguishes 'no instances yet' from 'analysed, none found' for the Instances stage."""
-    if row.stage == "analyze":
-        return "pending"
-    if row.instances is not None:
-        return "done"
-    if (row.error or "").startswith("analysis failed"):
-        return "failed"
-    return "none"
+    """Distinguishes 'no instances yet' from 'analysed, none found' for the Instances stage; stored
+    by ``server.service.item_state``."""
+    return row.analysis_state
 
 
 def serves_objects(job: JobRow) -> bool:
     """Whether the job's objects are handed out: a canceled job's are not (they wait for the
     sweeper's purge), a purged job's no longer exist."""
-    return job.status != "canceled" and job.purged_at is None
+    return job.status != JobStatus.CANCELED and job.purged_at is None
 
 
 def item_view(row: JobItemRow, *, served: bool = True) -> JobItemView:
@@ -100,7 +97,7 @@ def job_view(row: JobRow, items: list[JobItemRow] | None) -> JobView:
         credits_spent=row.credits_spent,
         analyzed_concepts=list(row.analyzed_concepts or []),
         set_key=row.set_key if serves_objects(row) else None,
-        error=row.error if row.status in ("failed", "done") else None,
+        error=row.error if row.status in (ItemStatus.FAILED, ItemStatus.DONE) else None,
         created_at=row.created_at,
         updated_at=row.updated_at,
         upload_deadline_at=row.upload_deadline_at,

@@ -34,9 +34,11 @@ from server.errors import (
 )
 from server.plans import limits_for
 from server.presets import PresetSpec
-from server.service import job_state, ledger, quotas, validation, webhooks
+from server.service import item_state, job_state, ledger, quotas, validation, webhooks
 from server.service.idempotency import Record
 from server.service.ids import resource_id
+from server.service.item_state import ItemStage, ItemStatus
+from server.service.job_state import JobStatus
 from server.service.job_views import job_view, load_items
 from server.service.locking import count_active_jobs, lock_user
 from server.service.rules import owned_rule
@@ -149,7 +151,7 @@ class Jobs:
             job = JobRow(
                 id=job_id,
                 user_id=user_id,
-                status="created",
+                status=JobStatus.CREATED,
                 preset_id=preset.id,
                 total_items=item_count,
                 done_items=0,
@@ -170,8 +172,8 @@ class Jobs:
                 JobItemRow(
                     job_id=job_id,
                     idx=idx,
-                    status="pending",
-                    stage="none",
+                    status=ItemStatus.PENDING,
+                    stage=ItemStage.NONE,
                     input_key=keys.input_key(user_id, job_id, idx),
                     content_type=content_types[idx] if content_types else "image/jpeg",
                     attempts=0,
@@ -248,8 +250,8 @@ class Jobs:
         """
         with self._db.read() as s:
             job = owned_job(s, user_id, job_id)
-            job_state.require(job, "created", action="confirm the upload of")
-            items = [i for i in load_items(s, job.id) if i.status == "pending"]
+            job_state.require(job, JobStatus.CREATED, action="confirm the upload of")
+            items = [i for i in load_items(s, job.id) if i.status == ItemStatus.PENDING]
         heads = [self._head(item) for item in items]
         missing = [item.idx for item, head in zip(items, heads, strict=True) if head is None]
         if missing:
@@ -268,7 +270,7 @@ class Jobs:
         now = utcnow()
         with self._db.write() as s:
             job = owned_job(s, user_id, job_id, lock=True)
-            job_state.require(job, "created", action="confirm the upload of")
+            job_state.require(job, JobStatus.CREATED, action="confirm the upload of")
             by_idx = {i.idx: i for i in load_items(s, job.id)}
             for check in checks:
                 item = by_idx[check.idx]
@@ -276,14 +278,17 @@ class Jobs:
                 if check.error is not None:
                     finish_item(s, job, item, outputs=None, error=f"{check.error.code}: {check.error.message}")
                 else:
-                    item.status = "uploaded"
-                    item.width, item.height = check.width, check.height
-                    item.content_type = check.content_type
-                    item.input_sha256 = check.sha256
-                    item.updated_at = now
+                    item_state.accept_upload(
+                        item,
+                        width=check.width,
+                        height=check.height,
+                        content_type=check.content_type,
+                        sha256=check.sha256,
+                        now=now,
+                    )
             # From here the job holds what was uploaded, no longer the upload allowance.
             job.stored_bytes = sum(c.size for c in checks)
-            job_state.move(job, "uploaded")
+            job_state.move(job, JobStatus.UPLOADED)
             s.flush()
             rows = load_items(s, job.id)
             view = job_view(job, rows)
@@ -302,13 +307,17 @@ class Jobs:
         ``max_analyses_per_job`` analyses per job (``QUOTA_EXCEEDED``)."""
         with self._db.write() as s:
             job = owned_job(s, user_id, job_id, lock=True)
-            job_state.require(job, "uploaded", action="analyze")
+            job_state.require(job, JobStatus.UPLOADED, action="analyze")
             preset = validation.preset_by_id(job.preset_id)
             wanted = _concept_list(preset, concepts)
             items = load_items(s, job.id)
-            if any(i.stage == "analyze" for i in items):
+            if any(i.stage == ItemStage.ANALYZE for i in items):
                 raise ValidationFailed("concepts: an analysis of this job is still running", field="concepts")
-            targets = [i for i in items if i.status == "uploaded" and not set(wanted) <= set(i.analyzed_concepts or [])]
+            targets = [
+                i
+                for i in items
+                if i.status == ItemStatus.UPLOADED and not set(wanted) <= set(i.analyzed_concepts or [])
+            ]
             if not targets:
                 return job_view(job, items)  # every item already holds these concepts: nothing to do
             bound = self._settings.max_analyses_per_job
@@ -319,10 +328,7 @@ class Jobs:
             ledger.reserve_analysis(s, lock_user(s, user_id), job, price, items=len(targets))
             now = utcnow()
             for item in targets:
-                item.stage = "analyze"
-                item.available_at = now
-                item.attempts = 0
-                item.updated_at = now
+                item_state.queue_analysis(item, now)
             job.analyzed_concepts = wanted
             job.updated_at = now
             s.flush()
@@ -351,10 +357,10 @@ class Jobs:
         hook = webhooks.subscription(self._webhook_policy, webhook_url, webhook_events)
         with self._db.write() as s:
             job = owned_job(s, user_id, job_id, lock=True)
-            job_state.require(job, "uploaded", action="execute")
+            job_state.require(job, JobStatus.UPLOADED, action="execute")
             preset = validation.preset_by_id(job.preset_id)
             items = load_items(s, job.id)
-            if any(i.stage == "analyze" for i in items):
+            if any(i.stage == ItemStage.ANALYZE for i in items):
                 raise InvalidState("an analysis of this job is still running; wait for it to finish")
             base_concepts: dict[str, Any] = {}
             base_protect: list[str] | None = None
@@ -390,13 +396,9 @@ class Jobs:
             job.output_set = set_spec.id
             webhooks.subscribe(job, hook)
             for item in items:
-                if item.status == "uploaded":
-                    item.status = "queued"
-                    item.stage = "execute"
-                    item.available_at = now
-                    item.attempts = 0
-                    item.updated_at = now
-            job_state.move(job, "queued")
+                if item.status == ItemStatus.UPLOADED:
+                    item_state.queue_execute(item, now)
+            job_state.move(job, JobStatus.QUEUED)
             s.flush()
             log.info("job %s queued with %d concept actions", job.id, len(clean_concepts))
             view = job_view(job, items)
@@ -435,7 +437,7 @@ class Jobs:
             if job.status in job_state.TERMINAL:
                 raise InvalidState(f"the job is already {job.status}")
             cancel_open_items(s, job, "canceled by the user")
-            job_state.move(job, "canceled")
+            job_state.move(job, JobStatus.CANCELED)
             s.flush()
             log.info("job %s canceled, %d credits left reserved", job.id, job.credits_reserved)
             rows = load_items(s, job.id)

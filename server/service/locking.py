@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server.db.tables import JobRow, RuleRow, UserRow
 from server.errors import InvalidToken
-
-ACTIVE_JOB_STATES = ("created", "uploaded", "queued", "running")
+from server.service.job_state import ACTIVE as ACTIVE_JOB_STATES
 
 
 def lock_user(session: Session, user_id: str) -> UserRow:
@@ -22,6 +23,17 @@ def lock_user(session: Session, user_id: str) -> UserRow:
         # A valid signature for a user that does not exist (deleted, or another deployment's token).
         raise InvalidToken("the token's user does not exist")
     return row
+
+
+def lock_users(session: Session, user_ids: Iterable[str]) -> dict[str, UserRow]:
+    """Several user rows in one statement, locked in id order (the order every multi-row lock of
+    users takes, so two such transactions cannot deadlock)."""
+    ids = sorted(set(user_ids))
+    rows = session.scalars(select(UserRow).where(UserRow.id.in_(ids)).order_by(UserRow.id).with_for_update())
+    found = {row.id: row for row in rows}
+    if len(found) != len(ids):
+        raise InvalidToken("the token's user does not exist")
+    return found
 
 
 def get_user(session: Session, user_id: str) -> UserRow:

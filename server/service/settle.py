@@ -14,11 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.clock import utcnow
-from server.db.tables import JobItemRow, JobRow
-from server.service import job_state, ledger, webhooks
+from server.db.tables import JobItemRow, JobRow, UserRow
+from server.service import item_state, job_state, ledger, webhooks
+from server.service.item_state import ItemStage
+from server.service.job_state import JobStatus
 from server.service.locking import lock_user
 
-FINISHED_ITEM_STATES = frozenset({"done", "failed", "canceled"})
+FINISHED_ITEM_STATES = item_state.FINISHED
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,6 @@ def lock_job(session: Session, job_id: str) -> JobRow | None:
     return session.scalars(select(JobRow).where(JobRow.id == job_id).with_for_update()).one_or_none()
 
 
-def release_lease(item: JobItemRow) -> None:
-    item.lease_owner = None
-    item.lease_expires_at = None
-
-
 def finish_item(
     session: Session,
     job: JobRow,
@@ -66,39 +63,33 @@ def finish_item(
     *,
     outputs: ItemOutputs | None,
     error: str | None = None,
+    user: UserRow | None = None,
 ) -> None:
     """Record an item as done (``outputs``) or failed (``error``) and settle what follows.
 
-    The caller holds the job row lock and has checked the item is not finished yet.
+    The caller holds the job row lock and has checked the item is not finished yet; ``user`` is the
+    job's user row when the caller has locked it already (a batch settles many items per lock).
     """
-    user = lock_user(session, job.user_id)
+    user = user if user is not None else lock_user(session, job.user_id)
     now = utcnow()
     if outputs is not None:
-        item.status = "done"
+        item_state.finish_done(item, outputs.instances, now)
         item.output_key = outputs.output_key
         item.preview_key = outputs.preview_key
         item.renditions = [dict(r) for r in outputs.renditions]
-        if outputs.instances:
-            item.instances = [dict(i) for i in outputs.instances]
         item.protect_check = dict(outputs.protect_check) or None
         item.width = outputs.width or item.width
         item.height = outputs.height or item.height
-        item.error = None
         job.stored_bytes += outputs.stored_bytes
         ledger.spend_item(session, user, job, item.idx, requeues=item.requeues)
         job.done_items += 1
     else:
-        item.status = "failed"
-        item.error = error or "processing failed"
+        item_state.finish_failed(item, error or "processing failed", now)
         ledger.refund_item(session, user, job, item.idx, requeues=item.requeues)
         job.failed_items += 1
-    item.stage = "none"
-    item.available_at = None
-    item.updated_at = now
-    release_lease(item)
     webhooks.item_finished(session, job, item.idx, item.status, item.error)
-    if job.status == "queued":
-        job_state.move(job, "running")  # the contract's queued -> running on the first item result
+    if job.status == JobStatus.QUEUED:
+        job_state.move(job, JobStatus.RUNNING)  # the contract's queued -> running on the first item result
     job.updated_at = now
     settle_job(session, job)
 
@@ -109,13 +100,14 @@ def settle_job(session: Session, job: JobRow) -> None:
     The job becomes ``done`` when its set is packaged (``complete_package``), so a client that sees
     ``done`` finds the set, or, if it could never be made, the job's error saying why.
     """
-    if job.status != "running" or job.done_items + job.failed_items < job.total_items:
+    if job.status != JobStatus.RUNNING or job.done_items + job.failed_items < job.total_items:
         return
     if job.done_items == 0:
-        job_state.move(job, "failed")
+        job_state.move(job, JobStatus.FAILED)
     elif job.package_state == "none":
         job.package_state = "pending"
         job.updated_at = utcnow()
+        item_state.mark_work_ready(session)
 
 
 def complete_package(job: JobRow, set_key: str | None, *, error: str | None = None) -> None:
@@ -125,24 +117,23 @@ def complete_package(job: JobRow, set_key: str | None, *, error: str | None = No
     job.package_state = "done" if set_key else "failed"
     job.package_lease_owner = None
     job.package_lease_expires_at = None
-    job_state.move(job, "done")
+    job_state.move(job, JobStatus.DONE)
 
 
 def cancel_open_items(session: Session, job: JobRow, reason: str) -> int:
     """Cancel every unfinished item of the job and refund it. Returns how many were canceled."""
-    user = lock_user(session, job.user_id)
+    items = list(
+        session.scalars(
+            select(JobItemRow).where(JobItemRow.job_id == job.id).order_by(JobItemRow.idx).with_for_update()
+        )
+    )
+    user = lock_user(session, job.user_id)  # after the items: the lock order is job, items, user
     now = utcnow()
     canceled = 0
-    items = session.scalars(select(JobItemRow).where(JobItemRow.job_id == job.id).with_for_update())
     for item in items:
         if item.status in FINISHED_ITEM_STATES:
             continue
-        item.status = "canceled"
-        item.error = reason
-        item.stage = "none"
-        item.available_at = None
-        item.updated_at = now
-        release_lease(item)
+        item_state.cancel(item, reason, now)
         ledger.refund_item(session, user, job, item.idx, requeues=item.requeues)
         canceled += 1
     # An analysis under way ends with the job: what it analysed is paid, the rest refunded.
@@ -156,7 +147,7 @@ def end_analysis_if_idle(session: Session, job: JobRow) -> None:
     if job.analysis_credits_reserved == 0:
         return
     pending = session.scalar(
-        select(JobItemRow.id).where(JobItemRow.job_id == job.id, JobItemRow.stage == "analyze").limit(1)
+        select(JobItemRow.id).where(JobItemRow.job_id == job.id, JobItemRow.stage == ItemStage.ANALYZE).limit(1)
     )
     if pending is None:
         ledger.settle_analysis(session, lock_user(session, job.user_id), job)

@@ -28,6 +28,7 @@ from server.db.tables import JobRow
 from server.errors import StorageUnavailable
 from server.service import job_state
 from server.service.idempotency import sweep_idempotency_keys
+from server.service.job_state import JobStatus
 from server.service.sessions import sweep_refresh_tokens
 from server.service.settle import cancel_open_items, lock_job
 from server.storage import keys
@@ -41,7 +42,7 @@ def expire_abandoned_uploads(db: Database, *, limit: int = 100) -> int:
     with db.read() as s:
         stmt = (
             select(JobRow.id)
-            .where(JobRow.status == "created", JobRow.upload_deadline_at < utcnow())
+            .where(JobRow.status == JobStatus.CREATED, JobRow.upload_deadline_at < utcnow())
             .order_by(JobRow.upload_deadline_at)
             .limit(limit)
         )
@@ -51,10 +52,10 @@ def expire_abandoned_uploads(db: Database, *, limit: int = 100) -> int:
         with db.write() as s:
             job = lock_job(s, job_id)
             # Re-check under the lock: the upload may have been confirmed meanwhile.
-            if job is None or job.status != "created" or job.upload_deadline_at >= utcnow():
+            if job is None or job.status != JobStatus.CREATED or job.upload_deadline_at >= utcnow():
                 continue
             cancel_open_items(s, job, "the upload deadline passed")
-            job_state.move(job, "canceled")
+            job_state.move(job, JobStatus.CANCELED)
             expired += 1
             log.info("job %s canceled: upload deadline passed, %d credits refunded", job.id, job.total_items)
     return expired
@@ -69,12 +70,12 @@ def _purgeable(settings: Settings) -> ColumnElement[bool]:
     now = utcnow()
     url_ttl_s = min(settings.upload_url_ttl_s, settings.upload_deadline_s)
     canceled = and_(
-        JobRow.status == "canceled",
+        JobRow.status == JobStatus.CANCELED,
         JobRow.finished_at < now - timedelta(seconds=settings.canceled_retention_s),
         JobRow.created_at < now - timedelta(seconds=url_ttl_s),
     )
     finished = and_(
-        JobRow.status.in_(("done", "failed")),
+        JobRow.status.in_((JobStatus.DONE, JobStatus.FAILED)),
         JobRow.finished_at < now - timedelta(seconds=settings.finished_retention_s),
     )
     return and_(JobRow.purged_at.is_(None), or_(canceled, finished))

@@ -46,11 +46,19 @@ class WorkSource(Protocol):
     """Where a worker gets claims and records outcomes: the database queue (``WorkQueue``), or the
     WorkerService of a JobService replica (``server.remote_worker.ApiWorkSource``)."""
 
-    def claim(self, owner: str) -> Claim | None: ...
+    fallback_s: float
+    """How long an idle worker waits for a wake-up before it claims anyway."""
 
-    def heartbeat(self, claim: Claim) -> bool: ...
+    @property
+    def generation(self) -> int: ...
 
-    def complete_item(self, claim: Claim, outputs: ItemOutputs) -> bool: ...
+    async def wait_for_work(self, since: int, timeout_s: float) -> bool: ...
+
+    def claim_batch(self, owner: str, n: int) -> list[Claim]: ...
+
+    def heartbeat_batch(self, claims: Sequence[Claim]) -> set[Claim]: ...
+
+    def complete_items(self, results: Sequence[tuple[Claim, ItemOutputs]]) -> list[bool]: ...
 
     def complete_analysis(
         self, claim: Claim, instances: Sequence[Mapping[str, Any]], *, stored_bytes: int = 0
@@ -69,6 +77,74 @@ class ClaimRunner(Protocol):
     async def run(self, claim: Claim) -> ItemOutputs | AnalysisOutputs | PackageOutputs: ...
 
 
+class Recorder:
+    """Group commit of finished items: a claim batch's results are settled together, in one
+    transaction (``WorkQueue.complete_items``), when the batch is through (``flush``) or a full
+    batch is waiting; results that finish while a group is being recorded join the next one. With
+    batches of one, every item is recorded at once. If a group fails (a violated constraint, such
+    as the ledger's double-charge guard), its items are recorded one by one, so only the offending
+    one is dropped."""
+
+    def __init__(self, queue: WorkSource, stats: WorkerStats, name: str, group: int = 1) -> None:
+        self._queue = queue
+        self._stats = stats
+        self._name = name
+        self._group = group
+        self._pending: list[tuple[Claim, ItemOutputs, asyncio.Future[bool]]] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+
+    def submit(self, claim: Claim, outputs: ItemOutputs) -> asyncio.Future[bool]:
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((claim, outputs, done))
+        if len(self._pending) >= self._group:
+            self._wake.set()
+        return done
+
+    def flush(self) -> None:
+        """Record what is waiting now (the claim batch is through)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            group, self._pending = self._pending, []
+            if group:
+                await self._record(group)
+            elif self._closing:
+                return
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+
+    async def _record(self, group: list[tuple[Claim, ItemOutputs, asyncio.Future[bool]]]) -> None:
+        results = [(claim, outputs) for claim, outputs, _ in group]
+        try:
+            recorded = await asyncio.to_thread(self._queue.complete_items, results)
+        except Exception:
+            if len(group) == 1:
+                self._dropped(group[0][0])
+                group[0][2].set_result(False)
+                return
+            for one in group:
+                await self._record([one])
+            return
+        for (_, _, done), ok in zip(group, recorded, strict=True):
+            if ok:
+                self._stats.done += 1
+            else:
+                self._stats.dropped += 1
+            done.set_result(ok)
+
+    def _dropped(self, claim: Claim) -> None:
+        # A bug, the database gone, or a violated constraint while recording: nothing was
+        # committed, the lease runs out and the item is retried up to the dead letter.
+        self._stats.dropped += 1
+        log.exception("worker %s: %s/%d could not be recorded", self._name, claim.job_id, claim.idx)
+
+
 class Worker:
     def __init__(
         self,
@@ -78,52 +154,100 @@ class Worker:
         name: str,
         lease_s: float,
         heartbeat_s: float | None = None,
-        poll_s: float = 0.25,
+        poll_s: float | None = None,
         drain_s: float = 20.0,
+        batch: int = 1,
     ) -> None:
         self._queue = queue
         self._pipeline = pipeline
         self.name = name
         self._heartbeat_s = heartbeat_s if heartbeat_s is not None else heartbeat_for(lease_s)
-        self._poll_s = poll_s
+        self._poll_s = poll_s if poll_s is not None else queue.fallback_s
+        """The fallback: an idle worker is woken by committed work, and claims anyway this often."""
         self._drain_s = drain_s
+        self._batch = batch
         self.stats = WorkerStats()
 
     async def run(self, stopping: asyncio.Event) -> None:
         log.info("worker %s started", self.name)
-        while not stopping.is_set():
-            try:
-                claim = await asyncio.to_thread(self._queue.claim, self.name)
-            except DatabaseUnavailable:
-                log.warning("worker %s: database unavailable, retrying", self.name)
-                claim = None
-            if claim is None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), self._poll_s)
-                continue
-            await self.handle(claim, stopping)
+        recorder = Recorder(self._queue, self.stats, self.name, group=self._batch)
+        recording = asyncio.create_task(recorder.run())
+        try:
+            while not stopping.is_set():
+                seen = self._queue.generation
+                try:
+                    claims = await asyncio.to_thread(self._queue.claim_batch, self.name, self._batch)
+                except DatabaseUnavailable:
+                    log.warning("worker %s: database unavailable, retrying", self.name)
+                    claims = []
+                if not claims:
+                    await self._idle(seen, stopping)
+                    continue
+                await self._process_batch(claims, stopping, recorder)
+        finally:
+            await recorder.close()
+            await recording
         log.info("worker %s stopped: %s", self.name, self.stats)
 
     async def handle(self, claim: Claim, stopping: asyncio.Event) -> None:
         """Work on one claim under a heartbeat and record its outcome; never raises (a replica
-        runs the package claims its remote workers' leases turn up through this too)."""
+        runs the package claims its remote workers' leases turn up through this)."""
+        recorder = Recorder(self._queue, self.stats, self.name)
+        recording = asyncio.create_task(recorder.run())
         try:
-            await self._process(claim, stopping)
-        except DatabaseUnavailable as e:
-            # The outcome could not be recorded (its transaction rolled back, nothing charged).
-            # The lease runs out and the work is claimed again; this worker carries on.
-            self.stats.dropped += 1
-            log.warning("worker %s: %s/%d not recorded: %s", self.name, claim.job_id, claim.idx, e)
-        except Exception:
-            # A bug or a violated database constraint (the ledger's double-charge guard) while
-            # recording: nothing was committed, the lease runs out and the item is retried up
-            # to the dead letter. The worker itself must keep serving the queue.
-            self.stats.dropped += 1
-            log.exception("worker %s: %s/%d could not be recorded", self.name, claim.job_id, claim.idx)
+            await self._process_batch([claim], stopping, recorder)
+        finally:
+            await recorder.close()
+            await recording
 
-    async def _process(self, claim: Claim, stopping: asyncio.Event) -> None:
-        lost = asyncio.Event()
-        beat = asyncio.create_task(self._heartbeat(claim, lost))
+    async def _idle(self, seen: int, stopping: asyncio.Event) -> None:
+        """Until work is committed somewhere (or the fallback timeout), or shutdown."""
+        woken = asyncio.create_task(self._queue.wait_for_work(seen, self._poll_s))
+        stop = asyncio.create_task(stopping.wait())
+        try:
+            await asyncio.wait({woken, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            stop.cancel()
+
+    async def _process_batch(self, claims: list[Claim], stopping: asyncio.Event, recorder: Recorder) -> None:
+        """Each claim in turn, under one heartbeat for every claim not yet recorded; on shutdown
+        the claims not started go back to the queue."""
+        held = {claim: asyncio.Event() for claim in claims}
+        beat = asyncio.create_task(self._heartbeat(held))
+        recording: list[asyncio.Future[bool]] = []
+        try:
+            for n, claim in enumerate(claims):
+                if stopping.is_set():
+                    for rest in claims[n:]:
+                        await asyncio.to_thread(self._queue.release, rest)
+                    log.info("%s: returned %d claims to the queue on shutdown", self.name, len(claims) - n)
+                    break
+                try:
+                    pending = await self._process(claim, held[claim], stopping, recorder)
+                except DatabaseUnavailable as e:
+                    # The outcome could not be recorded (its transaction rolled back, nothing
+                    # charged). The lease runs out and the work is claimed again.
+                    self.stats.dropped += 1
+                    log.warning("worker %s: %s/%d not recorded: %s", self.name, claim.job_id, claim.idx, e)
+                    pending = None
+                except Exception:
+                    self.stats.dropped += 1
+                    log.exception("worker %s: %s/%d could not be recorded", self.name, claim.job_id, claim.idx)
+                    pending = None
+                if pending is not None:
+                    recording.append(pending)
+            recorder.flush()
+            if recording:  # the leases are kept alive until the group commit has them
+                await asyncio.wait(recording)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await beat
+
+    async def _process(
+        self, claim: Claim, lost: asyncio.Event, stopping: asyncio.Event, recorder: Recorder
+    ) -> asyncio.Future[bool] | None:
         work = asyncio.create_task(self._pipeline.run(claim))
         try:
             await self._wait(work, lost, stopping)
@@ -131,17 +255,14 @@ class Worker:
                 work.cancel()
                 self.stats.dropped += 1
                 log.info("%s: lease on %s/%d lost, work dropped", self.name, claim.job_id, claim.idx)
-                return
+                return None
             if not work.done():  # shutting down and the drain time ran out
                 work.cancel()
                 await asyncio.to_thread(self._queue.release, claim)
                 log.info("%s: returned %s/%d to the queue on shutdown", self.name, claim.job_id, claim.idx)
-                return
-            await self._record(claim, work)
+                return None
+            return await self._record(claim, work, recorder)
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await beat
             if not work.done():
                 work.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -158,13 +279,16 @@ class Worker:
             lost_wait.cancel()
             stop_wait.cancel()
 
-    async def _record(self, claim: Claim, work: asyncio.Task[object]) -> None:
+    async def _record(
+        self, claim: Claim, work: asyncio.Task[object], recorder: Recorder
+    ) -> asyncio.Future[bool] | None:
+        """Record the outcome; an executed item goes to the group commit (its future returned)."""
         error = work.exception()
         if error is None:
             result = work.result()
             if claim.stage == "execute" and isinstance(result, ItemOutputs):
-                recorded = await asyncio.to_thread(self._queue.complete_item, claim, result)
-            elif claim.stage == "analyze" and isinstance(result, AnalysisOutputs):
+                return recorder.submit(claim, result)
+            if claim.stage == "analyze" and isinstance(result, AnalysisOutputs):
                 recorded = await asyncio.to_thread(
                     self._queue.complete_analysis, claim, result.instances, stored_bytes=result.stored_bytes
                 )
@@ -178,7 +302,7 @@ class Worker:
                 self.stats.done += 1
             else:
                 self.stats.dropped += 1
-            return
+            return None
         self.stats.failed += 1
         retryable = not isinstance(error, PermanentFailure)
         if isinstance(error, TRANSIENT):
@@ -187,17 +311,23 @@ class Worker:
             log.error("%s: %s/%d attempt %d failed", self.name, claim.job_id, claim.idx, claim.attempt, exc_info=error)
         message = getattr(error, "message", None) or str(error) or type(error).__name__
         await asyncio.to_thread(self._queue.fail, claim, message, retryable=retryable)
+        return None
 
-    async def _heartbeat(self, claim: Claim, lost: asyncio.Event) -> None:
+    async def _heartbeat(self, held: dict[Claim, asyncio.Event]) -> None:
+        """Every ``heartbeat_s``, one heartbeat for every claim of the batch still held; a claim
+        whose lease is gone gets its ``lost`` event set (its work is dropped)."""
         while True:
             await asyncio.sleep(self._heartbeat_s)
-            try:
-                alive = await asyncio.to_thread(self._queue.heartbeat, claim)
-            except DatabaseUnavailable:
-                continue  # the lease may still hold; the next beat tries again
-            if not alive:
-                lost.set()
+            live = [claim for claim, lost in held.items() if not lost.is_set()]
+            if not live:
                 return
+            try:
+                alive = await asyncio.to_thread(self._queue.heartbeat_batch, live)
+            except DatabaseUnavailable:
+                continue  # the leases may still hold; the next beat tries again
+            for claim in live:
+                if claim not in alive:
+                    held[claim].set()
 
 
 async def sweep_forever(

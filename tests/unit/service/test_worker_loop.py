@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from sqlalchemy.exc import IntegrityError
 
 from server.queue import Claim
@@ -19,17 +20,25 @@ class _Queue:
         self.claims = [Claim("execute", "job", 0, 1, "w"), Claim("execute", "job", 1, 1, "w")]
         self.recorded: list[int] = []
 
-    def claim(self, owner: str) -> Claim | None:
-        return self.claims.pop(0) if self.claims else None
+    generation = 0
+    fallback_s = 0.01
 
-    def heartbeat(self, claim: Claim) -> bool:
-        return True
+    def claim_batch(self, owner: str, n: int) -> list[Claim]:
+        taken, self.claims = self.claims[:n], self.claims[n:]
+        return taken
 
-    def complete_item(self, claim: Claim, outputs: ItemOutputs) -> bool:
-        if claim.idx == 0:
+    async def wait_for_work(self, since: int, timeout_s: float) -> bool:
+        await asyncio.sleep(timeout_s)
+        return False
+
+    def heartbeat_batch(self, claims: list[Claim]) -> set[Claim]:
+        return set(claims)
+
+    def complete_items(self, results: list[tuple[Claim, ItemOutputs]]) -> list[bool]:
+        if any(claim.idx == 0 for claim, _ in results):
             raise IntegrityError("INSERT INTO billing_events", {}, Exception("duplicate key"))
-        self.recorded.append(claim.idx)
-        return True
+        self.recorded.extend(claim.idx for claim, _ in results)
+        return [True] * len(results)
 
 
 class _Pipeline:
@@ -37,11 +46,14 @@ class _Pipeline:
         return ItemOutputs(output_key=f"outputs/u/j/{claim.idx}_result.png")
 
 
-def test_worker_keeps_running_after_a_recording_error() -> None:
+@pytest.mark.parametrize("batch", [1, 2])
+def test_worker_keeps_running_after_a_recording_error(batch: int) -> None:
+    """With a batch of 2 both results may be recorded in one group: the failed group is recorded
+    again item by item, so only the offending item is dropped."""
     queue = _Queue()
 
     async def go() -> Worker:
-        worker = Worker(queue, _Pipeline(), name="w", lease_s=30, poll_s=0.01)  # type: ignore[arg-type]
+        worker = Worker(queue, _Pipeline(), name="w", lease_s=30, poll_s=0.01, batch=batch)  # type: ignore[arg-type]
         stopping = asyncio.Event()
         task = asyncio.create_task(worker.run(stopping))
         for _ in range(200):
