@@ -32,9 +32,11 @@ from typing import Any
 import numpy as np
 
 from server.inference import sam3_core
+from server.inference.export import attention as export_attention
+from server.inference.export.attention import chunked_detector_attention
 from server.inference.triton_repository import GRAPHS, Geometry, Sam3Parameters, assemble
 
-EXPORT_CODE_VERSION = "2"
+EXPORT_CODE_VERSION = "3"
 """Bump when anything that changes the exported graphs or the artefact layout changes."""
 TINY_SEED = 0
 TINY_WORDS = ("wall", "floor", "door", "window", "ceiling", "person")
@@ -67,9 +69,11 @@ class ParityError(RuntimeError):
 
 
 def artifact_key(checkpoint: Path | None) -> str:
-    """Hash of the checkpoint files (names, sizes, mtimes) and of the export code (this file)."""
+    """Hash of the checkpoint files (names, sizes, mtimes) and of the export code (this file and the
+    attention it exports the decoder with)."""
     h = hashlib.sha256(f"export:{EXPORT_CODE_VERSION}".encode())
-    h.update(Path(__file__).read_bytes())
+    for code in (__file__, export_attention.__file__):
+        h.update(Path(code).read_bytes())
     if checkpoint is None:
         h.update(f"tiny:{TINY_SEED}:{','.join(TINY_WORDS)}".encode())
     else:
@@ -792,7 +796,10 @@ def export(
         for graph in GRAPHS:
             with Stage(stages, f"export_{graph}"):
                 example = examples.export_inputs(graph, EXPORT_SHAPE[0], EXPORT_SHAPE[1])
-                path = export_onnx(modules[graph], example, graph, work / "onnx" / graph, external_data=big)
+                # The references above ran SAM3's own attention: the gate below checks the chunked graph.
+                chunked = chunked_detector_attention(model) if graph == "decoder" else contextlib.nullcontext()
+                with chunked:
+                    path = export_onnx(modules[graph], example, graph, work / "onnx" / graph, external_data=big)
                 del example
             with Stage(stages, f"gate_{graph}"):
                 session = _session(path)
