@@ -37,7 +37,7 @@ from server.inference import sam3_core
 from server.inference.artifacts import MODEL_VENV, REPO_ROOT, ModelArtifact, ensure_artifact
 from server.inference.local_triton import LocalTriton
 from server.inference.triton import TritonSegmenter
-from server.presets import INTERIOR
+from server.palettes import INTERIOR_PALETTE
 
 KS = (1, 4, 12)
 BYTES_GOAL_FIXED = 16 * 10**6
@@ -49,7 +49,7 @@ FULL_DIR = Path(os.environ.get("S3_FULL_DIR", str(REPO_ROOT / ".full")))
 
 def phrase_sets(ks: tuple[int, ...] = KS) -> list[list[str]]:
     """Distinct phrases of the interior palette per K (none cached by an earlier call)."""
-    palette = [p for c in INTERIOR.concepts for p in c.prompts]
+    palette = [p for c in INTERIOR_PALETTE for p in c.prompts]
     if sum(ks) > len(palette):
         raise ValueError(f"K = {ks} need {sum(ks)} distinct phrases; the interior palette has {len(palette)}")
     sets, start = [], 0

@@ -7,7 +7,7 @@ GPU_WHEELS ?= .gpu-wheels
 # The device host has Python 3.12, glibc >= 2.35 (nvidia-pytriton needs it) and no network: wheels
 # for it, packed by bench/gpu_kit.sh.
 GPU_KIT_WHEELS := nvidia-pytriton==0.7.0 numpy==1.26.4 tritonclient==2.73.0 grpcio==1.85.3 python-rapidjson==1.25 \
-	ml_dtypes==0.5.4
+	ml_dtypes==0.5.4 googleapis-common-protos==1.76.0
 GPU_KIT_PLATFORMS := --platform manylinux_2_35_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any
 
 .PHONY: gpu-check gpu-kit

@@ -1,35 +1,22 @@
-"""The domain presets: the concept palette, protect defaults and output sets of each domain.
-
-A concept's ``id`` is the key used in rules, instance choices and object keys ("Wall"); its
-``prompts`` are the SAM3 text phrases that find it (several phrases are merged into one numbered
-list of instances). Default actions are validated against ``applier.params`` by a test.
-"""
+"""The domain presets: a palette (server.palettes), protect defaults and output sets per domain."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
 
 from applier.protect import COMPUTED_LAYERS
 from applier.templates import Template
+from server.palettes import FASHION_PALETTE, INTERIOR_PALETTE, PROFILE_PALETTE, SELLER_PALETTE, ConceptSpec
+
+__all__ = ["COMPUTED_PROTECT_LAYERS", "PRESETS", "ConceptSpec", "OutputSetSpec", "PresetSpec", "TemplateSpec"]
 
 COMPUTED_PROTECT_LAYERS: tuple[str, ...] = COMPUTED_LAYERS
 """Protect layers the applier computes (not SAM3 concepts); any concept of a preset may also be one."""
 
 TemplateSpec = Template
 """A preset's template is the applier's: one definition, validated when the presets are built."""
-
-
-@dataclass(frozen=True)
-class ConceptSpec:
-    id: str
-    name: str
-    prompts: tuple[str, ...]
-    default_action: str
-    default_params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    protectable: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,40 +50,12 @@ class PresetSpec:
         return next((s for s in self.output_sets if s.id == set_id), None)
 
 
-def _c(
-    cid: str,
-    prompts: tuple[str, ...],
-    action: str,
-    params: dict[str, Any] | None = None,
-    *,
-    name: str | None = None,
-    protectable: bool = False,
-) -> ConceptSpec:
-    return ConceptSpec(cid, name or cid, prompts, action, MappingProxyType(params or {}), protectable)
-
-
-_TEXT = _c("Text", ("text", "lettering"), "keep", protectable=True)
-_LOGO = _c("Logo", ("logo", "brand mark"), "keep", protectable=True)
-
 INTERIOR = PresetSpec(
     id="interior",
     name="Interior",
     description="Rooms for interior designers and home sellers: walls, floors, tiles and fittings.",
     phase=1,
-    concepts=(
-        _c("Wall", ("wall",), "recolor", {"value": "white"}),
-        _c("Floor", ("floor",), "material", {"texture": "wood"}),
-        _c("Ceiling", ("ceiling",), "recolor", {"value": "white"}),
-        _c("Tile", ("tile", "tiled wall"), "material", {"texture": "tiles"}),
-        _c("Grout", ("grout", "grout line"), "recolor", {"value": "#d9d6cf"}),
-        _c("Window", ("window",), "keep"),
-        _c("Door", ("door",), "recolor", {"value": "#f4f1ea"}),
-        _c("Cabinet", ("cabinet", "kitchen cabinet"), "recolor", {"value": "#ece8df"}),
-        _c("Countertop", ("countertop", "kitchen counter"), "material", {"texture": "marble"}),
-        _c("Backsplash", ("backsplash",), "material", {"texture": "tiles"}),
-        _TEXT,
-        _LOGO,
-    ),
+    concepts=INTERIOR_PALETTE,
     protect_defaults=("Text", "Logo", "edges", "highlights"),
     output_sets=(
         OutputSetSpec(
@@ -124,14 +83,7 @@ SELLER = PresetSpec(
     name="Online seller",
     description="Product photos for marketplaces: clean backgrounds, soft shadows, consistent packages.",
     phase=1,
-    concepts=(
-        _c("Product", ("product",), "keep"),
-        _c("Background", ("background",), "remove", {"mode": "transparent"}),
-        _c("Shadow", ("shadow",), "shadow", {"mode": "soften"}),
-        _c("Prop", ("prop", "decoration"), "remove", {"mode": "inpaint"}),
-        _TEXT,
-        _LOGO,
-    ),
+    concepts=SELLER_PALETTE,
     protect_defaults=("Logo", "Text", "highlights"),
     output_sets=(
         OutputSetSpec(
@@ -160,15 +112,7 @@ PROFILE = PresetSpec(
     name="Profile and branding",
     description="Profile pictures and brand images: clean backgrounds, consistent look across a team.",
     phase=2,
-    concepts=(
-        _c("Person", ("person",), "keep"),
-        _c("Face", ("face",), "keep", protectable=True),
-        _c("Hair", ("hair",), "keep"),
-        _c("Clothing", ("clothing", "shirt"), "keep"),
-        _c("Background", ("background",), "remove", {"mode": "color", "color": "#eef1f5"}),
-        _TEXT,
-        _LOGO,
-    ),
+    concepts=PROFILE_PALETTE,
     protect_defaults=("Face", "Logo", "Text"),
     output_sets=(
         OutputSetSpec(
@@ -188,15 +132,7 @@ FASHION = PresetSpec(
     name="Fashion",
     description="Apparel on models or flat lays: garments, shoes, accessories and backgrounds.",
     phase=2,
-    concepts=(
-        _c("Garment", ("garment", "clothing"), "keep"),
-        _c("Model", ("person", "model"), "keep"),
-        _c("Shoes", ("shoes",), "keep"),
-        _c("Accessory", ("bag", "accessory"), "keep"),
-        _c("Background", ("background",), "remove", {"mode": "color", "color": "#ffffff"}),
-        _TEXT,
-        _LOGO,
-    ),
+    concepts=FASHION_PALETTE,
     protect_defaults=("Logo", "Text", "highlights"),
     output_sets=(
         OutputSetSpec(
