@@ -232,7 +232,9 @@ def _infer(client: Any, image: np.ndarray, phrases: Sequence[str], threshold: fl
     return {name: result.as_numpy(name) for name in sam3_core.DETECTION_OUTPUTS}
 
 
-def _vision_counts(url: str) -> tuple[int, int]:
+def vision_counts(url: str) -> tuple[int, int]:
+    """The vision model's (inferences, executions) so far, from Triton's statistics: their ratio is
+    the average batch size."""
     import tritonclient.grpc as grpcclient
 
     client = grpcclient.InferenceServerClient(url)
@@ -279,7 +281,7 @@ def load_cell(
         finally:
             client.close()
 
-    before, moved_before = _vision_counts(url), _moved(torch_graphs.read_stats(stats_dir))
+    before, moved_before = vision_counts(url), _moved(torch_graphs.read_stats(stats_dir))
     t0 = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
     for t in threads:
@@ -287,7 +289,7 @@ def load_cell(
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - t0
-    after, moved_after = _vision_counts(url), _moved(torch_graphs.read_stats(stats_dir))
+    after, moved_after = vision_counts(url), _moved(torch_graphs.read_stats(stats_dir))
     n = len(latencies)
     ordered = sorted(latencies)
     per_photo = (moved_after - moved_before) / max(n, 1)

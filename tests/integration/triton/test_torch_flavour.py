@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
 from tokenizers import Tokenizer
 
+from bench.gpu_check import vision_counts
 from server.inference import sam3_core, torch_graphs
 from server.inference import triton_repository as tr
 from server.inference.artifacts import ModelArtifact
@@ -88,24 +88,15 @@ def test_torch_graphs_give_the_onnx_graphs_detections(torch_server: LocalTriton,
     assert 0 < admitted[1] < admitted[0], "the threshold does not test the selection"
 
 
-def _vision_counts(url: str) -> tuple[int, int]:
-    client = grpcclient.InferenceServerClient(url)
-    try:
-        s = client.get_inference_statistics(tr.graph_model("vision")).model_stats[0]
-        return int(s.inference_count), int(s.execution_count)
-    finally:
-        client.close()
-
-
 def test_vision_batches_concurrent_photos_and_transfers_are_counted(
     torch_server: LocalTriton, tiny_artifact: ModelArtifact
 ) -> None:
     size = tiny_artifact.geometry.image_size
     squares = [sam3_core.resize_square(photo(seed, (90, 120)), size) for seed in range(4)]
-    before, counters = _vision_counts(torch_server.url), torch_graphs.read_stats(_stats_dir(torch_server))
+    before, counters = vision_counts(torch_server.url), torch_graphs.read_stats(_stats_dir(torch_server))
     with ThreadPoolExecutor(len(squares)) as pool:
         answers = list(pool.map(lambda s: _detections(torch_server.url, s, PHRASES, 0.0), squares))
-    after, later = _vision_counts(torch_server.url), torch_graphs.read_stats(_stats_dir(torch_server))
+    after, later = vision_counts(torch_server.url), torch_graphs.read_stats(_stats_dir(torch_server))
 
     photos, executions = after[0] - before[0], after[1] - before[1]
     assert photos == len(squares)
