@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,14 +93,15 @@ def _worker_main(data_dir: str, database_url: str, ready: mps.Event, stop: mps.E
 
 
 @contextmanager
-def worker_processes(count: int, data_dir: Path, database_url: str) -> Iterator[None]:
+def spawned(
+    count: int, target: Callable[..., None], args: Callable[[mps.Event, mps.Event], tuple[Any, ...]]
+) -> Iterator[None]:
+    """``count`` spawned processes, each running ``target(*args(ready, stop))``: entered once every
+    one has set its ``ready`` event; on exit ``stop`` is set and stragglers are killed after 60 s."""
     ctx = mp.get_context("spawn")
     stop = ctx.Event()
     readies = [ctx.Event() for _ in range(count)]
-    procs = [
-        ctx.Process(target=_worker_main, args=(str(data_dir), database_url, ready, stop), daemon=True)
-        for ready in readies
-    ]
+    procs = [ctx.Process(target=target, args=args(ready, stop), daemon=True) for ready in readies]
     for p in procs:
         p.start()
     try:
@@ -114,6 +115,12 @@ def worker_processes(count: int, data_dir: Path, database_url: str) -> Iterator[
             p.join(60)
             if p.is_alive():
                 p.kill()
+
+
+@contextmanager
+def worker_processes(count: int, data_dir: Path, database_url: str) -> Iterator[None]:
+    with spawned(count, _worker_main, lambda ready, stop: (str(data_dir), database_url, ready, stop)):
+        yield
 
 
 # -- albums ---------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from bench.queue_bench import Bench, bench_settings, open_bench, pro_user
+from bench.queue_bench import Bench, bench_settings, open_bench, pro_user, spawned
 from bench.statement_count import counting
 from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
@@ -92,27 +92,9 @@ def _worker_main(
 
 @contextmanager
 def _workers(count: int, data_dir: Path, url: str, batch: int, start: mps.Event) -> Iterator[Any]:
-    ctx = mp.get_context("spawn")
-    stop = ctx.Event()
-    counts = ctx.Queue()
-    readies = [ctx.Event() for _ in range(count)]
-    procs = [
-        ctx.Process(target=_worker_main, args=(str(data_dir), url, batch, r, start, stop, counts), daemon=True)
-        for r in readies
-    ]
-    for p in procs:
-        p.start()
-    try:
-        for r in readies:
-            if not r.wait(120):
-                raise RuntimeError("a worker process did not start")
+    counts = mp.get_context("spawn").Queue()
+    with spawned(count, _worker_main, lambda ready, stop: (str(data_dir), url, batch, ready, start, stop, counts)):
         yield counts
-    finally:
-        stop.set()
-        for p in procs:
-            p.join(60)
-            if p.is_alive():
-                p.kill()
 
 
 def _queue_albums(bench: Bench, jobs: int, items: int) -> list[str]:
