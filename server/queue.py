@@ -30,12 +30,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import case, func, or_, select, tuple_, update
+from sqlalchemy import bindparam, case, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from server import claim_order
 from server.clock import utcnow
 from server.config import Settings
 from server.db.engine import Database
@@ -116,71 +118,20 @@ class WorkQueue:
         """Lease up to ``n`` claimable items in one statement and stamp their users' turns in a
         second. Returns each claim with whether its item had run out of attempts already."""
         now = utcnow()
-        claimable = (
-            JobItemRow.stage.in_(item_state.CLAIMABLE_STAGES),
-            JobItemRow.available_at <= now,
-            or_(JobItemRow.lease_expires_at.is_(None), JobItemRow.lease_expires_at < now),
-        )
-        # Users in turn order (served longest ago, or never, first). A batch takes the first
-        # user's oldest items, then the next user's: one claim settles against one job and user
-        # row, and the next claim (any worker's) serves the next user, so concurrent workers spread
-        # over users and jobs instead of queueing on the same rows.
-        # Between users with the same turn (never served), the one waiting longest goes first.
-        waiting_since = func.min(JobItemRow.available_at).over(partition_by=JobRow.user_id)
-        ranked = (
-            select(
-                JobItemRow.id.label("item_id"),
-                JobRow.user_id.label("user_id"),
-                waiting_since.label("user_rank"),
-                QueueTurnRow.served_at.label("served_at"),
-            )
-            .join(JobRow, JobRow.id == JobItemRow.job_id)
-            .outerjoin(QueueTurnRow, QueueTurnRow.user_id == JobRow.user_id)
-            .where(*claimable, JobRow.status.in_(OPEN))
-            .subquery("ranked")
-        )
-        # The claimable conditions again at the locking level: PostgreSQL re-checks only those on
-        # a row it waited for, so an item another claimer leased (or a worker finished) meanwhile
-        # drops out instead of being leased twice.
-        picked = (
-            select(JobItemRow.id, ranked.c.user_id, ranked.c.user_rank, ranked.c.served_at)
-            .join(ranked, ranked.c.item_id == JobItemRow.id)
-            .where(*claimable)
-            .order_by(
-                ranked.c.served_at.asc().nulls_first(),
-                ranked.c.user_rank,
-                ranked.c.user_id,
-                JobItemRow.available_at,
-                JobItemRow.id,
-            )
-            .limit(n)
-        )
-        lease = item_state.lease_values(ItemStage.EXECUTE, owner, now + self._lease, now)
-        lease_update = update(JobItemRow).values(
-            attempts=JobItemRow.attempts + 1,
-            lease_owner=lease["lease_owner"],
-            lease_expires_at=lease["lease_expires_at"],
-            updated_at=lease["updated_at"],
-            status=case((JobItemRow.stage == ItemStage.EXECUTE, lease["status"]), else_=JobItemRow.status),
-        )
-        leased = (JobItemRow.job_id, JobItemRow.idx, JobItemRow.attempts, JobItemRow.stage)
+        params = {claim_order.NOW.key: now, "lease_owner": owner, "lease_until": now + self._lease}
         rows: list[_Leased]
         if self._db.is_postgres:
             # One statement: pick (skipping rows other claimers hold), lease, return.
-            chosen = picked.with_for_update(skip_locked=True, of=JobItemRow).cte("picked")
-            stmt = lease_update.where(JobItemRow.id == chosen.c.id).returning(
-                *leased, chosen.c.user_id, chosen.c.user_rank, chosen.c.served_at, chosen.c.id
-            )
-            rows = [_Leased(*row) for row in s.execute(stmt)]
+            rows = [_Leased(*row) for row in s.execute(_lease_statement(n), params)]
         else:
             # SQLite's RETURNING cannot name the FROM table; the write lock is held since BEGIN
             # IMMEDIATE, so picking and leasing in two statements cannot interleave with a claimer.
-            order = {row.id: row for row in s.execute(picked)}
+            order = {row.id: row for row in s.execute(claim_order.pick(n, lateral=False), params)}
             if not order:
                 return []
-            stmt = lease_update.where(JobItemRow.id.in_(list(order))).returning(*leased, JobItemRow.id)
+            stmt = _LEASE.where(JobItemRow.id.in_(list(order))).returning(*_LEASED, JobItemRow.id)
             rows = []
-            for job_id, idx, attempts, stage, item_id in s.execute(stmt):
+            for job_id, idx, attempts, stage, item_id in s.execute(stmt, params):
                 p = order[item_id]
                 rows.append(_Leased(job_id, idx, attempts, stage, p.user_id, p.user_rank, p.served_at, item_id))
         rows.sort(key=_Leased.serve_order)
@@ -446,6 +397,29 @@ class WorkQueue:
                 return
             _, item = owned
             item_state.release(item, utcnow())
+
+
+_LEASE_VALUES = item_state.lease_values(
+    ItemStage.EXECUTE, bindparam("lease_owner"), bindparam("lease_until"), claim_order.NOW
+)
+_LEASE = update(JobItemRow).values(
+    attempts=JobItemRow.attempts + 1,
+    lease_owner=_LEASE_VALUES["lease_owner"],
+    lease_expires_at=_LEASE_VALUES["lease_expires_at"],
+    updated_at=_LEASE_VALUES["updated_at"],
+    status=case((JobItemRow.stage == ItemStage.EXECUTE, _LEASE_VALUES["status"]), else_=JobItemRow.status),
+)
+"""A claim's lease on the rows it picked (``lease_owner``, ``lease_until`` and ``claim_now`` bound)."""
+_LEASED = (JobItemRow.job_id, JobItemRow.idx, JobItemRow.attempts, JobItemRow.stage)
+
+
+@lru_cache(maxsize=16)
+def _lease_statement(n: int) -> Any:
+    """PostgreSQL's one-statement claim of up to ``n`` items, built once per batch size."""
+    chosen = claim_order.pick(n, lateral=True).cte("picked")
+    return _LEASE.where(JobItemRow.id == chosen.c.id).returning(
+        *_LEASED, chosen.c.user_id, chosen.c.user_rank, chosen.c.served_at, chosen.c.id
+    )
 
 
 class _Leased(NamedTuple):

@@ -202,6 +202,9 @@ class JobItemRow(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "idx"),
         Index("ix_job_items_queue", "stage", "available_at"),
+        # A job's claimable items in claim order (``available_at`` is set exactly while an item
+        # is on the queue): the claim finds each open job's oldest one without reading the rest.
+        Index("ix_job_items_job_queue", "job_id", "available_at", "id"),
     )
 
 

@@ -153,9 +153,10 @@ def requeue(item: JobItemRow, now: datetime) -> None:
 
 
 # -- leases -----------------------------------------------------------------------------------------
-def lease_values(stage: str, owner: str, until: datetime, now: datetime) -> Mapping[str, Any]:
+def lease_values(stage: str, owner: Any, until: Any, now: Any) -> Mapping[str, Any]:
     """The columns a claim sets, for the queue's set-based claim statement (one per batch): one
-    attempt more, the lease, and for execute queued -> running."""
+    attempt more, the lease, and for execute queued -> running. The values may be SQL parameters
+    (the statement is built once and bound per claim)."""
     values: dict[str, Any] = {"lease_owner": owner, "lease_expires_at": until, "updated_at": now}
     if stage == ItemStage.EXECUTE:
         values["status"] = S.RUNNING
