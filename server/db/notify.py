@@ -45,8 +45,9 @@ RECONNECT_DELAY_S = (0.5, 1.0, 2.0, 5.0)
 
 
 def _progress_changed(obj: Any) -> bool:
-    state = inspect(obj)
-    return any(attr.history.has_changes() for attr in state.attrs if attr.key not in _LEASE_ONLY)
+    # The attributes set since the last flush (``committed_state`` keeps their loaded values),
+    # not every attribute's history: a settling batch flushes dozens of rows.
+    return not _LEASE_ONLY.issuperset(inspect(obj).committed_state)
 
 
 def _changed_job_ids(session: Session) -> set[str]:
