@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 
 MAX_CAPACITY = 64
 MAX_NAME_CHARS = 40
-IDLE_POLL_S = 0.25
-"""How often an idle stream asks the queue for work."""
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -101,9 +99,12 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         try:
             while True:
                 await session.room.wait()
+                seen = self._leases.generation
                 got = await asyncio.to_thread(self._leases.claim, session.owner)
                 if got is None:
-                    await asyncio.sleep(IDLE_POLL_S)
+                    # Woken by committed work (NOTIFY on PostgreSQL), not by polling: idle streams
+                    # cost the database nothing but the queue's fallback claim.
+                    await self._leases.wait_for_work(seen)
                     continue
                 if isinstance(got, Claim):  # packaging: this replica runs it
                     self._spawn(self._package(got))

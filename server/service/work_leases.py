@@ -91,6 +91,15 @@ class WorkLeases:
             reads = [work.item.input_key, *(str(r["mask_key"]) for r in work.item.instances or [])]
             return WorkLease(claim, work.job, work.item, tuple(self._signed(key, None) for key in reads))
 
+    @property
+    def generation(self) -> int:
+        """Read before a claim that may come back empty; pass to :meth:`wait_for_work`."""
+        return self._queue.generation
+
+    async def wait_for_work(self, since: int) -> None:
+        """Until work may be claimable (committed anywhere, on PostgreSQL) or the queue's fallback."""
+        await self._queue.wait_for_work(since, self._queue.fallback_s)
+
     def heartbeat(self, claim: Claim) -> bool:
         return self._queue.heartbeat(claim)
 

@@ -159,3 +159,45 @@ def test_a_report_naming_another_items_key_is_refused(served: tuple[Stack, GrpcS
         stream.cancel()
     assert spend_refs(stack.db, job_id) == [f"item:{claim.idx}"]
     check_invariants(stack.db)
+
+
+class _CountingQueue(WorkQueue):
+    claims = 0
+
+    def claim(self, owner: str) -> Claim | None:
+        self.claims += 1
+        return super().claim(owner)
+
+
+def test_an_idle_stream_waits_for_work_instead_of_polling(database_url: str, tmp_path: Path) -> None:
+    stack = make_stack(database_url, tmp_path / "data", worker_token=TOKEN, lease_s=30.0)
+    queue = _CountingQueue(stack.db, stack.settings)
+
+    async def package(claim: Claim) -> None:
+        return None
+
+    workers = WorkerServicer(
+        stack.services.worker_auth, WorkLeases(stack.db, stack.store, queue, stack.settings), package
+    )
+    server = build_grpc_server(stack.services, bind="127.0.0.1:0", workers=workers)
+    server.start()
+    channel, stub = _stub(server)
+    try:
+        with channel:
+            stream = stub.Lease(worker_pb2.LeaseRequest(worker_name="idle", capacity=1), metadata=_md())
+            leases = iter(stream)
+            wait_for(lambda: queue.claims >= 1, timeout_s=5.0, what="the stream's first claim")
+            idle_s = 2.0
+            time.sleep(idle_s)
+            # Polling every 0.25 s would have made 8 claims; the fallback (5 s) allows one more.
+            assert queue.claims <= 2, queue.claims
+            _, job_id = queued_job(stack, 1)
+            queued_at = time.monotonic()
+            lease = next(leases)
+            woke_s = time.monotonic() - queued_at
+            assert lease.claim.job_id == job_id
+            assert woke_s < queue.fallback_s / 2, woke_s  # woken by the commit, not by the fallback
+            stream.cancel()
+    finally:
+        server.stop(1.0)
+        stack.db.dispose()
