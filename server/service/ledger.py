@@ -7,16 +7,69 @@ item into an integrity error instead of a silent double charge.
 from __future__ import annotations
 
 import math
+from functools import cache
+from typing import Any
 
+from sqlalchemy import TextClause, event, insert, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import KeyedColumnElement
 
 from server.clock import utcnow
 from server.db.tables import BillingEventRow, JobRow, UserRow
 from server.errors import InsufficientCredits
 
+_PENDING = "s3_billing_events"
+"""``Session.info`` key: the transaction's credit movements not yet written."""
+
 
 def _event(session: Session, user: UserRow, job_id: str | None, kind: str, amount: int, ref: str) -> None:
-    session.add(BillingEventRow(user_id=user.id, job_id=job_id, type=kind, amount=amount, ref=ref, created_at=utcnow()))
+    # Staged, then written in one statement at the session's next flush or at commit, whichever
+    # comes first: a settling batch moves credits for every item, and nothing needs the rows' ids,
+    # so the ORM need not insert them one by one and fetch each id back.
+    row = {"user_id": user.id, "job_id": job_id, "type": kind, "amount": amount, "ref": ref, "created_at": utcnow()}
+    session.info.setdefault(_PENDING, []).append(row)
+
+
+@event.listens_for(Session, "after_flush")
+def _write_events(session: Session, _flush_context: object) -> None:
+    # Inside the transaction: the movements commit with the balances they change, and a second
+    # spend of the same item fails on the unique key before anything commits.
+    rows = session.info.pop(_PENDING, None)
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        columns = _event_columns()
+        session.execute(_unnest_insert(), {c.name: [row[c.name] for row in rows] for c in columns})
+    else:
+        session.execute(insert(BillingEventRow), rows)
+
+
+def _event_columns() -> list[KeyedColumnElement[Any]]:
+    return [c for c in BillingEventRow.__table__.c if not c.primary_key]
+
+
+@cache
+def _unnest_insert() -> TextClause:
+    """PostgreSQL: every staged row in one statement, one array per column (the same SQL whatever
+    the row count, so it is parsed and planned once)."""
+    dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
+    columns = _event_columns()
+    arrays = ", ".join(f"CAST(:{c.name} AS {c.type.compile(dialect)}[])" for c in columns)
+    names = ", ".join(c.name for c in columns)
+    return text(f"INSERT INTO {BillingEventRow.__tablename__} ({names}) SELECT * FROM unnest({arrays})")
+
+
+@event.listens_for(Session, "before_commit")
+def _write_remaining(session: Session) -> None:
+    # Runs before the commit's own flush, so movements staged since the last flush go in here.
+    if session.info.get(_PENDING):
+        _write_events(session, None)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_staged(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 def reserve(session: Session, user: UserRow, job_id: str, amount: int) -> None:
