@@ -52,6 +52,7 @@ import numpy as np
 from bench.sam3_cost import phrase_sets
 from server.inference import sam3_core, torch_graphs
 from server.inference import triton_repository as tr
+from server.inference.torch_repository import TorchRuntime, assemble_torch
 
 PARTS = ("model", "eager", "serving", "parity", "memory")
 KS = (1, 4, 12)
@@ -311,12 +312,12 @@ def load_cell(
     }
 
 
-def serve(model: dict[str, Any], runtime: tr.TorchRuntime, work: Path, model_venv: Path | None = None) -> Any:
+def serve(model: dict[str, Any], runtime: TorchRuntime, work: Path, model_venv: Path | None = None) -> Any:
     """A started LocalTriton serving the torch flavour of ``model`` (caller stops it)."""
     from server.inference.artifacts import MODEL_VENV
     from server.inference.local_triton import LocalTriton
 
-    repository = tr.assemble_torch(work / "repository", model["geometry"], model["params"], runtime, model["tokenizer"])
+    repository = assemble_torch(work / "repository", model["geometry"], model["params"], runtime, model["tokenizer"])
     server = LocalTriton(
         repository,
         work,
@@ -449,7 +450,7 @@ def run(
     eager_peak = eager.peak_bytes()
     eager.close()
 
-    serving_runtime = tr.TorchRuntime(
+    serving_runtime = TorchRuntime(
         checkpoint=model["checkpoint"], device=device, precision=precision, stats_dir=work / "stats-serving"
     )
     server = serve(model, serving_runtime, work / "triton-serving", model_venv)
@@ -469,7 +470,7 @@ def run(
         server.stop()
     report["parity"] = {precision: summarise_parity(served_parity)}
     if cuda:  # the bf16 flavour was served above; the fp32 one for the admitted-set gate
-        fp32 = tr.TorchRuntime(checkpoint=model["checkpoint"], device=device, precision="float32")
+        fp32 = TorchRuntime(checkpoint=model["checkpoint"], device=device, precision="float32")
         server = serve(model, fp32, work / "triton-fp32", model_venv)
         try:
             report["parity"]["float32"] = summarise_parity(parity(server.url, references, parity_phrases, cap))
