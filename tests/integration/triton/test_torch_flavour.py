@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from bench.gpu_check import vision_counts
+from bench.gpu_check_serving import vision_counts
 from server.inference import sam3_core, torch_graphs
 from server.inference import torch_repository as torch_repo
 from server.inference import triton_repository as tr
