@@ -28,6 +28,8 @@ from server.inference.triton_repository import (
     sam3_config,
 )
 
+CODE_ROOT = Path(__file__).resolve().parents[2]
+"""The folder holding the ``server`` package: a checkout, or site-packages."""
 TORCH_GRAPH_CODE = ("model.py",)
 """What each graph model of the ``torch`` flavour holds as code, from ``model_repository/torch_graph/``
 (plus ``torch_graphs.py`` from server/inference)."""
@@ -48,8 +50,8 @@ class TorchRuntime:
     precision: Literal["bfloat16", "float32"] = "bfloat16"
     compile_mode: str = ""
     """``torch.compile`` of the vision graph (``torch_graphs.COMPILE_MODES``); off by default."""
-    code_root: Path = SOURCE_ROOT.parent
-    """The checkout whose ``scripts/export_onnx_trt.py`` defines the graph modules."""
+    code_root: Path = CODE_ROOT
+    """Where the ``server`` package that defines the graph modules (``server.inference.export``) is."""
     stats_dir: Path | None = None
     """Where the graph models write their counters after each execution (benchmarks); None: nowhere."""
 

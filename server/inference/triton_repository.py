@@ -5,11 +5,11 @@ so image features never cross a process boundary (only the 3 MB square photo com
 detections go out). ``gpu``: the three graphs are TensorRT plans (``tensorrt_plan``) in NVIDIA's Triton
 container, and ``sam3`` (python) chains them through BLS with device tensors (DLPack,
 ``FORCE_CPU_ONLY_INPUT_TENSORS: no``): features stay on the GPU. Both flavours live side by side in
-``model_repository/<model>/``: ``config.pbtxt`` is the CPU flavour and ``configs/gpu.pbtxt`` the GPU
+``server/inference/model_repository/<model>/``: ``config.pbtxt`` is the CPU flavour and ``configs/gpu.pbtxt`` the GPU
 one (``tritonserver --model-config-name=gpu``).
 
 ``python -m server.inference.triton_repository`` rewrites the reference configs (full-size SAM3) in
-``model_repository/``; a test keeps them in step with this module. Pure text: no Triton import.
+``server/inference/model_repository/``; a test keeps them in step with this module. Pure text: no Triton import.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ FLAVOURS: tuple[Flavour, ...] = ("cpu", "gpu")
 """The flavours with committed reference configs (``torch`` is assembled per host: ``torch_repository``)."""
 GRAPHS = ("vision", "text", "decoder")
 SAM3_MODEL = "sam3"
-SOURCE_ROOT = Path(__file__).resolve().parents[2] / "model_repository"
+SOURCE_ROOT = Path(__file__).resolve().with_name("model_repository")
+"""The model code and the reference configs; package data, so an installed wheel has them too."""
 
 
 def graph_model(graph: str) -> str:
@@ -240,7 +241,8 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 SAM3_CODE = ("model.py", "sam3_core.py", "graph_sessions.py")
-"""What the ``sam3`` model directory holds as code (links in the source tree resolve to server/inference)."""
+"""What the ``sam3`` model directory holds as code (links in the source tree resolve to server/inference;
+an installed wheel holds copies)."""
 
 
 def assemble(
