@@ -1,8 +1,9 @@
-"""Colour names, hex parsing and exact CIE Lab / ΔE2000 arithmetic.
+"""Colour names, hex parsing and exact CIE Lab arithmetic.
 
 Rules name colours the way people do ("white", "sage") or as ``#rrggbb``. Lab here is CIE L*a*b* under
 D65 with L in 0..100, computed in float64 from sRGB: it is the reference the quality tests measure
-against, while the hot paths use OpenCV's 8-bit Lab on whole images.
+against (ΔE2000: ``scripts/image_quality.py``), while the hot paths use OpenCV's 8-bit Lab on whole
+images.
 """
 
 from __future__ import annotations
@@ -118,51 +119,3 @@ def lab_to_rgb(lab: npt.NDArray[np.floating]) -> npt.NDArray[np.uint8]:
     lin = xyz @ np.linalg.inv(_RGB_TO_XYZ).T
     srgb = linear_to_srgb(lin)
     return np.asarray(np.clip(np.rint(srgb * 255), 0, 255), dtype=np.uint8)
-
-
-def delta_e2000(lab1: npt.NDArray[np.floating], lab2: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
-    """CIEDE2000 colour difference between Lab arrays of matching shape (..., 3)."""
-    lab1 = np.asarray(lab1, dtype=np.float64)
-    lab2 = np.asarray(lab2, dtype=np.float64)
-    l1, a1, b1 = lab1[..., 0], lab1[..., 1], lab1[..., 2]
-    l2, a2, b2 = lab2[..., 0], lab2[..., 1], lab2[..., 2]
-    c1 = np.hypot(a1, b1)
-    c2 = np.hypot(a2, b2)
-    c_bar7 = ((c1 + c2) / 2) ** 7
-    g = 0.5 * (1 - np.sqrt(c_bar7 / (c_bar7 + 25.0**7)))
-    a1p, a2p = (1 + g) * a1, (1 + g) * a2
-    c1p, c2p = np.hypot(a1p, b1), np.hypot(a2p, b2)
-    h1p = np.degrees(np.arctan2(b1, a1p)) % 360
-    h2p = np.degrees(np.arctan2(b2, a2p)) % 360
-    dlp = l2 - l1
-    dcp = c2p - c1p
-    dh = h2p - h1p
-    dh = np.where(dh > 180, dh - 360, np.where(dh < -180, dh + 360, dh))
-    dh = np.where(c1p * c2p == 0, 0.0, dh)
-    dhp = 2 * np.sqrt(c1p * c2p) * np.sin(np.radians(dh / 2))
-    lbp = (l1 + l2) / 2
-    cbp = (c1p + c2p) / 2
-    hsum = h1p + h2p
-    hbp = np.where(
-        c1p * c2p == 0,
-        hsum,
-        np.where(np.abs(h1p - h2p) <= 180, hsum / 2, np.where(hsum < 360, (hsum + 360) / 2, (hsum - 360) / 2)),
-    )
-    t = (
-        1
-        - 0.17 * np.cos(np.radians(hbp - 30))
-        + 0.24 * np.cos(np.radians(2 * hbp))
-        + 0.32 * np.cos(np.radians(3 * hbp + 6))
-        - 0.20 * np.cos(np.radians(4 * hbp - 63))
-    )
-    d_theta = 30 * np.exp(-(((hbp - 275) / 25) ** 2))
-    cbp7 = cbp**7
-    rc = 2 * np.sqrt(cbp7 / (cbp7 + 25.0**7))
-    sl = 1 + 0.015 * (lbp - 50) ** 2 / np.sqrt(20 + (lbp - 50) ** 2)
-    sc = 1 + 0.045 * cbp
-    sh = 1 + 0.015 * cbp * t
-    rt = -np.sin(np.radians(2 * d_theta)) * rc
-    result: npt.NDArray[np.float64] = np.sqrt(
-        (dlp / sl) ** 2 + (dcp / sc) ** 2 + (dhp / sh) ** 2 + rt * (dcp / sc) * (dhp / sh)
-    )
-    return result

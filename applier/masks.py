@@ -152,13 +152,3 @@ def feather(alpha: F32, radius_px: float) -> F32:
     if radius_px <= 0:
         return alpha.copy()
     return np.asarray(cv2.GaussianBlur(alpha, (0, 0), radius_px / 2), np.float32)
-
-
-def boundary_error(alpha: F32, truth: npt.NDArray[np.bool_], band_px: int = 6) -> float:
-    """Mean absolute alpha error within ``band_px`` of the true boundary (lower is better)."""
-    t = truth.astype(np.uint8)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band_px + 1, 2 * band_px + 1))
-    band = cv2.dilate(t, kernel) != cv2.erode(t, kernel)
-    if not band.any():
-        return 0.0
-    return float(np.abs(alpha[band] - t[band].astype(np.float32)).mean())

@@ -29,17 +29,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import io
 import ipaddress
 import json
-import os
-import signal
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +47,7 @@ import numpy as np
 from PIL import Image
 
 from bench.load import percentile
+from bench.spawned_stack import spawned_stack
 
 MAX_USERS = 256
 MAX_PHOTOS = 10
@@ -291,56 +289,6 @@ def check_database(url: str) -> str:
     return "ok"
 
 
-@contextlib.contextmanager
-def spawned_stack(database: str, worker_processes: int, work: Path) -> Iterator[tuple[str, str]]:
-    """The stack as real loopback processes; yields ``(REST base URL, database URL)``, stops it all."""
-    # The test suite's server helpers: the same throw-away PostgreSQL and process handling.
-    from server.inference.artifacts import REPO_ROOT, ensure_artifact
-    from server.inference.local_triton import LocalTriton
-    from tests.servers.net import free_port
-    from tests.servers.postgres import run_postgres
-    from tests.support.processes import child, wait_http_ready
-
-    with contextlib.ExitStack() as stack:
-        artifact = asyncio.run(ensure_artifact(REPO_ROOT / ".artifacts", None))
-        triton = LocalTriton(artifact.cpu_repository(work / "triton" / "repository"), work / "triton")
-        triton.start()
-        stack.callback(triton.stop)
-        if database == "postgres":
-            database_url = stack.enter_context(run_postgres()).url()
-        else:
-            database_url = f"sqlite:///{work / 's3.db'}"
-        http_port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("S3_")}
-        env.update(
-            S3_DATA_DIR=str(work / "data"),
-            S3_DATABASE_URL=database_url,
-            S3_HTTP_PORT=str(http_port),
-            S3_GRPC_PORT=str(free_port()),
-            S3_TRITON_URL=triton.url,
-            S3_WORKERS="0" if worker_processes else "1",
-            S3_LOG_LEVEL="WARNING",
-            # Every simulated user signs up and polls from this one address: room for the most users
-            # a run may have (each at most ten requests a second), the per-user limit as shipped.
-            S3_RATE_LIMIT_SIGNUP_ADDRESS=f"{MAX_USERS}/600",
-            S3_RATE_LIMIT_ADDRESS=f"{MAX_USERS * 600}/60",
-        )
-        base = f"http://127.0.0.1:{http_port}"
-        processes = [stack.enter_context(child("server.serve", env, work / "logs"))]
-        wait_http_ready(base, processes[0])
-        for n in range(worker_processes):
-            processes.append(stack.enter_context(child("server.worker", env, work / "logs", name=f"worker-{n}")))
-        try:
-            yield base, database_url
-        finally:
-            for p in reversed(processes):  # drain first; child() kills whatever is left
-                if p.alive():
-                    p.signal(signal.SIGTERM)
-            for p in processes:
-                with contextlib.suppress(Exception):
-                    p.wait(30)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--target", default="http://127.0.0.1:8080", help="base URL of the REST API (loopback)")
@@ -375,10 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.spawn:
             with (
                 tempfile.TemporaryDirectory(prefix="s3-loadgen-") as work,
-                spawned_stack(args.spawn, args.worker_processes, Path(work)) as (target, database_url),
+                spawned_stack(args.spawn, args.worker_processes, Path(work), max_users=MAX_USERS) as (target, db),
             ):
                 report = load(target)
-                report["checks"]["database_invariants"] = check_database(database_url)
+                report["checks"]["database_invariants"] = check_database(db)
             report["stack"] = f"{args.spawn}, " + (
                 f"{args.worker_processes} worker processes" if args.worker_processes else "1 in-process worker"
             )

@@ -47,10 +47,13 @@ class Schemas:
         if field.message_type is not None:
             return self.message(field.message_type, request=request)
         schema = dict(_SCALARS[field.type])
-        vocabulary = field.GetOptions().Extensions[options_pb2.values_of]
+        options = field.GetOptions()
+        vocabulary = options.Extensions[options_pb2.values_of]
         if vocabulary:
             enum = contract.enum_of_values(vocabulary)
             schema["enum"] = list(contract.vocabulary(enum, lower=True))
+        if options.HasExtension(options_pb2.minimum):
+            schema["minimum"] = options.Extensions[options_pb2.minimum]
         return schema
 
     def field(self, field: FieldDescriptor, *, request: bool) -> Schema:
@@ -101,11 +104,12 @@ class Schemas:
     def _response_extras(self, name: str) -> dict[str, Schema]:
         """The response keys ``codec.shapes`` adds to the message's own fields."""
         if name == shapes.JOB:
+            events = types_pb2.Job.DESCRIPTOR.fields_by_name["webhook_events"]
             webhook = {
                 "type": "object",
                 "properties": {
                     "url": {"type": "string"},
-                    "events": {"type": "array", "items": {"type": "string"}},
+                    "events": {"type": "array", "items": self._value(events, request=False)},
                     "secret": {"type": "string", "description": "whsec_...: only in the answer to execute"},
                 },
                 "required": ["url", "events"],

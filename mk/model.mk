@@ -26,7 +26,7 @@ model-venv: $(MODEL_STAMP)
 tiny-model: model-venv
 	$(MODEL_PY) -m scripts.export_onnx_trt --tiny --data-dir $(MODEL_ARTIFACTS)
 
-# Rewrite model_repository/*/config.pbtxt and configs/gpu.pbtxt from server/inference/triton_repository.py.
+# Rewrite server/inference/model_repository/*/config.pbtxt and configs/gpu.pbtxt from server/inference/triton_repository.py.
 model-configs: venv
 	$(BIN)/python -m server.inference.triton_repository
 

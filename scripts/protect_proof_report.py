@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> None:
 def cost(width: int, seed: int, repeat: int = 3) -> None:
     """Median seconds of rendering + encoding the interior listing set, and of proving it (reference
     renditions, encoded references, decoding what was stored, comparing)."""
-    from server.pipeline import templates_of
     from server.presets import PRESETS
+    from server.work import templates_of
 
     scene = interior_scene(width, width * 3 // 4, seed=seed)
     layers = {name: mask.astype(np.float32) for name, mask in scene.masks.items()}

@@ -17,8 +17,9 @@ import numpy.typing as npt
 from PIL import Image
 
 from applier import Template, apply_rule, before_after, build_protect, refine_alpha, render
-from applier.colors import delta_e2000, hex_to_rgb, rgb_to_lab
-from applier.masks import boundary_error, upsample_probability
+from applier.colors import hex_to_rgb, rgb_to_lab
+from applier.masks import upsample_probability
+from scripts.image_quality import boundary_error, delta_e2000
 from scripts.scenes import Scene, interior_scene, low_res_probability, seller_scene
 
 F32 = npt.NDArray[np.float32]

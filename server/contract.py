@@ -5,7 +5,8 @@ The .proto files state each error code with its HTTP and gRPC statuses (custom o
 every other module uses, so no code, state or status pair is written twice.
 
 A value's wire name is its proto name without the enum's prefix (``ERROR_CODE_NOT_FOUND`` is
-``NOT_FOUND``); states are lower case on the wire (``JOB_STATUS_DONE`` is ``done``). Value 0 is
+``NOT_FOUND``); states are lower case on the wire (``JOB_STATUS_DONE`` is ``done``), and a value
+whose wire name is neither says it with the ``(wire_name)`` option (``item.done``). Value 0 is
 proto3's required default and not part of any vocabulary.
 """
 
@@ -24,6 +25,9 @@ def _prefix(enum: EnumDescriptor) -> str:
 
 
 def wire_name(value: EnumValueDescriptor, *, lower: bool) -> str:
+    options = value.GetOptions()
+    if options.HasExtension(options_pb2.wire_name):
+        return options.Extensions[options_pb2.wire_name]
     name = value.name.removeprefix(_prefix(value.type))
     return name.lower() if lower else name
 
@@ -64,3 +68,7 @@ RPC_CODE: MappingProxyType[str, int] = MappingProxyType(_RPC)
 JOB_STATUSES: tuple[str, ...] = vocabulary(types_pb2.JobStatus.DESCRIPTOR, lower=True)
 ITEM_STATUSES: tuple[str, ...] = vocabulary(types_pb2.ItemStatus.DESCRIPTOR, lower=True)
 ANALYSIS_STATES: tuple[str, ...] = vocabulary(types_pb2.AnalysisState.DESCRIPTOR, lower=True)
+PLANS: tuple[str, ...] = vocabulary(types_pb2.Plan.DESCRIPTOR, lower=True)
+WEBHOOK_EVENTS: tuple[str, ...] = vocabulary(types_pb2.WebhookEvent.DESCRIPTOR, lower=True)
+TEMPLATE_FITS: tuple[str, ...] = vocabulary(types_pb2.TemplateFit.DESCRIPTOR, lower=True)
+TEMPLATE_FORMATS: tuple[str, ...] = vocabulary(types_pb2.TemplateFormat.DESCRIPTOR, lower=True)

@@ -60,13 +60,6 @@ class ConcurrencyLimit(S3Error):
     code = "CONCURRENCY_LIMIT"
 
 
-class RateLimited(S3Error):
-    """Too many requests in a rate-limit window. The REST shim's limiter answers these itself
-    (``gateway_rest.rate_limit_middleware``); the JobService does not limit rates (README)."""
-
-    code = "RATE_LIMITED"
-
-
 class StreamLimit(S3Error):
     """The user already has as many open job-event streams as a JobService process allows."""
 

@@ -1,4 +1,4 @@
-"""Reading uploaded photos safely: header probe, bounded decode to RGB, and encoding helpers.
+"""Reading uploaded photos safely: header probe, bounded decode to RGB; and the PNG encoder of the outputs.
 
 Only JPEG, PNG and WebP are opened (Pillow tries no other decoder). The pixel count comes from the
 header and is checked before any pixel is decoded, so a decompression bomb (a tiny file declaring an
@@ -252,17 +252,6 @@ def _check_pixels(pixels: npt.NDArray[np.uint8], channels: tuple[int, ...]) -> N
 def _as_image(pixels: npt.NDArray[np.uint8]) -> Image.Image:
     frame = pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
     return Image.fromarray(np.ascontiguousarray(frame))
-
-
-def encode_jpeg(pixels: npt.NDArray[np.uint8], *, quality: int = 90) -> bytes:
-    """``HxW`` gray or ``HxWx3`` RGB uint8 to baseline JPEG bytes."""
-    _check_pixels(pixels, (1, 3))
-    if not 1 <= quality <= 95:
-        raise ValueError(f"quality must be within 1..95, got {quality}")
-    out = io.BytesIO()
-    # 4:4:4 at high quality keeps thin coloured edges (text, logos) crisp.
-    _as_image(pixels).save(out, format="JPEG", quality=quality, subsampling=0 if quality >= 90 else 2)
-    return out.getvalue()
 
 
 def encode_png(pixels: npt.NDArray[np.uint8], *, compress_level: int = 6) -> bytes:

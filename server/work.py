@@ -1,4 +1,5 @@
-"""What one claim works on: the job and item fields the pipeline reads, as plain values.
+"""What one claim works on: the job and item fields the pipeline reads, as plain values, the
+preset they name, and the failure that ends the work for good.
 
 One shape for both kinds of worker: a direct worker reads it from the database rows
 (``from_rows``); a worker behind the WorkerService receives it with its lease as JSON
@@ -11,7 +12,32 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
+import applier
 from server.db.tables import JobItemRow, JobRow
+from server.errors import S3Error
+from server.presets import PRESETS, PresetSpec
+
+
+class PermanentFailure(S3Error):
+    """The item can never succeed (bad rule parameters for this photo, unusable input)."""
+
+    code = "VALIDATION_ERROR"
+
+
+def preset_of(preset_id: str) -> PresetSpec:
+    """The job's preset; a preset removed since the job was made fails the work for good (a retry
+    would find it missing again)."""
+    preset = PRESETS.get(preset_id)
+    if preset is None:
+        raise PermanentFailure(f"unknown preset {preset_id!r}: it is no longer offered")
+    return preset
+
+
+def templates_of(preset: PresetSpec, set_id: str | None) -> tuple[applier.Template, ...]:
+    spec = preset.output_set(set_id)
+    if spec is None:
+        raise PermanentFailure(f"output set {set_id!r} is not in preset {preset.id!r}")
+    return spec.templates
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ Host <-> device traffic goes through two functions, :meth:`TorchGraph.to_device`
 shapes. Image features are "device-resident" inputs of the decoder: they are counted only when they
 arrive in host memory on a device that is not the host (a copy somebody made on the way). On a CPU
 device every count is what the same requests move on a GPU, except such hidden copies, which a CPU
-cannot show. No Triton import: the Triton model (``model_repository/torch_graph/model.py``) wraps it.
+cannot show. No Triton import: the Triton model (``model_repository/torch_graph/model.py`` beside it) wraps it.
 """
 
 from __future__ import annotations

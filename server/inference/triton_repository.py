@@ -5,11 +5,11 @@ so image features never cross a process boundary (only the 3 MB square photo com
 detections go out). ``gpu``: the three graphs are TensorRT plans (``tensorrt_plan``) in NVIDIA's Triton
 container, and ``sam3`` (python) chains them through BLS with device tensors (DLPack,
 ``FORCE_CPU_ONLY_INPUT_TENSORS: no``): features stay on the GPU. Both flavours live side by side in
-``model_repository/<model>/``: ``config.pbtxt`` is the CPU flavour and ``configs/gpu.pbtxt`` the GPU
+``server/inference/model_repository/<model>/``: ``config.pbtxt`` is the CPU flavour and ``configs/gpu.pbtxt`` the GPU
 one (``tritonserver --model-config-name=gpu``).
 
 ``python -m server.inference.triton_repository`` rewrites the reference configs (full-size SAM3) in
-``model_repository/``; a test keeps them in step with this module. Pure text: no Triton import.
+``server/inference/model_repository/``; a test keeps them in step with this module. Pure text: no Triton import.
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import Literal
 
 from server.inference.sam3_core import MAX_DETECTIONS
+from server.inference.triton_pbtxt import Batching, batching_text, parameters_text, tensors_text
 
 Flavour = Literal["cpu", "gpu", "torch"]
 FLAVOURS: tuple[Flavour, ...] = ("cpu", "gpu")
-"""The flavours with committed reference configs (``torch`` is assembled per host: see :func:`assemble_torch`)."""
+"""The flavours with committed reference configs (``torch`` is assembled per host: ``torch_repository``)."""
 GRAPHS = ("vision", "text", "decoder")
 SAM3_MODEL = "sam3"
-SOURCE_ROOT = Path(__file__).resolve().parents[2] / "model_repository"
+SOURCE_ROOT = Path(__file__).resolve().with_name("model_repository")
+"""The model code and the reference configs; package data, so an installed wheel has them too."""
 
 
 def graph_model(graph: str) -> str:
@@ -81,15 +83,6 @@ FULL_SIZE = Geometry(
 )
 
 
-@dataclass(frozen=True)
-class Batching:
-    """Dynamic batching of one graph model. Values chosen by measurement: docs/sam3_serving.md."""
-
-    max_batch_size: int
-    preferred_batch_sizes: tuple[int, ...]
-    max_queue_delay_us: int
-
-
 # GPU flavour (the CPU flavour has no graph models to batch): starting points, NOT measured (no GPU here). A TensorRT graph is fast enough that a
 # short wait for a fuller batch pays; re-measure with the same sweep on the serving GPU.
 GPU_VISION_BATCHING = Batching(max_batch_size=8, preferred_batch_sizes=(4, 8), max_queue_delay_us=2000)
@@ -133,31 +126,6 @@ REFERENCE = Sam3Parameters(
 )
 
 
-def _dims(shape: Sequence[int]) -> str:
-    return "[ " + ", ".join(str(d) for d in shape) + " ]"
-
-
-def _tensors(kind: str, tensors: Sequence[tuple[str, str, Sequence[int]]], optional: Sequence[str] = ()) -> str:
-    rows = []
-    for name, dtype, shape in tensors:
-        extra = " optional: true" if name in optional else ""
-        rows.append(f'  {{ name: "{name}" data_type: {dtype} dims: {_dims(shape)}{extra} }}')
-    return f"{kind} [\n" + ",\n".join(rows) + "\n]\n"
-
-
-def _parameters(values: Mapping[str, str]) -> str:
-    return "".join(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}\n' for k, v in sorted(values.items()))
-
-
-def _batching(b: Batching) -> str:
-    preferred = ", ".join(str(n) for n in b.preferred_batch_sizes)
-    return (
-        f"max_batch_size: {b.max_batch_size}\n"
-        f"dynamic_batching {{ preferred_batch_size: [ {preferred} ] "
-        f"max_queue_delay_microseconds: {b.max_queue_delay_us} }}\n"
-    )
-
-
 def _detections(g: Geometry) -> list[tuple[str, str, list[int]]]:
     """The kept queries, flattened over the prompts: the decoder graph's outputs and ``sam3``'s."""
     m = g.mask_size
@@ -170,7 +138,7 @@ def _detections(g: Geometry) -> list[tuple[str, str, list[int]]]:
     ]
 
 
-def _graph_io(graph: str, g: Geometry) -> tuple[list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]]]:
+def graph_io(graph: str, g: Geometry) -> tuple[list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]]]:
     """Inputs and outputs of a graph model. Vision and text batch in Triton (the batch axis is implicit);
     the decoder does not (photos and prompts are two different axes), so its axes are explicit."""
     tokens = [("input_ids", "TYPE_INT64", [g.text_length]), ("attention_mask", "TYPE_INT64", [g.text_length])]
@@ -196,14 +164,14 @@ _GRAPH_BATCHING: dict[str, Batching] = {"vision": GPU_VISION_BATCHING, "text": G
 
 def graph_config(graph: str, g: Geometry, batching: Batching | None = None) -> str:
     """One TensorRT graph model's config (GPU flavour); ``batching`` overrides the default."""
-    inputs, outputs = _graph_io(graph, g)
+    inputs, outputs = graph_io(graph, g)
     head = f'name: "{graph_model(graph)}"\nplatform: "tensorrt_plan"\ndefault_model_filename: "model.plan"\n'
     chosen = batching or _GRAPH_BATCHING.get(graph)
     return (
         head
-        + (_batching(chosen) if chosen else "max_batch_size: 0\n")
-        + _tensors("input", inputs)
-        + _tensors("output", outputs)
+        + (batching_text(chosen) if chosen else "max_batch_size: 0\n")
+        + tensors_text("input", inputs)
+        + tensors_text("output", outputs)
         + "instance_group [ { kind: KIND_GPU count: 1 } ]\n"
     )
 
@@ -233,10 +201,10 @@ def sam3_config(flavour: Flavour, g: Geometry, p: Sam3Parameters, intra_op_threa
         params["FORCE_CPU_ONLY_INPUT_TENSORS"] = "no"
     return (
         f'name: "{SAM3_MODEL}"\nbackend: "python"\nmax_batch_size: 0\n'
-        + _tensors("input", inputs, optional=("score_threshold",))
-        + _tensors("output", _detections(g))
+        + tensors_text("input", inputs, optional=("score_threshold",))
+        + tensors_text("output", _detections(g))
         + f"instance_group [ {{ kind: KIND_CPU count: {SAM3_INSTANCES[flavour]} }} ]\n"
-        + _parameters(params)
+        + parameters_text(params)
     )
 
 
@@ -273,7 +241,8 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 SAM3_CODE = ("model.py", "sam3_core.py", "graph_sessions.py")
-"""What the ``sam3`` model directory holds as code (links in the source tree resolve to server/inference)."""
+"""What the ``sam3`` model directory holds as code (links in the source tree resolve to server/inference;
+an installed wheel holds copies)."""
 
 
 def assemble(
@@ -309,108 +278,6 @@ def assemble(
         else:
             _link_or_copy(src, target / graph_model(graph) / "1" / "model.plan")
     (target / "repository.json").write_text(json.dumps({"flavour": flavour, "model_name": params.model_name}))
-    return target
-
-
-# --- the torch flavour: the three graphs as python-backend models running PyTorch ------------------
-
-TORCH_GRAPH_CODE = ("model.py",)
-"""What each graph model of the ``torch`` flavour holds as code, from ``model_repository/torch_graph/``
-(plus ``torch_graphs.py`` from server/inference)."""
-TORCH_VISION_BATCHING = GPU_VISION_BATCHING
-TORCH_TEXT_BATCHING = GPU_TEXT_BATCHING
-CUDA_POOL_BYTES = 1 << 30
-"""Triton's CUDA memory pool per GPU (``--cuda-memory-pool-byte-size``): the python backend passes
-device tensors between stubs through it; a batch of 8 full-size photos' features is ~0.9 GB."""
-
-
-@dataclass(frozen=True)
-class TorchRuntime:
-    """Where and how the ``torch`` flavour's graph models run."""
-
-    checkpoint: Path
-    """The checkpoint directory (``S3_SAM3_CHECKPOINT``, or the tiny export's ``checkpoint/``)."""
-    device: Literal["cuda", "cpu"] = "cuda"
-    precision: Literal["bfloat16", "float32"] = "bfloat16"
-    compile_mode: str = ""
-    """``torch.compile`` of the vision graph (``torch_graphs.COMPILE_MODES``); off by default."""
-    code_root: Path = SOURCE_ROOT.parent
-    """The checkout whose ``scripts/export_onnx_trt.py`` defines the graph modules."""
-    stats_dir: Path | None = None
-    """Where the graph models write their counters after each execution (benchmarks); None: nowhere."""
-
-    def triton_args(self) -> tuple[str, ...]:
-        """Extra ``tritonserver`` arguments this runtime needs."""
-        return (f"--cuda-memory-pool-byte-size=0:{CUDA_POOL_BYTES}",) if self.device == "cuda" else ()
-
-
-def torch_graph_config(
-    graph: str, g: Geometry, p: Sam3Parameters, runtime: TorchRuntime, batching: Batching | None = None
-) -> str:
-    """One graph model of the ``torch`` flavour: the TensorRT model's inputs and outputs, python backend."""
-    inputs, outputs = _graph_io(graph, g)
-    chosen = batching or {"vision": TORCH_VISION_BATCHING, "text": TORCH_TEXT_BATCHING}.get(graph)
-    params = {
-        "graph": graph,
-        "checkpoint": str(runtime.checkpoint),
-        "device": runtime.device,
-        "precision": runtime.precision,
-        "max_detections": str(p.max_detections),
-        "compile_mode": runtime.compile_mode,
-        "code_root": str(runtime.code_root),
-        "stats_dir": str(runtime.stats_dir or ""),
-    }
-    if graph == "decoder":
-        params["FORCE_CPU_ONLY_INPUT_TENSORS"] = "no"  # the image features arrive as device tensors
-    kind = "KIND_GPU" if runtime.device == "cuda" else "KIND_CPU"
-    return (
-        f'name: "{graph_model(graph)}"\nbackend: "python"\n'
-        + (_batching(chosen) if chosen else "max_batch_size: 0\n")
-        + _tensors("input", inputs)
-        + _tensors("output", outputs)
-        + f"instance_group [ {{ kind: {kind} count: 1 }} ]\n"
-        + _parameters(params)
-    )
-
-
-def torch_model_configs(
-    g: Geometry, p: Sam3Parameters, runtime: TorchRuntime, vision_batching: Batching | None = None
-) -> dict[str, str]:
-    """Model name -> config text of the ``torch`` flavour (``sam3`` chains the graphs through BLS)."""
-    configs = {SAM3_MODEL: sam3_config("torch", g, p)}
-    for graph in GRAPHS:
-        configs[graph_model(graph)] = torch_graph_config(
-            graph, g, p, runtime, vision_batching if graph == "vision" else None
-        )
-    return configs
-
-
-def assemble_torch(
-    target: Path,
-    geometry: Geometry,
-    params: Sam3Parameters,
-    runtime: TorchRuntime,
-    tokenizer_json: Path,
-    source_root: Path = SOURCE_ROOT,
-    vision_batching: Batching | None = None,
-) -> Path:
-    """Build a servable ``torch`` repository at ``target``: no graph files, the graph models load the
-    checkpoint themselves; ``sam3`` is the GPU flavour's BLS model."""
-    if target.exists():
-        shutil.rmtree(target)
-    for model, text in torch_model_configs(geometry, params, runtime, vision_batching).items():
-        (target / model / "1").mkdir(parents=True)
-        (target / model / "config.pbtxt").write_text(text)
-    sam3 = target / SAM3_MODEL / "1"
-    for name in SAM3_CODE:
-        shutil.copyfile((source_root / SAM3_MODEL / "1" / name).resolve(), sam3 / name)
-    (sam3 / "tokenizer.json").write_bytes(tokenizer_json.read_bytes())
-    for graph in GRAPHS:
-        folder = target / graph_model(graph) / "1"
-        for name in TORCH_GRAPH_CODE:
-            shutil.copyfile(source_root / "torch_graph" / name, folder / name)
-        shutil.copyfile(Path(__file__).with_name("torch_graphs.py"), folder / "torch_graphs.py")
-    (target / "repository.json").write_text(json.dumps({"flavour": "torch", "model_name": params.model_name}))
     return target
 
 

@@ -6,9 +6,7 @@ credits and statuses never disagree, whichever process or request got there firs
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -17,7 +15,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from server import images
 from server.clock import utcnow
 from server.config import Settings
 from server.db.engine import Database
@@ -27,16 +24,14 @@ from server.errors import (
     ConcurrencyLimit,
     InvalidState,
     NotFound,
-    PayloadTooLarge,
     QuotaExceeded,
-    S3Error,
     ValidationFailed,
 )
 from server.plans import limits_for
-from server.presets import PresetSpec
 from server.service import item_state, job_state, ledger, quotas, validation, webhooks
 from server.service.idempotency import Record
 from server.service.ids import resource_id
+from server.service.instance_choices import instance_choices
 from server.service.item_state import ItemStage, ItemStatus
 from server.service.job_state import JobStatus
 from server.service.job_views import job_view, load_items
@@ -44,15 +39,15 @@ from server.service.locking import count_active_jobs, lock_user
 from server.service.rules import owned_rule
 from server.service.seals import seal_inputs
 from server.service.settle import cancel_open_items, finish_item, lock_job
+from server.service.upload_checks import UploadChecker
 from server.service.views import JobView
 from server.service.webhook_targets import AddressPolicy
 from server.storage import keys
-from server.storage.port import ObjectStore, PresignedRequest, verify_upload
+from server.storage.port import ObjectStore, PresignedRequest
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp")
-MAX_INSTANCE_NUMBER = 1000
 
 
 @dataclass(frozen=True)
@@ -77,19 +72,6 @@ class CreatedJob:
     expires_at: datetime
 
 
-@dataclass(frozen=True)
-class _Checked:
-    """Outcome of checking one uploaded object."""
-
-    idx: int
-    error: S3Error | None
-    size: int = 0
-    width: int = 0
-    height: int = 0
-    content_type: str = ""
-    sha256: str | None = None
-
-
 def owned_job(session: Session, user_id: str, job_id: str, *, lock: bool = False) -> JobRow:
     """The user's job; another user's job is reported missing, never forbidden."""
     jid = resource_id(job_id, "job")
@@ -104,9 +86,7 @@ class Jobs:
         self._db = db
         self._store = store
         self._settings = settings
-        # Full decodes of uploaded photos at once in this process, whoever asks: memory stays
-        # bounded by this many decoded photos however many confirms arrive together.
-        self._decodes = threading.BoundedSemaphore(settings.decode_concurrency)
+        self._uploads = UploadChecker(store, settings)
         self._webhook_policy = AddressPolicy.from_cidrs(settings.webhook_allow_networks)
 
     # -- create ---------------------------------------------------------------------------------
@@ -203,41 +183,6 @@ class Jobs:
         return uploads, min((u.request.expires_at for u in uploads), default=now + timedelta(seconds=ttl))
 
     # -- confirm upload -------------------------------------------------------------------------
-    def _head(self, item: JobItemRow) -> _Checked | None:
-        """Cheap first pass: the object is there and within the size limit. None when missing."""
-        try:
-            info = verify_upload(self._store, item.input_key, max_bytes=self._settings.max_upload_bytes)
-        except PayloadTooLarge as e:
-            return _Checked(item.idx, e, size=self._store.max_upload_bytes)
-        except NotFound:
-            return None
-        return _Checked(item.idx, None, size=info.size)
-
-    def _check_photo(self, item: JobItemRow, head: _Checked) -> _Checked:
-        """Read, pin (sha256), probe the header, then decode fully under the process-wide bound."""
-        limit = self._settings.max_upload_bytes
-        try:
-            data = self._store.get(item.input_key, max_bytes=limit)
-            sha = hashlib.sha256(data).hexdigest()
-            info = images.probe(data, max_pixels=self._settings.max_image_pixels)
-            with self._decodes:
-                # A full decode proves the file is whole (a truncated JPEG passes a header probe).
-                images.verify_decodes(data, max_pixels=self._settings.max_image_pixels)
-        except NotFound:
-            # Deleted between the two passes: the same answer as missing in the first.
-            raise ValidationFailed(f"items: not uploaded yet: {item.idx}", field=f"items[{item.idx}]") from None
-        except (ValidationFailed, PayloadTooLarge) as e:
-            return _Checked(item.idx, e, size=head.size)
-        return _Checked(
-            item.idx,
-            None,
-            size=len(data),
-            width=info.width,
-            height=info.height,
-            content_type=info.content_type,
-            sha256=sha,
-        )
-
     def confirm_upload(self, user_id: str, job_id: str) -> JobView:
         """created -> uploaded once every object is there and every photo decodes within limits.
 
@@ -252,21 +197,7 @@ class Jobs:
             job = owned_job(s, user_id, job_id)
             job_state.require(job, JobStatus.CREATED, action="confirm the upload of")
             items = [i for i in load_items(s, job.id) if i.status == ItemStatus.PENDING]
-        heads = [self._head(item) for item in items]
-        missing = [item.idx for item, head in zip(items, heads, strict=True) if head is None]
-        if missing:
-            raise ValidationFailed(
-                f"items: not uploaded yet: {', '.join(map(str, missing))}", field=f"items[{missing[0]}]"
-            )
-        checks: list[_Checked] = []
-        for item, head in zip(items, heads, strict=True):
-            assert head is not None
-            checks.append(head if head.error is not None else self._check_photo(item, head))
-        bad = [c for c in checks if c.error is not None]
-        if items and len(bad) == len(items):
-            first = bad[0].error
-            assert first is not None
-            raise type(first)(f"no usable photo in this job; items[{bad[0].idx}]: {first.message}")
+        checks = self._uploads.check(items)
         now = utcnow()
         with self._db.write() as s:
             job = owned_job(s, user_id, job_id, lock=True)
@@ -309,7 +240,7 @@ class Jobs:
             job = owned_job(s, user_id, job_id, lock=True)
             job_state.require(job, JobStatus.UPLOADED, action="analyze")
             preset = validation.preset_by_id(job.preset_id)
-            wanted = _concept_list(preset, concepts)
+            wanted = validation.analysis_concepts(preset, concepts)
             items = load_items(s, job.id)
             if any(i.stage == ItemStage.ANALYZE for i in items):
                 raise ValidationFailed("concepts: an analysis of this job is still running", field="concepts")
@@ -383,7 +314,7 @@ class Jobs:
             )
             clean_protect = validation.protect_layers(preset, chosen_protect)
             validation.no_conflicts(clean_concepts, clean_protect)
-            choices = _instance_choices(instances or {}, items, preset.concept_ids)
+            choices = instance_choices(instances or {}, items, preset.concept_ids)
             set_spec = preset.output_set(output_set)
             if set_spec is None:
                 known = ", ".join(o.id for o in preset.output_sets)
@@ -450,73 +381,3 @@ def _recorded(session: Session, view: JobView, record: Record[JobView] | None) -
     if record is not None:
         record(session, view)
     return view
-
-
-def _concept_list(preset: PresetSpec, concepts: Sequence[str]) -> list[str]:
-    if isinstance(concepts, str) or not isinstance(concepts, Sequence) or not concepts:
-        raise ValidationFailed("concepts: give a non-empty list of concept ids", field="concepts")
-    out: list[str] = []
-    for i, c in enumerate(concepts):
-        if not isinstance(c, str) or preset.concept(c) is None:
-            raise ValidationFailed(
-                f"concepts[{i}]: unknown concept {c!r}; known: {', '.join(preset.concept_ids)}",
-                field=f"concepts[{i}]",
-            )
-        if c not in out:
-            out.append(c)
-    return out
-
-
-def _instance_choices(
-    instances: Mapping[str, Any], items: Sequence[JobItemRow], concept_ids: Sequence[str]
-) -> dict[str, dict[str, dict[str, list[int]]]]:
-    """``{"<idx>": {"<Concept>": {"exclude": [2], "lock": [1]}}}`` checked against the job's items
-    and, where an analysis stored them, against the instance numbers that exist."""
-    by_idx = {i.idx: i for i in items}
-    out: dict[str, dict[str, dict[str, list[int]]]] = {}
-    if not isinstance(instances, Mapping):
-        raise ValidationFailed("instances: must be an object keyed by item index", field="instances")
-    for raw_idx, per_concept in instances.items():
-        path = f"instances.{raw_idx}"
-        try:
-            idx = int(raw_idx)
-        except (TypeError, ValueError):
-            raise ValidationFailed(f"{path}: keys must be item indexes", field=path) from None
-        item = by_idx.get(idx)
-        if item is None:
-            raise ValidationFailed(f"{path}: the job has no item {idx}", field=path)
-        if not isinstance(per_concept, Mapping):
-            raise ValidationFailed(f"{path}: must be an object keyed by concept", field=path)
-        known_numbers: dict[str, set[int]] = {}
-        for inst in item.instances or []:
-            known_numbers.setdefault(str(inst.get("concept")), set()).add(int(inst.get("number", 0)))
-        out_item: dict[str, dict[str, list[int]]] = {}
-        for concept, choice in per_concept.items():
-            cpath = f"{path}.{concept}"
-            if concept not in concept_ids:
-                raise ValidationFailed(f"{cpath}: unknown concept", field=cpath)
-            if not isinstance(choice, Mapping):
-                raise ValidationFailed(f"{cpath}: must be an object with exclude and/or lock", field=cpath)
-            unknown = set(choice) - {"exclude", "lock"}
-            if unknown:
-                raise ValidationFailed(f"{cpath}.{sorted(unknown)[0]}: unknown field", field=cpath)
-            clean: dict[str, list[int]] = {}
-            for kind in ("exclude", "lock"):
-                numbers = choice.get(kind, [])
-                kpath = f"{cpath}.{kind}"
-                if not isinstance(numbers, Sequence) or isinstance(numbers, str):
-                    raise ValidationFailed(f"{kpath}: must be a list of instance numbers", field=kpath)
-                nums: list[int] = []
-                for n in numbers:
-                    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_INSTANCE_NUMBER:
-                        raise ValidationFailed(f"{kpath}: instance numbers are integers from 1", field=kpath)
-                    if concept in known_numbers and n not in known_numbers[concept]:
-                        raise ValidationFailed(f"{kpath}: item {idx} has no {concept} #{n}", field=kpath)
-                    if n not in nums:
-                        nums.append(n)
-                clean[kind] = sorted(nums)
-            if set(clean["exclude"]) & set(clean["lock"]):
-                raise ValidationFailed(f"{cpath}: an instance cannot be both excluded and locked", field=cpath)
-            out_item[concept] = clean
-        out[str(idx)] = out_item
-    return out

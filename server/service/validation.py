@@ -104,6 +104,22 @@ def protect_layers(preset: PresetSpec, protect: object, *, field: str = "protect
     return out
 
 
+def analysis_concepts(preset: PresetSpec, concepts: object) -> list[str]:
+    """Known, de-duplicated concept ids to analyse, in the order given."""
+    if isinstance(concepts, str) or not isinstance(concepts, Sequence) or not concepts:
+        raise ValidationFailed("concepts: give a non-empty list of concept ids", field="concepts")
+    out: list[str] = []
+    for i, c in enumerate(concepts):
+        if not isinstance(c, str) or preset.concept(c) is None:
+            raise ValidationFailed(
+                f"concepts[{i}]: unknown concept {c!r}; known: {', '.join(preset.concept_ids)}",
+                field=f"concepts[{i}]",
+            )
+        if c not in out:
+            out.append(c)
+    return out
+
+
 def no_conflicts(concepts: Mapping[str, Mapping[str, Any]], protect: Sequence[str]) -> None:
     """A protected concept cannot also be changed by the same rule."""
     for layer in protect:

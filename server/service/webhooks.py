@@ -17,13 +17,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from server import contract
 from server.clock import rfc3339, utcnow
 from server.db.tables import JobRow, WebhookDeliveryRow
 from server.errors import ValidationFailed
 from server.service.webhook_signature import new_secret
 from server.service.webhook_targets import AddressPolicy
 
-EVENT_TYPES: tuple[str, ...] = ("item.done", "item.failed", "job.done", "job.failed", "job.canceled")
+EVENT_TYPES: tuple[str, ...] = contract.WEBHOOK_EVENTS
+"""Every event a webhook may post, as ``protos/s3/v1/types.proto`` (``WebhookEvent``) declares them."""
 JOB_EVENTS: Mapping[str, str] = {"done": "job.done", "failed": "job.failed", "canceled": "job.canceled"}
 """Terminal job status -> its event."""
 

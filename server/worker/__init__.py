@@ -20,11 +20,11 @@ from server.config import Settings, heartbeat_for
 from server.db.advisory import Leadership
 from server.db.engine import Database, DatabaseUnavailable
 from server.errors import InferenceUnavailable, StorageUnavailable
-from server.pipeline import PermanentFailure
 from server.queue import Claim
 from server.service.settle import AnalysisOutputs, ItemOutputs, PackageOutputs
 from server.service.sweeper import sweep_if_leader
 from server.storage.port import ObjectStore
+from server.work import PermanentFailure
 
 log = logging.getLogger(__name__)
 

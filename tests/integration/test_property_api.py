@@ -12,42 +12,32 @@ operation's outcome is predicted from what the database says just before it, and
 - every error raised is a ``server.errors.S3Error`` with one of the contract's codes (anything else
   escapes and fails the test).
 
+The model and the invariants are ``tests.support.api_machine``, the workers' rules
+``tests.support.api_machine_workers``; the clients' rules are here.
+
 Each run (hypothesis example) gets its own fresh SQLite database.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import tempfile
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    Bundle,
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    multiple,
-    precondition,
-    rule,
-    run_state_machine_as_test,
-)
-from sqlalchemy import func, select
+from hypothesis.stateful import Bundle, multiple, precondition, rule, run_state_machine_as_test
 
 from server.clock import utcnow
-from server.db.tables import JobItemRow, JobRow, RuleRow, UserRow
+from server.db.tables import JobRow
 from server.errors import (
     BatchLimit,
     ConcurrencyLimit,
-    Forbidden,
     InsufficientCredits,
     InvalidState,
     NotFound,
@@ -57,146 +47,19 @@ from server.errors import (
     ValidationFailed,
 )
 from server.plans import limits_for
-from server.queue import Claim, WorkQueue
-from server.service.callbacks import CallbackResult, ItemReport
-from server.service.job_state import TERMINAL, TRANSITIONS
+from server.queue import Claim
+from server.service.job_state import TERMINAL
 from server.service.ledger import analysis_price
-from server.service.locking import ACTIVE_JOB_STATES
-from server.service.settle import FINISHED_ITEM_STATES, ItemOutputs
 from server.service.sweeper import expire_abandoned_uploads, purge_expired_jobs
 from server.storage import keys
-from tests.support.invariants import check_invariants
-from tests.support.stack import jpeg_bytes, make_stack
+from tests.support.api_machine import ANALYZE, CONCEPTS, PHOTOS, USERS, WHICH
+from tests.support.api_machine_workers import WorkerRules
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 
-CONTRACT_CODES = frozenset(
-    {
-        "AUTH_REQUIRED",
-        "INVALID_TOKEN",
-        "FORBIDDEN",
-        "NOT_FOUND",
-        "VALIDATION_ERROR",
-        "INVALID_STATE",
-        "INSUFFICIENT_CREDITS",
-        "CONCURRENCY_LIMIT",
-        "RULE_SLOT_LIMIT",
-        "BATCH_LIMIT",
-        "PAYLOAD_TOO_LARGE",
-        "QUOTA_EXCEEDED",
-        "INFERENCE_UNAVAILABLE",
-        "INTERNAL",
-    }
-)
-STARTING_CREDITS = 15
-USERS = 3
-"""User 0 is on the pro plan (3 concurrent jobs, batch 100), the others on the free plan."""
-
-CONCEPTS = {
-    "interior": {"Wall": {"action": "recolor", "value": "white"}},
-    "seller": {"Background": {"action": "remove"}},
-}
-ANALYZE = {"interior": ["Wall", "Floor"], "seller": ["Product", "Background"]}
-
-
-def _reachable(start: str) -> frozenset[str]:
-    seen = {start}
-    frontier = [start]
-    while frontier:
-        for nxt in TRANSITIONS[frontier.pop()]:
-            if nxt not in seen:
-                seen.add(nxt)
-                frontier.append(nxt)
-    return frozenset(seen)
-
-
-WHICH = st.integers(0, 1000)
-"""Which job an operation acts on (see ``ApiMachine.job_for``)."""
-
-REACHABLE = {status: _reachable(status) for status in TRANSITIONS}
-"""Every status a job may be seen in later, given the one it was seen in (itself included)."""
-
-PHOTOS = {
-    "jpeg": jpeg_bytes(48, 32, seed=1),
-    "garbage": b"this is not an image at all",
-    "truncated": jpeg_bytes(48, 32, seed=2)[:150],
-}
-
-
-class ApiMachine(RuleBasedStateMachine):
-    claims = Bundle("claims")
+class ClientRules(WorkerRules):
     saved_rules = Bundle("saved_rules")
-
-    workdir: Path
-    """Where each run's database and objects go; set by the test."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        db_file = self.workdir / f"run-{uuid.uuid4().hex[:8]}.db"
-        self.stack = stack = make_stack(
-            f"sqlite:///{db_file}", self.workdir / "data", starting_credits=STARTING_CREDITS
-        )
-        self.queue = WorkQueue(stack.db, stack.settings)
-        self.users: list[str] = []
-        self.owner: dict[str, str] = {}
-        self.seen_status: dict[str, str] = {}
-        self.finished_items: dict[tuple[str, int], str] = {}
-        self.uploaded: dict[tuple[str, int], str] = {}
-        self.receipts: dict[tuple[str, str], CallbackResult] = {}
-        self.counter = itertools.count()
-        secret = stack.settings.callback_secret
-        assert secret is not None
-        self.secret = secret
-        self.upload_limit = stack.settings.max_upload_bytes
-
-    # -- helpers --------------------------------------------------------------------------------
-    def attempt(self, call: Callable[[], T]) -> tuple[T | None, S3Error | None]:
-        """Run ``call``; an S3Error is returned (after checking its code), anything else escapes."""
-        try:
-            return call(), None
-        except S3Error as e:
-            assert e.code in CONTRACT_CODES, (type(e).__name__, e.code, e.message)
-            return None, e
-
-    def expect(self, call: Callable[[], T], error: type[S3Error] | None) -> T | None:
-        result, raised = self.attempt(call)
-        if error is None:
-            assert raised is None, f"unexpected {type(raised).__name__}: {raised}"
-        else:
-            assert isinstance(raised, error), f"expected {error.__name__}, got {raised!r}"
-        return result
-
-    def job_row(self, job_id: str) -> JobRow:
-        with self.stack.db.read() as s:
-            row = s.get(JobRow, job_id)
-            assert row is not None
-            return row
-
-    def items(self, job_id: str) -> list[JobItemRow]:
-        with self.stack.db.read() as s:
-            return list(s.scalars(select(JobItemRow).where(JobItemRow.job_id == job_id).order_by(JobItemRow.idx)))
-
-    def job_for(self, which: int, *states: str) -> str:
-        """One of the run's jobs: four times in five one last seen in ``states`` if there is one."""
-        ids = list(self.owner)
-        preferred = [j for j in ids if self.seen_status[j] in states]
-        pool = preferred if preferred and which % 5 else ids
-        return pool[(which // 5) % len(pool)]
-
-    def stranger(self, owner: str, pick: int) -> str:
-        others = [u for u in self.users if u != owner]
-        return others[pick % len(others)]
-
-    # -- users and rules --------------------------------------------------------------------------
-    @initialize()
-    def sign_up(self) -> None:
-        self.users = [self.stack.services.accounts.create_anonymous().user.user_id for _ in range(USERS)]
-        with self.stack.db.write() as s:
-            pro = s.get(UserRow, self.users[0])
-            assert pro is not None
-            pro.plan = "pro"
 
     @rule(
         target=saved_rules,
@@ -446,168 +309,6 @@ class ApiMachine(RuleBasedStateMachine):
             for idx in range(self.job_row(job_id).total_items):
                 assert self.stack.store.head(keys.input_key(user, job_id, idx)) is None
 
-    # -- remote workers ---------------------------------------------------------------------------
-    @precondition(lambda self: self.owner)
-    @rule(
-        which=WHICH,
-        idx=st.integers(0, 11),
-        done=st.booleans(),
-        key=st.sampled_from(["new", "new", "replay"]),
-        good_secret=st.booleans(),
-    )
-    def callback(self, which: int, idx: int, done: bool, key: str, good_secret: bool) -> None:
-        job_id = self.job_for(which, "queued", "running")
-        job = self.job_row(job_id)
-        open_items = [i.idx for i in self.items(job_id) if i.status not in FINISHED_ITEM_STATES]
-        # Mostly an item still open; sometimes any, or one the job does not have.
-        idx = open_items[idx % len(open_items)] if open_items and idx % 4 else idx % (job.total_items + 1)
-        previous = [k for (j, k) in self.receipts if j == job_id]
-        replay = key == "replay" and bool(previous)
-        idem = previous[idx % len(previous)] if replay else f"cb-{next(self.counter)}"
-        item = next((i for i in self.items(job_id) if i.idx == idx), None)
-        report = ItemReport(
-            idempotency_key=idem,
-            idx=idx,
-            status="done" if done else "failed",
-            output_key=keys.output_key(job.user_id, job_id, idx),
-            error="" if done else "remote worker failed",
-        )
-        first = self.receipts.get((job_id, idem))
-        error: type[S3Error] | None = None
-        if not good_secret:
-            error = Forbidden
-        elif first is not None:
-            error = None
-        elif job.status not in ("queued", "running"):
-            error = InvalidState
-        elif item is None:
-            error = NotFound
-        elif item.status in FINISHED_ITEM_STATES:
-            error = InvalidState
-        secret = self.secret if good_secret else "not-the-secret-" + "x" * 20
-        result = self.expect(lambda: self.stack.services.callbacks.report(secret, job_id, report), error)
-        if result is None:
-            return
-        if first is not None:
-            # A replay is answered with the first answer, and changes nothing.
-            assert result.duplicate and (result.idx, result.item_status) == (first.idx, first.item_status)
-            return
-        assert not result.duplicate and result.item_status == report.status
-        self.receipts[(job_id, idem)] = result
-
-    # -- in-process workers (the queue) -----------------------------------------------------------
-    @rule(target=claims, worker=st.integers(0, 2))
-    def claim(self, worker: int) -> object:
-        return self.claim_work(worker)
-
-    def claim_work(self, worker: int) -> object:
-        got, _ = self.attempt(lambda: self.queue.claim(f"worker-{worker}"))
-        if got is None:
-            return multiple()
-        if got.stage != "package":
-            item = next(i for i in self.items(got.job_id) if i.idx == got.idx)
-            assert item.lease_owner == got.owner and item.attempts == got.attempt
-            assert item.status not in FINISHED_ITEM_STATES
-        return got
-
-    def _still_owns(self, claim: Claim) -> bool:
-        job = self.job_row(claim.job_id)
-        if claim.stage == "package":
-            return job.package_lease_owner == claim.owner and job.status == "running"
-        item = next(i for i in self.items(claim.job_id) if i.idx == claim.idx)
-        return (
-            item.lease_owner == claim.owner and item.status not in FINISHED_ITEM_STATES and job.status not in TERMINAL
-        )
-
-    @rule(claim=claims)
-    def complete(self, claim: Claim) -> None:
-        self._complete(claim)
-
-    def _complete(self, claim: Claim) -> None:
-        owns = self._still_owns(claim)
-        user = self.owner[claim.job_id]
-        if claim.stage == "execute":
-            outputs = ItemOutputs(output_key=keys.output_key(user, claim.job_id, claim.idx))
-            recorded = self.expect(lambda: self.queue.complete_item(claim, outputs), None)
-        elif claim.stage == "analyze":
-            recorded = self.expect(lambda: self.queue.complete_analysis(claim, []), None)
-        else:
-            set_key = keys.set_key(user, claim.job_id)
-            recorded = self.expect(lambda: self.queue.complete_package(claim, set_key), None)
-        assert recorded is owns, (claim, recorded, owns)
-
-    @rule(claim=claims, retryable=st.booleans())
-    def fail(self, claim: Claim, retryable: bool) -> None:
-        self.expect(lambda: self.queue.fail(claim, "worker error", retryable=retryable), None)
-
-    @rule(claim=claims, what=st.sampled_from(["heartbeat", "release", "lapse"]))
-    def worker_life(self, claim: Claim, what: str) -> None:
-        """A worker heartbeats, gives its work back on shutdown, or goes silent (its lease lapses)."""
-        if what == "heartbeat":
-            owns = self._still_owns(claim)
-            alive = self.expect(lambda: self.queue.heartbeat(claim), None)
-            assert alive is owns
-        elif what == "release":
-            self.expect(lambda: self.queue.release(claim), None)
-        else:
-            self._lapse(claim)
-
-    def _lapse(self, claim: Claim) -> None:
-        past = utcnow() - timedelta(seconds=1)
-        with self.stack.db.write() as s:
-            if claim.stage == "package":
-                job = s.get(JobRow, claim.job_id)
-                if job is not None and job.package_lease_owner == claim.owner:
-                    job.package_lease_expires_at = past
-                return
-            for item in s.scalars(select(JobItemRow).where(JobItemRow.job_id == claim.job_id)):
-                if item.idx == claim.idx and item.lease_owner == claim.owner:
-                    item.lease_expires_at = past
-
-    # -- after every step -------------------------------------------------------------------------
-    @invariant()
-    def statuses_follow_the_state_machine(self) -> None:
-        with self.stack.db.read() as s:
-            jobs = {j.id: j.status for j in s.scalars(select(JobRow))}
-            items = list(s.scalars(select(JobItemRow)))
-        for job_id, status in jobs.items():
-            before = self.seen_status.get(job_id, "created")
-            assert status in REACHABLE[before], f"job {job_id} went from {before} to {status}"
-            self.seen_status[job_id] = status
-        for item in items:
-            key = (item.job_id, item.idx)
-            if key in self.finished_items:
-                assert item.status == self.finished_items[key], f"finished item {key} became {item.status}"
-            elif item.status in FINISHED_ITEM_STATES:
-                self.finished_items[key] = item.status
-
-    @invariant()
-    def credits_balance(self) -> None:
-        if self.users:
-            check_invariants(self.stack.db)
-
-    @invariant()
-    def plan_limits_hold(self) -> None:
-        with self.stack.db.read() as s:
-            plans = {row[0]: str(row[1]) for row in s.execute(select(UserRow.id, UserRow.plan))}
-            active_stmt = (
-                select(JobRow.user_id, func.count())
-                .where(JobRow.status.in_(ACTIVE_JOB_STATES))
-                .group_by(JobRow.user_id)
-            )
-            active = {row[0]: int(row[1]) for row in s.execute(active_stmt)}
-            saved = {
-                row[0]: int(row[1])
-                for row in s.execute(select(RuleRow.user_id, func.count()).group_by(RuleRow.user_id))
-            }
-        for user, plan in plans.items():
-            limits = limits_for(plan)
-            assert active.get(user, 0) <= limits.max_concurrency, (user, plan, active)
-            assert saved.get(user, 0) <= limits.rule_slots, (user, plan, saved)
-
-    def teardown(self) -> None:
-        self.stack.db.dispose()
-
 
 @pytest.fixture
 def scratch(tmp_path: Path) -> Iterator[Path]:
@@ -625,7 +326,7 @@ def scratch(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_random_api_sequences_keep_states_credits_and_limits(scratch: Path) -> None:
-    class Run(ApiMachine):
+    class Run(ClientRules):
         workdir = scratch
 
     run_state_machine_as_test(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 import uuid
 
 import grpc
@@ -10,6 +11,7 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import EnumDescriptor
 
+from applier import templates
 from gateway_rest.errors import HTTP_STATUS
 from gateway_rest.routes import api_endpoints
 from protos.s3.v1 import jobs_pb2, options_pb2, types_pb2
@@ -17,7 +19,8 @@ from server import contract
 from server.db.tables import JobItemRow
 from server.grpc_api.status import GRPC_STATUS
 from server.metrics import state as metric_state
-from server.service import item_state, job_state, job_views
+from server.plans import PLANS
+from server.service import item_state, job_state, job_views, webhooks
 
 
 def test_job_statuses_of_the_state_machine_are_the_proto_enum() -> None:
@@ -35,6 +38,16 @@ def test_python_state_enums_are_the_proto_enums() -> None:
     assert tuple(job_state.JobStatus) == contract.JOB_STATUSES
     assert tuple(item_state.ItemStatus) == contract.ITEM_STATUSES
     assert tuple(item_state.AnalysisState) == contract.ANALYSIS_STATES
+
+
+def test_plans_fits_formats_and_webhook_events_are_the_proto_enums() -> None:
+    # Written out where a type or a table needs them (the applier's literals for mypy, the plans'
+    # limits); the proto enums are what the OpenAPI document states, and these stay equal to them.
+    assert tuple(PLANS) == contract.PLANS == ("free", "pro")
+    assert typing.get_args(templates.Fit) == contract.TEMPLATE_FITS
+    assert typing.get_args(templates.Format) == contract.TEMPLATE_FORMATS
+    assert webhooks.EVENT_TYPES == contract.WEBHOOK_EVENTS
+    assert contract.WEBHOOK_EVENTS == ("item.done", "item.failed", "job.done", "job.failed", "job.canceled")
 
 
 def test_every_analysis_state_the_views_report_is_in_the_proto_enum() -> None:

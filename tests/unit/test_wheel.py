@@ -1,4 +1,5 @@
-"""What an installed wheel holds: the SAM3 export must be in it, or an installed service cannot export."""
+"""What an installed wheel holds: the SAM3 export and the Triton models' code must be in it, or an
+installed service can neither export nor assemble a repository to serve."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+import pytest
+
+from server.inference import torch_repository, triton_repository
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "server", "applier", "gateway_rest", "protos")
@@ -29,8 +34,12 @@ def _wheel(tmp_path: Path) -> zipfile.ZipFile:
     return zipfile.ZipFile(wheel)
 
 
-def test_the_wheel_carries_the_export_and_its_command(tmp_path: Path) -> None:
-    wheel = _wheel(tmp_path)
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    return _wheel(tmp_path_factory.mktemp("wheel"))
+
+
+def test_the_wheel_carries_the_export_and_its_command(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
     for module in ("__init__.py", "__main__.py", "sam3_export.py"):
         assert f"server/inference/export/{module}" in names
@@ -38,3 +47,15 @@ def test_the_wheel_carries_the_export_and_its_command(tmp_path: Path) -> None:
     assert "s3-export-model = server.inference.export.sam3_export:main" in wheel.read(entry_points).decode()
     # Test and demo code stays out of the shipped library.
     assert not any(n.startswith(("scripts/", "tests/")) or n == "applier/synthetic.py" for n in names)
+
+
+def test_the_wheel_carries_the_model_code_where_the_repository_writers_look(wheel: zipfile.ZipFile) -> None:
+    # Where the writers copy from, relative to the package root (in a checkout as in site-packages).
+    source = triton_repository.SOURCE_ROOT.relative_to(ROOT)
+    wanted = [source / triton_repository.SAM3_MODEL / "1" / name for name in triton_repository.SAM3_CODE]
+    wanted += [source / "torch_graph" / name for name in torch_repository.TORCH_GRAPH_CODE]
+    names = set(wheel.namelist())
+    for path in wanted:
+        assert path.as_posix() in names, f"{path} is not in the wheel"
+        # Links in the source tree (sam3_core.py, graph_sessions.py) arrive as the files they point to.
+        assert wheel.read(path.as_posix()) == (ROOT / path).resolve().read_bytes(), path

@@ -13,15 +13,23 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 HTTP_STATUS_FIELD_NUMBER: _builtins.int
 GRPC_STATUS_FIELD_NUMBER: _builtins.int
+WIRE_NAME_FIELD_NUMBER: _builtins.int
 VALUES_OF_FIELD_NUMBER: _builtins.int
+MINIMUM_FIELD_NUMBER: _builtins.int
 HTTP_SUCCESS_STATUS_FIELD_NUMBER: _builtins.int
 http_status: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, _builtins.int]
 """The HTTP status the REST shim answers an ErrorCode with."""
 grpc_status: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, _code_pb2.Code.ValueType]
 """The gRPC status the JobService aborts with for an ErrorCode."""
+wire_name: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, _builtins.str]
+"""The value's wire name where it is not the lower-case name without the enum's prefix (a
+webhook event is "item.done").
+"""
 values_of: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _builtins.str]
 """A string field whose values are the wire names of this enum (e.g. "s3.v1.JobStatus"); the
 fields stay strings on the wire, the enum is their vocabulary.
 """
+minimum: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _builtins.int]
+"""The least value a number field accepts (OpenAPI "minimum")."""
 http_success_status: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _builtins.int]
 """The HTTP status of the REST route's success answer, when it is not 200 (201: created)."""

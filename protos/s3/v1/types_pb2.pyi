@@ -166,6 +166,88 @@ ANALYSIS_STATE_DONE: AnalysisState.ValueType  # 3
 ANALYSIS_STATE_FAILED: AnalysisState.ValueType  # 4
 Global___AnalysisState: _TypeAlias = AnalysisState  # noqa: Y015
 
+class _TemplateFit:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TemplateFitEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TemplateFit.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TEMPLATE_FIT_UNSPECIFIED: _TemplateFit.ValueType  # 0
+    TEMPLATE_FIT_FIT: _TemplateFit.ValueType  # 1
+    TEMPLATE_FIT_FILL: _TemplateFit.ValueType  # 2
+    TEMPLATE_FIT_PAD: _TemplateFit.ValueType  # 3
+
+class TemplateFit(_TemplateFit, metaclass=_TemplateFitEnumTypeWrapper):
+    """Template.fit: how a rendition fills the template's box."""
+
+TEMPLATE_FIT_UNSPECIFIED: TemplateFit.ValueType  # 0
+TEMPLATE_FIT_FIT: TemplateFit.ValueType  # 1
+TEMPLATE_FIT_FILL: TemplateFit.ValueType  # 2
+TEMPLATE_FIT_PAD: TemplateFit.ValueType  # 3
+Global___TemplateFit: _TypeAlias = TemplateFit  # noqa: Y015
+
+class _TemplateFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TemplateFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TemplateFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TEMPLATE_FORMAT_UNSPECIFIED: _TemplateFormat.ValueType  # 0
+    TEMPLATE_FORMAT_JPEG: _TemplateFormat.ValueType  # 1
+    TEMPLATE_FORMAT_PNG: _TemplateFormat.ValueType  # 2
+    TEMPLATE_FORMAT_WEBP: _TemplateFormat.ValueType  # 3
+
+class TemplateFormat(_TemplateFormat, metaclass=_TemplateFormatEnumTypeWrapper):
+    """Template.format: the file format of a template's renditions."""
+
+TEMPLATE_FORMAT_UNSPECIFIED: TemplateFormat.ValueType  # 0
+TEMPLATE_FORMAT_JPEG: TemplateFormat.ValueType  # 1
+TEMPLATE_FORMAT_PNG: TemplateFormat.ValueType  # 2
+TEMPLATE_FORMAT_WEBP: TemplateFormat.ValueType  # 3
+Global___TemplateFormat: _TypeAlias = TemplateFormat  # noqa: Y015
+
+class _Plan:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PlanEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Plan.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PLAN_UNSPECIFIED: _Plan.ValueType  # 0
+    PLAN_FREE: _Plan.ValueType  # 1
+    PLAN_PRO: _Plan.ValueType  # 2
+
+class Plan(_Plan, metaclass=_PlanEnumTypeWrapper):
+    """A user's plan; its limits are server/plans.py's."""
+
+PLAN_UNSPECIFIED: Plan.ValueType  # 0
+PLAN_FREE: Plan.ValueType  # 1
+PLAN_PRO: Plan.ValueType  # 2
+Global___Plan: _TypeAlias = Plan  # noqa: Y015
+
+class _WebhookEvent:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WebhookEventEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WebhookEvent.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WEBHOOK_EVENT_UNSPECIFIED: _WebhookEvent.ValueType  # 0
+    WEBHOOK_EVENT_ITEM_DONE: _WebhookEvent.ValueType  # 1
+    WEBHOOK_EVENT_ITEM_FAILED: _WebhookEvent.ValueType  # 2
+    WEBHOOK_EVENT_JOB_DONE: _WebhookEvent.ValueType  # 3
+    WEBHOOK_EVENT_JOB_FAILED: _WebhookEvent.ValueType  # 4
+    WEBHOOK_EVENT_JOB_CANCELED: _WebhookEvent.ValueType  # 5
+
+class WebhookEvent(_WebhookEvent, metaclass=_WebhookEventEnumTypeWrapper):
+    """The events a job's webhook posts."""
+
+WEBHOOK_EVENT_UNSPECIFIED: WebhookEvent.ValueType  # 0
+WEBHOOK_EVENT_ITEM_DONE: WebhookEvent.ValueType  # 1
+WEBHOOK_EVENT_ITEM_FAILED: WebhookEvent.ValueType  # 2
+WEBHOOK_EVENT_JOB_DONE: WebhookEvent.ValueType  # 3
+WEBHOOK_EVENT_JOB_FAILED: WebhookEvent.ValueType  # 4
+WEBHOOK_EVENT_JOB_CANCELED: WebhookEvent.ValueType  # 5
+Global___WebhookEvent: _TypeAlias = WebhookEvent  # noqa: Y015
+
 @_typing.final
 class UserState(_message.Message):
     """The state of a user as /me shows it. Credits: granted = available + reserved + spent, always."""

@@ -13,29 +13,31 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from bench.gpu_check import vision_counts
+from bench.gpu_check_serving import vision_counts
 from server.inference import sam3_core, torch_graphs
+from server.inference import torch_repository as torch_repo
 from server.inference import triton_repository as tr
 from server.inference.artifacts import ModelArtifact
 from server.inference.graph_sessions import OnnxRunners
 from server.inference.local_triton import LocalTriton
+from server.inference.triton_pbtxt import Batching
 from tests.integration.triton.photos import photo
 from tests.integration.triton.test_serving import _detections
 
 pytestmark = pytest.mark.integration
 
 PHRASES = ["wall", "floor", "door", "window"]
-WAIT_FOR_A_BATCH = tr.Batching(max_batch_size=8, preferred_batch_sizes=(4, 8), max_queue_delay_us=500_000)
+WAIT_FOR_A_BATCH = Batching(max_batch_size=8, preferred_batch_sizes=(4, 8), max_queue_delay_us=500_000)
 """Long enough on two shared cores for concurrent requests to meet in one vision execution."""
 
 
 @pytest.fixture(scope="module")
 def torch_server(tiny_artifact: ModelArtifact, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTriton]:
     work = tmp_path_factory.mktemp("torch-flavour")
-    runtime = tr.TorchRuntime(
+    runtime = torch_repo.TorchRuntime(
         checkpoint=tiny_artifact.root / "checkpoint", device="cpu", precision="float32", stats_dir=work / "stats"
     )
-    repository = tr.assemble_torch(
+    repository = torch_repo.assemble_torch(
         work / "repository",
         tiny_artifact.geometry,
         tiny_artifact.parameters(),

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from applier.errors import MaskError
-from applier.masks import boundary_error, refine_alpha, upsample_probability
+from applier.masks import refine_alpha, upsample_probability
+from scripts.image_quality import boundary_error
 from scripts.scenes import Scene, interior_scene, low_res_probability, seller_scene
 
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from applier.apply import apply_rule
-from applier.colors import delta_e2000, hex_to_rgb, rgb_to_lab
+from applier.colors import hex_to_rgb, rgb_to_lab
 from applier.ops.recolor import recolor
+from scripts.image_quality import delta_e2000
 from scripts.scenes import Scene, interior_scene
 
 from .conftest import layers_of

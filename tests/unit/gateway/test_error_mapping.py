@@ -34,16 +34,30 @@ EXPECTED_HTTP = {
     "IDEMPOTENCY_MISMATCH": 422,
 }
 
-ERROR_CLASS = {
+
+class RateLimited(S3Error):
+    """What a JobService would raise for ``RATE_LIMITED``. None does (the REST shim's limiter answers
+    429 itself, ``gateway_rest.rate_limit_middleware``), but the edge still maps the code."""
+
+    code = "RATE_LIMITED"
+
+
+EDGE_ONLY_CODES = {"RATE_LIMITED"}
+"""Codes the REST shim answers itself: no domain error carries them."""
+
+DOMAIN_CLASS = {
     cls.code: cls
     for cls in vars(domain).values()
     if isinstance(cls, type) and issubclass(cls, S3Error) and cls is not domain.StorageUnavailable
 }
+ERROR_CLASS: dict[str, type[S3Error]] = {**DOMAIN_CLASS, "RATE_LIMITED": RateLimited}
 
 
 def test_table_is_the_contract() -> None:
     assert dict(HTTP_STATUS) == EXPECTED_HTTP
     assert set(EXPECTED_HTTP) == set(ALL_CODES) == set(ERROR_CLASS)
+    # Every other code is one the service raises: a domain error class carries it.
+    assert set(DOMAIN_CLASS) == set(ALL_CODES) - EDGE_ONLY_CODES
 
 
 @pytest.mark.parametrize("code", ALL_CODES)

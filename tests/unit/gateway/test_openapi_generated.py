@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from openapi_schema_validator import OAS31Validator
@@ -15,10 +15,13 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from applier import templates
 from gateway_rest.codec import encode
 from gateway_rest.openapi import openapi_document
 from protos.s3.v1 import jobs_pb2 as jpb
 from protos.s3.v1 import types_pb2 as pb
+from server.plans import PLANS
+from server.service.webhooks import EVENT_TYPES
 
 ROOT = Path(__file__).resolve().parents[3]
 COMMITTED = ROOT / "gateway_rest" / "openapi.json"
@@ -44,15 +47,18 @@ def _examples() -> list[tuple[str, Any]]:
     """Answers with every optional field empty and with it filled, as the codec sends them."""
     item = pb.JobItem(idx=0, status="done", output_url="u", renditions=[pb.Rendition(template_id="t")])
     return [
-        ("CreateAnonUserResponse", encode(jpb.CreateAnonUserResponse(token="t"))),
-        ("CreateAnonUserResponse", encode(jpb.CreateAnonUserResponse(token="t", expires_at="2026-01-01T00:00:00Z"))),
+        ("CreateAnonUserResponse", encode(jpb.CreateAnonUserResponse(token="t", plan="free"))),
+        (
+            "CreateAnonUserResponse",
+            encode(jpb.CreateAnonUserResponse(token="t", plan="free", expires_at="2026-01-01T00:00:00Z")),
+        ),
         ("RefreshSessionResponse", encode(jpb.RefreshSessionResponse())),
         ("Job", encode(pb.Job(job_id="j", status="created", items=[item, pb.JobItem(status="pending")]))),
         ("Job", encode(pb.Job(job_id="j", status="queued", webhook_url="https://x", webhook_secret="whsec_x"))),
         ("ListJobsResponse", encode(jpb.ListJobsResponse(jobs=[pb.Job(job_id="j", status="done")]))),
         ("ListWebhookDeliveriesResponse", encode(jpb.ListWebhookDeliveriesResponse(deliveries=[pb.WebhookDelivery()]))),
         ("ListPresetsResponse", encode(jpb.ListPresetsResponse(presets=[pb.Preset()], model=jpb.SegmentationModel()))),
-        ("UserState", encode(pb.UserState())),
+        ("UserState", encode(pb.UserState(plan="pro"))),
         ("GetHealthResponse", encode(jpb.GetHealthResponse(components=[jpb.ComponentHealth(name="database")]))),
     ]
 
@@ -66,8 +72,33 @@ def test_a_null_where_the_document_says_string_is_caught() -> None:
     """The guard above can fail: a non-nullable field given null is refused."""
     document = _document()
     document["components"]["schemas"]["CreateAnonUserResponse"]["properties"]["expires_at"] = {"type": "string"}
-    errors = list(_validator(document, "CreateAnonUserResponse").iter_errors(encode(jpb.CreateAnonUserResponse())))
+    answer = encode(jpb.CreateAnonUserResponse(plan="free"))
+    errors = list(_validator(document, "CreateAnonUserResponse").iter_errors(answer))
     assert errors
+
+
+CONSTRAINTS: list[tuple[tuple[str | int, ...], str, object]] = [
+    (("Template", "properties", "fit"), "enum", list(get_args(templates.Fit))),
+    (("Template", "properties", "format"), "enum", list(get_args(templates.Format))),
+    (("UserState", "properties", "plan"), "enum", list(PLANS)),
+    (("CreateAnonUserResponse", "properties", "plan"), "enum", list(PLANS)),
+    (("ExecuteJobRequestBody", "properties", "webhook_events", "items"), "enum", list(EVENT_TYPES)),
+    (("Job", "properties", "webhook", "oneOf", 1, "properties", "events", "items"), "enum", list(EVENT_TYPES)),
+    (("CreateJobRequest", "properties", "item_count"), "minimum", 1),
+]
+"""Where the document states what the service accepts and sends, and the service's own tables."""
+
+
+@pytest.mark.parametrize("served", [False, True], ids=["committed", "served"])
+@pytest.mark.parametrize(("path", "keyword", "expected"), CONSTRAINTS, ids=lambda v: str(v))
+def test_the_document_keeps_the_value_constraints(
+    served: bool, path: tuple[str | int, ...], keyword: str, expected: object
+) -> None:
+    document = openapi_document(with_objects=False, max_body_bytes=4096) if served else _document()
+    schema: Any = document["components"]["schemas"]
+    for step in path:
+        schema = schema[step]
+    assert schema.get(keyword) == expected, (path, keyword, schema)
 
 
 def _copy_of_the_sources(target: Path) -> None:

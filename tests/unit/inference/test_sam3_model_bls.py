@@ -1,6 +1,6 @@
 """The GPU flavour's code path of the Triton ``sam3`` model (BLS + DLPack), run on CPU.
 
-``model_repository/sam3/1/model.py`` is loaded with a stand-in for Triton's
+``server/inference/model_repository/sam3/1/model.py`` is loaded with a stand-in for Triton's
 ``triton_python_backend_utils`` whose tensors exchange memory through the real DLPack protocol
 (numpy's ``__dlpack__`` / ``np.from_dlpack``), and whose BLS ``exec`` answers as three graph models
 would. What is checked is the GPU path's promise: the vision model's output tensors reach the decoder

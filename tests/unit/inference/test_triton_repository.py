@@ -9,6 +9,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from server.inference import sam3_core
+from server.inference import torch_repository as torch_repo
 from server.inference import triton_repository as tr
 
 TINY = tr.Geometry(image_size=112, fpn_channels=32, fpn_sizes=(32, 16, 8), text_length=32, text_dim=32, num_queries=8)
@@ -120,8 +121,10 @@ def test_assemble_places_gpu_plans_in_their_models(tmp_path: Path) -> None:
 
 
 def test_torch_flavour_configs_parse_and_serve_the_graphs_with_pytorch(tmp_path: Path) -> None:
-    runtime = tr.TorchRuntime(checkpoint=tmp_path / "checkpoint", device="cuda", stats_dir=tmp_path / "stats")
-    configs = {name: parse(text) for name, text in tr.torch_model_configs(tr.FULL_SIZE, tr.REFERENCE, runtime).items()}
+    runtime = torch_repo.TorchRuntime(checkpoint=tmp_path / "checkpoint", device="cuda", stats_dir=tmp_path / "stats")
+    configs = {
+        name: parse(text) for name, text in torch_repo.torch_model_configs(tr.FULL_SIZE, tr.REFERENCE, runtime).items()
+    }
     assert set(configs) == set(tr.served_models("torch"))
     sam3 = configs["sam3"]
     assert sam3.parameters["graphs"].string_value == tr.GRAPHS_BLS  # the GPU flavour's BLS model
@@ -138,14 +141,16 @@ def test_torch_flavour_configs_parse_and_serve_the_graphs_with_pytorch(tmp_path:
         assert params["checkpoint"] == str(runtime.checkpoint) and params["stats_dir"] == str(runtime.stats_dir)
         assert params["max_detections"] == str(tr.REFERENCE.max_detections)
     vision = configs["sam3_vision"]
-    assert vision.max_batch_size == tr.TORCH_VISION_BATCHING.max_batch_size and vision.HasField("dynamic_batching")
+    assert vision.max_batch_size == torch_repo.TORCH_VISION_BATCHING.max_batch_size and vision.HasField(
+        "dynamic_batching"
+    )
     decoder = configs["sam3_decoder"]
     assert decoder.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value == "no"  # features stay on the device
     assert "FORCE_CPU_ONLY_INPUT_TENSORS" not in vision.parameters
-    assert runtime.triton_args() == (f"--cuda-memory-pool-byte-size=0:{tr.CUDA_POOL_BYTES}",)
+    assert runtime.triton_args() == (f"--cuda-memory-pool-byte-size=0:{torch_repo.CUDA_POOL_BYTES}",)
 
-    on_cpu = tr.TorchRuntime(checkpoint=tmp_path, device="cpu", precision="float32")
-    for text in list(tr.torch_model_configs(TINY, TINY_PARAMS, on_cpu).values())[1:]:
+    on_cpu = torch_repo.TorchRuntime(checkpoint=tmp_path, device="cpu", precision="float32")
+    for text in list(torch_repo.torch_model_configs(TINY, TINY_PARAMS, on_cpu).values())[1:]:
         assert parse(text).instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
     assert on_cpu.triton_args() == ()
 
@@ -153,8 +158,8 @@ def test_torch_flavour_configs_parse_and_serve_the_graphs_with_pytorch(tmp_path:
 def test_assemble_torch_copies_the_graph_code_into_every_graph_model(tmp_path: Path) -> None:
     tokenizer = tmp_path / "tokenizer.json"
     tokenizer.write_text("{}")
-    runtime = tr.TorchRuntime(checkpoint=tmp_path / "checkpoint", device="cpu", precision="float32")
-    repo = tr.assemble_torch(tmp_path / "repo", TINY, TINY_PARAMS, runtime, tokenizer)
+    runtime = torch_repo.TorchRuntime(checkpoint=tmp_path / "checkpoint", device="cpu", precision="float32")
+    repo = torch_repo.assemble_torch(tmp_path / "repo", TINY, TINY_PARAMS, runtime, tokenizer)
     assert sorted(p.name for p in repo.iterdir()) == sorted(["repository.json", *tr.served_models("torch")])
     for graph in tr.GRAPHS:
         folder = repo / tr.graph_model(graph) / "1"

@@ -1,1 +1,0 @@
-../../../server/inference/graph_sessions.py

@@ -1,1 +1,0 @@
-../../../server/inference/sam3_core.py
