@@ -1,4 +1,4 @@
-"""Which items a claim takes: the queue's fairness order, as SQL.
+"""Which items a claim takes and how it leases them: the queue's fairness order, as SQL.
 
 Open jobs are ranked by their users' turns: the user served longest ago (or never) first; between
 users with the same turn, the one whose oldest claimable item has waited longest; a user's jobs by
@@ -15,14 +15,17 @@ jobs' claimable items in one query with the same order.
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import BindParameter, ColumnElement, DateTime, Select, bindparam, or_, select, true
+from sqlalchemy import BindParameter, ColumnElement, DateTime, Select, bindparam, case, or_, select, true, update
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import func
 
 from server.db.tables import JobItemRow, JobRow, QueueTurnRow
 from server.service import item_state
+from server.service.item_state import ItemStage
 from server.service.job_state import OPEN
 
 NOW: BindParameter[Any] = bindparam("claim_now", type_=DateTime(timezone=True))
@@ -104,3 +107,64 @@ def pick(n: int, *, lateral: bool) -> Select[Any]:
         .order_by(*_turn_order(turns.c), JobItemRow.available_at, JobItemRow.id)
         .limit(n)
     )
+
+
+_LEASE_VALUES = item_state.lease_values(ItemStage.EXECUTE, bindparam("lease_owner"), bindparam("lease_until"), NOW)
+_LEASE = update(JobItemRow).values(
+    attempts=JobItemRow.attempts + 1,
+    lease_owner=_LEASE_VALUES["lease_owner"],
+    lease_expires_at=_LEASE_VALUES["lease_expires_at"],
+    updated_at=_LEASE_VALUES["updated_at"],
+    status=case((JobItemRow.stage == ItemStage.EXECUTE, _LEASE_VALUES["status"]), else_=JobItemRow.status),
+)
+"""A claim's lease on the rows it picked (``lease_owner``, ``lease_until`` and ``claim_now`` bound)."""
+_LEASED = (JobItemRow.job_id, JobItemRow.idx, JobItemRow.attempts, JobItemRow.stage)
+
+
+@lru_cache(maxsize=16)
+def _lease_statement(n: int) -> Any:
+    """PostgreSQL's one-statement claim of up to ``n`` items, built once per batch size."""
+    chosen = pick(n, lateral=True).cte("picked")
+    return _LEASE.where(JobItemRow.id == chosen.c.id).returning(
+        *_LEASED, chosen.c.user_id, chosen.c.user_rank, chosen.c.served_at, chosen.c.id
+    )
+
+
+class Leased(NamedTuple):
+    """A leased item, with the turn it was served in."""
+
+    job_id: str
+    idx: int
+    attempts: int
+    stage: str
+    user_id: str
+    user_rank: datetime
+    """When the user's oldest claimable item became available."""
+    served_at: datetime | None
+    id: int
+
+    def serve_order(self) -> tuple[Any, ...]:
+        """The order the claim picked its rows in (``RETURNING`` keeps none): by user turn, then
+        (ids grow with ``available_at`` within a job) by item."""
+        return (self.served_at is not None, self.served_at or self.user_rank, self.user_rank, self.user_id, self.id)
+
+
+def lease(s: Session, owner: str, n: int, *, now: datetime, until: datetime, lateral: bool) -> list[Leased]:
+    """Lease up to ``n`` items to ``owner`` until ``until``, in serve order. ``lateral``
+    (PostgreSQL): one statement picks (skipping rows other claimers hold), leases and returns."""
+    params = {NOW.key: now, "lease_owner": owner, "lease_until": until}
+    if lateral:
+        rows = [Leased(*row) for row in s.execute(_lease_statement(n), params)]
+    else:
+        # SQLite's RETURNING cannot name the FROM table; the write lock is held since BEGIN
+        # IMMEDIATE, so picking and leasing in two statements cannot interleave with a claimer.
+        order = {row.id: row for row in s.execute(pick(n, lateral=False), params)}
+        if not order:
+            return []
+        stmt = _LEASE.where(JobItemRow.id.in_(list(order))).returning(*_LEASED, JobItemRow.id)
+        rows = []
+        for job_id, idx, attempts, stage, item_id in s.execute(stmt, params):
+            p = order[item_id]
+            rows.append(Leased(job_id, idx, attempts, stage, p.user_id, p.user_rank, p.served_at, item_id))
+    rows.sort(key=Leased.serve_order)
+    return rows

@@ -29,11 +29,10 @@ import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from functools import lru_cache
-from typing import Any, Literal, NamedTuple
+from datetime import timedelta
+from typing import Any, Literal
 
-from sqlalchemy import bindparam, case, or_, select, tuple_, update
+from sqlalchemy import or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -118,23 +117,7 @@ class WorkQueue:
         """Lease up to ``n`` claimable items in one statement and stamp their users' turns in a
         second. Returns each claim with whether its item had run out of attempts already."""
         now = utcnow()
-        params = {claim_order.NOW.key: now, "lease_owner": owner, "lease_until": now + self._lease}
-        rows: list[_Leased]
-        if self._db.is_postgres:
-            # One statement: pick (skipping rows other claimers hold), lease, return.
-            rows = [_Leased(*row) for row in s.execute(_lease_statement(n), params)]
-        else:
-            # SQLite's RETURNING cannot name the FROM table; the write lock is held since BEGIN
-            # IMMEDIATE, so picking and leasing in two statements cannot interleave with a claimer.
-            order = {row.id: row for row in s.execute(claim_order.pick(n, lateral=False), params)}
-            if not order:
-                return []
-            stmt = _LEASE.where(JobItemRow.id.in_(list(order))).returning(*_LEASED, JobItemRow.id)
-            rows = []
-            for job_id, idx, attempts, stage, item_id in s.execute(stmt, params):
-                p = order[item_id]
-                rows.append(_Leased(job_id, idx, attempts, stage, p.user_id, p.user_rank, p.served_at, item_id))
-        rows.sort(key=_Leased.serve_order)
+        rows = claim_order.lease(s, owner, n, now=now, until=now + self._lease, lateral=self._db.is_postgres)
         if not rows:
             return []
         self._take_turns(s, [row.user_id for row in rows])
@@ -397,46 +380,6 @@ class WorkQueue:
                 return
             _, item = owned
             item_state.release(item, utcnow())
-
-
-_LEASE_VALUES = item_state.lease_values(
-    ItemStage.EXECUTE, bindparam("lease_owner"), bindparam("lease_until"), claim_order.NOW
-)
-_LEASE = update(JobItemRow).values(
-    attempts=JobItemRow.attempts + 1,
-    lease_owner=_LEASE_VALUES["lease_owner"],
-    lease_expires_at=_LEASE_VALUES["lease_expires_at"],
-    updated_at=_LEASE_VALUES["updated_at"],
-    status=case((JobItemRow.stage == ItemStage.EXECUTE, _LEASE_VALUES["status"]), else_=JobItemRow.status),
-)
-"""A claim's lease on the rows it picked (``lease_owner``, ``lease_until`` and ``claim_now`` bound)."""
-_LEASED = (JobItemRow.job_id, JobItemRow.idx, JobItemRow.attempts, JobItemRow.stage)
-
-
-@lru_cache(maxsize=16)
-def _lease_statement(n: int) -> Any:
-    """PostgreSQL's one-statement claim of up to ``n`` items, built once per batch size."""
-    chosen = claim_order.pick(n, lateral=True).cte("picked")
-    return _LEASE.where(JobItemRow.id == chosen.c.id).returning(
-        *_LEASED, chosen.c.user_id, chosen.c.user_rank, chosen.c.served_at, chosen.c.id
-    )
-
-
-class _Leased(NamedTuple):
-    job_id: str
-    idx: int
-    attempts: int
-    stage: str
-    user_id: str
-    user_rank: datetime
-    """When the user's oldest claimable item became available."""
-    served_at: datetime | None
-    id: int
-
-    def serve_order(self) -> tuple[Any, ...]:
-        """The order the claim picked its rows in (``RETURNING`` keeps none): by user turn, then
-        (ids grow with ``available_at`` within a job) by item."""
-        return (self.served_at is not None, self.served_at or self.user_rank, self.user_rank, self.user_id, self.id)
 
 
 def _still_owned(job: JobRow, item: JobItemRow, claim: Claim) -> bool:
