@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 
 from server import serve
-from server.config import Settings, SettingsError
+from server.config import Settings
+from server.settings_env import SettingsError
 
 PLAYGROUND_PATH = "/playground"
 """Where ``make playground`` mounts the page unless ``S3_PLAYGROUND_PATH`` says otherwise."""

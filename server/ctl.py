@@ -35,7 +35,8 @@ from google.protobuf.message import Message
 
 from protos.s3.v1 import admin_pb2 as apb
 from protos.s3.v1 import admin_pb2_grpc
-from server.config import Settings, SettingsError
+from server.config import Settings
+from server.settings_env import SettingsError
 
 ERROR_CODE_METADATA_KEY = "s3-error-code"  # server.grpc_api.status; not imported to keep start-up light
 DEFAULT_TIMEOUT_S = 15.0

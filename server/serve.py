@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
-from server.config import SettingsError
 from server.db.migrate import SchemaNotCurrent
 from server.logs import configure_logging
 from server.runtime import serve
+from server.settings_env import SettingsError
 from server.startup import cannot_start, load_settings, refuse
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from server.config import Settings, SettingsError, resolve_secrets
+from server.config import Settings, resolve_secrets
+from server.settings_env import SettingsError
 
 CONFIG_ERROR_EXIT_CODE = 2
 """The exit code of a process that refused its configuration (like a command-line usage error)."""

@@ -76,9 +76,10 @@ def ensure_current(engine: Engine) -> None:
 
 def main() -> int:
     """``python -m server.db.migrate``: bring the configured database to the head revision."""
-    from server.config import Settings, SettingsError
+    from server.config import Settings
     from server.db.engine import create_db_engine
     from server.logs import configure_logging
+    from server.settings_env import SettingsError
 
     try:
         settings = Settings.from_env()

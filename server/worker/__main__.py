@@ -11,11 +11,12 @@ import asyncio
 import signal
 from dataclasses import replace
 
-from server.config import Settings, SettingsError, check_worker_token
+from server.config import Settings, check_worker_token
 from server.db.migrate import SchemaNotCurrent
 from server.logs import configure_logging
 from server.remote_worker import run_api_workers
 from server.runtime import run_workers
+from server.settings_env import SettingsError
 from server.startup import cannot_start, load_settings, refuse
 
 

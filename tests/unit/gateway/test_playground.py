@@ -10,7 +10,8 @@ import pytest
 from gateway_rest.openapi import API_PATHS
 from gateway_rest.playground import PLAYGROUND_DIR, check_playground_path
 from scripts.playground import playground_url
-from server.config import Settings, SettingsError
+from server.config import Settings
+from server.settings_env import SettingsError
 from tests.unit.gateway.conftest import ClientFactory
 
 

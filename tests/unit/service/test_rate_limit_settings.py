@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.config import RateLimit, Settings, SettingsError
+from server.config import RateLimit, Settings
+from server.settings_env import SettingsError
 
 
 def test_defaults_are_on_in_memory_with_tighter_sign_up() -> None:

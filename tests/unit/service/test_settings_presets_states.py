@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from applier.params import validate_action
-from server.config import Settings, SettingsError, resolve_secrets
+from server.config import Settings, resolve_secrets
 from server.db.engine import create_db_engine
 from server.db.migrate import downgrade, upgrade
 from server.db.tables import Base, JobRow
@@ -19,6 +19,7 @@ from server.errors import ALL_CODES, InvalidState
 from server.grpc_api.status import GRPC_STATUS
 from server.presets import COMPUTED_PROTECT_LAYERS, PRESETS
 from server.service import job_state
+from server.settings_env import SettingsError
 
 
 def test_settings_defaults_and_overrides(tmp_path: Path) -> None:

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from protos.s3.v1 import worker_pb2
-from server.config import Settings, SettingsError, resolve_secrets
+from server.config import Settings, resolve_secrets
 from server.errors import Forbidden
 from server.grpc_api.guards import METHOD_RULES, RequestGuard
 from server.service.worker_auth import WorkerAuth
+from server.settings_env import SettingsError
 
 TOKEN = "worker-" + "w" * 40
 SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"]

@@ -1,0 +1,143 @@
+"""Reading a settings dataclass from ``S3_*`` environment variables.
+
+Each field is read from ``S3_<FIELD NAME IN CAPITALS>`` (``Env`` names another variable) and parsed
+by its declared type, so a setting is declared once, in the dataclass: its name, type, default and
+bounds. An unset or empty variable keeps the default. A value that does not parse raises
+:class:`SettingsError` naming the variable.
+
+Types: ``str``, ``int`` (at least ``AtLeast``, else 0), ``float`` (finite and > 0), ``bool``
+(``on`` / ``off``), ``Path``, a ``Literal`` of strings (one of them), ``tuple[str, ...]``
+(comma-separated; ``Networks``: each an address or CIDR network), and any class with a
+``parse(name, raw)`` constructor (``RateLimit``); each may be ``| None``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+PREFIX = "S3_"
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting has an invalid value; the message names the variable and what it accepts."""
+
+
+@dataclass(frozen=True)
+class Env:
+    """The variable a field is read from, where it is not ``S3_<FIELD>``."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class AtLeast:
+    """The least value an integer setting accepts."""
+
+    minimum: int
+
+
+@dataclass(frozen=True)
+class Networks:
+    """Each entry of a comma-separated setting must be an address or a CIDR network."""
+
+
+@dataclass(frozen=True)
+class Upper:
+    """The value is upper-cased (log levels)."""
+
+
+def env_name(field: dataclasses.Field[Any], hints: Mapping[str, Any]) -> str:
+    marks = _marks(hints[field.name])
+    named = next((m for m in marks if isinstance(m, Env)), None)
+    return named.name if named is not None else PREFIX + field.name.upper()
+
+
+def env_names(cls: type[Any]) -> dict[str, str]:
+    """Field name -> the variable it is read from."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return {f.name: env_name(f, hints) for f in dataclasses.fields(cls)}
+
+
+def read(cls: Callable[..., T], env: Mapping[str, str]) -> T:
+    """``cls(**values)`` for every field whose variable is set (the rest keep their defaults)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        name = env_name(field, hints)
+        raw = env.get(name)
+        if raw is None or raw == "":
+            continue
+        values[field.name] = _parse(name, raw, hints[field.name])
+    return cls(**values)
+
+
+def _marks(hint: Any) -> tuple[Any, ...]:
+    return tuple(hint.__metadata__) if typing.get_origin(hint) is typing.Annotated else ()
+
+
+def _parse(name: str, raw: str, hint: Any) -> Any:
+    marks = _marks(hint)
+    kind = typing.get_args(hint)[0] if marks else hint
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None: the value is an X
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    if typing.get_origin(kind) is typing.Literal:
+        choices = typing.get_args(kind)
+        if raw not in choices:
+            spelled = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+            raise SettingsError(f"{name} must be {spelled}, got {raw!r}")
+        return raw
+    if kind is bool:
+        if raw.lower() not in ("on", "off"):
+            raise SettingsError(f"{name} must be 'on' or 'off', got {raw!r}")
+        return raw.lower() == "on"
+    if kind is int:
+        return _integer(name, raw, next((m.minimum for m in marks if isinstance(m, AtLeast)), 0))
+    if kind is float:
+        return _number(name, raw)
+    if kind is Path:
+        return Path(raw)
+    if kind is str:
+        return raw.upper() if any(isinstance(m, Upper) for m in marks) else raw
+    if typing.get_origin(kind) is tuple:
+        entries = tuple(part.strip() for part in raw.split(",") if part.strip())
+        if any(isinstance(m, Networks) for m in marks):
+            for entry in entries:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError as err:
+                    raise SettingsError(f"{name}: {entry!r} is not an address or network") from err
+        return entries
+    parse = getattr(kind, "parse", None)
+    if parse is None:
+        raise TypeError(f"{name}: no reader for settings of type {kind!r}")
+    return parse(name, raw)
+
+
+def _integer(name: str, raw: str, minimum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError as err:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from err
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _number(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError as err:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from err
+    if not math.isfinite(value) or value <= 0:
+        raise SettingsError(f"{name} must be a finite number > 0, got {raw!r}")
+    return value
