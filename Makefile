@@ -45,6 +45,7 @@ protos: venv
 
 protos-check: venv
 	$(BIN)/python scripts/gen_protos.py --check
+	$(BIN)/python scripts/gen_settings_doc.py --check
 
 check: lint typecheck protos-check
 

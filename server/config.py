@@ -56,184 +56,179 @@ class RateLimit:
 
 @dataclass(frozen=True)
 class Settings:
-    """Every knob of the service. Field docs name the environment variable that sets it."""
+    """Every knob of the service. Each field is set by ``S3_<FIELD>`` (``server.settings_env``);
+    docs/settings.md is generated from these declarations (``scripts/gen_settings_doc.py``)."""
 
     http_host: str = "127.0.0.1"
-    """``S3_HTTP_HOST``: address the REST shim binds to."""
+    """Address the REST shim binds to."""
     http_port: int = 8080
-    """``S3_HTTP_PORT``."""
     http_header_timeout_s: float = 10.0
-    """``S3_HTTP_HEADER_TIMEOUT_S``: a connection without a complete request head by then is closed."""
+    """A connection without a complete request head by then is closed."""
     http_body_timeout_s: float = 20.0
-    """``S3_HTTP_BODY_TIMEOUT_S``: grace for a request body, extended at the minimum rate below."""
+    """Grace for a request body, extended at the minimum rate below."""
     http_body_min_rate_bytes_per_s: Annotated[int, AtLeast(1)] = 1024
-    """``S3_HTTP_BODY_MIN_RATE_BYTES_PER_S``: each this many bytes received add a second to the body deadline."""
+    """Each this many bytes received add a second to the body deadline."""
     http_max_connections: Annotated[int, AtLeast(1)] = 1000
-    """``S3_HTTP_MAX_CONNECTIONS``: open connections past which new ones are closed at once."""
+    """Open connections past which new ones are closed at once."""
     operator_host: str = "127.0.0.1"
-    """``S3_OPERATOR_HOST``: address of the shim's operator surface (``/metrics``, detailed ``/health``)."""
+    """Address of the shim's operator surface (``/metrics``, detailed ``/health``)."""
     operator_port: int = 9465
-    """``S3_OPERATOR_PORT``: its port (0 = off)."""
+    """Its port (0 = off)."""
     grpc_host: str = "127.0.0.1"
-    """``S3_GRPC_HOST``: address the gRPC JobService binds to."""
+    """Address the gRPC JobService binds to."""
     grpc_port: int = 50051
-    """``S3_GRPC_PORT``."""
     grpc_target: str | None = None
-    """``S3_GRPC_TARGET``: where the REST shim finds the JobService (default: grpc_host:grpc_port)."""
+    """Where the REST shim finds the JobService (default: grpc_host:grpc_port)."""
     metrics_port: int = 9464
-    """``S3_METRICS_PORT``: Prometheus ``/metrics`` of the JobService process, on grpc_host (0 = off)."""
+    """Prometheus ``/metrics`` of the JobService process, on grpc_host (0 = off)."""
     data_dir: Path = Path(".s3data")
-    """``S3_DATA_DIR``: SQLite file, local objects and generated secrets."""
+    """SQLite file, local objects and generated secrets."""
     database_url: str | None = None
-    """``S3_DATABASE_URL``: overrides the SQLite file in the data dir (``postgresql+psycopg://...``)."""
+    """Overrides the SQLite file in the data dir (``postgresql+psycopg://...``)."""
     jwt_secret: str | None = None
-    """``S3_JWT_SECRET``: HS256 key; generated once and kept in the data dir when unset."""
+    """HS256 key; generated once and kept in the data dir when unset."""
     callback_secret: str | None = None
-    """``S3_CALLBACK_SECRET``: shared with remote workers; generated like the JWT secret."""
+    """Shared with remote workers; generated like the JWT secret."""
     admin_token: str | None = None
-    """``S3_ADMIN_TOKEN``: operator credential for admin RPCs; generated like the JWT secret."""
+    """Operator credential for admin RPCs; generated like the JWT secret."""
     worker_token: str | None = None
-    """``S3_WORKER_TOKEN``: the credential of workers behind the WorkerService (``server.worker
+    """The credential of workers behind the WorkerService (``server.worker
     --api``), the same on every replica and worker; never generated: unset = that API is off."""
     jwt_ttl_s: Annotated[int, AtLeast(1)] = 15 * 60
-    """``S3_JWT_TTL_S``: lifetime of access tokens (short: a session lives on by refreshing)."""
+    """Lifetime of access tokens (short: a session lives on by refreshing)."""
     refresh_ttl_s: Annotated[int, AtLeast(1)] = 60 * 24 * 3600
-    """``S3_REFRESH_TTL_S``: a refresh token unused this long expires; each refresh issues a new one."""
+    """A refresh token unused this long expires; each refresh issues a new one."""
     idempotency_ttl_s: Annotated[int, AtLeast(1)] = 24 * 3600
-    """``S3_IDEMPOTENCY_TTL_S``: how long the first answer to an ``Idempotency-Key`` is kept."""
+    """How long the first answer to an ``Idempotency-Key`` is kept."""
     idempotency_lease_s: float = 60.0
-    """``S3_IDEMPOTENCY_LEASE_S``: how long an attempt holds its key before a retry may take it over."""
+    """How long an attempt holds its key before a retry may take it over."""
     stream_token_ttl_s: Annotated[int, AtLeast(1)] = 300
-    """``S3_STREAM_TOKEN_TTL_S``: lifetime of a job stream token (``POST /jobs/{id}/stream-token``)."""
+    """Lifetime of a job stream token (``POST /jobs/{id}/stream-token``)."""
     workers: int = 1
-    """``S3_WORKERS``: in-process pipeline workers (0 = external workers only)."""
+    """In-process pipeline workers (0 = external workers only)."""
     storage: StorageKind = "local"
-    """``S3_STORAGE``: ``local`` (files under the data dir) or ``s3`` (any S3-compatible store)."""
+    """``local`` (files under the data dir) or ``s3`` (any S3-compatible store)."""
     s3_endpoint_url: str | None = None
-    """``S3_S3_ENDPOINT_URL``: S3-compatible endpoint (unset = AWS)."""
+    """S3-compatible endpoint (unset = AWS)."""
     s3_bucket: str = "s3-images"
-    """``S3_S3_BUCKET``."""
     s3_region: str = "us-east-1"
-    """``S3_S3_REGION``."""
     s3_access_key_id: str | None = None
-    """``S3_S3_ACCESS_KEY_ID`` (unset = boto3's default credential chain)."""
+    """(unset = boto3's default credential chain)."""
     s3_secret_access_key: str | None = None
-    """``S3_S3_SECRET_ACCESS_KEY``."""
     public_base_url: str | None = None
-    """``S3_PUBLIC_BASE_URL``: base of local presigned URLs (default http://http_host:http_port)."""
+    """Base of local presigned URLs (default http://http_host:http_port)."""
     max_upload_bytes: Annotated[int, AtLeast(1)] = 25 * 1024 * 1024
-    """``S3_MAX_UPLOAD_BYTES``: largest accepted input object."""
+    """Largest accepted input object."""
     max_image_pixels: Annotated[int, AtLeast(1)] = 50_000_000
-    """``S3_MAX_IMAGE_PIXELS``: largest accepted photo, checked from the header before decoding."""
+    """Largest accepted photo, checked from the header before decoding."""
     upload_url_ttl_s: Annotated[int, AtLeast(1)] = 15 * 60
-    """``S3_UPLOAD_URL_TTL_S``: lifetime of presigned upload URLs."""
+    """Lifetime of presigned upload URLs."""
     download_url_ttl_s: Annotated[int, AtLeast(1)] = 60 * 60
-    """``S3_DOWNLOAD_URL_TTL_S``: lifetime of presigned download URLs."""
+    """Lifetime of presigned download URLs."""
     upload_deadline_s: Annotated[int, AtLeast(1)] = 60 * 60
-    """``S3_UPLOAD_DEADLINE_S``: a job still ``created`` this long after creation is canceled."""
+    """A job still ``created`` this long after creation is canceled."""
     lease_s: float = 10.0
-    """``S3_LEASE_S``: how long a worker owns a claimed item without a heartbeat; a worker that dies
+    """How long a worker owns a claimed item without a heartbeat; a worker that dies
     gives its item back this long after its last heartbeat."""
     heartbeat_s: float | None = None
-    """``S3_HEARTBEAT_S``: how often a worker extends its lease; unset = ``lease_s`` / 5, so a few
+    """How often a worker extends its lease; unset = ``lease_s`` / 5, so a few
     missed beats (a database hiccup) do not lose the lease. Must be at most half the lease."""
     max_attempts: Annotated[int, AtLeast(1)] = 3
-    """``S3_MAX_ATTEMPTS``: attempts before an item is dead-lettered."""
+    """Attempts before an item is dead-lettered."""
     claim_batch: Annotated[int, AtLeast(1)] = 1
-    """``S3_CLAIM_BATCH``: items a worker leases per claim (one statement however many), settled in
+    """Items a worker leases per claim (one statement however many), settled in
     groups. Raise it where items are cheap (CPU rules, no-op stages); where an item takes a GPU
     second, the items a worker holds but has not started wait on it (and a dead worker takes them
     all down for a lease), so one at a time is the default."""
     retry_backoff_s: float = 2.0
-    """``S3_RETRY_BACKOFF_S``: first retry delay; doubles each attempt."""
+    """First retry delay; doubles each attempt."""
     inference: InferenceKind = "triton"
-    """``S3_INFERENCE``: ``triton`` (gRPC to a Triton server) or ``onnx`` (in-process onnxruntime)."""
+    """``triton`` (gRPC to a Triton server) or ``onnx`` (in-process onnxruntime)."""
     triton_url: str | None = None
-    """``S3_TRITON_URL``: host:port of a Triton gRPC endpoint; unset = start the embedded local Triton."""
+    """Host:port of a Triton gRPC endpoint; unset = start the embedded local Triton."""
     sam3_checkpoint: Path | None = None
-    """``S3_SAM3_CHECKPOINT``: local SAM3 weights directory; unset = the tiny random-weight model."""
+    """Local SAM3 weights directory; unset = the tiny random-weight model."""
     inference_timeout_s: float = 120.0
-    """``S3_INFERENCE_TIMEOUT_S``: a segmentation request's deadline for its photo (vision graph, transfers);
+    """A segmentation request's deadline for its photo (vision graph, transfers);
     the request's deadline adds ``inference_phrase_timeout_s`` per phrase sent."""
     inference_phrase_timeout_s: float = 10.0
-    """``S3_INFERENCE_PHRASE_TIMEOUT_S``: deadline added per phrase of a segmentation request (text graph
+    """Deadline added per phrase of a segmentation request (text graph
     and decoder), so that a whole palette gets the time it needs (docs/sam3_serving.md)."""
     cors_origins: tuple[str, ...] = ()
-    """``S3_CORS_ORIGINS``: comma-separated origins allowed by CORS (the Flutter web build)."""
+    """Comma-separated origins allowed by CORS (the Flutter web build)."""
     max_body_bytes: Annotated[int, AtLeast(1)] = 1024 * 1024
-    """``S3_MAX_BODY_BYTES``: largest JSON request body the shim accepts."""
+    """Largest JSON request body the shim accepts."""
     playground_path: str | None = None
-    """``S3_PLAYGROUND_PATH``: serve the web playground at this path (e.g. ``/playground``); unset = off,
+    """Serve the web playground at this path (e.g. ``/playground``); unset = off,
     the production default (``make playground`` turns it on)."""
     prefer_wait_max_s: int = 60
-    """``S3_PREFER_WAIT_MAX_S``: the longest ``Prefer: wait=N`` the shim honours (seconds)."""
+    """The longest ``Prefer: wait=N`` the shim honours (seconds)."""
     starting_credits: int = 100
-    """``S3_STARTING_CREDITS``: credits granted to a new anonymous user."""
+    """Credits granted to a new anonymous user."""
     credits_per_item: Annotated[int, AtLeast(1)] = 1
-    """``S3_CREDITS_PER_ITEM``: price of one processed photo."""
+    """Price of one processed photo."""
     max_streams_per_user: Annotated[int, AtLeast(1)] = 8
-    """``S3_MAX_STREAMS_PER_USER``: open job-event streams per user and JobService process (more: 429 STREAM_LIMIT)."""
+    """Open job-event streams per user and JobService process (more: 429 STREAM_LIMIT)."""
     stream_max_lifetime_s: float = 3600.0
-    """``S3_STREAM_MAX_LIFETIME_S``: a job-event stream ends after this long (the client reconnects);
+    """A job-event stream ends after this long (the client reconnects);
     it also ends when its token expires."""
     analyze_items_per_credit: Annotated[int, AtLeast(1)] = 4
-    """``S3_ANALYZE_ITEMS_PER_CREDIT``: the price of an analysis: one credit per this many photos
+    """The price of an analysis: one credit per this many photos
     (rounded up) per new concept set; a quarter of execute's price at the default."""
     max_analyses_per_job: Annotated[int, AtLeast(1)] = 5
-    """``S3_MAX_ANALYSES_PER_JOB``: analyses one job may request."""
+    """Analyses one job may request."""
     decode_concurrency: Annotated[int, AtLeast(1)] = 1
-    """``S3_DECODE_CONCURRENCY``: full photo decodes confirm-upload runs at once in one process."""
+    """Full photo decodes confirm-upload runs at once in one process."""
     canceled_retention_s: int = 10 * 60
-    """``S3_CANCELED_RETENTION_S``: how long the objects of a canceled or expired job are kept (and
+    """How long the objects of a canceled or expired job are kept (and
     never before its upload URLs have expired, so none can write the object again)."""
     finished_retention_s: int = 30 * 24 * 3600
-    """``S3_FINISHED_RETENTION_S``: how long the objects of a done or failed job are kept."""
+    """How long the objects of a done or failed job are kept."""
     sweep_interval_s: float = 30.0
-    """``S3_SWEEP_INTERVAL_S``: how often expired uploads and leases are swept. Every process runs
+    """How often expired uploads and leases are swept. Every process runs
     the loop; on PostgreSQL only the holder of the sweeper lock sweeps, the others try to take the
     lock each round (``server.db.advisory``)."""
     migrate: bool = True
-    """``S3_MIGRATE``: ``on`` (default): bring the schema up to date at start-up, under a lock;
+    """``on`` (default): bring the schema up to date at start-up, under a lock;
     ``off``: only check, and refuse to start when the schema is behind (``python -m
     server.db.migrate`` migrates)."""
     single_replica: bool = False
-    """``S3_SINGLE_REPLICA``: ``on`` allows unset secrets (generated into this data dir) with a
+    """``on`` allows unset secrets (generated into this data dir) with a
     shared PostgreSQL database, for a deployment of one process; off, they must be set."""
     state_metrics: StateMetricsKind = "leader"
-    """``S3_STATE_METRICS``: which process exports the database gauges (``s3_queue_depth``,
+    """Which process exports the database gauges (``s3_queue_depth``,
     ``s3_active_job_items``, ``s3_jobs``): ``leader`` (the sweeper leader, one per database, so a
     sum over replicas counts once), ``on`` (this process always) or ``off``."""
     log_level: Annotated[str, Upper()] = "INFO"
-    """``S3_LOG_LEVEL``."""
     rate_limits_enabled: Annotated[bool, Env("S3_RATE_LIMITS")] = True
-    """``S3_RATE_LIMITS``: ``on`` (default) or ``off`` (no limits and no RateLimit-* headers)."""
+    """``on`` (default) or ``off`` (no limits and no RateLimit-* headers)."""
     rate_limit_storage_url: str = "memory://"
-    """``S3_RATE_LIMIT_STORAGE_URL``: where the counters live: ``memory://`` (this process only, right
+    """Where the counters live: ``memory://`` (this process only, right
     for one process) or ``redis://[:password@]host:port[/db]`` (``rediss://`` for TLS), shared by
     every REST replica."""
     rate_limit_address: RateLimit = RateLimit(6000, 60)
-    """``S3_RATE_LIMIT_ADDRESS``: requests per client address (IPv6: per /64), every route."""
+    """Requests per client address (IPv6: per /64), every route."""
     rate_limit_user: RateLimit = RateLimit(1200, 60)
-    """``S3_RATE_LIMIT_USER``: requests per signed-in user, on top of the address limit."""
+    """Requests per signed-in user, on top of the address limit."""
     rate_limit_signup_address: RateLimit = RateLimit(30, 600)
-    """``S3_RATE_LIMIT_SIGNUP_ADDRESS``: ``POST /auth/anon`` per client address."""
+    """``POST /auth/anon`` per client address."""
     rate_limit_signup_global: RateLimit = RateLimit(3000, 60)
-    """``S3_RATE_LIMIT_SIGNUP_GLOBAL``: ``POST /auth/anon`` from all addresses together."""
+    """``POST /auth/anon`` from all addresses together."""
     trusted_proxies: Annotated[tuple[str, ...], Networks()] = ()
-    """``S3_TRUSTED_PROXIES``: comma-separated addresses or networks (``10.0.0.0/8``) of reverse
+    """Comma-separated addresses or networks (``10.0.0.0/8``) of reverse
     proxies whose ``X-Forwarded-For`` names the client; from any other peer the header is ignored."""
 
     webhook_allow_networks: Annotated[tuple[str, ...], Networks()] = ()
-    """``S3_WEBHOOK_ALLOW_NETWORKS``: comma-separated CIDRs (``127.0.0.0/8,10.0.0.0/8``) webhooks may
+    """Comma-separated CIDRs (``127.0.0.0/8,10.0.0.0/8``) webhooks may
     reach although they are private, loopback or link-local; by default only public addresses."""
     webhook_timeout_s: float = 10.0
-    """``S3_WEBHOOK_TIMEOUT_S``: the longest one delivery attempt may take, connect to last byte."""
+    """The longest one delivery attempt may take, connect to last byte."""
     webhook_max_attempts: Annotated[int, AtLeast(1)] = 8
-    """``S3_WEBHOOK_MAX_ATTEMPTS``: attempts before an event is marked failed."""
+    """Attempts before an event is marked failed."""
     webhook_backoff_s: float = 5.0
-    """``S3_WEBHOOK_BACKOFF_S``: wait after the first failed attempt; doubles each time, at most 1 h."""
+    """Wait after the first failed attempt; doubles each time, at most 1 h."""
     webhook_concurrency: Annotated[int, AtLeast(1)] = 8
-    """``S3_WEBHOOK_CONCURRENCY``: deliveries one sender has in flight (to different jobs) at once."""
+    """Deliveries one sender has in flight (to different jobs) at once."""
 
     @property
     def effective_heartbeat_s(self) -> float:

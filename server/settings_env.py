@@ -85,11 +85,17 @@ def _marks(hint: Any) -> tuple[Any, ...]:
     return tuple(hint.__metadata__) if typing.get_origin(hint) is typing.Annotated else ()
 
 
-def _parse(name: str, raw: str, hint: Any) -> Any:
+def unwrap(hint: Any) -> tuple[Any, tuple[Any, ...]]:
+    """A field's value type (``X`` for ``X | None``) and its marks (``AtLeast``, ``Networks`` ...)."""
     marks = _marks(hint)
     kind = typing.get_args(hint)[0] if marks else hint
     if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None: the value is an X
         kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    return kind, marks
+
+
+def _parse(name: str, raw: str, hint: Any) -> Any:
+    kind, marks = unwrap(hint)
     if typing.get_origin(kind) is typing.Literal:
         choices = typing.get_args(kind)
         if raw not in choices:
