@@ -300,9 +300,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
 
     def _job(self, view: JobView) -> pb.Job:
         links = self._s.jobs.download_links()
-        message = convert.job(view, links.url)
-        message.urls_expire_at = rfc3339(links.expires_at)
-        return message
+        return convert.job(view, links.url, urls_expire_at=links.expires_at)
 
 
 def _created_job(created: CreatedJob) -> jpb.CreateJobResponse:
