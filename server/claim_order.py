@@ -20,13 +20,14 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import BindParameter, ColumnElement, DateTime, Select, bindparam, case, or_, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import func
 
 from server.db.tables import JobItemRow, JobRow, QueueTurnRow
 from server.service import item_state
 from server.service.item_state import ItemStage
-from server.service.job_state import OPEN
+from server.service.job_state import OPEN, JobStatus
 
 NOW: BindParameter[Any] = bindparam("claim_now", type_=DateTime(timezone=True))
 """The statements below are built once and run with the claim's clock as this parameter."""
@@ -168,3 +169,29 @@ def lease(s: Session, owner: str, n: int, *, now: datetime, until: datetime, lat
             rows.append(Leased(job_id, idx, attempts, stage, p.user_id, p.user_rank, p.served_at, item_id))
     rows.sort(key=Leased.serve_order)
     return rows
+
+
+@lru_cache(maxsize=2)
+def turn_upsert(postgres: bool) -> Any:
+    """One user's turn stamped (run once per served user, in user id order)."""
+    insert = postgresql.insert if postgres else sqlite.insert
+    stmt = insert(QueueTurnRow).values(user_id=bindparam("user_id"), served_at=bindparam("served_at"))
+    return stmt.on_conflict_do_update(index_elements=["user_id"], set_={"served_at": stmt.excluded.served_at})
+
+
+@lru_cache(maxsize=2)
+def package_lookup(postgres: bool) -> Any:
+    """The id of the job whose set waits longest to be packaged (``claim_now`` bound)."""
+    now = NOW
+    stmt = (
+        select(JobRow.id)
+        .where(
+            JobRow.package_state == "pending",
+            JobRow.status == JobStatus.RUNNING,
+            or_(JobRow.package_lease_expires_at.is_(None), JobRow.package_lease_expires_at < now),
+        )
+        .order_by(JobRow.updated_at)
+        .limit(1)
+    )
+    # PostgreSQL: locked here, skipping a job another claimer is leasing (SQLite holds the one write lock).
+    return stmt.with_for_update(skip_locked=True) if postgres else stmt

@@ -32,15 +32,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from server import claim_order
 from server.clock import utcnow
 from server.config import Settings
 from server.db.engine import Database
-from server.db.tables import JobItemRow, JobRow, QueueTurnRow
+from server.db.tables import JobItemRow, JobRow
 from server.service import item_state
 from server.service.item_state import ItemStage, ItemStatus
 from server.service.job_state import OPEN, TERMINAL, JobStatus
@@ -135,25 +134,14 @@ class WorkQueue:
         stamps: dict[str, Any] = {}
         for user_id in users_in_serve_order:
             stamps.setdefault(user_id, now + timedelta(microseconds=len(stamps)))
-        insert = postgresql.insert if self._db.is_postgres else sqlite.insert
-        stmt = insert(QueueTurnRow).values([{"user_id": u, "served_at": stamps[u]} for u in sorted(stamps)])
-        s.execute(stmt.on_conflict_do_update(index_elements=["user_id"], set_={"served_at": stmt.excluded.served_at}))
+        rows = [{"user_id": u, "served_at": stamps[u]} for u in sorted(stamps)]
+        s.execute(claim_order.turn_upsert(self._db.is_postgres), rows)
 
     def _next_package(self, s: Session) -> JobRow | None:
-        now = utcnow()
-        stmt = (
-            select(JobRow)
-            .where(
-                JobRow.package_state == "pending",
-                JobRow.status == JobStatus.RUNNING,
-                or_(JobRow.package_lease_expires_at.is_(None), JobRow.package_lease_expires_at < now),
-            )
-            .order_by(JobRow.updated_at)
-            .limit(1)
-        )
-        if self._db.is_postgres:
-            stmt = stmt.with_for_update(skip_locked=True)
-        return s.scalars(stmt).first()
+        """The job whose set waits longest to be packaged, locked; None (the usual answer, so it is
+        one prebuilt id lookup) when there is none."""
+        job_id = s.scalar(claim_order.package_lookup(self._db.is_postgres), {claim_order.NOW.key: utcnow()})
+        return None if job_id is None else s.get(JobRow, job_id)
 
     def _lease_package(self, job: JobRow, owner: str) -> Claim:
         job.package_attempts += 1
