@@ -8,44 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
 from server import claim_order
 from server.clock import utcnow
-from server.db.tables import BillingEventRow, JobItemRow, JobRow, UserRow
-from server.service.item_state import ItemStatus
-from server.service.job_state import JobStatus
 from tests.servers.postgres import PostgresServer
-from tests.support.pipeline import WALL_WHITE
+from tests.support.pipeline import queued_albums
 from tests.support.stack import Stack, make_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 BATCH = 16
-
-
-def _album(stack: Stack, items: int) -> None:
-    """A pro user's executed album of ``items`` photos, marked uploaded in the database (what the
-    upload checks do is not what this measures)."""
-    user_id = stack.services.accounts.create_anonymous().user.user_id
-    with stack.db.write() as s:
-        s.execute(
-            update(UserRow)
-            .where(UserRow.id == user_id)
-            .values(
-                plan="pro",
-                credits_granted=UserRow.credits_granted + items,
-                credits_available=UserRow.credits_available + items,
-            )
-        )
-        s.add(BillingEventRow(user_id=user_id, type="grant", amount=items, ref="test", created_at=utcnow()))
-    job_id = stack.services.jobs.create(user_id, preset_id="interior", item_count=items).job.job_id
-    with stack.db.write() as s:
-        s.execute(update(JobItemRow).where(JobItemRow.job_id == job_id).values(status=ItemStatus.UPLOADED))
-        s.execute(update(JobRow).where(JobRow.id == job_id).values(status=JobStatus.UPLOADED))
-    stack.services.jobs.execute(
-        user_id, job_id, concepts=WALL_WHITE, protect=None, rule_id=None, instances=None, output_set=None
-    )
 
 
 def _job_item_rows_read(plan: dict[str, Any]) -> int:
@@ -72,8 +44,7 @@ def test_a_claim_reads_its_batch_not_the_queue(tmp_path: Path, postgres_server: 
         stack = make_stack(url, tmp_path / "data")
         try:
             jobs, items = 5, 100
-            for _ in range(jobs):
-                _album(stack, items)
+            queued_albums(stack, jobs, items, pro=True)
             read, picked = _rows_read(stack, lateral=True)
             assert picked == BATCH
             # The batch, plus one index probe per open job for its oldest waiting item.

@@ -12,30 +12,10 @@ from bench.statement_count import counting
 from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
 from server.queue import Claim, WorkQueue
-from server.service.item_state import ItemStatus
-from server.service.job_state import JobStatus
 from server.service.settle import ItemOutputs
 from tests.support.invariants import check_invariants
+from tests.support.pipeline import queued_albums
 from tests.support.stack import Stack, make_stack
-
-WALL = {"Wall": {"action": "recolor", "value": "white"}}
-
-
-def _queued_jobs(stack: Stack, jobs: int, items: int) -> list[str]:
-    """``jobs`` queued jobs of ``items`` photos, one user each. The photos are marked uploaded in
-    the database (the photo checks are not what is measured here)."""
-    users = []
-    for _ in range(jobs):
-        user = stack.services.accounts.create_anonymous().user.user_id
-        job_id = stack.services.jobs.create(user, preset_id="interior", item_count=items).job.job_id
-        with stack.db.write() as s:
-            s.execute(update(JobItemRow).where(JobItemRow.job_id == job_id).values(status=ItemStatus.UPLOADED))
-            s.execute(update(JobRow).where(JobRow.id == job_id).values(status=JobStatus.UPLOADED))
-        stack.services.jobs.execute(
-            user, job_id, concepts=WALL, protect=None, rule_id=None, instances=None, output_set=None
-        )
-        users.append(user)
-    return users
 
 
 def _outputs(claim: Claim) -> ItemOutputs:
@@ -57,7 +37,7 @@ def _drain(queue: WorkQueue, batch: int) -> int:
 def test_a_batch_costs_at_most_four_statements_per_item(stack: Stack) -> None:
     """The guard on the queue's cost: claim + settle in batches of 8 (4 jobs of 4 users) in at most
     4 statements per item (``bench.statement_count``; ``executemany`` counts every row)."""
-    _queued_jobs(stack, 4, 8)
+    queued_albums(stack, 4, 8)
     queue = WorkQueue(stack.db, stack.settings)
     with counting(stack.db.engine) as count:
         settled = _drain(queue, 8)
@@ -68,7 +48,7 @@ def test_a_batch_costs_at_most_four_statements_per_item(stack: Stack) -> None:
 
 def test_one_item_at_a_time_stays_cheap(stack: Stack) -> None:
     """Unbatched (one item a claim and a group), packaging included: the old path cost ~17."""
-    _queued_jobs(stack, 1, 4)
+    queued_albums(stack, 1, 4)
     queue = WorkQueue(stack.db, stack.settings)
     with counting(stack.db.engine) as count:
         settled = _drain(queue, 1)
@@ -80,7 +60,7 @@ def test_batches_rotate_between_users(stack: Stack) -> None:
     """A claim takes the longest-waiting user's items (spilling into the next user's), and the
     next claim serves the next user: one user's album never holds the others back by more than a
     batch, and concurrent claims land on different jobs."""
-    users = _queued_jobs(stack, 3, 4)
+    users = queued_albums(stack, 3, 4)
     queue = WorkQueue(stack.db, stack.settings)
     with stack.db.read() as s:
         owner = {job_id: user_id for job_id, user_id in s.execute(select(JobRow.id, JobRow.user_id))}
@@ -96,7 +76,7 @@ def test_batches_rotate_between_users(stack: Stack) -> None:
 
 
 def test_a_lost_lease_in_a_group_drops_only_that_item(stack: Stack) -> None:
-    _queued_jobs(stack, 1, 3)
+    queued_albums(stack, 1, 3)
     queue = WorkQueue(stack.db, stack.settings)
     claims = queue.claim_batch("w", 3)
     stolen = claims[1]
@@ -125,7 +105,7 @@ def test_an_idle_worker_is_woken_by_queued_work(stack: Stack) -> None:
         waiting = asyncio.create_task(queue.wait_for_work(queue.generation, 30.0))
         await asyncio.sleep(0.1)
         started = time.monotonic()
-        await asyncio.to_thread(_queued_jobs, stack, 1, 1)
+        await asyncio.to_thread(queued_albums, stack, 1, 1)
         woken = await waiting
         return woken, time.monotonic() - started
 
@@ -142,7 +122,7 @@ def test_a_dead_letter_at_claim_keeps_the_attempt_count(database_url: str, tmp_p
     """The claim that finds an item out of attempts is no attempt of its own."""
     stack = make_stack(database_url, tmp_path / "data", lease_s=0.1, max_attempts=2)
     try:
-        _queued_jobs(stack, 1, 1)
+        queued_albums(stack, 1, 1)
         queue = WorkQueue(stack.db, stack.settings)
         for _ in range(2):  # two workers die holding it
             assert queue.claim("crashing-worker") is not None
