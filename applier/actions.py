@@ -16,12 +16,13 @@ from types import MappingProxyType
 import numpy as np
 import numpy.typing as npt
 
+from applier.action_params import ADJUST, BLUR, KEEP, MATERIAL, RECOLOR, REMOVE, SHADOW
 from applier.errors import MaskError, ParamError
 from applier.ops.material import material
 from applier.ops.recolor import recolor
 from applier.ops.remove import remove
 from applier.ops.tone import adjust, blur, drop_shadow, lift_shadow
-from applier.paramspec import REMOVE_MODES, SHADOW_MODES, TEXTURES, ParamSpec, number
+from applier.paramspec import REMOVE_MODES, SHADOW_MODES, TEXTURES, ParamSpec
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
@@ -161,33 +162,14 @@ _ALL: tuple[Action, ...] = (
         "Change the colour while keeping the photo's shading, texture and lighting (in CIE Lab: chroma "
         "replaced, lightness moved to the target, local lightness detail kept). The same rule gives the "
         "same colour on every photo of an album.",
-        (
-            ParamSpec("value", "color", "Target colour.", required=True),
-            number("strength", 0.0, 1.0, 1.0, "Blend between the photo (0) and the full recolour (1)."),
-            number("detail", 0.0, 2.0, 1.0, "Share of the photo's lightness variation kept (1 = as shot)."),
-        ),
+        RECOLOR,
         run=_recolor,
         stage=_fixed(1),
     ),
     Action(
         "material",
         "Replace the surface with a texture scaled to the region, with the photo's shading re-applied.",
-        (
-            ParamSpec("texture", "enum", "Built-in texture, or an uploaded one.", required=True, choices=TEXTURES),
-            ParamSpec("texture_ref", "string", "Key of the uploaded texture (texture = upload)."),
-            ParamSpec("color", "color", "Tint: the texture's mean colour becomes this colour."),
-            number("scale", 0.1, 10.0, 1.0, "Texture scale relative to the region (1 = default pattern size)."),
-            number("rotation", -180.0, 180.0, 0.0, "Pattern rotation in degrees."),
-            number(
-                "perspective",
-                0.0,
-                1.0,
-                0.0,
-                "Foreshortening towards the top of the region, for floors (0 = flat, 1 = strong).",
-            ),
-            number("shading", 0.0, 1.0, 1.0, "Share of the photo's shading re-applied on the texture."),
-            ParamSpec("seed", "integer", "Variation of the procedural pattern.", 0, minimum=0, maximum=2**31 - 1),
-        ),
+        MATERIAL,
         run=_material,
         stage=_fixed(0),
         check=_upload_needs_a_ref,
@@ -196,56 +178,35 @@ _ALL: tuple[Action, ...] = (
         "remove",
         "Erase the concept: small regions are inpainted; large ones (a seller Background) become "
         "transparent or a solid colour with a clean matte edge.",
-        (
-            ParamSpec(
-                "mode",
-                "enum",
-                "auto: inpaint small regions, transparent otherwise.",
-                "auto",
-                choices=REMOVE_MODES,
-            ),
-            ParamSpec("color", "color", "Fill colour for mode = color.", "#ffffff"),
-            number("feather", 0.0, 20.0, 1.0, "Extra matte softening in pixels."),
-        ),
+        REMOVE,
         run=_remove,
         stage=_fixed(5),
     ),
     Action(
         "blur",
         "Blur the region (e.g. a background or a licence plate).",
-        (number("radius", 0.05, 10.0, 1.0, "Blur radius in percent of the photo's short side."),),
+        BLUR,
         run=_blur,
         stage=_fixed(3),
     ),
     Action(
         "adjust",
         "Tone adjustments inside the region.",
-        (
-            number("brightness", -1.0, 1.0, 0.0, "Lightness shift (-1 darkest .. 1 brightest)."),
-            number("contrast", -1.0, 1.0, 0.0, "Contrast around the region's mean lightness."),
-            number("saturation", -1.0, 1.0, 0.0, "Chroma scale (-1 = grey)."),
-            number("warmth", -1.0, 1.0, 0.0, "Colour temperature shift (negative = cooler)."),
-        ),
+        ADJUST,
         run=_adjust,
         stage=_fixed(2),
     ),
     Action(
         "shadow",
         "On a Shadow concept: soften or remove it. On a Product: add a soft drop shadow under it.",
-        (
-            ParamSpec("mode", "enum", "soften, remove, or add a drop shadow.", "soften", choices=SHADOW_MODES),
-            number("strength", 0.0, 1.0, 0.6, "soften: share of the shadow lifted; add: shadow opacity."),
-            number("softness", 0.0, 50.0, 6.0, "add: blur in percent of the object's height."),
-            number("distance", 0.0, 50.0, 2.0, "add: offset in percent of the object's height."),
-            number("angle", -180.0, 180.0, 90.0, "add: direction of the offset in degrees (90 = down)."),
-        ),
+        SHADOW,
         run=_shadow,
         stage=_shadow_stage,
     ),
     Action(
         "keep",
         "Leave the concept as it is.",
-        (),
+        KEEP,
         run=_keep,
         stage=_fixed(7),
     ),

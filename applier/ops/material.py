@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from applier.action_params import MATERIAL, default
 from applier.colors import hex_to_rgb, rgb_to_lab
 from applier.ops.region import Box, edit_region
 from applier.textures import BASE_SIZE, procedural, tile_texture
@@ -104,11 +105,11 @@ def material(
     alpha: F32,
     *,
     texture: str,
-    scale: float = 1.0,
-    rotation: float = 0.0,
-    perspective: float = 0.0,
-    shading: float = 1.0,
-    seed: int = 0,
+    scale: float = default(MATERIAL, "scale", float),
+    rotation: float = default(MATERIAL, "rotation", float),
+    perspective: float = default(MATERIAL, "perspective", float),
+    shading: float = default(MATERIAL, "shading", float),
+    seed: int = default(MATERIAL, "seed", int),
     color: str | None = None,
     uploaded: U8 | None = None,
 ) -> U8:

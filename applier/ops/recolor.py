@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from applier.action_params import RECOLOR, default
 from applier.colors import hex_to_rgb, lab_to_rgb, rgb_to_lab
 from applier.ops.region import Box, edit_region
 
@@ -71,7 +72,14 @@ def recolor_table(histogram: F64, color: str, detail: float) -> U8:
     return lab_to_rgb(lab).reshape(256, 1, 3)
 
 
-def recolor(image: U8, alpha: F32, *, value: str, strength: float = 1.0, detail: float = 1.0) -> U8:
+def recolor(
+    image: U8,
+    alpha: F32,
+    *,
+    value: str,
+    strength: float = default(RECOLOR, "strength", float),
+    detail: float = default(RECOLOR, "detail", float),
+) -> U8:
     """Recolour the region ``alpha`` of ``image`` (HxWx3 or HxWx4 uint8) to ``value`` (``#rrggbb``)."""
 
     def edit(box: Box) -> tuple[U8, F32]:

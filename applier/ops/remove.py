@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from applier.action_params import REMOVE, default
 from applier.colors import hex_to_rgb
 from applier.masks import feather as feather_alpha
 from applier.ops.region import Box, bounding_box, edit_region
@@ -100,7 +101,14 @@ def _decontaminate(image: U8, fg_alpha: F32) -> U8:
     return result
 
 
-def remove(image: U8, alpha: F32, *, mode: str = "auto", color: str = "#ffffff", feather: float = 1.0) -> U8:
+def remove(
+    image: U8,
+    alpha: F32,
+    *,
+    mode: str = default(REMOVE, "mode", str),
+    color: str = default(REMOVE, "color", str),
+    feather: float = default(REMOVE, "feather", float),
+) -> U8:
     """Erase the region ``alpha``. Returns RGBA for ``mode=transparent`` (or auto on a large region)."""
     box = bounding_box(alpha)
     if box is None:

@@ -6,13 +6,14 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from applier.action_params import ADJUST, BLUR, SHADOW, default
 from applier.ops.region import Box, bounding_box, edit_region
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
 
 
-def blur(image: U8, alpha: F32, *, radius: float = 1.0) -> U8:
+def blur(image: U8, alpha: F32, *, radius: float = default(BLUR, "radius", float)) -> U8:
     """Gaussian blur inside the region; ``radius`` is percent of the short side.
 
     Only region pixels feed the blur (normalised convolution), so a blurred background does not smear
@@ -36,10 +37,10 @@ def adjust(
     image: U8,
     alpha: F32,
     *,
-    brightness: float = 0.0,
-    contrast: float = 0.0,
-    saturation: float = 0.0,
-    warmth: float = 0.0,
+    brightness: float = default(ADJUST, "brightness", float),
+    contrast: float = default(ADJUST, "contrast", float),
+    saturation: float = default(ADJUST, "saturation", float),
+    warmth: float = default(ADJUST, "warmth", float),
 ) -> U8:
     """Brightness, contrast (about the region's mean), saturation and warmth, in CIE Lab."""
 
@@ -60,7 +61,9 @@ def adjust(
     return edit_region(image, alpha, edit)
 
 
-def lift_shadow(image: U8, alpha: F32, *, strength: float = 0.6, exclude: F32 | None = None) -> U8:
+def lift_shadow(
+    image: U8, alpha: F32, *, strength: float = default(SHADOW, "strength", float), exclude: F32 | None = None
+) -> U8:
     """Soften (``strength`` < 1) or remove (1) a cast shadow: divide out its darkening.
 
     The unshadowed surface around the shadow (a studio sweep, a floor) is smooth: it is filled in
@@ -114,10 +117,10 @@ def drop_shadow(
     image: U8,
     alpha: F32,
     *,
-    strength: float = 0.6,
-    softness: float = 6.0,
-    distance: float = 2.0,
-    angle: float = 90.0,
+    strength: float = default(SHADOW, "strength", float),
+    softness: float = default(SHADOW, "softness", float),
+    distance: float = default(SHADOW, "distance", float),
+    angle: float = default(SHADOW, "angle", float),
 ) -> U8:
     """Add a soft shadow cast by the region (a product) onto what is around and under it.
 

@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 import pytest
 
+from applier.action_params import MATERIAL, SHADOW, default
 from applier.errors import ParamError
 from applier.ops.material import material
 from applier.ops.recolor import recolor
@@ -85,7 +86,8 @@ def test_description_covers_every_action_and_is_json() -> None:
 
 
 def test_each_ops_own_keyword_defaults_are_the_registry_defaults() -> None:
-    """The registry states the defaults; an op's keyword defaults (for direct callers) may not drift."""
+    """The specs state the defaults; an op's keyword defaults (for direct callers) are read from them
+    (``applier.action_params.default``), and a literal written instead may not drift."""
     ops: dict[str, Callable[..., object]] = {
         "recolor": recolor,
         "material": material,
@@ -106,3 +108,10 @@ def test_a_cross_parameter_check_of_the_registry_runs() -> None:
     with pytest.raises(ParamError) as e:
         validate_action("material", {"texture": "upload"})
     assert e.value.field == "texture_ref"
+
+
+def test_a_default_read_as_the_wrong_kind_is_refused() -> None:
+    assert default(SHADOW, "strength", float) == 0.6
+    assert default(MATERIAL, "seed", int) == 0
+    with pytest.raises(TypeError, match="mode"):
+        default(SHADOW, "mode", float)
