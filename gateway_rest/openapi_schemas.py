@@ -54,6 +54,8 @@ class Schemas:
             schema["enum"] = list(contract.vocabulary(enum, lower=True))
         if options.HasExtension(options_pb2.minimum):
             schema["minimum"] = options.Extensions[options_pb2.minimum]
+        if options.HasExtension(options_pb2.maximum):
+            schema["maximum"] = options.Extensions[options_pb2.maximum]
         return schema
 
     def field(self, field: FieldDescriptor, *, request: bool) -> Schema:

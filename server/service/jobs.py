@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from server.clock import utcnow
 from server.config import Settings
+from server.contract import CONTENT_TYPES
 from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
 from server.errors import (
@@ -46,8 +47,6 @@ from server.storage import keys
 from server.storage.port import ObjectStore, PresignedRequest
 
 log = logging.getLogger(__name__)
-
-CONTENT_TYPES = ("image/jpeg", "image/png", "image/webp")
 
 
 @dataclass(frozen=True)

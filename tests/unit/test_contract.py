@@ -15,7 +15,7 @@ from applier import templates
 from gateway_rest.errors import HTTP_STATUS
 from gateway_rest.routes import api_endpoints
 from protos.s3.v1 import jobs_pb2, options_pb2, types_pb2
-from server import contract
+from server import contract, images
 from server.db.tables import JobItemRow
 from server.grpc_api.status import GRPC_STATUS
 from server.metrics import state as metric_state
@@ -48,6 +48,12 @@ def test_plans_fits_formats_and_webhook_events_are_the_proto_enums() -> None:
     assert typing.get_args(templates.Format) == contract.TEMPLATE_FORMATS
     assert webhooks.EVENT_TYPES == contract.WEBHOOK_EVENTS
     assert contract.WEBHOOK_EVENTS == ("item.done", "item.failed", "job.done", "job.failed", "job.canceled")
+
+
+def test_delivery_states_and_content_types_are_the_proto_enums() -> None:
+    assert tuple(webhooks.DeliveryState) == contract.WEBHOOK_DELIVERY_STATES == ("pending", "delivered", "failed")
+    # The formats confirm-upload decodes are the ones an upload may declare.
+    assert tuple(images.CONTENT_TYPES.values()) == contract.CONTENT_TYPES == ("image/jpeg", "image/png", "image/webp")
 
 
 def test_every_analysis_state_the_views_report_is_in_the_proto_enum() -> None:

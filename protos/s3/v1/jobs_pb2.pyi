@@ -583,7 +583,7 @@ class CreateJobRequest(_message.Message):
     item_count: _builtins.int
     @_builtins.property
     def content_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """optional per item: image/jpeg | image/png | image/webp"""
+        """optional, per item"""
 
     def __init__(
         self,

@@ -26,7 +26,7 @@ from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor
 from google.rpc import code_pb2 as google_dot_rpc_dot_code__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13s3/v1/options.proto\x12\x05s3.v1\x1a google/protobuf/descriptor.proto\x1a\x15google/rpc/code.proto:8\n\x0bhttp_status\x12!.google.protobuf.EnumValueOptions\x18\xd1\x86\x03 \x01(\x05:J\n\x0bgrpc_status\x12!.google.protobuf.EnumValueOptions\x18\xd2\x86\x03 \x01(\x0e\x32\x10.google.rpc.Code:6\n\twire_name\x12!.google.protobuf.EnumValueOptions\x18\xd3\x86\x03 \x01(\t:2\n\tvalues_of\x12\x1d.google.protobuf.FieldOptions\x18\xd1\x86\x03 \x01(\t:0\n\x07minimum\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\x03:=\n\x13http_success_status\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13s3/v1/options.proto\x12\x05s3.v1\x1a google/protobuf/descriptor.proto\x1a\x15google/rpc/code.proto:8\n\x0bhttp_status\x12!.google.protobuf.EnumValueOptions\x18\xd1\x86\x03 \x01(\x05:J\n\x0bgrpc_status\x12!.google.protobuf.EnumValueOptions\x18\xd2\x86\x03 \x01(\x0e\x32\x10.google.rpc.Code:6\n\twire_name\x12!.google.protobuf.EnumValueOptions\x18\xd3\x86\x03 \x01(\t:2\n\tvalues_of\x12\x1d.google.protobuf.FieldOptions\x18\xd1\x86\x03 \x01(\t:0\n\x07minimum\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\x03:0\n\x07maximum\x12\x1d.google.protobuf.FieldOptions\x18\xd3\x86\x03 \x01(\x03:=\n\x13http_success_status\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)

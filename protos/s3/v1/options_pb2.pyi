@@ -16,6 +16,7 @@ GRPC_STATUS_FIELD_NUMBER: _builtins.int
 WIRE_NAME_FIELD_NUMBER: _builtins.int
 VALUES_OF_FIELD_NUMBER: _builtins.int
 MINIMUM_FIELD_NUMBER: _builtins.int
+MAXIMUM_FIELD_NUMBER: _builtins.int
 HTTP_SUCCESS_STATUS_FIELD_NUMBER: _builtins.int
 http_status: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, _builtins.int]
 """The HTTP status the REST shim answers an ErrorCode with."""
@@ -31,5 +32,7 @@ fields stay strings on the wire, the enum is their vocabulary.
 """
 minimum: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _builtins.int]
 """The least value a number field accepts (OpenAPI "minimum")."""
+maximum: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, _builtins.int]
+"""The greatest value a number field holds (OpenAPI "maximum")."""
 http_success_status: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _builtins.int]
 """The HTTP status of the REST route's success answer, when it is not 200 (201: created)."""

@@ -248,6 +248,46 @@ WEBHOOK_EVENT_JOB_FAILED: WebhookEvent.ValueType  # 4
 WEBHOOK_EVENT_JOB_CANCELED: WebhookEvent.ValueType  # 5
 Global___WebhookEvent: _TypeAlias = WebhookEvent  # noqa: Y015
 
+class _WebhookDeliveryState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WebhookDeliveryStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WebhookDeliveryState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WEBHOOK_DELIVERY_STATE_UNSPECIFIED: _WebhookDeliveryState.ValueType  # 0
+    WEBHOOK_DELIVERY_STATE_PENDING: _WebhookDeliveryState.ValueType  # 1
+    WEBHOOK_DELIVERY_STATE_DELIVERED: _WebhookDeliveryState.ValueType  # 2
+    WEBHOOK_DELIVERY_STATE_FAILED: _WebhookDeliveryState.ValueType  # 3
+
+class WebhookDeliveryState(_WebhookDeliveryState, metaclass=_WebhookDeliveryStateEnumTypeWrapper):
+    """Where a webhook event stands: waiting for its next attempt, posted, or given up."""
+
+WEBHOOK_DELIVERY_STATE_UNSPECIFIED: WebhookDeliveryState.ValueType  # 0
+WEBHOOK_DELIVERY_STATE_PENDING: WebhookDeliveryState.ValueType  # 1
+WEBHOOK_DELIVERY_STATE_DELIVERED: WebhookDeliveryState.ValueType  # 2
+WEBHOOK_DELIVERY_STATE_FAILED: WebhookDeliveryState.ValueType  # 3
+Global___WebhookDeliveryState: _TypeAlias = WebhookDeliveryState  # noqa: Y015
+
+class _ContentType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ContentTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ContentType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONTENT_TYPE_UNSPECIFIED: _ContentType.ValueType  # 0
+    CONTENT_TYPE_JPEG: _ContentType.ValueType  # 1
+    CONTENT_TYPE_PNG: _ContentType.ValueType  # 2
+    CONTENT_TYPE_WEBP: _ContentType.ValueType  # 3
+
+class ContentType(_ContentType, metaclass=_ContentTypeEnumTypeWrapper):
+    """The photo formats an upload may declare and confirm-upload accepts."""
+
+CONTENT_TYPE_UNSPECIFIED: ContentType.ValueType  # 0
+CONTENT_TYPE_JPEG: ContentType.ValueType  # 1
+CONTENT_TYPE_PNG: ContentType.ValueType  # 2
+CONTENT_TYPE_WEBP: ContentType.ValueType  # 3
+Global___ContentType: _TypeAlias = ContentType  # noqa: Y015
+
 @_typing.final
 class UserState(_message.Message):
     """The state of a user as /me shows it. Credits: granted = available + reserved + spent, always."""
@@ -857,7 +897,6 @@ class Job(_message.Message):
     done_items: _builtins.int
     failed_items: _builtins.int
     progress: _builtins.float
-    """0..1"""
     set_url: _builtins.str
     rule_id: _builtins.str
     cost_per_item: _builtins.int
@@ -996,9 +1035,7 @@ class WebhookDelivery(_message.Message):
     seq: _builtins.int
     """order among the job's events"""
     event: _builtins.str
-    """item.done | item.failed | job.done | job.failed | job.canceled"""
     state: _builtins.str
-    """pending | delivered | failed"""
     attempts: _builtins.int
     last_status: _builtins.int
     last_error: _builtins.str

@@ -20,8 +20,9 @@ from gateway_rest.codec import encode
 from gateway_rest.openapi import openapi_document
 from protos.s3.v1 import jobs_pb2 as jpb
 from protos.s3.v1 import types_pb2 as pb
+from server.contract import CONTENT_TYPES
 from server.plans import PLANS
-from server.service.webhooks import EVENT_TYPES
+from server.service.webhooks import EVENT_TYPES, DeliveryState
 
 ROOT = Path(__file__).resolve().parents[3]
 COMMITTED = ROOT / "gateway_rest" / "openapi.json"
@@ -56,7 +57,13 @@ def _examples() -> list[tuple[str, Any]]:
         ("Job", encode(pb.Job(job_id="j", status="created", items=[item, pb.JobItem(status="pending")]))),
         ("Job", encode(pb.Job(job_id="j", status="queued", webhook_url="https://x", webhook_secret="whsec_x"))),
         ("ListJobsResponse", encode(jpb.ListJobsResponse(jobs=[pb.Job(job_id="j", status="done")]))),
-        ("ListWebhookDeliveriesResponse", encode(jpb.ListWebhookDeliveriesResponse(deliveries=[pb.WebhookDelivery()]))),
+        (
+            "ListWebhookDeliveriesResponse",
+            # A delivery always names its event and state (the enums' empty value is never sent).
+            encode(
+                jpb.ListWebhookDeliveriesResponse(deliveries=[pb.WebhookDelivery(event="job.done", state="pending")])
+            ),
+        ),
         ("ListPresetsResponse", encode(jpb.ListPresetsResponse(presets=[pb.Preset()], model=jpb.SegmentationModel()))),
         ("UserState", encode(pb.UserState(plan="pro"))),
         ("GetHealthResponse", encode(jpb.GetHealthResponse(components=[jpb.ComponentHealth(name="database")]))),
@@ -85,6 +92,11 @@ CONSTRAINTS: list[tuple[tuple[str | int, ...], str, object]] = [
     (("ExecuteJobRequestBody", "properties", "webhook_events", "items"), "enum", list(EVENT_TYPES)),
     (("Job", "properties", "webhook", "oneOf", 1, "properties", "events", "items"), "enum", list(EVENT_TYPES)),
     (("CreateJobRequest", "properties", "item_count"), "minimum", 1),
+    (("CreateJobRequest", "properties", "content_types", "items"), "enum", list(CONTENT_TYPES)),
+    (("WebhookDelivery", "properties", "event"), "enum", list(EVENT_TYPES)),
+    (("WebhookDelivery", "properties", "state"), "enum", [str(s) for s in DeliveryState]),
+    (("Job", "properties", "progress"), "minimum", 0),
+    (("Job", "properties", "progress"), "maximum", 1),
 ]
 """Where the document states what the service accepts and sends, and the service's own tables."""
 
