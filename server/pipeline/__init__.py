@@ -35,7 +35,7 @@ from server.pipeline.stored_proof import prove_stored
 from server.presets import COMPUTED_PROTECT_LAYERS, PresetSpec
 from server.queue import Claim
 from server.service.job_views import load_items
-from server.service.settle import AnalysisOutputs, ItemOutputs, PackageOutputs
+from server.service.settle import AnalysisOutputs, ItemOutputs, Outcome, PackageOutputs
 from server.storage import keys
 from server.storage.port import ObjectIO
 from server.work import PermanentFailure, WorkItem, WorkJob, preset_of, templates_of
@@ -79,7 +79,7 @@ class Pipeline:
         self._segmenter = segmenter
         self._settings = settings
 
-    async def run(self, claim: Claim) -> ItemOutputs | AnalysisOutputs | PackageOutputs:
+    async def run(self, claim: Claim) -> Outcome:
         if claim.stage == "analyze":
             return await self.analyze(claim)
         if claim.stage == "execute":

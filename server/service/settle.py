@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,6 +21,16 @@ from server.service.job_state import JobStatus
 from server.service.locking import lock_user
 
 FINISHED_ITEM_STATES = item_state.FINISHED
+
+
+class OutcomeSink(Protocol):
+    """Where a worker records a claim's outcome; each outcome type calls its own method."""
+
+    async def items(self, outputs: ItemOutputs) -> None: ...
+
+    async def analysis(self, outputs: AnalysisOutputs) -> None: ...
+
+    async def package(self, outputs: PackageOutputs) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,11 @@ class ItemOutputs:
     height: int | None = None
     stored_bytes: int = 0
     """Bytes written for this item (counted against the user's storage quota)."""
+    stage: ClassVar[str] = "execute"
+    """The claim stage this is the outcome of."""
+
+    async def record(self, sink: OutcomeSink) -> None:
+        await sink.items(self)
 
 
 @dataclass(frozen=True)
@@ -44,12 +59,24 @@ class AnalysisOutputs:
 
     instances: Sequence[Mapping[str, Any]]
     stored_bytes: int = 0
+    stage: ClassVar[str] = "analyze"
+
+    async def record(self, sink: OutcomeSink) -> None:
+        await sink.analysis(self)
 
 
 @dataclass(frozen=True)
 class PackageOutputs:
     set_key: str
     stored_bytes: int = 0
+    stage: ClassVar[str] = "package"
+
+    async def record(self, sink: OutcomeSink) -> None:
+        await sink.package(self)
+
+
+Outcome = ItemOutputs | AnalysisOutputs | PackageOutputs
+"""What running a claim produces; ``outcome.record(sink)`` records it where it belongs."""
 
 
 def lock_job(session: Session, job_id: str) -> JobRow | None:

@@ -21,7 +21,7 @@ from server.db.advisory import Leadership
 from server.db.engine import Database, DatabaseUnavailable
 from server.errors import InferenceUnavailable, StorageUnavailable
 from server.queue import Claim
-from server.service.settle import AnalysisOutputs, ItemOutputs, PackageOutputs
+from server.service.settle import AnalysisOutputs, ItemOutputs, Outcome, PackageOutputs
 from server.service.sweeper import sweep_if_leader
 from server.storage.port import ObjectStore
 from server.work import PermanentFailure
@@ -74,7 +74,7 @@ class WorkSource(Protocol):
 class ClaimRunner(Protocol):
     """What works on a claim: ``Pipeline``, or one built per claim from its lease."""
 
-    async def run(self, claim: Claim) -> ItemOutputs | AnalysisOutputs | PackageOutputs: ...
+    async def run(self, claim: Claim) -> Outcome: ...
 
 
 class Recorder:
@@ -224,19 +224,15 @@ class Worker:
                     log.info("%s: returned %d claims to the queue on shutdown", self.name, len(claims) - n)
                     break
                 try:
-                    pending = await self._process(claim, held[claim], stopping, recorder)
+                    await self._process(claim, held[claim], stopping, _Recording(self, claim, recorder, recording))
                 except DatabaseUnavailable as e:
                     # The outcome could not be recorded (its transaction rolled back, nothing
                     # charged). The lease runs out and the work is claimed again.
                     self.stats.dropped += 1
                     log.warning("worker %s: %s/%d not recorded: %s", self.name, claim.job_id, claim.idx, e)
-                    pending = None
                 except Exception:
                     self.stats.dropped += 1
                     log.exception("worker %s: %s/%d could not be recorded", self.name, claim.job_id, claim.idx)
-                    pending = None
-                if pending is not None:
-                    recording.append(pending)
             recorder.flush()
             if recording:  # the leases are kept alive until the group commit has them
                 await asyncio.wait(recording)
@@ -245,9 +241,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await beat
 
-    async def _process(
-        self, claim: Claim, lost: asyncio.Event, stopping: asyncio.Event, recorder: Recorder
-    ) -> asyncio.Future[bool] | None:
+    async def _process(self, claim: Claim, lost: asyncio.Event, stopping: asyncio.Event, sink: _Recording) -> None:
         work = asyncio.create_task(self._pipeline.run(claim))
         try:
             await self._wait(work, lost, stopping)
@@ -255,13 +249,13 @@ class Worker:
                 work.cancel()
                 self.stats.dropped += 1
                 log.info("%s: lease on %s/%d lost, work dropped", self.name, claim.job_id, claim.idx)
-                return None
+                return
             if not work.done():  # shutting down and the drain time ran out
                 work.cancel()
                 await asyncio.to_thread(self._queue.release, claim)
                 log.info("%s: returned %s/%d to the queue on shutdown", self.name, claim.job_id, claim.idx)
-                return None
-            return await self._record(claim, work, recorder)
+                return
+            await self._record(claim, work, sink)
         finally:
             if not work.done():
                 work.cancel()
@@ -279,30 +273,15 @@ class Worker:
             lost_wait.cancel()
             stop_wait.cancel()
 
-    async def _record(
-        self, claim: Claim, work: asyncio.Task[object], recorder: Recorder
-    ) -> asyncio.Future[bool] | None:
-        """Record the outcome; an executed item goes to the group commit (its future returned)."""
+    async def _record(self, claim: Claim, work: asyncio.Task[Outcome], sink: _Recording) -> None:
+        """Record the outcome (the outcome knows where: ``Outcome.record``), or the failure."""
         error = work.exception()
         if error is None:
-            result = work.result()
-            if claim.stage == "execute" and isinstance(result, ItemOutputs):
-                return recorder.submit(claim, result)
-            if claim.stage == "analyze" and isinstance(result, AnalysisOutputs):
-                recorded = await asyncio.to_thread(
-                    self._queue.complete_analysis, claim, result.instances, stored_bytes=result.stored_bytes
-                )
-            elif claim.stage == "package" and isinstance(result, PackageOutputs):
-                recorded = await asyncio.to_thread(
-                    self._queue.complete_package, claim, result.set_key, stored_bytes=result.stored_bytes
-                )
-            else:
-                raise TypeError(f"unexpected {claim.stage} result {type(result).__name__}")
-            if recorded:
-                self.stats.done += 1
-            else:
-                self.stats.dropped += 1
-            return None
+            outcome = work.result()
+            if outcome.stage != claim.stage:
+                raise TypeError(f"a {claim.stage} claim produced {type(outcome).__name__}")
+            await outcome.record(sink)
+            return
         self.stats.failed += 1
         retryable = not isinstance(error, PermanentFailure)
         if isinstance(error, TRANSIENT):
@@ -311,7 +290,12 @@ class Worker:
             log.error("%s: %s/%d attempt %d failed", self.name, claim.job_id, claim.idx, claim.attempt, exc_info=error)
         message = getattr(error, "message", None) or str(error) or type(error).__name__
         await asyncio.to_thread(self._queue.fail, claim, message, retryable=retryable)
-        return None
+
+    def _count(self, recorded: bool) -> None:
+        if recorded:
+            self.stats.done += 1
+        else:
+            self.stats.dropped += 1
 
     async def _heartbeat(self, held: dict[Claim, asyncio.Event]) -> None:
         """Every ``heartbeat_s``, one heartbeat for every claim of the batch still held; a claim
@@ -328,6 +312,32 @@ class Worker:
             for claim in live:
                 if claim not in alive:
                     held[claim].set()
+
+
+class _Recording:
+    """Where one claim's outcome goes: an executed item into the batch's group commit (the batch
+    waits for it before its leases are let go), an analysis or a set at once."""
+
+    def __init__(self, worker: Worker, claim: Claim, recorder: Recorder, grouped: list[asyncio.Future[bool]]) -> None:
+        self._worker = worker
+        self._claim = claim
+        self._recorder = recorder
+        self._grouped = grouped
+
+    async def items(self, outputs: ItemOutputs) -> None:
+        self._grouped.append(self._recorder.submit(self._claim, outputs))
+
+    async def analysis(self, outputs: AnalysisOutputs) -> None:
+        complete = self._worker._queue.complete_analysis
+        self._worker._count(
+            await asyncio.to_thread(complete, self._claim, outputs.instances, stored_bytes=outputs.stored_bytes)
+        )
+
+    async def package(self, outputs: PackageOutputs) -> None:
+        complete = self._worker._queue.complete_package
+        self._worker._count(
+            await asyncio.to_thread(complete, self._claim, outputs.set_key, stored_bytes=outputs.stored_bytes)
+        )
 
 
 async def sweep_forever(

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from server.queue import Claim
-from server.service.settle import ItemOutputs
+from server.service.settle import ItemOutputs, PackageOutputs
 from server.worker import Worker
 
 
@@ -54,6 +54,49 @@ def test_worker_keeps_running_after_a_recording_error(batch: int) -> None:
 
     async def go() -> Worker:
         worker = Worker(queue, _Pipeline(), name="w", lease_s=30, poll_s=0.01, batch=batch)  # type: ignore[arg-type]
+        stopping = asyncio.Event()
+        task = asyncio.create_task(worker.run(stopping))
+        for _ in range(200):
+            if queue.recorded:
+                break
+            await asyncio.sleep(0.01)
+        stopping.set()
+        await task
+        return worker
+
+    worker = asyncio.run(go())
+    assert queue.recorded == [1]
+    assert (worker.stats.done, worker.stats.dropped) == (1, 1)
+
+
+class _AcceptingQueue(_Queue):
+    def complete_items(self, results: list[tuple[Claim, ItemOutputs]]) -> list[bool]:
+        self.recorded.extend(claim.idx for claim, _ in results)
+        return [True] * len(results)
+
+    def complete_package(self, claim: Claim, set_key: str, *, stored_bytes: int = 0) -> bool:
+        raise AssertionError("a set that no package claim produced must not be recorded")
+
+
+class _MixedPipeline:
+    """Answers claim 0 with a set (an outcome of another stage), claim 1 properly."""
+
+    async def run(self, claim: Claim) -> Any:
+        if claim.idx == 0:
+            return PackageOutputs(set_key="sets/j.zip")
+        return ItemOutputs(output_key=f"outputs/u/j/{claim.idx}_result.png")
+
+
+def test_an_outcome_of_another_stage_is_not_recorded() -> None:
+    """Each outcome records itself (``Outcome.record``); one that does not belong to its claim's
+    stage is refused before it is recorded anywhere, and the worker goes on."""
+    queue = _Queue()
+    queue.complete_items = lambda results: (
+        [True for _ in results] if queue.recorded.extend(c.idx for c, _ in results) is None else []
+    )  # type: ignore[method-assign]
+
+    async def go() -> Worker:
+        worker = Worker(queue, _MixedPipeline(), name="w", lease_s=30, poll_s=0.01)  # type: ignore[arg-type]
         stopping = asyncio.Event()
         task = asyncio.create_task(worker.run(stopping))
         for _ in range(200):
