@@ -95,15 +95,16 @@ def host_facts() -> dict[str, Any]:
 
 def prepare_model(cuda: bool, work: Path) -> dict[str, Any]:
     """The checkpoint and what the repository needs of it: full-size random weights on CUDA, else tiny."""
-    from server.inference.export import sam3_export as export
+    from server.inference.export import checkpoints
+    from server.inference.export.sam3_export import save_tokenizer
 
     if cuda:
         checkpoint = work / "checkpoint-full"
         t0 = time.perf_counter()
         if not (checkpoint / "config.json").is_file():
-            export.build_checkpoint(checkpoint, "full")
+            checkpoints.build_checkpoint(checkpoint, "full")
         tokenizer = work / "tokenizer.json"
-        export._save_tokenizer(checkpoint, tokenizer)
+        save_tokenizer(checkpoint, tokenizer)
         params = tr.Sam3Parameters(
             model_name="sam3-random",
             meaningful=False,
@@ -173,7 +174,7 @@ class Eager:
 
     def segment(self, images: np.ndarray, phrases: Sequence[str]) -> list[Any]:
         from bench.sam3_eager import detect_per_prompt
-        from server.inference.export.sam3_export import normalise
+        from server.inference.export.graphs import normalise
 
         torch = self.torch
         with torch.inference_mode():
@@ -343,7 +344,7 @@ def device_used_bytes() -> int:
 
 def compare(got: dict[str, np.ndarray], raw: Sequence[np.ndarray], threshold: float, cap: int) -> dict[str, Any]:
     """Served detections vs the eager fp32 reference selection at one threshold."""
-    from server.inference.export.sam3_export import reference_selection
+    from server.inference.export.selection import reference_selection
 
     ref = reference_selection(raw, threshold, cap)
     mine = {(int(p), int(q)): i for i, (p, q) in enumerate(zip(got["phrase_index"], got["query_index"], strict=True))}
@@ -371,7 +372,7 @@ def parity(
 ) -> list[dict[str, Any]]:
     import tritonclient.grpc as grpcclient
 
-    from server.inference.export.sam3_export import gate_thresholds
+    from server.inference.export.selection import gate_thresholds
 
     client = grpcclient.InferenceServerClient(url)
     rows = []
