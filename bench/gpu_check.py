@@ -93,15 +93,16 @@ def host_facts() -> dict[str, Any]:
 
 def prepare_model(cuda: bool, work: Path) -> dict[str, Any]:
     """The checkpoint and what the repository needs of it: full-size random weights on CUDA, else tiny."""
-    from server.inference.export import sam3_export as export
+    from server.inference.export import checkpoints
+    from server.inference.export.sam3_export import save_tokenizer
 
     if cuda:
         checkpoint = work / "checkpoint-full"
         t0 = time.perf_counter()
         if not (checkpoint / "config.json").is_file():
-            export.build_checkpoint(checkpoint, "full")
+            checkpoints.build_checkpoint(checkpoint, "full")
         tokenizer = work / "tokenizer.json"
-        export._save_tokenizer(checkpoint, tokenizer)
+        save_tokenizer(checkpoint, tokenizer)
         params = tr.Sam3Parameters(
             model_name="sam3-random",
             meaningful=False,

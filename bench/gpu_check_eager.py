@@ -55,7 +55,7 @@ class Eager:
 
     def segment(self, images: np.ndarray, phrases: Sequence[str]) -> list[Any]:
         from bench.sam3_eager import detect_per_prompt
-        from server.inference.export.sam3_export import normalise
+        from server.inference.export.graphs import normalise
 
         torch = self.torch
         with torch.inference_mode():

@@ -15,7 +15,7 @@ from bench.gpu_check_serving import infer
 
 def compare(got: dict[str, np.ndarray], raw: Sequence[np.ndarray], threshold: float, cap: int) -> dict[str, Any]:
     """Served detections vs the eager fp32 reference selection at one threshold."""
-    from server.inference.export.sam3_export import reference_selection
+    from server.inference.export.selection import reference_selection
 
     ref = reference_selection(raw, threshold, cap)
     mine = {(int(p), int(q)): i for i, (p, q) in enumerate(zip(got["phrase_index"], got["query_index"], strict=True))}
@@ -43,7 +43,7 @@ def parity(
 ) -> list[dict[str, Any]]:
     import tritonclient.grpc as grpcclient
 
-    from server.inference.export.sam3_export import gate_thresholds
+    from server.inference.export.selection import gate_thresholds
 
     client = grpcclient.InferenceServerClient(url)
     rows = []

@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
     import torch
     from transformers import Sam3Model
 
-    from server.inference.export.sam3_export import normalise
+    from server.inference.export.graphs import normalise
 
     checkpoint, image_path, phrases_path, out_path = (Path(a) for a in argv)
     t0 = time.perf_counter()

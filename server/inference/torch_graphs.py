@@ -1,6 +1,6 @@
 """The three SAM3 graphs run by PyTorch on one device: the graph models of the ``torch`` flavour.
 
-The graphs are the export's own modules (``server.inference.export.sam3_export.graph_modules``: the same cut, the
+The graphs are the export's own modules (``server.inference.export.graphs.graph_modules``: the same cut, the
 same inputs and outputs as the ONNX graphs and TensorRT plans), built from the checkpoint through the
 production loader (``Sam3Model.from_pretrained``), so the three runtimes cannot drift apart. Only the
 parts of SAM3 a graph uses are moved to the device.
@@ -64,7 +64,7 @@ class TorchGraph:
             sys.path.insert(0, str(code_root))  # the checkout whose export code defines the graphs
         from transformers import Sam3Model
 
-        from server.inference.export.sam3_export import graph_modules
+        from server.inference.export.graphs import graph_modules
 
         self.torch = torch
         self.graph = graph

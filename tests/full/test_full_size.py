@@ -46,7 +46,7 @@ def _build_checkpoint(checkpoint: Path) -> float:
     import subprocess
 
     started = time.monotonic()
-    code = "import sys; from pathlib import Path; from server.inference.export.sam3_export import build_checkpoint; "
+    code = "import sys; from pathlib import Path; from server.inference.export.checkpoints import build_checkpoint; "
     code += "build_checkpoint(Path(sys.argv[1]), 'full')"
     subprocess.run([str(MODEL_VENV / "bin" / "python"), "-c", code, str(checkpoint)], cwd=REPO_ROOT, check=True)
     return time.monotonic() - started

@@ -1,4 +1,4 @@
-"""SAM3's attention as the decoder graph exports it: the query axis in fixed chunks.
+"""SAM3's attention as the decoder graph exports it: fused where it has no mask, else in query chunks.
 
 The DETR encoder attends over every image token (72 x 72 = 5184 at full size). Exported as written
 (``eager``: MatMul, Softmax, MatMul) it materialises a ``[K, 8, 5184, 5184]`` fp32 score tensor, 860 MB
@@ -7,8 +7,10 @@ were 12 of 31 s of a 4-phrase call at full size (PyTorch eager serves the same h
 fused kernel and never holds the whole tensor). Splitting the queries into chunks of
 :data:`QUERY_CHUNK` gives the same result (softmax runs over keys, which stay whole) with a score
 tensor of ``[K, 8, QUERY_CHUNK, 5184]`` that the graph's memory planner reuses from chunk to chunk.
+Attention without a mask (that self-attention) goes further: one fused op (``fused_attention``) when
+``fused`` (the onnxruntime graph); the chunks stay for masked attention and for TensorRT's graph.
 
-Runs in the model environment (torch, transformers); imported by ``server.inference.export.sam3_export`` only.
+Runs in the model environment (torch, transformers); imported by the export package only.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from server.inference.export.fused_attention import fused_attention
+
 QUERY_CHUNK = 576
 """Queries per chunk: 5184 / 9; a chunk's scores are 95 MB per phrase at full size."""
-IMPLEMENTATION = "s3_query_chunks"
+IMPLEMENTATION = "s3_detector_attention"
 """The name under which transformers finds this attention (and the eager mask it expects)."""
 DETECTOR_PARTS = ("geometry_encoder", "detr_encoder", "detr_decoder", "mask_decoder")
 """Sam3Model's submodules inside the decoder graph; the vision and text encoders keep their attention."""
@@ -59,13 +63,24 @@ def query_chunked_attention(
     return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
 
 
+def fused_or_chunked_attention(
+    module: Any, query: Any, key: Any, value: Any, attention_mask: Any, *args: Any, **kwargs: Any
+) -> tuple[Any, None]:
+    """The fused op for attention without a mask, query chunks for the rest."""
+    if attention_mask is None:
+        return fused_attention(module, query, key, value, None, *args, **kwargs)
+    return query_chunked_attention(module, query, key, value, attention_mask, *args, **kwargs)
+
+
 @contextmanager
-def chunked_detector_attention(model: Any) -> Iterator[None]:
-    """Within the block, the detector parts of ``model`` (a ``Sam3Model``) attend in query chunks."""
+def detector_attention(model: Any, fused: bool) -> Iterator[None]:
+    """Within the block, the detector parts of ``model`` (a ``Sam3Model``) attend in query chunks and,
+    when ``fused``, through the fused op where there is no mask (export with
+    ``fused_attention.onnx_translations()`` then)."""
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    ALL_ATTENTION_FUNCTIONS.register(IMPLEMENTATION, query_chunked_attention)
+    ALL_ATTENTION_FUNCTIONS.register(IMPLEMENTATION, fused_or_chunked_attention if fused else query_chunked_attention)
     # The masks stay eager's (additive float); an unknown name would make transformers skip building them.
     ALL_MASK_ATTENTION_FUNCTIONS.register(IMPLEMENTATION, ALL_MASK_ATTENTION_FUNCTIONS["eager"])
     configs = {

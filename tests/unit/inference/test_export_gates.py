@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.inference.export import sam3_export as ex
+from server.inference.export import selection as ex
+from server.inference.export.gates import ParityError
 
 
 def _raw(seed: int = 0, prompts: int = 3, queries: int = 8, mask: int = 6) -> list[np.ndarray]:
@@ -51,19 +52,19 @@ def test_a_missing_query_is_caught() -> None:
     raw = _raw()
     cut = ex.gate_thresholds(raw, 4)[1]
     got = [a[1:] for a in _select(raw, cut, 4)]
-    with pytest.raises(ex.ParityError, match="admits"):
+    with pytest.raises(ParityError, match="admits"):
         ex.selection_parity(got, raw, cut, 4)
 
 
 def test_a_selection_that_ignores_the_cap_is_caught() -> None:
     raw = _raw()
-    with pytest.raises(ex.ParityError, match="admits"):
+    with pytest.raises(ParityError, match="admits"):
         ex.selection_parity(_select(raw, 0.0, 8), raw, 0.0, 4)
 
 
 def test_a_threshold_that_admits_nothing_does_not_pass_as_a_gate() -> None:
     raw = _raw()
-    with pytest.raises(ex.ParityError, match="does not test"):
+    with pytest.raises(ParityError, match="does not test"):
         ex.selection_parity(_select(raw, 0.99, 4), raw, 0.99, 4)
 
 
