@@ -46,14 +46,11 @@ class _Pipeline:
         return ItemOutputs(output_key=f"outputs/u/j/{claim.idx}_result.png")
 
 
-@pytest.mark.parametrize("batch", [1, 2])
-def test_worker_keeps_running_after_a_recording_error(batch: int) -> None:
-    """With a batch of 2 both results may be recorded in one group: the failed group is recorded
-    again item by item, so only the offending item is dropped."""
-    queue = _Queue()
+def _run_until_recorded(queue: _Queue, pipeline: object, batch: int) -> Worker:
+    """Runs a worker on ``queue`` until something is recorded (2 s at most), then stops it."""
 
     async def go() -> Worker:
-        worker = Worker(queue, _Pipeline(), name="w", lease_s=30, poll_s=0.01, batch=batch)  # type: ignore[arg-type]
+        worker = Worker(queue, pipeline, name="w", lease_s=30, poll_s=0.01, batch=batch)  # type: ignore[arg-type]
         stopping = asyncio.Event()
         task = asyncio.create_task(worker.run(stopping))
         for _ in range(200):
@@ -64,7 +61,16 @@ def test_worker_keeps_running_after_a_recording_error(batch: int) -> None:
         await task
         return worker
 
-    worker = asyncio.run(go())
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_worker_keeps_running_after_a_recording_error(batch: int) -> None:
+    """With a batch of 2 both results may be recorded in one group: the failed group is recorded
+    again item by item, so only the offending item is dropped."""
+    queue = _Queue()
+
+    worker = _run_until_recorded(queue, _Pipeline(), batch)
     assert queue.recorded == [1]
     assert (worker.stats.done, worker.stats.dropped) == (1, 1)
 
@@ -99,19 +105,7 @@ def test_an_outcome_of_another_stage_is_not_recorded() -> None:
     stage is refused before it is recorded anywhere, and the worker goes on."""
     queue = _AcceptingQueue()
 
-    async def go() -> Worker:
-        worker = Worker(queue, _MixedPipeline(), name="w", lease_s=30, poll_s=0.01)  # type: ignore[arg-type]
-        stopping = asyncio.Event()
-        task = asyncio.create_task(worker.run(stopping))
-        for _ in range(200):
-            if queue.recorded:
-                break
-            await asyncio.sleep(0.01)
-        stopping.set()
-        await task
-        return worker
-
-    worker = asyncio.run(go())
+    worker = _run_until_recorded(queue, _MixedPipeline(), 1)
     assert queue.recorded == [1]
     assert queue.packaged == []  # a set no package claim produced is not recorded as one
     assert (worker.stats.done, worker.stats.dropped) == (1, 1)
