@@ -22,11 +22,11 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image
 from sqlalchemy import select, update
@@ -36,10 +36,12 @@ from scripts.scenes import interior_scene
 from server.clock import utcnow
 from server.config import Settings
 from server.db.engine import Database
-from server.db.tables import BillingEventRow, JobRow, UserRow
+from server.db.tables import BillingEventRow, JobItemRow, JobRow, UserRow
 from server.pipeline import Pipeline
 from server.queue import WorkQueue
 from server.service.bundle import Services
+from server.service.item_state import ItemStatus
+from server.service.job_state import JobStatus
 from server.service.settle import ItemOutputs, PackageOutputs
 from server.storage import keys
 from server.storage.port import ObjectStore
@@ -154,7 +156,17 @@ def open_bench(database_url: str | None, work: Path) -> Iterator[Bench]:
         db.dispose()
 
 
-def pro_user(bench: Bench, credits: int) -> str:
+class HasServices(Protocol):
+    """What the album set-ups below need: a benchmark's :class:`Bench` or a test's stack."""
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def services(self) -> Services: ...
+
+
+def pro_user(bench: HasServices, credits: int) -> str:
     """A new user on the pro plan (100 items per job) with ``credits``: set in the database directly,
     with the grant recorded like any other credit movement."""
     user_id = bench.services.accounts.create_anonymous().user.user_id
@@ -170,6 +182,19 @@ def pro_user(bench: Bench, credits: int) -> str:
         )
         s.add(BillingEventRow(user_id=user_id, type="grant", amount=credits, ref="bench", created_at=utcnow()))
     return user_id
+
+
+def marked_uploaded_job(bench: HasServices, user_id: str, items: int, concepts: Mapping[str, Any]) -> str:
+    """A job of ``items`` photos executed with ``concepts``, its photos marked uploaded in the
+    database: for measuring the queue, not what the upload checks do."""
+    job_id = bench.services.jobs.create(user_id, preset_id="interior", item_count=items).job.job_id
+    with bench.db.write() as s:
+        s.execute(update(JobItemRow).where(JobItemRow.job_id == job_id).values(status=ItemStatus.UPLOADED))
+        s.execute(update(JobRow).where(JobRow.id == job_id).values(status=JobStatus.UPLOADED))
+    bench.services.jobs.execute(
+        user_id, job_id, concepts=concepts, protect=None, rule_id=None, instances=None, output_set=None
+    )
+    return job_id
 
 
 def uploaded_job(bench: Bench, user_id: str, items: int) -> str:

@@ -32,9 +32,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
-from bench.queue_bench import Bench, bench_settings, open_bench, pro_user, spawned
+from bench.queue_bench import Bench, bench_settings, marked_uploaded_job, open_bench, pro_user, spawned
 from bench.statement_count import counting
 from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
@@ -98,18 +98,7 @@ def _workers(count: int, data_dir: Path, url: str, batch: int, start: mps.Event)
 
 
 def _queue_albums(bench: Bench, jobs: int, items: int) -> list[str]:
-    job_ids = []
-    for _ in range(jobs):
-        user_id = pro_user(bench, items)
-        job_id = bench.services.jobs.create(user_id, preset_id="interior", item_count=items).job.job_id
-        with bench.db.write() as s:
-            s.execute(update(JobItemRow).where(JobItemRow.job_id == job_id).values(status=ItemStatus.UPLOADED))
-            s.execute(update(JobRow).where(JobRow.id == job_id).values(status=JobStatus.UPLOADED))
-        bench.services.jobs.execute(
-            user_id, job_id, concepts=RULE, protect=None, rule_id=None, instances=None, output_set=None
-        )
-        job_ids.append(job_id)
-    return job_ids
+    return [marked_uploaded_job(bench, pro_user(bench, items), items, RULE) for _ in range(jobs)]
 
 
 def _settled(bench: Bench) -> int:

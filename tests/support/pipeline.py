@@ -10,19 +10,18 @@ import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from bench.loadgen import photo
-from server.clock import utcnow
+from bench.queue_bench import marked_uploaded_job, pro_user
 from server.db.engine import Database
-from server.db.tables import BillingEventRow, JobItemRow, JobRow, UserRow
+from server.db.tables import BillingEventRow, JobItemRow, JobRow
 from server.inference.artifacts import REPO_ROOT, ModelArtifact, ensure_artifact
 from server.inference.factory import build_segmenter
 from server.inference.port import Segmenter
 from server.pipeline import Pipeline
 from server.queue import WorkQueue
-from server.service.item_state import ItemStatus
-from server.service.job_state import TERMINAL, JobStatus
+from server.service.job_state import TERMINAL
 from server.worker import Worker, WorkerStats
 from tests.support.stack import Stack
 
@@ -72,26 +71,12 @@ def queued_job(stack: Stack, n: int, *, width: int = 96, height: int = 72, prese
 
 def queued_albums(stack: Stack, jobs: int, items: int, *, pro: bool = False) -> list[str]:
     """``jobs`` executed albums of ``items`` photos, one new user each (``pro``: on the pro plan,
-    with the credits granted). The photos are marked uploaded in the database: what the upload
-    checks do is not what the callers measure. Returns the users."""
+    with the credits granted), the photos marked uploaded in the database (``bench.queue_bench``).
+    Returns the users."""
     users = []
     for _ in range(jobs):
-        user = stack.services.accounts.create_anonymous().user.user_id
-        if pro:
-            with stack.db.write() as s:
-                grant = {
-                    "credits_granted": UserRow.credits_granted + items,
-                    "credits_available": UserRow.credits_available + items,
-                }
-                s.execute(update(UserRow).where(UserRow.id == user).values(plan="pro", **grant))
-                s.add(BillingEventRow(user_id=user, type="grant", amount=items, ref="test", created_at=utcnow()))
-        job_id = stack.services.jobs.create(user, preset_id="interior", item_count=items).job.job_id
-        with stack.db.write() as s:
-            s.execute(update(JobItemRow).where(JobItemRow.job_id == job_id).values(status=ItemStatus.UPLOADED))
-            s.execute(update(JobRow).where(JobRow.id == job_id).values(status=JobStatus.UPLOADED))
-        stack.services.jobs.execute(
-            user, job_id, concepts=WALL_WHITE, protect=None, rule_id=None, instances=None, output_set=None
-        )
+        user = pro_user(stack, items) if pro else stack.services.accounts.create_anonymous().user.user_id
+        marked_uploaded_job(stack, user, items, WALL_WHITE)
         users.append(user)
     return users
 
