@@ -182,13 +182,12 @@ def turn_upsert(postgres: bool) -> Any:
 @lru_cache(maxsize=2)
 def package_lookup(postgres: bool) -> Any:
     """The id of the job whose set waits longest to be packaged (``claim_now`` bound)."""
-    now = NOW
     stmt = (
         select(JobRow.id)
         .where(
             JobRow.package_state == "pending",
             JobRow.status == JobStatus.RUNNING,
-            or_(JobRow.package_lease_expires_at.is_(None), JobRow.package_lease_expires_at < now),
+            or_(JobRow.package_lease_expires_at.is_(None), JobRow.package_lease_expires_at < NOW),
         )
         .order_by(JobRow.updated_at)
         .limit(1)

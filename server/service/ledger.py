@@ -45,8 +45,9 @@ def _write_events(session: Session, _flush_context: object) -> None:
         session.execute(insert(BillingEventRow), rows)
 
 
-def _event_columns() -> list[KeyedColumnElement[Any]]:
-    return [c for c in BillingEventRow.__table__.c if not c.primary_key]
+@cache
+def _event_columns() -> tuple[KeyedColumnElement[Any], ...]:
+    return tuple(c for c in BillingEventRow.__table__.c if not c.primary_key)
 
 
 @cache
