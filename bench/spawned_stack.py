@@ -20,7 +20,7 @@ def spawned_stack(database: str, worker_processes: int, work: Path, *, max_users
     # The test suite's server helpers: the same throw-away PostgreSQL and process handling.
     from server.inference.artifacts import REPO_ROOT, ensure_artifact
     from server.inference.local_triton import LocalTriton
-    from tests.servers.net import free_port
+    from server.ports import free_port
     from tests.servers.postgres import run_postgres
     from tests.support.processes import child, wait_http_ready
 

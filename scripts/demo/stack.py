@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from typing import IO, Any
 
 import httpx
 
+from server.ports import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_CACHE = REPO_ROOT / ".artifacts" / "models"
 """Where ``make test`` keeps exported models; the demo shares it so the export runs once per checkout."""
@@ -24,13 +25,6 @@ STOP_TIMEOUT_S = 60.0
 
 class StackError(RuntimeError):
     """The stack did not start, or died while the demo was running."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def share_model_cache(data_dir: Path, cache: Path = MODEL_CACHE) -> None:

@@ -22,7 +22,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -40,6 +39,7 @@ from server.inference import shm
 from server.inference.artifacts import MODEL_VENV, model_python
 from server.inference.triton_repository import SERVED_MODELS
 from server.inference.triton_runs import RECORD_NAME, RunRecord, claim_folder, end_run, reap_leftovers, release_folder
+from server.ports import free_port
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
@@ -90,13 +90,6 @@ class TritonBinary:
             if not path.exists():
                 raise InferenceUnavailable(f"the bundled Triton is incomplete: {path} is missing")
         return binary
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _die_with_parent() -> None:

@@ -21,7 +21,7 @@ import pytest
 from server.db.engine import Database
 from server.inference import local_triton
 from server.inference.local_triton import LocalTriton
-from tests.servers.net import free_port
+from server.ports import free_port
 from tests.support.invariants import check_invariants
 from tests.support.live_rest import bearer, check_envelope, ok, upload_all
 from tests.support.pipeline import photo_jpeg, tiny_artifact

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from server.config import Settings
-from tests.servers.net import free_port
+from server.ports import free_port
 from tests.servers.redis import RedisServer, run_redis
 from tests.support.live_rest import bearer, check_envelope
 from tests.support.pipeline import link_tiny_model

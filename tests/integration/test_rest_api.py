@@ -28,7 +28,7 @@ from gateway_rest.objects import object_routes
 from gateway_rest.operator import create_operator_app
 from server.grpc_api.server import build_grpc_server
 from server.storage.local import LocalObjectStore
-from tests.servers.net import free_port
+from server.ports import free_port
 from tests.support.stack import TEST_SECRET, Stack, jpeg_bytes, make_stack
 from tests.unit.gateway.live import run_server
 

@@ -28,7 +28,7 @@ from server.inference.local_triton import LocalTriton
 from server.storage import keys
 from server.wiring import build_store
 from tests.integration.triton import conftest as triton_fixtures
-from tests.servers.net import free_port
+from server.ports import free_port
 from tests.servers.postgres import PostgresServer
 from tests.servers.s3server import S3Endpoint
 from tests.support.invariants import check_invariants

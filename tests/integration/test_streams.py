@@ -15,7 +15,7 @@ import pytest
 
 from bench.streams import OpenStream, StreamRefused, open_stream, open_streams, probe, stream_client
 from gateway_rest.http_server import HttpLimits
-from tests.servers.net import free_port
+from server.ports import free_port
 from tests.support.live_rest import bearer, check_envelope, live_rest, ok
 from tests.support.pipeline import link_tiny_model
 from tests.support.processes import child, service_env, wait_http_ready

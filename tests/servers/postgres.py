@@ -29,7 +29,7 @@ import psycopg
 from psycopg import sql
 
 from tests.servers.apt import apt_install
-from tests.servers.net import free_port
+from server.ports import free_port
 
 SERVICE_USER = "postgres"
 """The OS user that owns the cluster when the tests run as root."""

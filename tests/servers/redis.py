@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.servers.apt import apt_install
-from tests.servers.net import free_port
+from server.ports import free_port
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0

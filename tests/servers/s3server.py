@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers.net import free_port
+from server.ports import free_port
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0

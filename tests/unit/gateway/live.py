@@ -12,7 +12,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from gateway_rest.http_server import HttpLimits, uvicorn_config
-from tests.servers.net import free_port
+from server.ports import free_port
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from gateway_rest.errors import _CODE_OF_STATUS, HTTP_STATUS
 from server import errors as domain
 from server.errors import ALL_CODES, S3Error
 from server.grpc_api.status import GRPC_STATUS
-from tests.servers.net import free_port
+from server.ports import free_port
 from tests.unit.gateway.conftest import AUTH, ClientFactory
 from tests.unit.gateway.fake_service import Script
 
