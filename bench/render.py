@@ -148,6 +148,15 @@ def triton(results: dict[str, Any]) -> str:
     return "\n\n".join([triton_bench.markdown(data), _run_line(results, "triton")])
 
 
+def sam3_full(results: dict[str, Any]) -> str:
+    data = results.get("sam3_full")
+    if not data:
+        return MISSING
+    from bench import sam3_full as full
+
+    return "\n\n".join([full.markdown(data), _run_line(results, "sam3_full")])
+
+
 def ratelimit(results: dict[str, Any]) -> str:
     data = results.get("ratelimit")
     if not data:
@@ -216,6 +225,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
     "triton": triton,
     "ratelimit": ratelimit,
     "streams": streams,
+    "sam3_full": sam3_full,
 }
 
 TEMPLATE = """# Benchmarks
@@ -278,6 +288,17 @@ See [sam3_serving.md](sam3_serving.md) for the serving design; `bench/triton_ben
 
 <!-- bench:triton -->
 <!-- /bench:triton -->
+
+## SAM3 at full size (`python -m bench.run --parts sam3_full`, after `make test-full`)
+
+The seeded full-size random-weight SAM3 (840M parameters; speed, memory and size, not accuracy):
+what `make test-full` measured on its run (export, the interior palette through the REST API), and
+`bench/sam3_cost.py --full` on the same export: bytes per photo, Triton against PyTorch eager on the
+same photo and model, the Triton tree's peak memory against eager's. Eager runs first and exits
+before Triton starts.
+
+<!-- bench:sam3_full -->
+<!-- /bench:sam3_full -->
 
 ## Rate limiter
 

@@ -17,6 +17,11 @@ Parts (``--parts`` runs a subset; the other parts' previous results are kept):
   Redis, side by side (:mod:`bench.ratelimit_bench`).
 - ``streams``: memory per open job-event stream and another user's p99 at 0 / 100 / 1,000 open
   streams (:mod:`bench.streams_bench`), on SQLite and on PostgreSQL.
+
+Run only when named (``--parts sam3_full``), after ``make test-full``:
+
+- ``sam3_full``: the full-size tier's export and serving figures and one photo's cost at full size
+  (:mod:`bench.sam3_full`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "bench" / "results.json"
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
 PARTS = ("api", "queue", "queue_noop", "growth", "applier", "triton", "ratelimit", "streams")
+"""What ``make bench`` runs."""
+OPT_IN_PARTS = ("sam3_full",)
+"""Parts that need more than the checkout (the full-size export): run when named."""
 WORKERS = (1, 2, 4)
 QUEUE_JOBS, QUEUE_ITEMS = 4, 12
 NOOP_JOBS, NOOP_ITEMS, NOOP_BATCH = 20, 100, 16
@@ -121,6 +129,12 @@ def _triton(pg: Any) -> dict[str, Any]:
     return triton_bench.run()
 
 
+def _sam3_full(pg: Any) -> dict[str, Any]:
+    from bench import sam3_full
+
+    return sam3_full.run()
+
+
 def _ratelimit(pg: Any) -> dict[str, Any]:
     from bench import ratelimit_bench
 
@@ -143,6 +157,7 @@ RUNNERS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "triton": _triton,
     "ratelimit": _ratelimit,
     "streams": _streams,
+    "sam3_full": _sam3_full,
 }
 
 
@@ -157,7 +172,9 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS + OPT_IN_PARTS)}"
+    )
     parser.add_argument("--render", action="store_true", help="only refresh docs/benchmarks.md from results.json")
     args = parser.parse_args(argv)
     if args.render:
@@ -166,12 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {DOC.relative_to(REPO_ROOT)} from {RESULTS.relative_to(REPO_ROOT)}")
         return 0
     parts = [p for p in args.parts.split(",") if p]
-    unknown = set(parts) - set(PARTS)
+    unknown = set(parts) - set(PARTS) - set(OPT_IN_PARTS)
     if unknown:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
 
     results: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results["command"] = "make bench" if len(parts) == len(PARTS) else f"python -m bench.run --parts {','.join(parts)}"
+    results["command"] = "make bench" if set(parts) == set(PARTS) else f"python -m bench.run --parts {','.join(parts)}"
     results.setdefault("runs", {})
     failed = []
     needs_pg = {"api", "queue", "queue_noop", "growth", "streams"} & set(parts)

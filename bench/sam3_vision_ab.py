@@ -13,6 +13,7 @@ process CPU time and the load average; each variant its max |difference| from Py
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import tempfile
@@ -120,7 +121,7 @@ def run(size: str, rounds: int, work: Path) -> dict[str, Any]:
         for _ in range(rounds):
             calls["torch_sdpa"].append(timed(lambda: graph(image)))
             for variant, session in sessions.items():
-                calls[f"onnx_{variant}"].append(timed(lambda s=session: s.run(None, feeds)))
+                calls[f"onnx_{variant}"].append(timed(functools.partial(session.run, None, feeds)))
     diffs = {
         variant: max(float(np.abs(a - b).max()) for a, b in zip(session.run(None, feeds), reference, strict=True))
         for variant, session in sessions.items()

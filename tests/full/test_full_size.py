@@ -25,9 +25,10 @@ from bench.process_memory import TreePeak
 from scripts.demo import album_run
 from scripts.demo.albums import AlbumPlan, Photo, _jpeg
 from scripts.demo.client import Api
-from scripts.demo.stack import EmbeddedStack, StackConfig, free_port
+from scripts.demo.stack import EmbeddedStack, StackConfig
 from scripts.scenes import interior_scene
 from server.inference.artifacts import MODEL_VENV, REPO_ROOT
+from server.ports import free_port
 from server.presets import INTERIOR
 
 pytestmark = pytest.mark.integration

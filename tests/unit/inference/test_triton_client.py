@@ -10,10 +10,10 @@ import pytest
 from tritonclient.utils import InferenceServerException
 
 from server.errors import InferenceUnavailable
-from server.inference.local_triton import free_port
 from server.inference.port import SegmenterInfo
 from server.inference.triton import TritonSegmenter, check_image
 from server.inference.triton_repository import FLAVOURS, SERVED_MODELS, Flavour, served_models, served_models_for
+from server.ports import free_port
 
 
 def test_connect_to_nothing_is_inference_unavailable() -> None:
