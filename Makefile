@@ -59,7 +59,7 @@ integration: venv $(TEST_DEPS)
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 serve: venv $(SERVE_DEPS)
-	$(BIN)/python -m server.serve
+	$(BIN)/python -m stack.serve
 
 # The stack with the web playground on (docs/playground.md); its address is printed at start.
 playground: venv $(SERVE_DEPS)

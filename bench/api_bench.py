@@ -1,6 +1,6 @@
 """REST shim -> gRPC -> database, against a bare Starlette endpoint on the same machine.
 
-The shim is ``python -m server.serve`` as shipped (REST shim and JobService in one process, JSON logs
+The shim is ``python -m stack.serve`` as shipped (REST shim and JobService in one process, JSON logs
 at INFO), with no pipeline workers and the in-process tiny model so that nothing else competes for
 the CPU. The reference is :mod:`bench.bare_app` under the same uvicorn, answering with the bytes the
 shim answered. Both are driven by the same load loop (:mod:`bench.load`) from this process, so both

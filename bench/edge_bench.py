@@ -1,6 +1,6 @@
 """What an unauthenticated sender of large bodies costs everybody else.
 
-``python -m server.serve`` as shipped (no pipeline workers, the in-process tiny model). Measured:
+``python -m stack.serve`` as shipped (no pipeline workers, the in-process tiny model). Measured:
 
 - the server's CPU time per refused callback (wrong ``X-Callback-Secret``) with a small body and with
   an 0.85 MB one: CPU time hardly moves when other processes compete for the cores;

@@ -19,7 +19,7 @@ Against ``make serve`` every user signs up from 127.0.0.1, so more than the sign
 (``S3_RATE_LIMIT_SIGNUP_ADDRESS``, see the README) needs that setting raised there; a
 refused sign-up shows as an error of ``POST /auth/anon`` in the report. Or let it start the stack
 itself (with room for its users) as real processes on loopback (one Triton serving the tiny SAM3,
-``python -m server.serve``, and with ``--worker-processes K`` that many ``python -m server.worker``
+``python -m stack.serve``, and with ``--worker-processes K`` that many ``python -m stack.worker``
 processes instead of in-process workers), on a throw-away PostgreSQL server or a SQLite file:
 
     python -m bench.loadgen --spawn postgres --worker-processes 3 --users 16 --photos 4

@@ -1,7 +1,7 @@
 """Queue and orchestration: album items per second end to end, with the instant segmenter.
 
 Worker processes (``multiprocessing`` spawn, one ``server.worker.Worker`` each, as ``python -m
-server.worker`` runs them) claim from the database queue, run ``server.pipeline.Pipeline`` (fetch,
+stack.worker`` runs them) claim from the database queue, run ``server.pipeline.Pipeline`` (fetch,
 segment with :class:`bench.instant_segmenter.InstantSegmenter`, apply the rule, render the output set,
 store) and record the outcome; the last item of a job queues its packaging. The clock runs from the
 ``execute`` calls to the moment every job is ``done`` (set packaged).
@@ -45,8 +45,8 @@ from server.service.job_state import JobStatus
 from server.service.settle import ItemOutputs, PackageOutputs
 from server.storage import keys
 from server.storage.port import ObjectStore
-from server.wiring import build_services, build_store, open_database
 from server.worker import Worker
+from stack.wiring import build_services, build_store, open_database
 
 SECRET = "bench-secret-" + "b" * 40
 PHOTO_SIZE = (640, 480)

@@ -1,7 +1,7 @@
 """What the rate limiter costs: the same REST shim without limits, with in-process counters and with
 counters in Redis, side by side in one run.
 
-Three ``python -m server.serve`` processes (embedded SQLite, no workers, in-process tiny model) run at
+Three ``python -m stack.serve`` processes (embedded SQLite, no workers, in-process tiny model) run at
 once, identical but for ``S3_RATE_LIMITS`` / ``S3_RATE_LIMIT_STORAGE_URL``; the limits are set so
 high that every request is counted and none refused. Each endpoint is measured on the three in turn
 by the same load loop (:mod:`bench.load`), so all three see the same machine load. Figures per

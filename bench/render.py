@@ -236,7 +236,7 @@ reference measured in the same run, and the ratio is what carries across machine
 
 ## REST shim -> gRPC -> database
 
-`python -m server.serve` as shipped (REST shim and JobService in one process, JSON logs at INFO, no
+`python -m stack.serve` as shipped (REST shim and JobService in one process, JSON logs at INFO, no
 pipeline workers) against a bare Starlette app under the same uvicorn that answers with the very
 bytes the shim answered. One client (`bench/load.py`: httpx, 16 requests in flight) drives both, one
 endpoint after the other. Per endpoint: the server process's CPU time per request (user + system
@@ -302,7 +302,7 @@ before Triton starts.
 
 ## Rate limiter
 
-`bench/ratelimit_bench.py`: three `python -m server.serve` at once, identical but for the rate
+`bench/ratelimit_bench.py`: three `python -m stack.serve` at once, identical but for the rate
 limiter (off, counters in process memory, counters in Redis), limits too high to refuse anything, the
 same load loop on each in turn. Per request: the server's CPU time, Redis's, and from their sum
 requests per second per core; `x without limiter` is that figure over the one without.
@@ -311,7 +311,7 @@ requests per second per core; `x without limiter` is that figure over the one wi
 <!-- /bench:ratelimit -->
 ## Open event streams
 
-`bench/streams_bench.py`: `python -m server.serve` as shipped (no pipeline workers, the tiny model
+`bench/streams_bench.py`: `python -m stack.serve` as shipped (no pipeline workers, the tiny model
 in-process) with `S3_MAX_STREAMS_PER_USER=1000`. One client holds 0, then 100, then 1,000
 `GET /jobs/{id}/events` streams of one job open (each through the REST shim and a `WatchJob` call);
 at each level, after 2 s, the server process's resident memory is read from `/proc`, and another

@@ -1,4 +1,4 @@
-"""Slow-loris against ``python -m server.serve`` with its default settings: 150 connections that
+"""Slow-loris against ``python -m stack.serve`` with its default settings: 150 connections that
 never complete a request head (half of them idle, half sending one header byte per second); how many
 are still open after ``WAIT_S``, and whether another client is served meanwhile.
 

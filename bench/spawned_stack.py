@@ -1,5 +1,5 @@
 """The whole stack as real processes on loopback, for the load tools: one Triton serving the tiny SAM3,
-``python -m server.serve`` and, when asked, separate ``python -m server.worker`` processes, on a
+``python -m stack.serve`` and, when asked, separate ``python -m stack.worker`` processes, on a
 throw-away PostgreSQL server or a SQLite file.
 """
 
@@ -49,10 +49,10 @@ def spawned_stack(database: str, worker_processes: int, work: Path, *, max_users
             S3_RATE_LIMIT_ADDRESS=f"{max_users * 600}/60",
         )
         base = f"http://127.0.0.1:{http_port}"
-        processes = [stack.enter_context(child("server.serve", env, work / "logs"))]
+        processes = [stack.enter_context(child("stack.serve", env, work / "logs"))]
         wait_http_ready(base, processes[0])
         for n in range(worker_processes):
-            processes.append(stack.enter_context(child("server.worker", env, work / "logs", name=f"worker-{n}")))
+            processes.append(stack.enter_context(child("stack.worker", env, work / "logs", name=f"worker-{n}")))
         try:
             yield base, database_url
         finally:

@@ -1,6 +1,6 @@
 """Open job-event streams: what each one costs the server, and what they cost everyone else.
 
-``python -m server.serve`` as shipped (REST shim and JobService in one process, no pipeline
+``python -m stack.serve`` as shipped (REST shim and JobService in one process, no pipeline
 workers, the in-process tiny model), with the per-user stream cap raised so that one user can hold
 every stream. One client holds 0, then 100, then 1,000 ``GET /jobs/{id}/events`` streams of one job
 open; at each level, after a short settle, the server process's resident memory is read from

@@ -6,7 +6,7 @@ proxies, and the first address that is not one is the client. Entries left of it
 client itself and are never believed. A header from an untrusted peer is ignored entirely, so a
 client cannot pick its own bucket by sending one.
 
-uvicorn's own ``proxy_headers`` rewriting is turned off where the app is served (``server.runtime``):
+uvicorn's own ``proxy_headers`` rewriting is turned off where the app is served (``stack.runtime``):
 this module is the one place that decides.
 """
 

@@ -1,13 +1,13 @@
-"""``make playground``: the whole stack in the foreground (``python -m server.serve``) with the web
+"""``make playground``: the whole stack in the foreground (``python -m stack.serve``) with the web
 playground on, and its address printed. Ctrl-C or SIGTERM stops it like ``make serve``."""
 
 from __future__ import annotations
 
 import os
 
-from server import serve
 from server.config import Settings
 from server.settings_env import SettingsError
+from stack import serve
 
 PLAYGROUND_PATH = "/playground"
 """Where ``make playground`` mounts the page unless ``S3_PLAYGROUND_PATH`` says otherwise."""

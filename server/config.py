@@ -92,7 +92,7 @@ class Settings:
     admin_token: str | None = None
     """Operator credential for admin RPCs; generated like the JWT secret."""
     worker_token: str | None = None
-    """The credential of workers behind the WorkerService (``server.worker
+    """The credential of workers behind the WorkerService (``stack.worker
     --api``), the same on every replica and worker; never generated: unset = that API is off."""
     jwt_ttl_s: Annotated[int, AtLeast(1)] = 15 * 60
     """Lifetime of access tokens (short: a session lives on by refreshing)."""

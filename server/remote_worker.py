@@ -1,4 +1,4 @@
-"""``python -m server.worker --api HOST:PORT``: pipeline workers that reach only a JobService
+"""``python -m stack.worker --api HOST:PORT``: pipeline workers that reach only a JobService
 replica's WorkerService and a Triton server; no database, no storage credentials.
 
 One Lease stream per process hands out claims (``--workers`` at a time); each claim's pipeline reads

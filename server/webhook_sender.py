@@ -1,6 +1,6 @@
 """Posting the webhook outbox: claim due events with a lease, POST them signed, record the answer.
 
-Runs next to the pipeline workers (``server.runtime``) as its own task with its own HTTP client, so a
+Runs next to the pipeline workers (``stack.runtime``) as its own task with its own HTTP client, so a
 slow or dead receiver costs a delivery slot, never a pipeline worker. Per job, events go out in
 ``seq`` order: an event is due only once every earlier event of its job is delivered or failed.
 Delivery is at least once: a sender killed after the receiver answered but before the answer was

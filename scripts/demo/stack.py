@@ -46,7 +46,7 @@ class StackConfig:
 
 
 class EmbeddedStack:
-    """``with EmbeddedStack(config) as stack:`` runs ``python -m server.serve`` until the block ends."""
+    """``with EmbeddedStack(config) as stack:`` runs ``python -m stack.serve`` until the block ends."""
 
     def __init__(self, config: StackConfig) -> None:
         self.config = config
@@ -89,7 +89,7 @@ class EmbeddedStack:
         self.config.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.config.log_path.open("wb")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "server.serve"],
+            [sys.executable, "-m", "stack.serve"],
             cwd=REPO_ROOT,
             env=env,
             stdout=self._log,

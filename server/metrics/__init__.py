@@ -1,7 +1,7 @@
 """Prometheus metrics of the JobService process.
 
 Nothing here is global: ``ServiceMetrics.create`` makes a fresh ``CollectorRegistry`` with its
-collectors, the composition root (``server.runtime``) calls it once and hands the parts to the
+collectors, the composition root (``stack.runtime``) calls it once and hands the parts to the
 code that records them, so two servers (or two tests) in one process never share counters.
 """
 

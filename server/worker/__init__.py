@@ -1,6 +1,6 @@
 """Pipeline workers: claim work from the queue, run it under a heartbeat, record the outcome.
 
-In-process workers run inside ``make serve`` (``S3_WORKERS``); at scale, ``python -m server.worker``
+In-process workers run inside ``make serve`` (``S3_WORKERS``); at scale, ``python -m stack.worker``
 runs them as separate processes against the same database and object store. On SIGTERM a worker
 stops claiming, gives its current item ``drain_s`` to finish, and otherwise returns it to the queue.
 """

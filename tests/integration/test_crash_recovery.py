@@ -1,6 +1,6 @@
 """Crashes with real processes: nothing is lost, nothing is charged twice.
 
-- A ``python -m server.worker`` process SIGKILLed in the middle of an item: its lease expires, a
+- A ``python -m stack.worker`` process SIGKILLed in the middle of an item: its lease expires, a
   second worker process takes the item over and finishes the job; every item is spent exactly once.
 - Fast failure detection, with the default lease and heartbeat: a worker process SIGKILLed
   mid-item while a second one is running has its item taken over within one lease (seconds), and
@@ -66,7 +66,7 @@ def test_worker_killed_mid_item_is_taken_over_and_each_item_charged_once(crash_s
     env = service_env(stack.settings)
     logs = tmp_path / "logs"
 
-    with child("server.worker", env, logs, name="doomed") as doomed:
+    with child("stack.worker", env, logs, name="doomed") as doomed:
         wait_for(
             lambda: bool(_leased_by(stack, job_id, doomed.pid)) or not doomed.alive(),
             timeout_s=60,
@@ -79,7 +79,7 @@ def test_worker_killed_mid_item_is_taken_over_and_each_item_charged_once(crash_s
     assert len(orphaned) == 1, (orphaned, doomed.output()[-3000:])
     assert f"item:{orphaned[0]}" not in spend_refs(stack.db, job_id)
 
-    with child("server.worker", env, logs, name="rescuer") as rescuer:
+    with child("stack.worker", env, logs, name="rescuer") as rescuer:
         wait_for(
             lambda: job_statuses(stack.db, [job_id]).get(job_id) == "done" or not rescuer.alive(),
             timeout_s=90,
@@ -124,8 +124,8 @@ def test_a_killed_workers_item_is_retried_within_the_default_lease(database_url:
         env = service_env(stack.settings)
         logs = tmp_path / "logs"
         with (
-            child("server.worker", env, logs, name="doomed") as doomed,
-            child("server.worker", env, logs, name="survivor") as survivor,
+            child("stack.worker", env, logs, name="doomed") as doomed,
+            child("stack.worker", env, logs, name="survivor") as survivor,
         ):
             wait_for(
                 lambda: (_started(doomed) and _started(survivor)) or not (doomed.alive() and survivor.alive()),
@@ -196,7 +196,7 @@ def test_server_killed_between_reserve_and_upload_is_swept_and_refunded(database
     try:
         # The first server: a long sweep interval, so only the restarted server can do the sweeping.
         first_env = service_env(dataclasses.replace(stack.settings, sweep_interval_s=3600.0))
-        with child("server.serve", first_env, logs, name="first") as first:
+        with child("stack.serve", first_env, logs, name="first") as first:
             wait_http_ready(base, first)
             with httpx.Client(base_url=base, timeout=30) as http:
                 anon = _ok(http.post("/auth/anon"), 201)
@@ -212,7 +212,7 @@ def test_server_killed_between_reserve_and_upload_is_swept_and_refunded(database
         assert all(stack.store.head(u["key"]) is None for u in created["upload_urls"])
         check_invariants(stack.db)
 
-        with child("server.serve", service_env(stack.settings), logs, name="restarted") as restarted:
+        with child("stack.serve", service_env(stack.settings), logs, name="restarted") as restarted:
             wait_http_ready(base, restarted)
             wait_for(
                 lambda: job_statuses(stack.db, [job_id]).get(job_id) == "canceled",

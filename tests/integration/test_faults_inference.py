@@ -1,5 +1,5 @@
 """Triton killed with SIGKILL in the middle of an album, everything as real processes:
-``python -m server.serve`` (REST, gRPC, two in-process workers, SQLite) pointed by ``S3_TRITON_URL``
+``python -m stack.serve`` (REST, gRPC, two in-process workers, SQLite) pointed by ``S3_TRITON_URL``
 at a Triton server serving the tiny SAM3.
 
 While Triton is gone the API keeps answering and ``/health`` says inference is down; every item that
@@ -67,7 +67,7 @@ def test_triton_killed_mid_album_fails_cleanly_then_recovers(tmp_path: Path, mon
         )
         env = service_env(settings, S3_TRITON_URL=triton.url, S3_INFERENCE_TIMEOUT_S="5")
         base = f"http://127.0.0.1:{settings.http_port}"
-        with child("server.serve", env, tmp_path / "logs") as serve, httpx.Client(base_url=base, timeout=30) as http:
+        with child("stack.serve", env, tmp_path / "logs") as serve, httpx.Client(base_url=base, timeout=30) as http:
             wait_http_ready(base, serve)
             auth = bearer(ok(http.post("/auth/anon"), 201)["token"])
             job_id = _album(http, auth, ITEMS, seed=0)

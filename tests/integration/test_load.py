@@ -1,4 +1,4 @@
-"""A small run of the load generator (``bench/loadgen.py``) against ``python -m server.serve`` as a
+"""A small run of the load generator (``bench/loadgen.py``) against ``python -m stack.serve`` as a
 real process (SQLite, two in-process workers, the tiny SAM3 on onnxruntime): concurrent users through
 the whole flow, then the end checks, including the ledger invariants read from the database."""
 
@@ -34,7 +34,7 @@ def test_concurrent_users_through_the_whole_flow(tmp_path: Path) -> None:
         workers=2,
     )
     base = f"http://127.0.0.1:{settings.http_port}"
-    with child("server.serve", service_env(settings), tmp_path / "logs") as serve:
+    with child("stack.serve", service_env(settings), tmp_path / "logs") as serve:
         wait_http_ready(base, serve)
         report = asyncio.run(run_load(base, users=USERS, photos=PHOTOS, size=(320, 240), poll_s=0.1, timeout_s=180))
     report["checks"]["database_invariants"] = check_database(db_url)

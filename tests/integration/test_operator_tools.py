@@ -1,5 +1,5 @@
 """Operator tools against real servers: ``s3ctl`` as a subprocess, and the Prometheus endpoints of
-a ``python -m server.serve`` process (the shim's operator address and the JobService's own port) scraped
+a ``python -m stack.serve`` process (the shim's operator address and the JobService's own port) scraped
 and parsed after real traffic, inference included."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Ctl:
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "server.ctl", *args],
+            [sys.executable, "-m", "stack.ctl", *args],
             cwd=REPO_ROOT,
             env=self.env,
             capture_output=True,
@@ -152,7 +152,7 @@ def test_metrics_of_a_served_stack_and_s3ctl_with_the_generated_token(tmp_path: 
         user, job_id = queued_job(stack, 2)
         # No S3_ADMIN_TOKEN: the server generates data_dir/secrets/admin_token, where s3ctl finds it.
         env = service_env(dataclasses.replace(stack.settings, admin_token=None), S3_METRICS_PORT=str(metrics_port))
-        with child("server.serve", env, tmp_path / "logs") as server:
+        with child("stack.serve", env, tmp_path / "logs") as server:
             wait_http_ready(base, server)
             with httpx.Client(base_url=base, timeout=30) as http:
                 token = http.post("/auth/anon").json()["data"]["token"]

@@ -1,5 +1,5 @@
 """The web playground end to end in a real browser: Debian's chromium through chromedriver, against
-``python -m server.serve`` (what ``make serve`` / ``make playground`` run) on loopback.
+``python -m stack.serve`` (what ``make serve`` / ``make playground`` run) on loopback.
 
 Sign in, pick concepts, upload two photos straight to their presigned URLs, analyze, exclude an
 instance, set and save a rule, apply, wait for done, download the set's zip and read its manifest.

@@ -1,4 +1,4 @@
-"""Rate limits across replicas: two ``python -m server.serve`` processes on real loopback sockets,
+"""Rate limits across replicas: two ``python -m stack.serve`` processes on real loopback sockets,
 one database, one real Redis holding the counters. What one process counts, the other enforces."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _replica(settings: Settings, redis: RedisServer, logs: Path, name: str, **ex
         S3_METRICS_PORT="0",
         **extra,
     )
-    with child("server.serve", env, logs, name=name) as process:
+    with child("stack.serve", env, logs, name=name) as process:
         wait_http_ready(_base(settings), process)
         yield process
 

@@ -1,7 +1,7 @@
 """Scale-out, as an operator runs it on one machine standing in for several: one PostgreSQL, one
-S3-compatible server, one Triton, two JobService replicas (``server.serve``, ``S3_WORKERS=0``)
+S3-compatible server, one Triton, two JobService replicas (``stack.serve``, ``S3_WORKERS=0``)
 sharing their secrets, a direct database worker and two workers behind the WorkerService
-(``server.worker --api``, whose environment holds no database or storage settings at all).
+(``stack.worker --api``, whose environment holds no database or storage settings at all).
 
 Albums are submitted through both replicas; mid-run an API worker and then a replica are killed
 with SIGKILL. Every album ends done, every item is charged exactly once, and the dead API worker's
@@ -27,7 +27,7 @@ from server.db.tables import JobItemRow, JobRow
 from server.inference.local_triton import LocalTriton
 from server.ports import free_port
 from server.storage import keys
-from server.wiring import build_store
+from stack.wiring import build_store
 from tests.integration.triton import conftest as triton_fixtures
 from tests.servers.postgres import PostgresServer
 from tests.servers.s3server import S3Endpoint
@@ -137,15 +137,15 @@ def test_two_replicas_direct_and_api_workers_survive_kills(
         serving: list[Child] = []
         for n, settings in enumerate(replicas):
             serving.append(
-                running.enter_context(child("server.serve", service_env(settings, **extra), logs, name=f"replica-{n}"))
+                running.enter_context(child("stack.serve", service_env(settings, **extra), logs, name=f"replica-{n}"))
             )
             wait_http_ready(bases[n], serving[n], timeout_s=90)
         direct_env = service_env(replicas[0], **extra, S3_WORKERS="1")
-        direct = running.enter_context(child("server.worker", direct_env, logs, name="direct"))
+        direct = running.enter_context(child("stack.worker", direct_env, logs, name="direct"))
         api = [
             running.enter_context(
                 child(
-                    "server.worker",
+                    "stack.worker",
                     _api_env(triton_server.url),
                     logs,
                     "--api",

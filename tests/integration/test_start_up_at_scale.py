@@ -1,7 +1,7 @@
 """Starting many processes on one PostgreSQL database: they migrate in turns, a process that may not
 migrate refuses a schema that is behind, and a replica with a generated secret refuses to start.
 
-All with real processes (``python -m server.db.migrate``, ``server.worker``, ``server.serve``)
+All with real processes (``python -m server.db.migrate``, ``stack.worker``, ``stack.serve``)
 configured only through the environment.
 """
 
@@ -64,7 +64,7 @@ def test_a_process_that_may_not_migrate_refuses_a_schema_behind(
     with postgres_server.fresh_database("behind") as url:
         env = service_env(make_settings(tmp_path / "data", database_url=url), S3_MIGRATE="off")
         worker = subprocess.run(
-            [sys.executable, "-m", "server.worker"],
+            [sys.executable, "-m", "stack.worker"],
             cwd=REPO_ROOT,
             env=env,
             capture_output=True,
@@ -99,7 +99,7 @@ def test_a_replica_on_a_shared_database_with_a_generated_secret_refuses_to_start
     env = service_env(make_settings(tmp_path / "data", database_url=url))
     del env[unset]
     server = subprocess.run(
-        [sys.executable, "-m", "server.serve"],
+        [sys.executable, "-m", "stack.serve"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

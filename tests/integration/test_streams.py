@@ -163,7 +163,7 @@ def test_sigterm_with_an_open_stream_stops_the_server_promptly(tmp_path: Path) -
     )
     base = f"http://127.0.0.1:{http_port}"
     try:
-        with child("server.serve", service_env(stack.settings), tmp_path / "logs") as server:
+        with child("stack.serve", service_env(stack.settings), tmp_path / "logs") as server:
             wait_http_ready(base, server)
             with httpx.Client(base_url=base, timeout=30) as http:
                 token = ok(http.post("/auth/anon"), 201)["token"]

@@ -22,8 +22,8 @@ from server.db.advisory import Leadership, LockKey
 from server.db.engine import Database
 from server.metrics import ServiceMetrics
 from server.metrics.http import start_metrics_endpoint
-from server.runtime import _state_exporter
 from server.service.sweeper import sweep_if_leader
+from stack.runtime import _state_exporter
 from tests.servers.postgres import PostgresServer
 from tests.support.pipeline import job_statuses, link_tiny_model, queued_job
 from tests.support.processes import Child, child, service_env, wait_for
@@ -115,7 +115,7 @@ def _took_lead(proc: Child) -> bool:
 def test_worker_processes_elect_one_sweeper_and_replace_it_after_sigkill(pg_stack: Stack, tmp_path: Path) -> None:
     env = service_env(replace(pg_stack.settings, sweep_interval_s=0.2))
     logs = tmp_path / "logs"
-    with child("server.worker", env, logs, name="a") as a, child("server.worker", env, logs, name="b") as b:
+    with child("stack.worker", env, logs, name="a") as a, child("stack.worker", env, logs, name="b") as b:
         wait_for(
             lambda: _took_lead(a) or _took_lead(b) or not (a.alive() and b.alive()),
             timeout_s=90,

@@ -48,13 +48,13 @@ def test_deliveries_survive_kill_9_and_three_500s(database_url: str, tmp_path: P
                 user, job_id, concepts=WALL_WHITE, protect=None, rule_id=None, instances=None, output_set=None,
                 webhook_url=receiver.url,
             )  # fmt: skip
-            with child("server.worker", env, tmp_path / "logs", name="first") as first:
+            with child("stack.worker", env, tmp_path / "logs", name="first") as first:
                 # The first event's first attempt is held open by the receiver: kill the sender mid-request.
                 wait_for(lambda: receiver.in_flight >= 1, timeout_s=90, what="the first webhook attempt", poll_s=0.01)
                 first.kill_hard()
                 killed_at = time.monotonic()
             receiver.release.set()
-            with child("server.worker", env, tmp_path / "logs", name="second") as second:
+            with child("stack.worker", env, tmp_path / "logs", name="second") as second:
                 # Acknowledged by the receiver, then recorded by the sender: wait for both.
                 def settled() -> bool:
                     log = stack.services.jobs.webhook_deliveries(user, job_id)

@@ -1,4 +1,4 @@
-"""``python -m server.worker`` processes sharing one PostgreSQL database, and worker shutdown.
+"""``python -m stack.worker`` processes sharing one PostgreSQL database, and worker shutdown.
 
 - Two worker processes finish an album together; each item is processed and charged once.
 - SIGTERM to a worker in the middle of an item: it stops claiming, drains the item it holds (the
@@ -77,8 +77,8 @@ def test_two_worker_processes_finish_an_album(pg_stack: Stack, tmp_path: Path) -
     user, job_id = queued_job(stack, n, width=640, height=480)
     env = service_env(stack.settings)
     with (
-        child("server.worker", env, tmp_path / "logs", name="a") as a,
-        child("server.worker", env, tmp_path / "logs", name="b") as b,
+        child("stack.worker", env, tmp_path / "logs", name="a") as a,
+        child("stack.worker", env, tmp_path / "logs", name="b") as b,
     ):
         wait_for(
             lambda: job_statuses(stack.db, [job_id]).get(job_id) == "done" or not (a.alive() and b.alive()),
@@ -105,14 +105,14 @@ def test_sigterm_mid_item_drains_it_and_the_other_worker_finishes(pg_stack: Stac
     user, job_id = queued_job(stack, n, width=1200, height=900)
     env = service_env(stack.settings)
     logs = tmp_path / "logs"
-    with child("server.worker", env, logs, name="leaving") as leaving:
+    with child("stack.worker", env, logs, name="leaving") as leaving:
         wait_for(
             lambda: bool(_holding(stack, job_id, leaving.pid)) or not leaving.alive(),
             timeout_s=60,
             what="the first worker to claim an item",
         )
         (held,) = _holding(stack, job_id, leaving.pid)
-        with child("server.worker", env, logs, name="staying") as staying:
+        with child("stack.worker", env, logs, name="staying") as staying:
             leaving.signal(signal.SIGTERM)
             assert leaving.wait(timeout_s=30) == 0, leaving.output()[-3000:]
             # Drained: the item it held was finished by it and recorded, and nothing else is held.

@@ -1,4 +1,4 @@
-"""The service's own entry points (``python -m server.worker``, ``python -m server.serve``) as real
+"""The service's own entry points (``python -m stack.worker``, ``python -m stack.serve``) as real
 child processes, configured only through the ``S3_*`` environment, for crash and shutdown tests."""
 
 from __future__ import annotations

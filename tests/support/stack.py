@@ -14,7 +14,7 @@ from server.db.engine import Database
 from server.db.migrate import upgrade
 from server.service.bundle import Services
 from server.storage.port import ObjectStore
-from server.wiring import build_services, build_store
+from stack.wiring import build_services, build_store
 
 TEST_SECRET = "test-secret-" + "x" * 40
 

@@ -14,7 +14,7 @@ import pytest
 from server.inference import torch_repository, triton_repository
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("pyproject.toml", "README.md", "server", "applier", "gateway_rest", "protos")
+SOURCES = ("pyproject.toml", "README.md", "stack", "server", "applier", "gateway_rest", "protos")
 
 
 def _wheel(tmp_path: Path) -> zipfile.ZipFile:
@@ -47,6 +47,14 @@ def test_the_wheel_carries_the_export_and_its_command(wheel: zipfile.ZipFile) ->
     assert "s3-export-model = server.inference.export.sam3_export:main" in wheel.read(entry_points).decode()
     # Test and demo code stays out of the shipped library.
     assert not any(n.startswith(("scripts/", "tests/")) or n == "applier/synthetic.py" for n in names)
+
+
+def test_the_wheel_carries_the_processes_and_the_operator_command(wheel: zipfile.ZipFile) -> None:
+    names = set(wheel.namelist())
+    for module in ("serve.py", "worker.py", "ctl.py", "runtime.py"):
+        assert f"stack/{module}" in names
+    (entry_points,) = (n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "s3ctl = stack.ctl:main" in wheel.read(entry_points).decode()
 
 
 def test_the_wheel_carries_the_model_code_where_the_repository_writers_look(wheel: zipfile.ZipFile) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from server.inference.artifacts import REPO_ROOT
-from server.startup import CONFIG_ERROR_EXIT_CODE
+from stack.startup import CONFIG_ERROR_EXIT_CODE
 
 GOOD_SECRET = "s" * 40
 
@@ -32,13 +32,13 @@ SECRETS = ("S3_CALLBACK_SECRET", "S3_JWT_SECRET", "S3_ADMIN_TOKEN")
 @pytest.mark.parametrize(
     ("module", "variable", "value"),
     [
-        ("server.serve", "S3_CALLBACK_SECRET", "c" * 26),
-        ("server.worker", "S3_CALLBACK_SECRET", "c" * 26),
-        ("server.serve", "S3_JWT_SECRET", "short"),
-        ("server.worker", "S3_LEASE_S", "nan"),
-        ("server.serve", "S3_HTTP_PORT", "eighty"),
-        ("server.serve", "S3_HTTP_HEADER_TIMEOUT_S", "inf"),
-        ("server.serve", "S3_HTTP_MAX_CONNECTIONS", "0"),
+        ("stack.serve", "S3_CALLBACK_SECRET", "c" * 26),
+        ("stack.worker", "S3_CALLBACK_SECRET", "c" * 26),
+        ("stack.serve", "S3_JWT_SECRET", "short"),
+        ("stack.worker", "S3_LEASE_S", "nan"),
+        ("stack.serve", "S3_HTTP_PORT", "eighty"),
+        ("stack.serve", "S3_HTTP_HEADER_TIMEOUT_S", "inf"),
+        ("stack.serve", "S3_HTTP_MAX_CONNECTIONS", "0"),
     ],
 )
 def test_a_refused_setting_is_one_line_and_exit_2(tmp_path: Path, module: str, variable: str, value: str) -> None:
@@ -59,7 +59,7 @@ def test_a_short_kept_secret_names_its_file(tmp_path: Path) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("S3_")}
     clean["S3_DATA_DIR"] = str(tmp_path / "data")
     done = subprocess.run(
-        [sys.executable, "-m", "server.serve"], cwd=REPO_ROOT, env=clean, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "stack.serve"], cwd=REPO_ROOT, env=clean, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [

@@ -1,6 +1,6 @@
-"""``python -m server.worker``: pipeline workers as a separate process (same settings as the server).
+"""``python -m stack.worker``: pipeline workers as a separate process (same settings as the server).
 
-An entry point of its own, so that the stack runner (``server.runtime``) may import the worker loop
+An entry point of its own, so that the stack runner (``stack.runtime``) may import the worker loop
 without the worker loop importing the stack runner back.
 """
 
@@ -15,13 +15,13 @@ from server.config import Settings, check_worker_token
 from server.db.migrate import SchemaNotCurrent
 from server.logs import configure_logging
 from server.remote_worker import run_api_workers
-from server.runtime import run_workers
 from server.settings_env import SettingsError
-from server.startup import cannot_start, load_settings, refuse
+from stack.runtime import run_workers
+from stack.startup import cannot_start, load_settings, refuse
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m server.worker``: pipeline workers as a separate process."""
+    """``python -m stack.worker``: pipeline workers as a separate process."""
     parser = argparse.ArgumentParser(description="S3 pipeline workers (same settings as the server)")
     parser.add_argument("--workers", type=int, default=None, help="how many workers (default S3_WORKERS or 1)")
     parser.add_argument(

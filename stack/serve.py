@@ -1,6 +1,6 @@
-"""``python -m server.serve`` (``make serve``): the whole stack in the foreground, on embedded
+"""``python -m stack.serve`` (``make serve``): the whole stack in the foreground, on embedded
 defaults unless the environment says otherwise (see server/config.py). A refused setting ends it
-with one line naming the variable and exit code 2 (``server.startup``)."""
+with one line naming the variable and exit code 2 (``stack.startup``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import asyncio
 
 from server.db.migrate import SchemaNotCurrent
 from server.logs import configure_logging
-from server.runtime import serve
 from server.settings_env import SettingsError
-from server.startup import cannot_start, load_settings, refuse
+from stack.runtime import serve
+from stack.startup import cannot_start, load_settings, refuse
 
 
 def main() -> int:

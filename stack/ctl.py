@@ -1,4 +1,4 @@
-"""``s3ctl`` (``python -m server.ctl``): operator commands over the gRPC AdminService.
+"""``s3ctl`` (``python -m stack.ctl``): operator commands over the gRPC AdminService.
 
     s3ctl user USER_ID                      state and recent billing events
     s3ctl job JOB_ID                        any user's job: items, attempts, errors, leases

@@ -33,8 +33,8 @@ from server.service.work_leases import WorkLeases
 from server.storage.local import LocalObjectStore
 from server.storage.port import ObjectStore
 from server.webhook_sender import WebhookSender
-from server.wiring import build_services, build_store, open_database
 from server.worker import Worker, sweep_forever, worker_name
+from stack.wiring import build_services, build_store, open_database
 
 if TYPE_CHECKING:
     from gateway_rest.http_server import HttpLimits

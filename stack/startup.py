@@ -1,4 +1,4 @@
-"""What every process entry point (``server.serve``, ``server.worker``) does with its settings: read
+"""What every process entry point (``stack.serve``, ``stack.worker``) does with its settings: read
 and resolve them once, and turn a refused setting into one line on stderr and exit code 2."""
 
 from __future__ import annotations
