@@ -19,9 +19,9 @@ from pathlib import Path
 from server.db.tables import JobRow
 from server.inference.factory import build_segmenter
 from server.pipeline import Pipeline
-from server.queue import WorkQueue
 from server.service.job_state import TERMINAL
-from server.worker import Worker
+from server.work.queue import WorkQueue
+from server.work.worker import Worker
 from tests.support.pipeline import link_tiny_model, queued_job
 from tests.support.stack import Stack, make_stack
 

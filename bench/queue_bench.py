@@ -1,6 +1,6 @@
 """Queue and orchestration: album items per second end to end, with the instant segmenter.
 
-Worker processes (``multiprocessing`` spawn, one ``server.worker.Worker`` each, as ``python -m
+Worker processes (``multiprocessing`` spawn, one ``server.work.worker.Worker`` each, as ``python -m
 stack.worker`` runs them) claim from the database queue, run ``server.pipeline.Pipeline`` (fetch,
 segment with :class:`bench.instant_segmenter.InstantSegmenter`, apply the rule, render the output set,
 store) and record the outcome; the last item of a job queues its packaging. The clock runs from the
@@ -38,14 +38,14 @@ from server.config import Settings
 from server.db.engine import Database
 from server.db.tables import BillingEventRow, JobItemRow, JobRow, UserRow
 from server.pipeline import Pipeline
-from server.queue import WorkQueue
 from server.service.bundle import Services
 from server.service.item_state import ItemStatus
 from server.service.job_state import JobStatus
 from server.service.settle import ItemOutputs, PackageOutputs
 from server.storage import keys
 from server.storage.port import ObjectStore
-from server.worker import Worker
+from server.work.queue import WorkQueue
+from server.work.worker import Worker
 from stack.wiring import build_services, build_store, open_database
 
 SECRET = "bench-secret-" + "b" * 40

@@ -4,7 +4,7 @@ on the same PostgreSQL in the same run, and the project's SQL statements per ite
 Project side: ``jobs`` albums of ``items`` photos (one pro user each, so claims rotate between
 users), queued through ``JobService.execute``; the photos are marked uploaded in the database (the
 upload checks are not what is measured). ``workers`` spawned processes each run one
-``server.worker.Worker`` with a pipeline that does nothing (every claim goes through the real
+``server.work.worker.Worker`` with a pipeline that does nothing (every claim goes through the real
 queue: lease, heartbeat, group settlement with the ledger, packaging) and batches of
 ``S3_CLAIM_BATCH``-style size ``batch``. The clock runs from releasing the ready workers until every
 item is settled (``done``, credits spent). Statements are counted in the worker processes
@@ -39,11 +39,11 @@ from bench.statement_count import counting
 from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
 from server.pipeline import Pipeline
-from server.queue import Claim, WorkQueue
 from server.service.item_state import ItemStatus
 from server.service.job_state import JobStatus
 from server.service.settle import AnalysisOutputs, ItemOutputs, PackageOutputs
-from server.worker import Worker
+from server.work.queue import Claim, WorkQueue
+from server.work.worker import Worker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_VENV = REPO_ROOT / ".venv-bench"

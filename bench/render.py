@@ -253,7 +253,7 @@ server's own CPU (its own processes) is not in the figure.
 
 ## Queue and orchestration
 
-Worker processes (`server.worker.Worker` + `server.pipeline.Pipeline`, one per process, spawned) with
+Worker processes (`server.work.worker.Worker` + `server.pipeline.Pipeline`, one per process, spawned) with
 `bench/instant_segmenter.py`, a Segmenter that answers at once with one fixed instance, so that the time
 is the pipeline's own: fetch, decode, apply the rule, render the set's templates, store, and package
 each album's zip. The clock runs from the `execute` calls until every album is `done`. Reference,

@@ -26,14 +26,14 @@ from server.metrics import ServiceMetrics
 from server.metrics.http import start_metrics_endpoint
 from server.metrics.inference import TimedSegmenter
 from server.pipeline import Pipeline
-from server.queue import WorkQueue
 from server.service.bundle import Services
 from server.service.health import Probe
 from server.service.work_leases import WorkLeases
 from server.storage.local import LocalObjectStore
 from server.storage.port import ObjectStore
-from server.webhook_sender import WebhookSender
-from server.worker import Worker, sweep_forever, worker_name
+from server.work.queue import WorkQueue
+from server.work.webhook_sender import WebhookSender
+from server.work.worker import Worker, sweep_forever, worker_name
 from stack.wiring import build_services, build_store, open_database
 
 if TYPE_CHECKING:

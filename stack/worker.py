@@ -14,8 +14,8 @@ from dataclasses import replace
 from server.config import Settings, check_worker_token
 from server.db.migrate import SchemaNotCurrent
 from server.logs import configure_logging
-from server.remote_worker import run_api_workers
 from server.settings_env import SettingsError
+from server.work.remote_worker import run_api_workers
 from stack.runtime import run_workers
 from stack.startup import cannot_start, load_settings, refuse
 

@@ -153,7 +153,7 @@ async def _build(
             ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
             ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
             ("grpc.keepalive_permit_without_calls", 1),
-            # Workers ping as often (server.remote_worker): accepted, not answered with GOAWAY.
+            # Workers ping as often (server.work.remote_worker): accepted, not answered with GOAWAY.
             ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_TIME_MS - 1_000),
             ("grpc.http2.max_ping_strikes", 0),
         ],

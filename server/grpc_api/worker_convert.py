@@ -9,8 +9,8 @@ from typing import Any
 
 from protos.s3.v1 import worker_pb2
 from server.errors import ValidationFailed
-from server.queue import Claim, Stage
 from server.service.settle import AnalysisOutputs, ItemOutputs
+from server.work.queue import Claim, Stage
 
 WORKER_STAGES: tuple[Stage, ...] = ("analyze", "execute")
 """What a worker behind the API is handed: packaging reads every item of a job, so it stays on the

@@ -26,10 +26,10 @@ from server.errors import ValidationFailed
 from server.grpc_api.interceptors import metadata_value
 from server.grpc_api.metadata_keys import WORKER_TOKEN_KEY
 from server.grpc_api.worker_convert import claim_from_proto, claim_to_proto, outputs_from_json
-from server.queue import Claim
 from server.service.work_leases import SignedObject, WorkLeases
 from server.service.worker_auth import WorkerAuth
 from server.work import to_json
+from server.work.queue import Claim
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ QUEUE_STATES = ("ready", "leased", "waiting")
 ITEM_STATUSES = tuple(ItemStatus)
 ACTIVE_JOB_STATES = job_state.ACTIVE
 OPEN_JOB_STATES = job_state.OPEN
-"""Jobs whose items the queue hands out (``server.queue``)."""
+"""Jobs whose items the queue hands out (``server.work.queue``)."""
 
 
 def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:

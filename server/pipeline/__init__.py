@@ -33,12 +33,12 @@ from server.pipeline.set_package import package_set
 from server.pipeline.stored_instances import read_instances, store_instances
 from server.pipeline.stored_proof import prove_stored
 from server.presets import COMPUTED_PROTECT_LAYERS, PresetSpec
-from server.queue import Claim
 from server.service.job_views import load_items
 from server.service.settle import AnalysisOutputs, ItemOutputs, Outcome, PackageOutputs
 from server.storage import keys
 from server.storage.port import ObjectIO
 from server.work import PermanentFailure, WorkItem, WorkJob, preset_of, templates_of
+from server.work.queue import Claim
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 An event is a ``webhook_deliveries`` row added in the same transaction as the state change it
 reports (``enqueue`` takes the caller's session), so a committed change always has its event and a
-rolled-back one never does. ``server.webhook_sender`` posts the rows; this module never does I/O
+rolled-back one never does. ``server.work.webhook_sender`` posts the rows; this module never does I/O
 beyond the database.
 """
 

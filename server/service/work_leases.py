@@ -17,12 +17,12 @@ from server.config import Settings
 from server.db.engine import Database
 from server.errors import Forbidden, InvalidState, ValidationFailed
 from server.pipeline import load_work
-from server.queue import Claim, WorkQueue
 from server.service.settle import AnalysisOutputs, ItemOutputs
 from server.service.validation import storable
 from server.storage import keys
 from server.storage.port import ObjectStore, PresignedRequest
 from server.work import PermanentFailure, WorkItem, WorkJob
+from server.work.queue import Claim, WorkQueue
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from server.db.tables import AuditRow, BillingEventRow
 from server.errors import Forbidden
 from server.grpc_api.server import ADMIN_SERVICE_NAME, build_grpc_server
 from server.grpc_api.status import ERROR_CODE_METADATA_KEY
-from server.queue import WorkQueue
 from server.service.settle import ItemOutputs
 from server.storage.local import LocalObjectStore
+from server.work.queue import WorkQueue
 from tests.support.invariants import check_invariants
 from tests.support.stack import Stack, jpeg_bytes, make_stack
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from server import claim_order
 from server.clock import utcnow
+from server.work import claim_order
 from tests.servers.postgres import PostgresServer
 from tests.support.pipeline import queued_albums
 from tests.support.stack import Stack, make_stack

@@ -23,9 +23,9 @@ from server import images
 from server.errors import InsufficientCredits, QuotaExceeded, ValidationFailed
 from server.inference.port import Instance
 from server.pipeline import Pipeline
-from server.queue import WorkQueue
 from server.service.settle import AnalysisOutputs
 from server.storage import keys
+from server.work.queue import WorkQueue
 from tests.support.invariants import check_invariants
 from tests.support.stack import Stack, jpeg_bytes, make_stack
 

@@ -7,9 +7,9 @@ import threading
 from collections import Counter
 
 from server.db.tables import UserRow
-from server.queue import Claim, WorkQueue
 from server.service.settle import ItemOutputs
 from server.storage import keys
+from server.work.queue import Claim, WorkQueue
 from tests.support.invariants import check_invariants
 from tests.support.stack import Stack, jpeg_bytes
 

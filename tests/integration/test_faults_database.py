@@ -18,9 +18,9 @@ import pytest
 from server.db.engine import DatabaseUnavailable
 from server.inference.factory import build_segmenter
 from server.pipeline import Pipeline
-from server.queue import WorkQueue
 from server.service.job_state import TERMINAL
-from server.worker import Worker, WorkerStats
+from server.work.queue import WorkQueue
+from server.work.worker import Worker, WorkerStats
 from tests.servers.postgres import PostgresServer
 from tests.support.invariants import check_invariants
 from tests.support.pipeline import job_items, job_statuses, link_tiny_model, process_jobs, queued_job, spend_refs

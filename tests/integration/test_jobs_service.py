@@ -20,10 +20,10 @@ from server.errors import (
     PayloadTooLarge,
     ValidationFailed,
 )
-from server.queue import WorkQueue
 from server.service.callbacks import ItemReport
 from server.service.sweeper import expire_abandoned_uploads
 from server.storage import keys
+from server.work.queue import WorkQueue
 from tests.support.invariants import check_invariants
 from tests.support.stack import Stack, jpeg_bytes, make_stack
 

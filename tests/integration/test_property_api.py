@@ -47,11 +47,11 @@ from server.errors import (
     ValidationFailed,
 )
 from server.plans import limits_for
-from server.queue import Claim
 from server.service.job_state import TERMINAL
 from server.service.ledger import analysis_price
 from server.service.sweeper import expire_abandoned_uploads, purge_expired_jobs
 from server.storage import keys
+from server.work.queue import Claim
 from tests.support.api_machine import ANALYZE, CONCEPTS, PHOTOS, USERS, WHICH
 from tests.support.api_machine_workers import WorkerRules
 

@@ -24,10 +24,10 @@ from server.db.tables import JobRow
 from server.errors import NotFound
 from server.inference.port import Instance, SegmenterInfo
 from server.pipeline import Pipeline
-from server.queue import WorkQueue
 from server.service.job_state import TERMINAL
 from server.storage.port import ObjectStore
-from server.worker import Worker
+from server.work.queue import WorkQueue
+from server.work.worker import Worker
 from tests.support.invariants import check_invariants
 from tests.support.pipeline import job_items
 from tests.support.stack import Stack

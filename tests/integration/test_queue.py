@@ -6,9 +6,9 @@ import threading
 import time
 from pathlib import Path
 
-from server.queue import Claim, WorkQueue
 from server.service.settle import ItemOutputs
 from server.storage import keys
+from server.work.queue import Claim, WorkQueue
 from tests.support.invariants import check_invariants
 from tests.support.stack import Stack, jpeg_bytes, make_stack
 

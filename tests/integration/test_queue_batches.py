@@ -11,8 +11,8 @@ from sqlalchemy import select, update
 from bench.statement_count import counting
 from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
-from server.queue import Claim, WorkQueue
 from server.service.settle import ItemOutputs
+from server.work.queue import Claim, WorkQueue
 from tests.support.invariants import check_invariants
 from tests.support.pipeline import queued_albums
 from tests.support.stack import Stack, make_stack

@@ -17,10 +17,10 @@ from server.config import Settings
 from server.db.tables import JobRow
 from server.errors import QuotaExceeded
 from server.plans import limits_for
-from server.queue import WorkQueue
 from server.service.settle import ItemOutputs
 from server.service.sweeper import expire_abandoned_uploads, purge_expired_jobs
 from server.storage import keys
+from server.work.queue import WorkQueue
 from tests.support.invariants import check_invariants
 from tests.support.stack import Stack, jpeg_bytes, make_stack
 

@@ -26,7 +26,7 @@ from server.inference.port import Instance, SegmenterInfo
 from server.metrics import ServiceMetrics
 from server.metrics.http import start_metrics_endpoint
 from server.metrics.inference import InferenceMetrics, TimedSegmenter
-from server.queue import WorkQueue
+from server.work.queue import WorkQueue
 from tests.support.pipeline import queued_job
 from tests.support.stack import Stack, make_stack
 

@@ -22,10 +22,10 @@ from server.clock import utcnow
 from server.db.notify import JOB_CHANNEL
 from server.db.tables import JobRow
 from server.grpc_api.server import build_grpc_server
-from server.queue import WorkQueue
 from server.service.settle import ItemOutputs
 from server.service.streams import StreamPolicy
 from server.storage import keys
+from server.work.queue import WorkQueue
 from tests.servers.postgres import PostgresServer
 from tests.support.pipeline import queued_job
 from tests.support.stack import Stack, make_stack

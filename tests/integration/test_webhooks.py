@@ -21,7 +21,7 @@ from server.db.tables import WebhookDeliveryRow
 from server.errors import ValidationFailed
 from server.service import webhook_signature
 from server.service.webhook_targets import AddressPolicy, TargetRefused
-from server.webhook_sender import WebhookSender
+from server.work.webhook_sender import WebhookSender
 from tests.support.live_rest import bearer, err, live_rest, ok
 from tests.support.pipeline import WALL_WHITE, link_tiny_model, photo_jpeg, process_jobs
 from tests.support.stack import Stack, make_stack

@@ -16,10 +16,10 @@ from protos.s3.v1 import worker_pb2, worker_pb2_grpc
 from server.grpc_api.server import GrpcServer, build_grpc_server
 from server.grpc_api.worker_convert import outputs_to_json
 from server.grpc_api.worker_servicer import WorkerServicer
-from server.queue import Claim, WorkQueue
 from server.service.settle import ItemOutputs
 from server.service.work_leases import WorkLeases
 from server.storage import keys
+from server.work.queue import Claim, WorkQueue
 from tests.support.invariants import check_invariants
 from tests.support.pipeline import job_items, queued_job, spend_refs
 from tests.support.processes import wait_for

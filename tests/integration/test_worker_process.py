@@ -21,9 +21,9 @@ import pytest
 
 from server.inference.factory import build_segmenter
 from server.pipeline import Pipeline
-from server.queue import WorkQueue
 from server.storage import keys
-from server.worker import Worker
+from server.work.queue import WorkQueue
+from server.work.worker import Worker
 from tests.servers.postgres import PostgresServer
 from tests.support.invariants import check_invariants
 from tests.support.pipeline import job_items, job_statuses, link_tiny_model, process_jobs, queued_job, spend_refs

@@ -21,11 +21,11 @@ from sqlalchemy import func, select
 from server.db.tables import JobItemRow, JobRow, RuleRow, UserRow
 from server.errors import S3Error
 from server.plans import limits_for
-from server.queue import WorkQueue
 from server.service.callbacks import CallbackResult
 from server.service.job_state import TRANSITIONS
 from server.service.locking import ACTIVE_JOB_STATES
 from server.service.settle import FINISHED_ITEM_STATES
+from server.work.queue import WorkQueue
 from tests.support.invariants import check_invariants
 from tests.support.stack import jpeg_bytes, make_stack
 

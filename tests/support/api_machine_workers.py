@@ -13,11 +13,11 @@ from sqlalchemy import select
 from server.clock import utcnow
 from server.db.tables import JobItemRow, JobRow
 from server.errors import Forbidden, InvalidState, NotFound, S3Error
-from server.queue import Claim
 from server.service.callbacks import ItemReport
 from server.service.job_state import TERMINAL
 from server.service.settle import FINISHED_ITEM_STATES, ItemOutputs
 from server.storage import keys
+from server.work.queue import Claim
 from tests.support.api_machine import WHICH, ApiMachine
 
 

@@ -20,9 +20,9 @@ from server.inference.artifacts import REPO_ROOT, ModelArtifact, ensure_artifact
 from server.inference.factory import build_segmenter
 from server.inference.port import Segmenter
 from server.pipeline import Pipeline
-from server.queue import WorkQueue
 from server.service.job_state import TERMINAL
-from server.worker import Worker, WorkerStats
+from server.work.queue import WorkQueue
+from server.work.worker import Worker, WorkerStats
 from tests.support.stack import Stack
 
 ARTIFACTS = REPO_ROOT / ".artifacts"

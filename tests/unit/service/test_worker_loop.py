@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from server.queue import Claim
 from server.service.settle import ItemOutputs, PackageOutputs
-from server.worker import Worker
+from server.work.queue import Claim
+from server.work.worker import Worker
 
 
 class _Queue:

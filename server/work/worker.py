@@ -20,11 +20,11 @@ from server.config import Settings, heartbeat_for
 from server.db.advisory import Leadership
 from server.db.engine import Database, DatabaseUnavailable
 from server.errors import InferenceUnavailable, StorageUnavailable
-from server.queue import Claim
 from server.service.settle import AnalysisOutputs, ItemOutputs, Outcome, PackageOutputs
 from server.service.sweeper import sweep_if_leader
 from server.storage.port import ObjectStore
 from server.work import PermanentFailure
+from server.work.queue import Claim
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class WorkerStats:
 
 class WorkSource(Protocol):
     """Where a worker gets claims and records outcomes: the database queue (``WorkQueue``), or the
-    WorkerService of a JobService replica (``server.remote_worker.ApiWorkSource``)."""
+    WorkerService of a JobService replica (``server.work.remote_worker.ApiWorkSource``)."""
 
     fallback_s: float
     """How long an idle worker waits for a wake-up before it claims anyway."""

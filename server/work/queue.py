@@ -35,7 +35,6 @@ from typing import Any, Literal
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
-from server import claim_order
 from server.clock import utcnow
 from server.config import Settings
 from server.db.engine import Database
@@ -52,6 +51,7 @@ from server.service.settle import (
     finish_item,
     lock_job,
 )
+from server.work import claim_order
 
 log = logging.getLogger(__name__)
 

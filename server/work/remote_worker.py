@@ -29,10 +29,10 @@ from server.grpc_api.worker_convert import claim_from_proto, claim_to_proto, out
 from server.inference.factory import build_segmenter
 from server.inference.port import Segmenter
 from server.pipeline import Pipeline, Work
-from server.queue import Claim
 from server.service.settle import AnalysisOutputs, ItemOutputs, PackageOutputs
 from server.storage.presigned import ObjectUrls, PresignedObjectStore
 from server.work import item_from_json, job_from_json
+from server.work.queue import Claim
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def _urls(msg: worker_pb2.ObjectUrls) -> ObjectUrls:
 
 
 class ApiWorkSource:
-    """The ``WorkSource`` of ``server.worker.Worker`` over the WorkerService (synchronous: the
+    """The ``WorkSource`` of ``server.work.worker.Worker`` over the WorkerService (synchronous: the
     worker calls it from threads)."""
 
     def __init__(self, targets: Sequence[str], token: str, *, name: str, capacity: int, poll_s: float = 0.25) -> None:
@@ -269,7 +269,7 @@ async def run_api_workers(
     stopping: asyncio.Event, *, targets: Sequence[str], token: str, count: int, settings: Settings
 ) -> None:
     """``count`` workers on one Lease stream until ``stopping`` is set."""
-    from server.worker import Worker, worker_name
+    from server.work.worker import Worker, worker_name
 
     name = worker_name(0)[:40]
     source = ApiWorkSource(targets, token, name=name, capacity=count)
