@@ -24,7 +24,8 @@ from typing import Any
 import httpx
 
 from bench.load import LoadResult, Request, run_load
-from scripts.demo.stack import REPO_ROOT, EmbeddedStack, StackConfig, free_port
+from scripts.demo.stack import REPO_ROOT, EmbeddedStack, StackConfig
+from server.ports import free_port
 
 CONCURRENCY = 16
 WARMUP = 50

@@ -26,8 +26,8 @@ import pytest
 
 from server.config import Settings
 from server.db.tables import JobRow
-from server.storage import keys
 from server.ports import free_port
+from server.storage import keys
 from tests.support.invariants import check_invariants
 from tests.support.pipeline import job_items, job_statuses, link_tiny_model, queued_job, spend_refs
 from tests.support.processes import Child, child, service_env, wait_for, wait_http_ready

@@ -17,8 +17,8 @@ import pytest
 from gateway_rest.app import create_app
 from gateway_rest.objects import object_routes
 from server.grpc_api.server import build_grpc_server
-from server.storage.local import LocalObjectStore
 from server.ports import free_port
+from server.storage.local import LocalObjectStore
 from tests.support.pipeline import link_tiny_model, photo_jpeg, process_jobs
 from tests.support.stack import Stack, make_stack
 from tests.unit.gateway.live import run_server

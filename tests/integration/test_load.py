@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from bench.loadgen import check_database, passed, run_load
+from server.ports import free_port
 from server.queue import WorkQueue
 from server.service.callbacks import ItemReport
-from server.ports import free_port
 from tests.support.pipeline import job_statuses, link_tiny_model, queued_job
 from tests.support.processes import child, service_env, wait_http_ready
 from tests.support.stack import Stack, make_settings

@@ -19,8 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from server.grpc_api.server import build_grpc_server
 from server.inference.artifacts import REPO_ROOT
-from server.queue import WorkQueue
 from server.ports import free_port
+from server.queue import WorkQueue
 from tests.support.invariants import check_invariants
 from tests.support.pipeline import job_statuses, link_tiny_model, queued_job
 from tests.support.processes import child, service_env, wait_for, wait_http_ready

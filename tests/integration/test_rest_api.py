@@ -27,8 +27,8 @@ from gateway_rest.metrics import HttpMetrics
 from gateway_rest.objects import object_routes
 from gateway_rest.operator import create_operator_app
 from server.grpc_api.server import build_grpc_server
-from server.storage.local import LocalObjectStore
 from server.ports import free_port
+from server.storage.local import LocalObjectStore
 from tests.support.stack import TEST_SECRET, Stack, jpeg_bytes, make_stack
 from tests.unit.gateway.live import run_server
 

@@ -25,10 +25,10 @@ from bench.loadgen import RULE, photo
 from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
 from server.inference.local_triton import LocalTriton
+from server.ports import free_port
 from server.storage import keys
 from server.wiring import build_store
 from tests.integration.triton import conftest as triton_fixtures
-from server.ports import free_port
 from tests.servers.postgres import PostgresServer
 from tests.servers.s3server import S3Endpoint
 from tests.support.invariants import check_invariants

@@ -28,8 +28,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from tests.servers.apt import apt_install
 from server.ports import free_port
+from tests.servers.apt import apt_install
 
 SERVICE_USER = "postgres"
 """The OS user that owns the cluster when the tests run as root."""

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers.apt import apt_install
 from server.ports import free_port
+from tests.servers.apt import apt_install
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0

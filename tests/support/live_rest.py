@@ -19,8 +19,8 @@ from gateway_rest.http_server import HttpLimits
 from gateway_rest.objects import object_routes
 from server.errors import ALL_CODES
 from server.grpc_api.server import build_grpc_server
-from server.storage.local import LocalObjectStore
 from server.ports import free_port
+from server.storage.local import LocalObjectStore
 from tests.support.stack import Stack, make_stack
 from tests.unit.gateway.live import run_server
 

@@ -17,9 +17,9 @@ import pytest
 
 from server.config import Settings
 from server.errors import NotFound, PayloadTooLarge, StorageUnavailable
+from server.ports import free_port
 from server.storage.port import ObjectInfo, ObjectStore, verify_upload
 from server.storage.s3 import S3ObjectStore
-from server.ports import free_port
 from tests.servers.s3server import S3Endpoint
 
 pytestmark = pytest.mark.integration

@@ -21,8 +21,8 @@ from gateway_rest.client_address import TrustedProxies
 from gateway_rest.rate_limits import RateLimitConfig
 from server.config import RateLimit
 from server.errors import AuthRequired, ConcurrencyLimit, Internal
-from server.service.tokens import TokenService
 from server.ports import free_port
+from server.service.tokens import TokenService
 from tests.support.rate_windows import clear_of_window_edges
 from tests.support.stack import TEST_SECRET
 from tests.unit.gateway.fake_service import Script
