@@ -37,7 +37,7 @@ def instance_choices(instances: Mapping[str, Any], items: Sequence[JobItemRow], 
             raise ValidationFailed(f"{path}: must be an object keyed by concept", field=path)
         known_numbers: dict[str, set[int]] = {}
         for inst in item.instances or []:
-            known_numbers.setdefault(str(inst.get("concept")), set()).add(int(inst.get("number", 0)))
+            known_numbers.setdefault(inst.concept, set()).add(inst.number)
         out_item: dict[str, dict[str, list[int]]] = {}
         for concept, choice in per_concept.items():
             cpath = f"{path}.{concept}"

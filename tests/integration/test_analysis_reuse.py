@@ -94,7 +94,7 @@ def test_concepts_the_analysis_missed_are_segmented_alone(stack: Stack) -> None:
     # Wall was analyzed; the default protect layers Text and Logo were not: only their phrases go.
     assert _execute(stack, segmenter, user, job_id, protect=None) == [_prompts("Text", "Logo")] * 2
     for item in job_items(stack.db, job_id):
-        assert sorted({r["concept"] for r in item.instances or []}) == ["Logo", "Text", "Wall"]
+        assert sorted({r.concept for r in item.instances or []}) == ["Logo", "Text", "Wall"]
 
 
 def test_computed_protect_layers_need_no_segmentation(stack: Stack) -> None:

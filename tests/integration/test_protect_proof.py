@@ -209,7 +209,7 @@ def test_a_lossless_transparent_rendition_is_exact(stack: Stack, seller: Scene) 
     [item] = job_items(stack.db, job_id)
     assert item.status == "done", item.error
     assert (item.protect_check or {})["alpha"] is True
-    by_template = {r["template_id"]: r["protect"] for r in item.renditions or []}
+    by_template = {r.template_id: dict(r.protect or {}) for r in item.renditions or []}
     cutout = by_template["cutout_png"]
     assert cutout["method"].startswith("lossless:") and cutout["max_diff"] == 0 and cutout["compared_pixels"] > 100
     assert by_template["detail_webp"]["method"].startswith("lossy:")

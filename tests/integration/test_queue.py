@@ -178,4 +178,4 @@ def test_an_analysis_that_finds_nothing_is_done_not_pending(stack: Stack) -> Non
     assert claim is not None and claim.stage == "analyze"
     assert queue.complete_analysis(claim, [])
     item = (stack.services.jobs.get(user, job_id).items or ())[0]
-    assert (item.analysis, item.instances) == ("done", [])
+    assert (item.analysis, item.instances) == ("done", ())

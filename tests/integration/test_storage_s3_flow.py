@@ -99,7 +99,7 @@ def test_album_through_presigned_urls_on_the_s3_store(s3_stack: Stack, s3_endpoi
                 keys.preview_key(user, job_id, item.idx),
                 keys.mask_key(user, job_id, item.idx, "Wall"),
                 keys.instances_key(user, job_id, item.idx),
-                *(str(r["key"]) for r in item.renditions),
+                *(r.key for r in item.renditions),
             }
             assert item.renditions and expected <= held, expected - held
 
