@@ -15,6 +15,7 @@ from server.errors import ValidationFailed
 from server.grpc_api.messages import message_from, struct
 from server.item_records import StoredInstance, reported
 from server.presets import PresetSpec
+from server.service.instance_choices import ChoiceRequest, InstanceChoice
 from server.service.views import JobItemView, JobView, RuleView, UserView
 from server.service.webhooks import DeliveryView
 
@@ -109,10 +110,10 @@ def job(view: JobView, urls: UrlFor | None, *, urls_expire_at: datetime | None =
     )
 
 
-def instance_choices_from_pb(choices: Mapping[int, pb.ItemChoices]) -> dict[str, Any]:
+def instance_choices_from_pb(choices: Mapping[int, pb.ItemChoices]) -> ChoiceRequest:
     return {
-        str(idx): {
-            concept: {"exclude": list(choice.exclude), "lock": list(choice.lock)}
+        idx: {
+            concept: InstanceChoice(exclude=tuple(choice.exclude), lock=tuple(choice.lock))
             for concept, choice in item.concepts.items()
         }
         for idx, item in choices.items()

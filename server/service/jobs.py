@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,7 +32,7 @@ from server.plans import limits_for
 from server.service import item_state, job_state, ledger, quotas, validation, webhooks
 from server.service.idempotency import Record
 from server.service.ids import resource_id
-from server.service.instance_choices import instance_choices
+from server.service.instance_choices import ChoiceRequest, instance_choices
 from server.service.item_state import ItemStage, ItemStatus
 from server.service.job_state import JobStatus
 from server.service.job_views import job_view, load_items
@@ -41,6 +41,7 @@ from server.service.rules import owned_rule
 from server.service.seals import seal_inputs
 from server.service.settle import cancel_open_items, finish_item, lock_job
 from server.service.upload_checks import UploadChecker
+from server.service.validation import ConceptActions
 from server.service.views import JobView
 from server.service.webhook_targets import AddressPolicy
 from server.storage import keys
@@ -93,15 +94,15 @@ class Jobs:
         self,
         user_id: str,
         *,
-        preset_id: object,
-        item_count: object,
+        preset_id: str,
+        item_count: int,
         content_types: Sequence[str] = (),
         record: Record[CreatedJob] | None = None,
     ) -> CreatedJob:
         """created, credits reserved. ``record`` (an idempotency key's) stores the answer in the same
         transaction; so the answer, presigned URLs included, is made before the commit."""
         preset = validation.preset_by_id(preset_id, field="preset")
-        if isinstance(item_count, bool) or not isinstance(item_count, int) or item_count < 1:
+        if item_count < 1:
             raise ValidationFailed("item_count: must be a positive integer", field="item_count")
         if content_types and len(content_types) != item_count:
             raise ValidationFailed("content_types: one per item when given", field="content_types")
@@ -273,10 +274,10 @@ class Jobs:
         user_id: str,
         job_id: str,
         *,
-        concepts: Mapping[str, Any] | None,
+        concepts: ConceptActions | None,
         protect: Sequence[str] | None,
         rule_id: str | None,
-        instances: Mapping[str, Any] | None,
+        instances: ChoiceRequest | None,
         output_set: str | None,
         webhook_url: str | None = None,
         webhook_events: Sequence[str] | None = None,
@@ -306,7 +307,7 @@ class Jobs:
             if not merged:
                 raise ValidationFailed("concepts: give at least one concept action, or a rule_id", field="concepts")
             clean_concepts = validation.concept_actions(preset, merged)
-            chosen_protect: object = (
+            chosen_protect: Sequence[str] = (
                 protect
                 if protect is not None
                 else (base_protect if base_protect is not None else preset.protect_defaults)

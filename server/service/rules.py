@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,6 +17,7 @@ from server.service import validation
 from server.service.idempotency import Record
 from server.service.ids import canonical_id
 from server.service.locking import count_rules, get_user, lock_user
+from server.service.validation import ConceptActions
 from server.service.views import RuleView
 
 
@@ -50,16 +50,16 @@ class Rules:
         self,
         user_id: str,
         *,
-        name: object,
-        preset_id: object,
-        concepts: object,
-        protect: object,
+        name: str,
+        preset_id: str,
+        concepts: ConceptActions,
+        protect: Sequence[str] = (),
         record: Record[RuleView] | None = None,
     ) -> RuleView:
         clean_name = validation.rule_name(name)
         preset = validation.preset_by_id(preset_id)
         clean_concepts = validation.concept_actions(preset, concepts)
-        clean_protect = validation.protect_layers(preset, [] if protect is None else protect)
+        clean_protect = validation.protect_layers(preset, protect)
         validation.no_conflicts(clean_concepts, clean_protect)
         now = utcnow()
         with self._db.write() as s:
@@ -99,9 +99,9 @@ class Rules:
         user_id: str,
         rule_id: str,
         *,
-        name: object | None = None,
-        preset_id: object | None = None,
-        concepts: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        preset_id: str | None = None,
+        concepts: ConceptActions | None = None,
         protect: Sequence[str] | None = None,
     ) -> RuleView:
         """Fields given as ``None`` keep their value; the result is validated as a whole."""

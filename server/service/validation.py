@@ -1,7 +1,9 @@
 """Validation of what users send about rules and jobs, against a preset.
 
-Errors are ``ValidationFailed`` whose message starts with the path of the bad field
-(``concepts.Wall.value: ...``) so a client can point at it.
+The values arrive typed (the servicer decodes them from the request message, whose types the REST
+codec has already enforced), so what is checked here is what a type cannot say: known ids, ranges,
+duplicates, conflicts. Errors are ``ValidationFailed`` whose message starts with the path of the
+bad field (``concepts.Wall.value: ...``) so a client can point at it.
 """
 
 from __future__ import annotations
@@ -39,8 +41,12 @@ def storable(value: object, field: str) -> None:
             storable(item, f"{field}[{i}]")
 
 
-def preset_by_id(preset_id: object, *, field: str = "preset_id") -> PresetSpec:
-    if not isinstance(preset_id, str) or not preset_id:
+ConceptActions = Mapping[str, Mapping[str, Any]]
+"""A rule's concept actions as the API states them: ``{concept: {"action": ..., **params}}``."""
+
+
+def preset_by_id(preset_id: str, *, field: str = "preset_id") -> PresetSpec:
+    if not preset_id:
         raise _fail(field, "is required")
     preset = PRESETS.get(preset_id)
     if preset is None:
@@ -48,9 +54,7 @@ def preset_by_id(preset_id: object, *, field: str = "preset_id") -> PresetSpec:
     return preset
 
 
-def rule_name(name: object) -> str:
-    if not isinstance(name, str):
-        raise _fail("name", "must be a string")
+def rule_name(name: str) -> str:
     cleaned = name.strip()
     if not cleaned:
         raise _fail("name", "must not be empty")
@@ -61,19 +65,17 @@ def rule_name(name: object) -> str:
     return cleaned
 
 
-def concept_actions(preset: PresetSpec, concepts: object, *, field: str = "concepts") -> dict[str, dict[str, Any]]:
+def concept_actions(
+    preset: PresetSpec, concepts: ConceptActions, *, field: str = "concepts"
+) -> dict[str, dict[str, Any]]:
     """``{concept: {"action": ..., **params}}`` with every action validated and normalised."""
-    if not isinstance(concepts, Mapping):
-        raise _fail(field, "must be an object mapping a concept to its action")
     if not concepts:
         raise _fail(field, "give at least one concept action")
     out: dict[str, dict[str, Any]] = {}
     for concept_id, entry in concepts.items():
         path = f"{field}.{concept_id}"
-        if preset.concept(str(concept_id)) is None:
+        if preset.concept(concept_id) is None:
             raise _fail(path, f"unknown concept for preset {preset.id!r}; known: {', '.join(preset.concept_ids)}")
-        if not isinstance(entry, Mapping):
-            raise _fail(path, "must be an object with an 'action'")
         action = entry.get("action")
         if not isinstance(action, str) or not action:
             raise _fail(f"{path}.action", "is required")
@@ -86,31 +88,29 @@ def concept_actions(preset: PresetSpec, concepts: object, *, field: str = "conce
         if action == "material" and normalised.get("texture") == "upload":
             # The renderer supports uploaded textures, but the API has no texture upload yet.
             raise _fail(f"{path}.texture", "uploaded textures are not available yet; use a built-in texture")
-        out[str(concept_id)] = {"action": action, **normalised}
+        out[concept_id] = {"action": action, **normalised}
     return out
 
 
-def protect_layers(preset: PresetSpec, protect: object, *, field: str = "protect") -> list[str]:
+def protect_layers(preset: PresetSpec, protect: Sequence[str], *, field: str = "protect") -> list[str]:
     """Known, de-duplicated protect layers in the order given."""
-    if not isinstance(protect, Sequence) or isinstance(protect, str | bytes):
-        raise _fail(field, "must be a list of protect layers")
     allowed = (*preset.concept_ids, *COMPUTED_PROTECT_LAYERS)
     out: list[str] = []
     for i, layer in enumerate(protect):
-        if not isinstance(layer, str) or layer not in allowed:
+        if layer not in allowed:
             raise _fail(f"{field}[{i}]", f"unknown protect layer {layer!r}; known: {', '.join(allowed)}")
         if layer not in out:
             out.append(layer)
     return out
 
 
-def analysis_concepts(preset: PresetSpec, concepts: object) -> list[str]:
+def analysis_concepts(preset: PresetSpec, concepts: Sequence[str]) -> list[str]:
     """Known, de-duplicated concept ids to analyse, in the order given."""
-    if isinstance(concepts, str) or not isinstance(concepts, Sequence) or not concepts:
+    if not concepts:
         raise ValidationFailed("concepts: give a non-empty list of concept ids", field="concepts")
     out: list[str] = []
     for i, c in enumerate(concepts):
-        if not isinstance(c, str) or preset.concept(c) is None:
+        if preset.concept(c) is None:
             raise ValidationFailed(
                 f"concepts[{i}]: unknown concept {c!r}; known: {', '.join(preset.concept_ids)}",
                 field=f"concepts[{i}]",

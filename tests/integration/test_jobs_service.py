@@ -22,6 +22,7 @@ from server.errors import (
 )
 from server.queue import WorkQueue
 from server.service.callbacks import ItemReport
+from server.service.instance_choices import InstanceChoice
 from server.service.sweeper import expire_abandoned_uploads
 from server.storage import keys
 from tests.support.invariants import check_invariants
@@ -155,14 +156,14 @@ def test_execute_validates_and_queues(stack: Stack) -> None:
         ({"rule_id": seller_rule.rule_id}, ValidationFailed),
         ({"rule_id": foreign_rule.rule_id}, NotFound),
         ({"output_set": "billboard"}, ValidationFailed),
-        ({"instances": {"7": {"Wall": {"exclude": [1]}}}}, ValidationFailed),
-        ({"instances": {"0": {"Wall": {"exclude": [1], "lock": [1]}}}}, ValidationFailed),
-        ({"instances": {"0": {"Wall": {"exclude": [0]}}}}, ValidationFailed),
+        ({"instances": {7: {"Wall": InstanceChoice(exclude=(1,))}}}, ValidationFailed),
+        ({"instances": {0: {"Wall": InstanceChoice(exclude=(1,), lock=(1,))}}}, ValidationFailed),
+        ({"instances": {0: {"Wall": InstanceChoice(exclude=(0,))}}}, ValidationFailed),
     ]:
         with pytest.raises(error):
             execute(**kw)
     assert stack.services.jobs.get(user, job_id).status == "uploaded"
-    job = execute(instances={"1": {"Wall": {"exclude": [2], "lock": [1]}}})
+    job = execute(instances={1: {"Wall": InstanceChoice(exclude=(2,), lock=(1,))}})
     assert job.status == "queued"  # type: ignore[attr-defined]
     with pytest.raises(InvalidState):
         execute()

@@ -48,6 +48,7 @@ from server.errors import (
 )
 from server.plans import limits_for
 from server.queue import Claim
+from server.service.instance_choices import InstanceChoice
 from server.service.job_state import TERMINAL
 from server.service.ledger import analysis_price
 from server.service.sweeper import expire_abandoned_uploads, purge_expired_jobs
@@ -237,7 +238,7 @@ class ClientRules(WorkerRules):
             args.update(output_set="billboard")
             valid = False
         elif variant == "bad-instance":
-            args.update(instances={"99": {"Wall": {"exclude": [1]}}})
+            args.update(instances={99: {"Wall": InstanceChoice(exclude=(1,))}})
             valid = False
         error: type[S3Error] | None = None
         if job.status != "uploaded" or running:
