@@ -15,6 +15,7 @@ from server.errors import ValidationFailed
 from server.grpc_api.messages import message_from, struct
 from server.item_records import StoredInstance, reported
 from server.presets import PresetSpec
+from server.service.concept_action import ConceptAction, actions_from_stored
 from server.service.instance_choices import ChoiceRequest, InstanceChoice
 from server.service.views import JobItemView, JobView, RuleView, UserView
 from server.service.webhooks import DeliveryView
@@ -28,23 +29,18 @@ def from_struct(value: Struct, *, field: str = "params") -> dict[str, Any]:
         raise ValidationFailed(f"{field}: must hold finite numbers only", field=field) from e
 
 
-def concept_actions_from_pb(concepts: Mapping[str, pb.ConceptAction]) -> dict[str, dict[str, Any]]:
-    """``{concept: ConceptAction}`` to the API shape ``{concept: {"action": ..., **params}}``."""
-    out: dict[str, dict[str, Any]] = {}
-    for concept, entry in concepts.items():
-        params = from_struct(entry.params, field=f"concepts.{concept}")
-        params.pop("action", None)
-        out[concept] = {"action": entry.action, **params}
-    return out
-
-
-def concept_actions_to_pb(concepts: Mapping[str, Mapping[str, Any]]) -> dict[str, pb.ConceptAction]:
+def concept_actions_from_pb(concepts: Mapping[str, pb.ConceptAction]) -> dict[str, ConceptAction]:
     return {
-        concept: pb.ConceptAction(
-            action=str(entry.get("action", "")),
-            params=struct({k: v for k, v in entry.items() if k != "action"}),
-        )
+        concept: ConceptAction.of(entry.action, from_struct(entry.params, field=f"concepts.{concept}"))
         for concept, entry in concepts.items()
+    }
+
+
+def concept_actions_to_pb(stored: Mapping[str, Mapping[str, Any]]) -> dict[str, pb.ConceptAction]:
+    """A rule's stored actions as the message states them."""
+    return {
+        concept: pb.ConceptAction(action=entry.action, params=struct(entry.params))
+        for concept, entry in actions_from_stored(stored).items()
     }
 
 

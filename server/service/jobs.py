@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -30,6 +29,7 @@ from server.errors import (
 )
 from server.plans import limits_for
 from server.service import item_state, job_state, ledger, quotas, validation, webhooks
+from server.service.concept_action import ConceptAction, ConceptActions, actions_from_stored
 from server.service.idempotency import Record
 from server.service.ids import resource_id
 from server.service.instance_choices import ChoiceRequest, instance_choices
@@ -41,7 +41,6 @@ from server.service.rules import owned_rule
 from server.service.seals import seal_inputs
 from server.service.settle import cancel_open_items, finish_item, lock_job
 from server.service.upload_checks import UploadChecker
-from server.service.validation import ConceptActions
 from server.service.views import JobView
 from server.service.webhook_targets import AddressPolicy
 from server.storage import keys
@@ -293,7 +292,7 @@ class Jobs:
             items = load_items(s, job.id)
             if any(i.stage == ItemStage.ANALYZE for i in items):
                 raise InvalidState("an analysis of this job is still running; wait for it to finish")
-            base_concepts: dict[str, Any] = {}
+            base_concepts: dict[str, ConceptAction] = {}
             base_protect: list[str] | None = None
             if rule_id:
                 rule = owned_rule(s, user_id, rule_id)
@@ -302,8 +301,8 @@ class Jobs:
                         f"rule_id: the rule is for preset {rule.preset_id!r}, the job for {preset.id!r}",
                         field="rule_id",
                     )
-                base_concepts, base_protect = dict(rule.concepts), list(rule.protect)
-            merged = {**base_concepts, **dict(concepts or {})}
+                base_concepts, base_protect = actions_from_stored(rule.concepts), list(rule.protect)
+            merged = {**base_concepts, **(concepts or {})}
             if not merged:
                 raise ValidationFailed("concepts: give at least one concept action, or a rule_id", field="concepts")
             clean_concepts = validation.concept_actions(preset, merged)

@@ -14,10 +14,10 @@ from server.db.tables import RuleRow
 from server.errors import NotFound, RuleSlotLimit
 from server.plans import limits_for
 from server.service import validation
+from server.service.concept_action import ConceptActions, actions_from_stored
 from server.service.idempotency import Record
 from server.service.ids import canonical_id
 from server.service.locking import count_rules, get_user, lock_user
-from server.service.validation import ConceptActions
 from server.service.views import RuleView
 
 
@@ -109,7 +109,8 @@ class Rules:
             row = owned_rule(s, user_id, rule_id)
             preset = validation.preset_by_id(row.preset_id if preset_id is None else preset_id)
             new_name = row.name if name is None else validation.rule_name(name)
-            new_concepts = validation.concept_actions(preset, row.concepts if concepts is None else concepts)
+            kept = actions_from_stored(row.concepts) if concepts is None else concepts
+            new_concepts = validation.concept_actions(preset, kept)
             new_protect = validation.protect_layers(preset, row.protect if protect is None else protect)
             validation.no_conflicts(new_concepts, new_protect)
             row.name = new_name

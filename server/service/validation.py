@@ -17,6 +17,7 @@ from applier.errors import ParamError
 from applier.params import validate_action
 from server.errors import ValidationFailed
 from server.presets import COMPUTED_PROTECT_LAYERS, PRESETS, PresetSpec
+from server.service.concept_action import ACTION_KEY, ConceptAction, ConceptActions
 
 MAX_NAME_CHARS = 100
 
@@ -39,10 +40,6 @@ def storable(value: object, field: str) -> None:
     elif isinstance(value, Sequence) and not isinstance(value, str | bytes):
         for i, item in enumerate(value):
             storable(item, f"{field}[{i}]")
-
-
-ConceptActions = Mapping[str, Mapping[str, Any]]
-"""A rule's concept actions as the API states them: ``{concept: {"action": ..., **params}}``."""
 
 
 def preset_by_id(preset_id: str, *, field: str = "preset_id") -> PresetSpec:
@@ -68,7 +65,7 @@ def rule_name(name: str) -> str:
 def concept_actions(
     preset: PresetSpec, concepts: ConceptActions, *, field: str = "concepts"
 ) -> dict[str, dict[str, Any]]:
-    """``{concept: {"action": ..., **params}}`` with every action validated and normalised."""
+    """Every action validated and normalised, in the stored form (``{concept: {"action": ..., **params}}``)."""
     if not concepts:
         raise _fail(field, "give at least one concept action")
     out: dict[str, dict[str, Any]] = {}
@@ -76,10 +73,10 @@ def concept_actions(
         path = f"{field}.{concept_id}"
         if preset.concept(concept_id) is None:
             raise _fail(path, f"unknown concept for preset {preset.id!r}; known: {', '.join(preset.concept_ids)}")
-        action = entry.get("action")
-        if not isinstance(action, str) or not action:
+        action = entry.action
+        if not action:
             raise _fail(f"{path}.action", "is required")
-        params = {k: v for k, v in entry.items() if k != "action"}
+        params = dict(entry.params)
         storable(params, path)
         try:
             normalised = validate_action(action, params)
@@ -88,7 +85,7 @@ def concept_actions(
         if action == "material" and normalised.get("texture") == "upload":
             # The renderer supports uploaded textures, but the API has no texture upload yet.
             raise _fail(f"{path}.texture", "uploaded textures are not available yet; use a built-in texture")
-        out[concept_id] = {"action": action, **normalised}
+        out[concept_id] = ConceptAction(action, normalised).stored()
     return out
 
 
@@ -124,5 +121,5 @@ def no_conflicts(concepts: Mapping[str, Mapping[str, Any]], protect: Sequence[st
     """A protected concept cannot also be changed by the same rule."""
     for layer in protect:
         entry = concepts.get(layer)
-        if entry is not None and entry.get("action") != "keep":
+        if entry is not None and entry.get(ACTION_KEY) != "keep":
             raise _fail(f"concepts.{layer}", "is protected by this rule; remove it from protect or use 'keep'")

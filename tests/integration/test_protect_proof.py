@@ -25,6 +25,7 @@ from server.errors import NotFound
 from server.inference.port import Instance, SegmenterInfo
 from server.pipeline import Pipeline
 from server.queue import WorkQueue
+from server.service.concept_action import actions_from_stored
 from server.service.job_state import TERMINAL
 from server.storage.port import ObjectStore
 from server.worker import Worker
@@ -126,7 +127,13 @@ def _run_job(
     job_id = created.job.job_id
     stack.services.jobs.confirm_upload(user, job_id)
     stack.services.jobs.execute(
-        user, job_id, concepts=dict(concepts), protect=protect, rule_id=None, instances=None, output_set=output_set
+        user,
+        job_id,
+        concepts=actions_from_stored(concepts),
+        protect=protect,
+        rule_id=None,
+        instances=None,
+        output_set=output_set,
     )
 
     async def drive() -> None:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from server.queue import Claim, WorkQueue
+from server.service.concept_action import actions_from_stored
 from server.service.settle import ItemOutputs
 from server.storage import keys
 from tests.support.invariants import check_invariants
@@ -23,7 +24,7 @@ def _queued_job(stack: Stack, n: int) -> tuple[str, str]:
     job_id = created.job.job_id
     stack.services.jobs.confirm_upload(user, job_id)
     stack.services.jobs.execute(
-        user, job_id, concepts=WALL, protect=None, rule_id=None, instances=None, output_set=None
+        user, job_id, concepts=actions_from_stored(WALL), protect=None, rule_id=None, instances=None, output_set=None
     )
     return user, job_id
 
