@@ -20,8 +20,9 @@ from server.item_records import (
     encode_all,
     reported,
 )
+from server.pipeline.stored_instances import read_instances
 from server.service.settle import AnalysisOutputs, ItemOutputs
-from server.work import WorkItem, item_from_json, to_json
+from server.work import PermanentFailure, WorkItem, item_from_json, to_json
 
 # As rows written before the records were typed hold them (the JSON of ``json.dumps`` on the dicts
 # the pipeline built): an analysis instance, a callback's instance (no mask), a proven rendition.
@@ -149,3 +150,11 @@ def test_a_lease_carries_the_items_records() -> None:
     assert item_from_json(to_json(item)) == item
     assert json.loads(to_json(item))["instances"] == encode_all(item.instances or [])
     assert item_from_json(to_json(WorkItem(0, "k", None, None, None))).instances is None
+
+
+def test_an_instance_without_a_mask_cannot_be_reused_by_execute() -> None:
+    # A callback's instances carry no mask: execute must fail the item for good, not read a key "None".
+    maskless = StoredInstance.from_json(json.loads(OLD_CALLBACK_INSTANCE))
+    with pytest.raises(PermanentFailure, match="the stored Floor #1 has no mask"):
+        read_instances(None, [maskless], ["Floor"])  # type: ignore[arg-type]  # never reached
+    assert read_instances(None, [maskless], ["Wall"]) == {"Wall": []}  # type: ignore[arg-type]
