@@ -39,6 +39,7 @@ from server.db.engine import Database
 from server.db.tables import BillingEventRow, JobItemRow, JobRow, UserRow
 from server.pipeline import Pipeline
 from server.service.bundle import Services
+from server.service.concept_action import actions_from_stored
 from server.service.item_state import ItemStatus
 from server.service.job_state import JobStatus
 from server.service.settle import ItemOutputs, PackageOutputs
@@ -184,7 +185,7 @@ def pro_user(bench: HasServices, credits: int) -> str:
     return user_id
 
 
-def marked_uploaded_job(bench: HasServices, user_id: str, items: int, concepts: Mapping[str, Any]) -> str:
+def marked_uploaded_job(bench: HasServices, user_id: str, items: int, concepts: Mapping[str, Mapping[str, Any]]) -> str:
     """A job of ``items`` photos executed with ``concepts``, its photos marked uploaded in the
     database: for measuring the queue, not what the upload checks do."""
     job_id = bench.services.jobs.create(user_id, preset_id="interior", item_count=items).job.job_id
@@ -192,7 +193,13 @@ def marked_uploaded_job(bench: HasServices, user_id: str, items: int, concepts: 
         s.execute(update(JobItemRow).where(JobItemRow.job_id == job_id).values(status=ItemStatus.UPLOADED))
         s.execute(update(JobRow).where(JobRow.id == job_id).values(status=JobStatus.UPLOADED))
     bench.services.jobs.execute(
-        user_id, job_id, concepts=concepts, protect=None, rule_id=None, instances=None, output_set=None
+        user_id,
+        job_id,
+        concepts=actions_from_stored(concepts),
+        protect=None,
+        rule_id=None,
+        instances=None,
+        output_set=None,
     )
     return job_id
 
@@ -209,7 +216,13 @@ def uploaded_job(bench: Bench, user_id: str, items: int) -> str:
 
 def execute(bench: Bench, user_id: str, job_id: str) -> None:
     bench.services.jobs.execute(
-        user_id, job_id, concepts=RULE, protect=PROTECT, rule_id=None, instances=None, output_set=OUTPUT_SET
+        user_id,
+        job_id,
+        concepts=actions_from_stored(RULE),
+        protect=PROTECT,
+        rule_id=None,
+        instances=None,
+        output_set=OUTPUT_SET,
     )
 
 

@@ -30,6 +30,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from server.item_records import StoredInstance, StoredRendition, decode_all, encode_all
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -56,6 +58,31 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class RecordList(TypeDecorator[list[Any]]):
+    """A JSON list of typed records (``server.item_records``): written with their ``to_json``, read
+    back with their ``from_json``, so no row is read or written as loose dicts."""
+
+    impl = JSON
+    cache_ok = True
+
+    def __init__(self, record: type[StoredInstance] | type[StoredRendition]) -> None:
+        super().__init__()
+        self.record = record
+
+    def process_bind_param(self, value: list[Any] | None, dialect: Dialect) -> list[Any] | None:
+        if value is None:
+            return None
+        wrong = next((r for r in value if not isinstance(r, self.record)), None)
+        if wrong is not None:
+            raise TypeError(f"{self.record.__name__} records only, not {type(wrong).__name__}")
+        return encode_all(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[Any] | None:
+        if value is None:
+            return None
+        return decode_all(self.record, value, what=f"stored {self.record.__name__}")
 
 
 class Base(DeclarativeBase):
@@ -178,8 +205,8 @@ class JobItemRow(Base):
     content_type: Mapped[str | None] = mapped_column(String(32))
     output_key: Mapped[str | None] = mapped_column(String(300))
     preview_key: Mapped[str | None] = mapped_column(String(300))
-    instances: Mapped[list[Any] | None] = mapped_column(JSON)
-    renditions: Mapped[list[Any] | None] = mapped_column(JSON)
+    instances: Mapped[list[StoredInstance] | None] = mapped_column(RecordList(StoredInstance))
+    renditions: Mapped[list[StoredRendition] | None] = mapped_column(RecordList(StoredRendition))
     protect_check: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

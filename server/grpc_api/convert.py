@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +13,10 @@ from applier.params import describe_actions
 from protos.s3.v1 import types_pb2 as pb
 from server.errors import ValidationFailed
 from server.grpc_api.messages import message_from, struct
+from server.item_records import StoredInstance, reported
 from server.presets import PresetSpec
+from server.service.concept_action import ConceptAction, actions_from_stored
+from server.service.instance_choices import ChoiceRequest, InstanceChoice
 from server.service.views import JobItemView, JobView, RuleView, UserView
 from server.service.webhooks import DeliveryView
 
@@ -26,23 +29,18 @@ def from_struct(value: Struct, *, field: str = "params") -> dict[str, Any]:
         raise ValidationFailed(f"{field}: must hold finite numbers only", field=field) from e
 
 
-def concept_actions_from_pb(concepts: Mapping[str, pb.ConceptAction]) -> dict[str, dict[str, Any]]:
-    """``{concept: ConceptAction}`` to the API shape ``{concept: {"action": ..., **params}}``."""
-    out: dict[str, dict[str, Any]] = {}
-    for concept, entry in concepts.items():
-        params = from_struct(entry.params, field=f"concepts.{concept}")
-        params.pop("action", None)
-        out[concept] = {"action": entry.action, **params}
-    return out
-
-
-def concept_actions_to_pb(concepts: Mapping[str, Mapping[str, Any]]) -> dict[str, pb.ConceptAction]:
+def concept_actions_from_pb(concepts: Mapping[str, pb.ConceptAction]) -> dict[str, ConceptAction]:
     return {
-        concept: pb.ConceptAction(
-            action=str(entry.get("action", "")),
-            params=struct({k: v for k, v in entry.items() if k != "action"}),
-        )
+        concept: ConceptAction.of(entry.action, from_struct(entry.params, field=f"concepts.{concept}"))
         for concept, entry in concepts.items()
+    }
+
+
+def concept_actions_to_pb(stored: Mapping[str, Mapping[str, Any]]) -> dict[str, pb.ConceptAction]:
+    """A rule's stored actions as the message states them."""
+    return {
+        concept: pb.ConceptAction(action=entry.action, params=struct(entry.params))
+        for concept, entry in actions_from_stored(stored).items()
     }
 
 
@@ -62,14 +60,14 @@ UrlFor = Callable[[str], str]
 """Object key to a presigned download URL."""
 
 
-def _instance(entry: Mapping[str, Any], urls: UrlFor | None) -> pb.InstanceInfo:
-    mask_key = entry.get("mask_key")
+def _instance(entry: StoredInstance, urls: UrlFor | None) -> pb.InstanceInfo:
+    mask_key = entry.mask_key
     return pb.InstanceInfo(
-        concept=str(entry.get("concept", "")),
-        number=int(entry.get("number", 0)),
-        score=float(entry.get("score", 0.0)),
-        box=[float(v) for v in entry.get("box", [])],
-        area=int(entry.get("area", 0)),
+        concept=entry.concept,
+        number=entry.number,
+        score=entry.score,
+        box=entry.box,
+        area=entry.area,
         mask_url=urls(mask_key) if urls is not None and mask_key else "",
     )
 
@@ -86,13 +84,7 @@ def job_item(view: JobItemView, urls: UrlFor | None) -> pb.JobItem:
         preview_url=url(view.preview_key),
         instances=[_instance(i, urls) for i in view.instances],
         renditions=[
-            pb.Rendition(
-                template_id=str(r.get("template_id", "")),
-                url=url(r.get("key")),
-                width=int(r.get("width", 0)),
-                height=int(r.get("height", 0)),
-                format=str(r.get("format", "")),
-            )
+            pb.Rendition(template_id=r.template_id, url=url(r.key), width=r.width, height=r.height, format=r.format)
             for r in view.renditions
         ],
         protect_check=view.protect_check or None,
@@ -114,24 +106,24 @@ def job(view: JobView, urls: UrlFor | None, *, urls_expire_at: datetime | None =
     )
 
 
-def instance_choices_from_pb(choices: Mapping[int, pb.ItemChoices]) -> dict[str, Any]:
+def instance_choices_from_pb(choices: Mapping[int, pb.ItemChoices]) -> ChoiceRequest:
     return {
-        str(idx): {
-            concept: {"exclude": list(choice.exclude), "lock": list(choice.lock)}
+        idx: {
+            concept: InstanceChoice(exclude=tuple(choice.exclude), lock=tuple(choice.lock))
             for concept, choice in item.concepts.items()
         }
         for idx, item in choices.items()
     }
 
 
-def instance_from_pb(message: pb.InstanceInfo) -> dict[str, Any]:
-    return {
-        "concept": message.concept,
-        "number": message.number,
-        "score": message.score,
-        "box": list(message.box),
-        "area": message.area,
-    }
+def instances_from_pb(messages: Sequence[pb.InstanceInfo]) -> list[StoredInstance]:
+    """Instances a remote worker reported; ``ValidationFailed`` naming the bad one's field (a
+    callback stores no masks, so its instances have none)."""
+    docs = [
+        {"concept": m.concept, "number": m.number, "score": m.score, "box": list(m.box), "area": m.area}
+        for m in messages
+    ]
+    return reported(StoredInstance, docs, field="instances")
 
 
 def webhook_delivery(view: DeliveryView) -> pb.WebhookDelivery:

@@ -245,6 +245,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
     def ReportItemResult(
         self, request: jpb.ReportItemResultRequest, context: grpc.ServicerContext
     ) -> jpb.ReportItemResultResponse:
+        # The secret was checked before the message was decoded (``guards``); decoding the
+        # instances here cannot answer an unauthenticated caller.
         result = self._s.callbacks.report(
             metadata_value(context, CALLBACK_SECRET_KEY),
             request.job_id,
@@ -254,7 +256,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                 status=request.status,
                 output_key=request.output_key,
                 error=request.error,
-                instances=[convert.instance_from_pb(i) for i in request.instances],
+                instances=convert.instances_from_pb(request.instances),
                 protect_check=convert.from_struct(request.protect_check, field="protect_check")
                 if request.HasField("protect_check")
                 else None,

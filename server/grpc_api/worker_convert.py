@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any
 
 from protos.s3.v1 import worker_pb2
 from server.errors import ValidationFailed
+from server.item_records import StoredInstance, StoredRendition, encode_all, reported
 from server.service.settle import AnalysisOutputs, ItemOutputs
 from server.work.queue import Claim, Stage
 
@@ -32,12 +33,16 @@ def claim_from_proto(msg: worker_pb2.WorkClaim) -> Claim:
 
 
 def outputs_to_json(outputs: ItemOutputs | AnalysisOutputs) -> str:
-    return json.dumps(asdict(outputs), separators=(",", ":"), allow_nan=False)
+    doc = {f.name: getattr(outputs, f.name) for f in fields(outputs)}
+    doc["instances"] = encode_all(outputs.instances)
+    if isinstance(outputs, ItemOutputs):
+        doc["renditions"] = encode_all(outputs.renditions)
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False)
 
 
 def outputs_from_json(stage: Stage, text: str) -> ItemOutputs | AnalysisOutputs:
     """The outputs a worker reported for a claim of ``stage``; ``ValidationFailed`` if they are not
-    that stage's shape."""
+    that stage's shape (naming the bad record's field, ``instances[2].score``)."""
     cls: type[ItemOutputs] | type[AnalysisOutputs] = ItemOutputs if stage == "execute" else AnalysisOutputs
     try:
         doc: Any = json.loads(text)
@@ -46,6 +51,10 @@ def outputs_from_json(stage: Stage, text: str) -> ItemOutputs | AnalysisOutputs:
     names = {f.name for f in fields(cls)}
     if not isinstance(doc, dict) or not set(doc) <= names:
         raise ValidationFailed(f"outputs_json: not {cls.__name__} (fields {sorted(names)})", field="outputs_json")
+    if "instances" in doc:
+        doc["instances"] = reported(StoredInstance, doc["instances"], field="instances")
+    if "renditions" in doc:
+        doc["renditions"] = reported(StoredRendition, doc["renditions"], field="renditions")
     try:
         return cls(**doc)
     except TypeError as e:

@@ -29,6 +29,7 @@ from server.db.engine import Database
 from server.db.tables import JobRow
 from server.errors import PayloadTooLarge, ValidationFailed
 from server.inference.port import Instance, Segmenter
+from server.item_records import StoredInstance, StoredRendition
 from server.pipeline.set_package import package_set
 from server.pipeline.stored_instances import read_instances, store_instances
 from server.pipeline.stored_proof import prove_stored
@@ -128,7 +129,7 @@ class Pipeline:
         image, _ = await asyncio.to_thread(self._photo, work.item)
         known = set(work.item.analyzed_concepts or [])
         fresh = [c for c in work.job.analyzed_concepts or [] if c not in known]
-        kept = [r for r in work.item.instances or [] if r.get("concept") in known]
+        kept = [r for r in work.item.instances or [] if r.concept in known]
         found = await self._segment(image, work.preset, fresh)
         return await asyncio.to_thread(
             store_instances, self._store, self._segmenter.info, work.job, work.item.idx, found, kept
@@ -151,13 +152,13 @@ class Pipeline:
         found = await asyncio.to_thread(read_instances, self._store, item.instances or [], reuse)
         segmented = await self._segment(image, work.preset, fresh)
         found.update(segmented)
-        records = [r for r in (item.instances or []) if r.get("concept") in reuse]
+        records = [r for r in (item.instances or []) if r.concept in reuse]
         written = 0
         if segmented:
             stored = await asyncio.to_thread(
                 store_instances, self._store, self._segmenter.info, job, item.idx, segmented, records
             )
-            records, written = [dict(r) for r in stored.instances], stored.stored_bytes
+            records, written = list(stored.instances), stored.stored_bytes
         choices = (job.instance_choices or {}).get(str(item.idx), {})
         outputs = await asyncio.to_thread(self._render, work, image, source_sha, rule, protect, found, choices, records)
         return replace(outputs, stored_bytes=outputs.stored_bytes + written)
@@ -171,7 +172,7 @@ class Pipeline:
         protect: Sequence[str],
         found: Mapping[str, Sequence[Instance]],
         choices: Mapping[str, Any],
-        records: Sequence[Mapping[str, Any]],
+        records: Sequence[StoredInstance],
     ) -> ItemOutputs:
         job, idx = work.job, work.item.idx
         try:
@@ -201,8 +202,20 @@ class Pipeline:
             ext = r.path.rsplit(".", 1)[-1]
             key = keys.rendition_key(user, jid, idx, r.template, ext)
             written += self._put(key, r.data, content_type=r.media_type)
-            stored.append({"template_id": r.template, "key": key, "format": ext, **r.to_dict()})
-        deliverables = (output_key, preview_key, *(str(r["key"]) for r in stored))
+            stored.append(
+                StoredRendition(
+                    template_id=r.template,
+                    key=key,
+                    format=ext,
+                    path=r.path,
+                    width=r.width,
+                    height=r.height,
+                    media_type=r.media_type,
+                    bytes=len(r.data),
+                    sha256=r.sha256,
+                )
+            )
+        deliverables = (output_key, preview_key, *(r.key for r in stored))
         try:
             proof = prove_stored(
                 self._store,
@@ -222,8 +235,7 @@ class Pipeline:
             for key in deliverables:
                 self._store.delete(key)
             raise
-        for record, rendition_proof in zip(stored, proof.renditions, strict=True):
-            record["protect"] = rendition_proof
+        proven = [replace(r, protect=p) for r, p in zip(stored, proof.renditions, strict=True)]
         check = {
             **result.protect.to_dict(),
             "changed_pixels": proof.master["changed_pixels"],
@@ -236,7 +248,7 @@ class Pipeline:
         return ItemOutputs(
             output_key=output_key,
             preview_key=preview_key,
-            renditions=stored,
+            renditions=proven,
             instances=records,
             protect_check=check,
             width=int(image.shape[1]),

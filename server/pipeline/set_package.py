@@ -32,12 +32,12 @@ def package_set(db: Database, store: ObjectIO, model: SegmenterInfo, job_id: str
             renditions.append(
                 applier.Rendition(
                     item=item.idx,
-                    template=str(r["template"]),
-                    path=str(r["path"]),
-                    data=store.get(str(r["key"])),
-                    width=int(r["width"]),
-                    height=int(r["height"]),
-                    media_type=str(r["media_type"]),
+                    template=r.template_id,
+                    path=r.path,
+                    data=store.get(r.key),
+                    width=r.width,
+                    height=r.height,
+                    media_type=r.media_type,
                 )
             )
         check = dict(item.protect_check or {})
@@ -51,10 +51,7 @@ def package_set(db: Database, store: ObjectIO, model: SegmenterInfo, job_id: str
                 instances=(job.instance_choices or {}).get(str(item.idx)),
                 steps=check.pop("steps", []),
                 protect_check=check,
-                renditions=[
-                    {k: v for k, v in r.items() if k not in ("key", "template_id", "format")}
-                    for r in item.renditions or []
-                ],
+                renditions=[r.manifest_json() for r in item.renditions or []],
             )
         )
     extra = {

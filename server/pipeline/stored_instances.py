@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,10 +15,11 @@ from PIL import Image
 
 from server import images
 from server.inference.port import Instance, SegmenterInfo
+from server.item_records import StoredInstance, encode_all
 from server.service.settle import AnalysisOutputs
 from server.storage import keys
 from server.storage.port import ObjectIO
-from server.work import WorkJob
+from server.work import PermanentFailure, WorkJob
 
 
 def store_instances(
@@ -28,11 +28,11 @@ def store_instances(
     job: WorkJob,
     idx: int,
     found: Mapping[str, Sequence[Instance]],
-    kept: Sequence[Mapping[str, Any]] = (),
+    kept: Sequence[StoredInstance] = (),
 ) -> AnalysisOutputs:
     """Low-resolution masks of every instance plus ``{idx}_instances.json`` listing them and the
     ``kept`` records (concepts analysed before); returns every record and the bytes written."""
-    records: list[dict[str, Any]] = [dict(r) for r in kept]
+    records = list(kept)
     written = 0
     for concept, instances in found.items():
         for inst in instances:
@@ -40,38 +40,44 @@ def store_instances(
             mask = images.encode_png(inst.mask, compress_level=3)
             store.put(mask_key, mask, content_type="image/png")
             written += len(mask)
+            # Rounded: the stored records are served in every answer about the job; this is the
+            # precision a client can use (a tenth of a pixel, four digits of a score).
+            x0, y0, x1, y1 = (round(float(v), 1) for v in inst.box_xyxy)
             records.append(
-                {
-                    "concept": concept,
-                    "number": inst.number,
-                    "score": round(float(inst.score), 4),
-                    "box": [round(float(v), 1) for v in inst.box_xyxy],
-                    "area": int(inst.area),
-                    "mask_key": mask_key,
-                }
+                StoredInstance(
+                    concept=concept,
+                    number=inst.number,
+                    score=round(float(inst.score), 4),
+                    box=(x0, y0, x1, y1),
+                    area=int(inst.area),
+                    mask_key=mask_key,
+                )
             )
-    doc = json.dumps({"model": model.name, "meaningful": model.meaningful, "instances": records}).encode()
+    listing = {"model": model.name, "meaningful": model.meaningful, "instances": encode_all(records)}
+    doc = json.dumps(listing).encode()
     store.put(keys.instances_key(job.user_id, job.id, idx), doc, content_type="application/json")
     return AnalysisOutputs(records, written + len(doc))
 
 
 def read_instances(
-    store: ObjectIO, records: Sequence[Mapping[str, Any]], concepts: Sequence[str]
+    store: ObjectIO, records: Sequence[StoredInstance], concepts: Sequence[str]
 ) -> dict[str, list[Instance]]:
     """The stored instances of ``concepts``, masks read back, in instance-number order."""
     out: dict[str, list[Instance]] = {c: [] for c in concepts}
     for r in records:
-        concept = str(r["concept"])
-        if concept not in out:
+        if r.concept not in out:
             continue
-        out[concept].append(
+        if r.mask_key is None:
+            # Reported by a callback, which stores no masks: nothing to build a layer from.
+            raise PermanentFailure(f"the stored {r.concept} #{r.number} has no mask")
+        out[r.concept].append(
             Instance(
-                concept=concept,
-                number=int(r["number"]),
-                score=float(r["score"]),
-                box_xyxy=(float(r["box"][0]), float(r["box"][1]), float(r["box"][2]), float(r["box"][3])),
-                area=int(r["area"]),
-                mask=_read_gray_png(store.get(str(r["mask_key"]))),
+                concept=r.concept,
+                number=r.number,
+                score=r.score,
+                box_xyxy=r.box,
+                area=r.area,
+                mask=_read_gray_png(store.get(r.mask_key)),
             )
         )
     for found in out.values():

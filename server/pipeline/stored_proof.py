@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +17,7 @@ import applier
 from server import images
 from server.config import Settings
 from server.errors import PayloadTooLarge, ValidationFailed
+from server.item_records import StoredRendition
 from server.storage.port import ObjectIO
 from server.work import PermanentFailure
 
@@ -46,7 +46,7 @@ def prove_stored(
     source_key: str,
     source_sha: str,
     output_key: str,
-    renditions: Sequence[Mapping[str, Any]],
+    renditions: Sequence[StoredRendition],
     templates: Sequence[applier.Template],
     protect: applier.ProtectMask,
     has_alpha: bool,
@@ -64,7 +64,7 @@ def prove_stored(
     by_id = {t.id: t for t in templates}
     proofs: list[dict[str, object]] = []
     for record in renditions:
-        template = by_id[str(record["template_id"])]
+        template = by_id[record.template_id]
         if not protect.mask.any():
             proofs.append({"method": "nothing protected in this photo", "compared_pixels": 0, "passed": True})
             continue
@@ -75,7 +75,7 @@ def prove_stored(
             if template.format in applier.proof.LOSSLESS_FORMATS
             else images.decode_display(applier.encode(reference, template), max_pixels=limit)
         )
-        stored = _read_back(store, str(record["key"]), limit)
+        stored = _read_back(store, record.key, limit)
         proof = applier.proof.prove_rendition(reference, stored, region, template, encoded_reference=encoded)
         if not proof.passed:
             return StoredProof.failed(f"rendition {template.id}: {proof.to_dict()}", master=master.to_dict())

@@ -18,6 +18,7 @@ from server.clock import utcnow
 from server.db.engine import Database
 from server.db.tables import CallbackReceiptRow, JobItemRow
 from server.errors import Forbidden, InvalidState, NotFound, ValidationFailed
+from server.item_records import StoredInstance
 from server.service import job_state
 from server.service.ids import resource_id
 from server.service.item_state import ItemStatus
@@ -47,7 +48,7 @@ class ItemReport:
     """done | failed"""
     output_key: str = ""
     error: str = ""
-    instances: Sequence[Mapping[str, Any]] = ()
+    instances: Sequence[StoredInstance] = ()
     protect_check: Mapping[str, Any] | None = None
 
 
@@ -75,7 +76,6 @@ class Callbacks:
             raise ValidationFailed(f"idempotency_key: 1..{MAX_KEY_CHARS} printable characters", field="idempotency_key")
         if report.status not in (ItemStatus.DONE, ItemStatus.FAILED):
             raise ValidationFailed("status: must be 'done' or 'failed'", field="status")
-        storable(list(report.instances), "instances")
         storable(report.protect_check, "protect_check")
         with self._db.write() as s:
             job = lock_job(s, resource_id(job_id, "job"))

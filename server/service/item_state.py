@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, object_session
 from server.db.notify import WORK_READY
 from server.db.tables import JobItemRow
 from server.errors import InvalidState
+from server.item_records import StoredInstance
 
 
 class ItemStatus(StrEnum):
@@ -196,12 +197,12 @@ def _back_to_queue(item: JobItemRow, now: datetime, *, available_at: datetime) -
 
 
 # -- endings ----------------------------------------------------------------------------------------
-def finish_done(item: JobItemRow, instances: Sequence[Mapping[str, Any]], now: datetime) -> None:
+def finish_done(item: JobItemRow, instances: Sequence[StoredInstance], now: datetime) -> None:
     """-> done (the caller records the other outputs and spends the credits); instances the
     execute found count as the item's analysis."""
     _move(item, S.DONE, now)
     if instances:
-        item.instances = [dict(i) for i in instances]
+        item.instances = list(instances)
         item.analysis_state = AnalysisState.DONE
     item.error = None
     _off_queue(item, now)
@@ -223,11 +224,11 @@ def cancel(item: JobItemRow, reason: str, now: datetime) -> None:
 
 
 def finish_analysis(
-    item: JobItemRow, instances: Sequence[Mapping[str, Any]], concepts: Iterable[str], now: datetime
+    item: JobItemRow, instances: Sequence[StoredInstance], concepts: Iterable[str], now: datetime
 ) -> None:
     """An analysed item: its instances stored, its analysed concepts grown; off the queue."""
     _require_stage(item, ItemStage.ANALYZE, "finish the analysis of")
-    item.instances = [dict(i) for i in instances]
+    item.instances = list(instances)
     item.analyzed_concepts = list(dict.fromkeys([*(item.analyzed_concepts or []), *concepts]))
     item.analysis_state = AnalysisState.DONE
     item.error = None

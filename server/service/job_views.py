@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
@@ -73,8 +74,9 @@ def item_view(row: JobItemRow, *, served: bool = True) -> JobItemView:
         input_key=row.input_key if served else "",
         output_key=row.output_key if served else None,
         preview_key=row.preview_key if served else None,
-        instances=[{k: v for k, v in i.items() if served or k != "mask_key"} for i in row.instances or []],
-        renditions=[{k: v for k, v in r.items() if served or k != "key"} for r in row.renditions or []],
+        # Objects not handed out: no key a URL could be signed for.
+        instances=tuple(i if served else replace(i, mask_key=None) for i in row.instances or []),
+        renditions=tuple(r if served else replace(r, key="") for r in row.renditions or []),
         protect_check=dict(row.protect_check) if row.protect_check else None,
         error=row.error,
         attempts=row.attempts,

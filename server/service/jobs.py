@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -30,9 +29,10 @@ from server.errors import (
 )
 from server.plans import limits_for
 from server.service import item_state, job_state, ledger, quotas, validation, webhooks
+from server.service.concept_action import ConceptAction, ConceptActions, actions_from_stored
 from server.service.idempotency import Record
 from server.service.ids import resource_id
-from server.service.instance_choices import instance_choices
+from server.service.instance_choices import ChoiceRequest, instance_choices
 from server.service.item_state import ItemStage, ItemStatus
 from server.service.job_state import JobStatus
 from server.service.job_views import job_view, load_items
@@ -93,15 +93,15 @@ class Jobs:
         self,
         user_id: str,
         *,
-        preset_id: object,
-        item_count: object,
+        preset_id: str,
+        item_count: int,
         content_types: Sequence[str] = (),
         record: Record[CreatedJob] | None = None,
     ) -> CreatedJob:
         """created, credits reserved. ``record`` (an idempotency key's) stores the answer in the same
         transaction; so the answer, presigned URLs included, is made before the commit."""
         preset = validation.preset_by_id(preset_id, field="preset")
-        if isinstance(item_count, bool) or not isinstance(item_count, int) or item_count < 1:
+        if item_count < 1:
             raise ValidationFailed("item_count: must be a positive integer", field="item_count")
         if content_types and len(content_types) != item_count:
             raise ValidationFailed("content_types: one per item when given", field="content_types")
@@ -273,10 +273,10 @@ class Jobs:
         user_id: str,
         job_id: str,
         *,
-        concepts: Mapping[str, Any] | None,
+        concepts: ConceptActions | None,
         protect: Sequence[str] | None,
         rule_id: str | None,
-        instances: Mapping[str, Any] | None,
+        instances: ChoiceRequest | None,
         output_set: str | None,
         webhook_url: str | None = None,
         webhook_events: Sequence[str] | None = None,
@@ -292,7 +292,7 @@ class Jobs:
             items = load_items(s, job.id)
             if any(i.stage == ItemStage.ANALYZE for i in items):
                 raise InvalidState("an analysis of this job is still running; wait for it to finish")
-            base_concepts: dict[str, Any] = {}
+            base_concepts: dict[str, ConceptAction] = {}
             base_protect: list[str] | None = None
             if rule_id:
                 rule = owned_rule(s, user_id, rule_id)
@@ -301,12 +301,12 @@ class Jobs:
                         f"rule_id: the rule is for preset {rule.preset_id!r}, the job for {preset.id!r}",
                         field="rule_id",
                     )
-                base_concepts, base_protect = dict(rule.concepts), list(rule.protect)
-            merged = {**base_concepts, **dict(concepts or {})}
+                base_concepts, base_protect = actions_from_stored(rule.concepts), list(rule.protect)
+            merged = {**base_concepts, **(concepts or {})}
             if not merged:
                 raise ValidationFailed("concepts: give at least one concept action, or a rule_id", field="concepts")
             clean_concepts = validation.concept_actions(preset, merged)
-            chosen_protect: object = (
+            chosen_protect: Sequence[str] = (
                 protect
                 if protect is not None
                 else (base_protect if base_protect is not None else preset.protect_defaults)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,6 +14,7 @@ from server.db.tables import RuleRow
 from server.errors import NotFound, RuleSlotLimit
 from server.plans import limits_for
 from server.service import validation
+from server.service.concept_action import ConceptActions, actions_from_stored
 from server.service.idempotency import Record
 from server.service.ids import canonical_id
 from server.service.locking import count_rules, get_user, lock_user
@@ -50,16 +50,16 @@ class Rules:
         self,
         user_id: str,
         *,
-        name: object,
-        preset_id: object,
-        concepts: object,
-        protect: object,
+        name: str,
+        preset_id: str,
+        concepts: ConceptActions,
+        protect: Sequence[str] = (),
         record: Record[RuleView] | None = None,
     ) -> RuleView:
         clean_name = validation.rule_name(name)
         preset = validation.preset_by_id(preset_id)
         clean_concepts = validation.concept_actions(preset, concepts)
-        clean_protect = validation.protect_layers(preset, [] if protect is None else protect)
+        clean_protect = validation.protect_layers(preset, protect)
         validation.no_conflicts(clean_concepts, clean_protect)
         now = utcnow()
         with self._db.write() as s:
@@ -99,9 +99,9 @@ class Rules:
         user_id: str,
         rule_id: str,
         *,
-        name: object | None = None,
-        preset_id: object | None = None,
-        concepts: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        preset_id: str | None = None,
+        concepts: ConceptActions | None = None,
         protect: Sequence[str] | None = None,
     ) -> RuleView:
         """Fields given as ``None`` keep their value; the result is validated as a whole."""
@@ -109,7 +109,8 @@ class Rules:
             row = owned_rule(s, user_id, rule_id)
             preset = validation.preset_by_id(row.preset_id if preset_id is None else preset_id)
             new_name = row.name if name is None else validation.rule_name(name)
-            new_concepts = validation.concept_actions(preset, row.concepts if concepts is None else concepts)
+            kept = actions_from_stored(row.concepts) if concepts is None else concepts
+            new_concepts = validation.concept_actions(preset, kept)
             new_protect = validation.protect_layers(preset, row.protect if protect is None else protect)
             validation.no_conflicts(new_concepts, new_protect)
             row.name = new_name

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from server.clock import utcnow
 from server.db.tables import JobItemRow, JobRow, UserRow
+from server.item_records import StoredInstance, StoredRendition
 from server.service import item_state, job_state, ledger, webhooks
 from server.service.item_state import ItemStage
 from server.service.job_state import JobStatus
@@ -39,8 +40,8 @@ class ItemOutputs:
 
     output_key: str
     preview_key: str | None = None
-    renditions: Sequence[Mapping[str, Any]] = ()
-    instances: Sequence[Mapping[str, Any]] = ()
+    renditions: Sequence[StoredRendition] = ()
+    instances: Sequence[StoredInstance] = ()
     protect_check: Mapping[str, Any] = field(default_factory=dict)
     width: int | None = None
     height: int | None = None
@@ -57,7 +58,7 @@ class ItemOutputs:
 class AnalysisOutputs:
     """What an analysis stored: every instance record of the item (earlier concepts kept)."""
 
-    instances: Sequence[Mapping[str, Any]]
+    instances: Sequence[StoredInstance]
     stored_bytes: int = 0
     stage: ClassVar[str] = "analyze"
 
@@ -103,7 +104,7 @@ def finish_item(
         item_state.finish_done(item, outputs.instances, now)
         item.output_key = outputs.output_key
         item.preview_key = outputs.preview_key
-        item.renditions = [dict(r) for r in outputs.renditions]
+        item.renditions = list(outputs.renditions)
         item.protect_check = dict(outputs.protect_check) or None
         item.width = outputs.width or item.width
         item.height = outputs.height or item.height

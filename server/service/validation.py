@@ -1,7 +1,9 @@
 """Validation of what users send about rules and jobs, against a preset.
 
-Errors are ``ValidationFailed`` whose message starts with the path of the bad field
-(``concepts.Wall.value: ...``) so a client can point at it.
+The values arrive typed (the servicer decodes them from the request message, whose types the REST
+codec has already enforced), so what is checked here is what a type cannot say: known ids, ranges,
+duplicates, conflicts. Errors are ``ValidationFailed`` whose message starts with the path of the
+bad field (``concepts.Wall.value: ...``) so a client can point at it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from applier.errors import ParamError
 from applier.params import validate_action
 from server.errors import ValidationFailed
 from server.presets import COMPUTED_PROTECT_LAYERS, PRESETS, PresetSpec
+from server.service.concept_action import ACTION_KEY, ConceptAction, ConceptActions
 
 MAX_NAME_CHARS = 100
 
@@ -39,8 +42,8 @@ def storable(value: object, field: str) -> None:
             storable(item, f"{field}[{i}]")
 
 
-def preset_by_id(preset_id: object, *, field: str = "preset_id") -> PresetSpec:
-    if not isinstance(preset_id, str) or not preset_id:
+def preset_by_id(preset_id: str, *, field: str = "preset_id") -> PresetSpec:
+    if not preset_id:
         raise _fail(field, "is required")
     preset = PRESETS.get(preset_id)
     if preset is None:
@@ -48,9 +51,7 @@ def preset_by_id(preset_id: object, *, field: str = "preset_id") -> PresetSpec:
     return preset
 
 
-def rule_name(name: object) -> str:
-    if not isinstance(name, str):
-        raise _fail("name", "must be a string")
+def rule_name(name: str) -> str:
     cleaned = name.strip()
     if not cleaned:
         raise _fail("name", "must not be empty")
@@ -61,23 +62,21 @@ def rule_name(name: object) -> str:
     return cleaned
 
 
-def concept_actions(preset: PresetSpec, concepts: object, *, field: str = "concepts") -> dict[str, dict[str, Any]]:
-    """``{concept: {"action": ..., **params}}`` with every action validated and normalised."""
-    if not isinstance(concepts, Mapping):
-        raise _fail(field, "must be an object mapping a concept to its action")
+def concept_actions(
+    preset: PresetSpec, concepts: ConceptActions, *, field: str = "concepts"
+) -> dict[str, dict[str, Any]]:
+    """Every action validated and normalised, in the stored form (``{concept: {"action": ..., **params}}``)."""
     if not concepts:
         raise _fail(field, "give at least one concept action")
     out: dict[str, dict[str, Any]] = {}
     for concept_id, entry in concepts.items():
         path = f"{field}.{concept_id}"
-        if preset.concept(str(concept_id)) is None:
+        if preset.concept(concept_id) is None:
             raise _fail(path, f"unknown concept for preset {preset.id!r}; known: {', '.join(preset.concept_ids)}")
-        if not isinstance(entry, Mapping):
-            raise _fail(path, "must be an object with an 'action'")
-        action = entry.get("action")
-        if not isinstance(action, str) or not action:
+        action = entry.action
+        if not action:
             raise _fail(f"{path}.action", "is required")
-        params = {k: v for k, v in entry.items() if k != "action"}
+        params = dict(entry.params)
         storable(params, path)
         try:
             normalised = validate_action(action, params)
@@ -86,31 +85,29 @@ def concept_actions(preset: PresetSpec, concepts: object, *, field: str = "conce
         if action == "material" and normalised.get("texture") == "upload":
             # The renderer supports uploaded textures, but the API has no texture upload yet.
             raise _fail(f"{path}.texture", "uploaded textures are not available yet; use a built-in texture")
-        out[str(concept_id)] = {"action": action, **normalised}
+        out[concept_id] = ConceptAction(action, normalised).stored()
     return out
 
 
-def protect_layers(preset: PresetSpec, protect: object, *, field: str = "protect") -> list[str]:
+def protect_layers(preset: PresetSpec, protect: Sequence[str], *, field: str = "protect") -> list[str]:
     """Known, de-duplicated protect layers in the order given."""
-    if not isinstance(protect, Sequence) or isinstance(protect, str | bytes):
-        raise _fail(field, "must be a list of protect layers")
     allowed = (*preset.concept_ids, *COMPUTED_PROTECT_LAYERS)
     out: list[str] = []
     for i, layer in enumerate(protect):
-        if not isinstance(layer, str) or layer not in allowed:
+        if layer not in allowed:
             raise _fail(f"{field}[{i}]", f"unknown protect layer {layer!r}; known: {', '.join(allowed)}")
         if layer not in out:
             out.append(layer)
     return out
 
 
-def analysis_concepts(preset: PresetSpec, concepts: object) -> list[str]:
+def analysis_concepts(preset: PresetSpec, concepts: Sequence[str]) -> list[str]:
     """Known, de-duplicated concept ids to analyse, in the order given."""
-    if isinstance(concepts, str) or not isinstance(concepts, Sequence) or not concepts:
+    if not concepts:
         raise ValidationFailed("concepts: give a non-empty list of concept ids", field="concepts")
     out: list[str] = []
     for i, c in enumerate(concepts):
-        if not isinstance(c, str) or preset.concept(c) is None:
+        if preset.concept(c) is None:
             raise ValidationFailed(
                 f"concepts[{i}]: unknown concept {c!r}; known: {', '.join(preset.concept_ids)}",
                 field=f"concepts[{i}]",
@@ -124,5 +121,5 @@ def no_conflicts(concepts: Mapping[str, Mapping[str, Any]], protect: Sequence[st
     """A protected concept cannot also be changed by the same rule."""
     for layer in protect:
         entry = concepts.get(layer)
-        if entry is not None and entry.get("action") != "keep":
+        if entry is not None and entry.get(ACTION_KEY) != "keep":
             raise _fail(f"concepts.{layer}", "is protected by this rule; remove it from protect or use 'keep'")

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from server.item_records import StoredInstance, StoredRendition
+
 
 @dataclass(frozen=True)
 class UserView:
@@ -46,8 +48,8 @@ class JobItemView:
     input_key: str
     output_key: str | None
     preview_key: str | None
-    instances: list[dict[str, Any]]
-    renditions: list[dict[str, Any]]
+    instances: tuple[StoredInstance, ...]
+    renditions: tuple[StoredRendition, ...]
     protect_check: dict[str, Any] | None
     error: str | None
     attempts: int

@@ -9,7 +9,7 @@ claimed item's own objects (and only while its lease holds), and a check of the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,7 +88,8 @@ class WorkLeases:
             except PermanentFailure as e:
                 self._queue.fail(claim, e.message, retryable=False)
                 continue
-            reads = [work.item.input_key, *(str(r["mask_key"]) for r in work.item.instances or [])]
+            masks = (r.mask_key for r in work.item.instances or [] if r.mask_key is not None)
+            reads = [work.item.input_key, *masks]
             return WorkLease(claim, work.job, work.item, tuple(self._signed(key, None) for key in reads))
 
     @property
@@ -139,20 +140,22 @@ class WorkLeases:
 
     # -- results --------------------------------------------------------------------------------
     def report(self, claim: Claim, outputs: ItemOutputs | AnalysisOutputs) -> bool:
-        """Record a worker's outputs; False when the lease was gone (nothing changed)."""
+        """Record a worker's outputs; False when the lease was gone (nothing changed).
+
+        The records were decoded at the edge (``worker_convert``); what is left to check is that
+        every key they name is the claimed item's own, and the JSON objects they carry."""
         job = load_work(self._db, claim).job
         instances = list(outputs.instances)
-        storable(instances, "instances")
-        mask_keys = [str(r.get("mask_key", "")) for r in instances if isinstance(r, Mapping)]
-        if len(mask_keys) != len(instances):
-            raise ValidationFailed("instances: each must be an object", field="instances")
+        # A worker's instance without a mask is refused as an empty key: execute reads the masks.
+        mask_keys = [r.mask_key or "" for r in instances]
         if isinstance(outputs, AnalysisOutputs):
             self._own(job, claim.idx, mask_keys)
             return self._queue.complete_analysis(claim, instances, stored_bytes=_bytes(outputs.stored_bytes))
         storable(outputs.protect_check, "protect_check")
-        storable(list(outputs.renditions), "renditions")
+        for i, r in enumerate(outputs.renditions):
+            storable(r.protect, f"renditions[{i}].protect")
         written = [outputs.output_key, *([outputs.preview_key] if outputs.preview_key else [])]
-        written += [str(_record(r).get("key", "")) for r in outputs.renditions]
+        written += [r.key for r in outputs.renditions]
         self._own(job, claim.idx, [*written, *mask_keys])
         _bytes(outputs.stored_bytes)
         return self._queue.complete_item(claim, outputs)
@@ -167,12 +170,6 @@ class WorkLeases:
     def _own(job: WorkJob, idx: int, written: Iterable[str]) -> None:
         for key in written:
             item_key(job, idx, key, write=True)
-
-
-def _record(value: Any) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ValidationFailed("renditions: each must be an object", field="renditions")
-    return value
 
 
 def _bytes(value: Any) -> int:

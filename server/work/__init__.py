@@ -9,12 +9,13 @@ One shape for both kinds of worker: a direct worker reads it from the database r
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 import applier
 from server.db.tables import JobItemRow, JobRow
 from server.errors import S3Error
+from server.item_records import StoredInstance, decode_all, encode_all
 from server.presets import PRESETS, PresetSpec
 
 
@@ -62,7 +63,7 @@ class WorkItem:
     input_key: str
     input_sha256: str | None
     analyzed_concepts: list[str] | None
-    instances: list[dict[str, Any]] | None
+    instances: list[StoredInstance] | None
 
     @classmethod
     def from_row(cls, row: JobItemRow) -> WorkItem:
@@ -73,19 +74,25 @@ T = TypeVar("T", WorkJob, WorkItem)
 
 
 def to_json(value: WorkJob | WorkItem) -> str:
-    return json.dumps(asdict(value), separators=(",", ":"))
+    doc = {f.name: getattr(value, f.name) for f in fields(value)}
+    if isinstance(value, WorkItem) and value.instances is not None:
+        doc["instances"] = encode_all(value.instances)
+    return json.dumps(doc, separators=(",", ":"))
 
 
 def job_from_json(text: str) -> WorkJob:
-    return _decode(WorkJob, text)
+    return WorkJob(**_fields(WorkJob, text))
 
 
 def item_from_json(text: str) -> WorkItem:
-    return _decode(WorkItem, text)
+    doc = _fields(WorkItem, text)
+    if doc["instances"] is not None:
+        doc["instances"] = decode_all(StoredInstance, doc["instances"], what="instances")
+    return WorkItem(**doc)
 
 
-def _decode(cls: type[T], text: str) -> T:
+def _fields(cls: type[T], text: str) -> dict[str, Any]:
     doc = json.loads(text)
     if not isinstance(doc, dict) or set(doc) != {f.name for f in fields(cls)}:
         raise ValueError(f"not a {cls.__name__} document")
-    return cls(**doc)
+    return doc

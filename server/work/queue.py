@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
@@ -39,6 +39,7 @@ from server.clock import utcnow
 from server.config import Settings
 from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
+from server.item_records import StoredInstance
 from server.service import item_state
 from server.service.item_state import ItemStage, ItemStatus
 from server.service.job_state import OPEN, TERMINAL, JobStatus
@@ -268,7 +269,7 @@ class WorkQueue:
                 recorded.append(True)
             return recorded
 
-    def complete_analysis(self, claim: Claim, instances: Sequence[Mapping[str, Any]], *, stored_bytes: int = 0) -> bool:
+    def complete_analysis(self, claim: Claim, instances: Sequence[StoredInstance], *, stored_bytes: int = 0) -> bool:
         """Record an analysed item: ``instances`` is every record the item now has (those of the
         concepts analysed before are kept by the pipeline), and its analysed concepts grow."""
         with self._db.write() as s:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import queue as queues
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -28,6 +28,7 @@ from server.grpc_api.metadata_keys import WORKER_TOKEN_KEY
 from server.grpc_api.worker_convert import claim_from_proto, claim_to_proto, outputs_to_json
 from server.inference.factory import build_segmenter
 from server.inference.port import Segmenter
+from server.item_records import StoredInstance
 from server.pipeline import Pipeline, Work
 from server.service.settle import AnalysisOutputs, ItemOutputs, PackageOutputs
 from server.storage.presigned import ObjectUrls, PresignedObjectStore
@@ -200,7 +201,7 @@ class ApiWorkSource:
         msg = worker_pb2.ReportResultRequest(claim=claim_to_proto(claim), outputs_json=outputs_to_json(outputs))
         return self._report(msg, claim)
 
-    def complete_analysis(self, claim: Claim, instances: Sequence[Mapping[str, Any]], *, stored_bytes: int = 0) -> bool:
+    def complete_analysis(self, claim: Claim, instances: Sequence[StoredInstance], *, stored_bytes: int = 0) -> bool:
         outputs = AnalysisOutputs(list(instances), stored_bytes)
         msg = worker_pb2.ReportResultRequest(claim=claim_to_proto(claim), outputs_json=outputs_to_json(outputs))
         return self._report(msg, claim)

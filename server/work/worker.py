@@ -12,14 +12,15 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from server.config import Settings, heartbeat_for
 from server.db.advisory import Leadership
 from server.db.engine import Database, DatabaseUnavailable
 from server.errors import InferenceUnavailable, StorageUnavailable
+from server.item_records import StoredInstance
 from server.service.settle import AnalysisOutputs, ItemOutputs, Outcome, PackageOutputs
 from server.service.sweeper import sweep_if_leader
 from server.storage.port import ObjectStore
@@ -61,7 +62,7 @@ class WorkSource(Protocol):
     def complete_items(self, results: Sequence[tuple[Claim, ItemOutputs]]) -> list[bool]: ...
 
     def complete_analysis(
-        self, claim: Claim, instances: Sequence[Mapping[str, Any]], *, stored_bytes: int = 0
+        self, claim: Claim, instances: Sequence[StoredInstance], *, stored_bytes: int = 0
     ) -> bool: ...
 
     def complete_package(self, claim: Claim, set_key: str, *, stored_bytes: int = 0) -> bool: ...

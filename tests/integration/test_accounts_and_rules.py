@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from server.errors import InvalidToken, NotFound, RuleSlotLimit, ValidationFailed
+from server.service.concept_action import actions_from_stored
 from tests.support.invariants import check_invariants
 from tests.support.stack import Stack
 
@@ -30,18 +31,28 @@ def test_unknown_user_token_is_invalid(stack: Stack) -> None:
 def test_rule_crud_normalises_and_frees_slots(stack: Stack) -> None:
     user = stack.services.accounts.create_anonymous().user.user_id
     rules = stack.services.rules
-    rule = rules.create(user, name=" walls ", preset_id="interior", concepts=WALL_WHITE, protect=["Text"])
+    rule = rules.create(
+        user, name=" walls ", preset_id="interior", concepts=actions_from_stored(WALL_WHITE), protect=["Text"]
+    )
     assert rule.name == "walls"
     assert rule.concepts["Wall"] == {"action": "recolor", "value": "#ffffff", "strength": 1.0, "detail": 1.0}
-    updated = rules.update(user, rule.rule_id, concepts={"Floor": {"action": "material", "texture": "wood"}})
+    updated = rules.update(
+        user, rule.rule_id, concepts=actions_from_stored({"Floor": {"action": "material", "texture": "wood"}})
+    )
     assert set(updated.concepts) == {"Floor"} and updated.protect == ["Text"]
     assert [r.rule_id for r in rules.list(user)] == [rule.rule_id]
-    rules.create(user, name="two", preset_id="seller", concepts={"Background": {"action": "remove"}}, protect=[])
+    rules.create(
+        user,
+        name="two",
+        preset_id="seller",
+        concepts=actions_from_stored({"Background": {"action": "remove"}}),
+        protect=[],
+    )
     with pytest.raises(RuleSlotLimit):
-        rules.create(user, name="three", preset_id="interior", concepts=WALL_WHITE, protect=[])
+        rules.create(user, name="three", preset_id="interior", concepts=actions_from_stored(WALL_WHITE), protect=[])
     rules.delete(user, rule.rule_id)
     assert rules.slots(user) == (1, 2)
-    rules.create(user, name="three", preset_id="interior", concepts=WALL_WHITE, protect=[])
+    rules.create(user, name="three", preset_id="interior", concepts=actions_from_stored(WALL_WHITE), protect=[])
 
 
 @pytest.mark.parametrize(
@@ -82,7 +93,7 @@ def test_rule_validation_names_the_field(stack: Stack, body: dict[str, object], 
             user,
             name=body["name"],
             preset_id=body["preset_id"],
-            concepts=body["concepts"],
+            concepts=actions_from_stored(body["concepts"]),
             protect=body.get("protect", []),
         )
     assert err.value.field == field
@@ -93,7 +104,9 @@ def test_rule_validation_names_the_field(stack: Stack, body: dict[str, object], 
 def test_another_users_rule_is_not_found(stack: Stack) -> None:
     alice = stack.services.accounts.create_anonymous().user.user_id
     bob = stack.services.accounts.create_anonymous().user.user_id
-    rule = stack.services.rules.create(alice, name="a", preset_id="interior", concepts=WALL_WHITE, protect=[])
+    rule = stack.services.rules.create(
+        alice, name="a", preset_id="interior", concepts=actions_from_stored(WALL_WHITE), protect=[]
+    )
     for call in (
         lambda: stack.services.rules.get(bob, rule.rule_id),
         lambda: stack.services.rules.update(bob, rule.rule_id, name="mine"),
@@ -114,7 +127,9 @@ def test_concurrent_rule_creates_never_exceed_the_slots(stack: Stack) -> None:
     def create(n: int) -> None:
         barrier.wait()
         try:
-            stack.services.rules.create(user, name=f"r{n}", preset_id="interior", concepts=WALL_WHITE, protect=[])
+            stack.services.rules.create(
+                user, name=f"r{n}", preset_id="interior", concepts=actions_from_stored(WALL_WHITE), protect=[]
+            )
             result = "ok"
         except RuleSlotLimit:
             result = "limit"

@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from server.inference.port import Instance, SegmenterInfo
 from server.presets import PRESETS
+from server.service.concept_action import actions_from_stored
 from tests.support.pipeline import analysis_finished, job_finished, job_items, photo_jpeg, run_workers_until
 from tests.support.stack import Stack
 
@@ -64,7 +65,13 @@ def _execute(
 ) -> list[dict[str, list[str]]]:
     seen = len(segmenter.requests)
     stack.services.jobs.execute(
-        user, job_id, concepts=WALL_WHITE, protect=protect, rule_id=None, instances=None, output_set=None
+        user,
+        job_id,
+        concepts=actions_from_stored(WALL_WHITE),
+        protect=protect,
+        rule_id=None,
+        instances=None,
+        output_set=None,
     )
     run_workers_until(stack, segmenter, lambda: job_finished(stack.db, job_id))
     assert stack.services.jobs.get(user, job_id).status == "done"
@@ -94,7 +101,7 @@ def test_concepts_the_analysis_missed_are_segmented_alone(stack: Stack) -> None:
     # Wall was analyzed; the default protect layers Text and Logo were not: only their phrases go.
     assert _execute(stack, segmenter, user, job_id, protect=None) == [_prompts("Text", "Logo")] * 2
     for item in job_items(stack.db, job_id):
-        assert sorted({r["concept"] for r in item.instances or []}) == ["Logo", "Text", "Wall"]
+        assert sorted({r.concept for r in item.instances or []}) == ["Logo", "Text", "Wall"]
 
 
 def test_computed_protect_layers_need_no_segmentation(stack: Stack) -> None:

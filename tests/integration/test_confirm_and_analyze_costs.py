@@ -186,7 +186,7 @@ def test_analyze_is_charged_once_per_concept_set(stack: Stack) -> None:
     assert segmenter.calls[8:] == [frozenset({"Floor"})] * 8
     assert _credits(stack, user) == (92 - 2 * price, 8, 2 * price)
     items = jobs.get(user, job_id).items or ()
-    assert all({i["concept"] for i in item.instances} == {"Wall", "Floor"} for item in items)
+    assert all({i.concept for i in item.instances} == {"Wall", "Floor"} for item in items)
     check_invariants(stack.db)
 
     # Canceled mid-analysis: the share for the photos analysed is spent, the rest refunded.

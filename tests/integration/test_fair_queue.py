@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 
 from server.db.tables import UserRow
+from server.service.concept_action import actions_from_stored
 from server.service.settle import ItemOutputs
 from server.storage import keys
 from server.work.queue import Claim, WorkQueue
@@ -29,7 +30,7 @@ def _queued_job(stack: Stack, n: int, *, plan: str = "free") -> tuple[str, str]:
     job_id = created.job.job_id
     stack.services.jobs.confirm_upload(user, job_id)
     stack.services.jobs.execute(
-        user, job_id, concepts=WALL, protect=None, rule_id=None, instances=None, output_set=None
+        user, job_id, concepts=actions_from_stored(WALL), protect=None, rule_id=None, instances=None, output_set=None
     )
     return user, job_id
 

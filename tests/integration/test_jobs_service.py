@@ -21,6 +21,8 @@ from server.errors import (
     ValidationFailed,
 )
 from server.service.callbacks import ItemReport
+from server.service.concept_action import actions_from_stored
+from server.service.instance_choices import InstanceChoice
 from server.service.sweeper import expire_abandoned_uploads
 from server.storage import keys
 from server.work.queue import WorkQueue
@@ -134,13 +136,19 @@ def test_execute_validates_and_queues(stack: Stack) -> None:
     other = _user(stack)
     job_id = _uploaded_job(stack, user)
     seller_rule = stack.services.rules.create(
-        user, name="bg", preset_id="seller", concepts={"Background": {"action": "remove"}}, protect=[]
+        user,
+        name="bg",
+        preset_id="seller",
+        concepts=actions_from_stored({"Background": {"action": "remove"}}),
+        protect=[],
     )
-    foreign_rule = stack.services.rules.create(other, name="x", preset_id="interior", concepts=WALL, protect=[])
+    foreign_rule = stack.services.rules.create(
+        other, name="x", preset_id="interior", concepts=actions_from_stored(WALL), protect=[]
+    )
 
     def execute(**kw: object) -> object:
         args: dict[str, object] = {
-            "concepts": WALL,
+            "concepts": actions_from_stored(WALL),
             "protect": None,
             "rule_id": None,
             "instances": None,
@@ -151,18 +159,18 @@ def test_execute_validates_and_queues(stack: Stack) -> None:
 
     for kw, error in [
         ({"concepts": {}}, ValidationFailed),
-        ({"concepts": {"Sky": {"action": "keep"}}}, ValidationFailed),
+        ({"concepts": actions_from_stored({"Sky": {"action": "keep"}})}, ValidationFailed),
         ({"rule_id": seller_rule.rule_id}, ValidationFailed),
         ({"rule_id": foreign_rule.rule_id}, NotFound),
         ({"output_set": "billboard"}, ValidationFailed),
-        ({"instances": {"7": {"Wall": {"exclude": [1]}}}}, ValidationFailed),
-        ({"instances": {"0": {"Wall": {"exclude": [1], "lock": [1]}}}}, ValidationFailed),
-        ({"instances": {"0": {"Wall": {"exclude": [0]}}}}, ValidationFailed),
+        ({"instances": {7: {"Wall": InstanceChoice(exclude=(1,))}}}, ValidationFailed),
+        ({"instances": {0: {"Wall": InstanceChoice(exclude=(1,), lock=(1,))}}}, ValidationFailed),
+        ({"instances": {0: {"Wall": InstanceChoice(exclude=(0,))}}}, ValidationFailed),
     ]:
         with pytest.raises(error):
             execute(**kw)
     assert stack.services.jobs.get(user, job_id).status == "uploaded"
-    job = execute(instances={"1": {"Wall": {"exclude": [2], "lock": [1]}}})
+    job = execute(instances={1: {"Wall": InstanceChoice(exclude=(2,), lock=(1,))}})
     assert job.status == "queued"  # type: ignore[attr-defined]
     with pytest.raises(InvalidState):
         execute()
@@ -175,7 +183,7 @@ def test_cancel_refunds_open_items(stack: Stack) -> None:
     user = _user(stack)
     job_id = _uploaded_job(stack, user, n=3)
     stack.services.jobs.execute(
-        user, job_id, concepts=WALL, protect=None, rule_id=None, instances=None, output_set=None
+        user, job_id, concepts=actions_from_stored(WALL), protect=None, rule_id=None, instances=None, output_set=None
     )
     canceled = stack.services.jobs.cancel(user, job_id)
     assert canceled.status == "canceled" and canceled.credits_reserved == 0
@@ -190,7 +198,7 @@ def test_callbacks_are_authenticated_checked_and_idempotent(stack: Stack) -> Non
     user = _user(stack)
     job_id = _uploaded_job(stack, user, n=2)
     stack.services.jobs.execute(
-        user, job_id, concepts=WALL, protect=None, rule_id=None, instances=None, output_set=None
+        user, job_id, concepts=actions_from_stored(WALL), protect=None, rule_id=None, instances=None, output_set=None
     )
     callbacks = stack.services.callbacks
     ok = ItemReport("k-0", 0, "done", output_key=keys.output_key(user, job_id, 0))
@@ -229,7 +237,7 @@ def test_all_items_failed_fails_the_job(stack: Stack) -> None:
     user = _user(stack)
     job_id = _uploaded_job(stack, user, n=1)
     stack.services.jobs.execute(
-        user, job_id, concepts=WALL, protect=None, rule_id=None, instances=None, output_set=None
+        user, job_id, concepts=actions_from_stored(WALL), protect=None, rule_id=None, instances=None, output_set=None
     )
     result = stack.services.callbacks.report(_secret(stack), job_id, ItemReport("k", 0, "failed", error="boom"))
     assert result.job_status == "failed"

@@ -47,6 +47,8 @@ from server.errors import (
     ValidationFailed,
 )
 from server.plans import limits_for
+from server.service.concept_action import actions_from_stored
+from server.service.instance_choices import InstanceChoice
 from server.service.job_state import TERMINAL
 from server.service.ledger import analysis_price
 from server.service.sweeper import expire_abandoned_uploads, purge_expired_jobs
@@ -74,7 +76,11 @@ class ClientRules(WorkerRules):
         error = None if ok and me.rule_slots_used < me.rule_slots_max else ValidationFailed if not ok else RuleSlotLimit
         made = self.expect(
             lambda: self.stack.services.rules.create(
-                user, name=f"rule {next(self.counter)}", preset_id=preset, concepts=concepts, protect=[]
+                user,
+                name=f"rule {next(self.counter)}",
+                preset_id=preset,
+                concepts=actions_from_stored(concepts),
+                protect=[],
             ),
             error,
         )
@@ -217,7 +223,7 @@ class ClientRules(WorkerRules):
         running = any(i.stage == "analyze" for i in self.items(job_id))
         same_preset = [r for r in self.stack.services.rules.list(user) if r.preset_id == job.preset_id]
         args: dict[str, Any] = {
-            "concepts": CONCEPTS[job.preset_id],
+            "concepts": actions_from_stored(CONCEPTS[job.preset_id]),
             "protect": None,
             "rule_id": None,
             "instances": None,
@@ -237,7 +243,7 @@ class ClientRules(WorkerRules):
             args.update(output_set="billboard")
             valid = False
         elif variant == "bad-instance":
-            args.update(instances={"99": {"Wall": {"exclude": [1]}}})
+            args.update(instances={99: {"Wall": InstanceChoice(exclude=(1,))}})
             valid = False
         error: type[S3Error] | None = None
         if job.status != "uploaded" or running:

@@ -24,6 +24,7 @@ from server.db.tables import JobRow
 from server.errors import NotFound
 from server.inference.port import Instance, SegmenterInfo
 from server.pipeline import Pipeline
+from server.service.concept_action import actions_from_stored
 from server.service.job_state import TERMINAL
 from server.storage.port import ObjectStore
 from server.work.queue import WorkQueue
@@ -126,7 +127,13 @@ def _run_job(
     job_id = created.job.job_id
     stack.services.jobs.confirm_upload(user, job_id)
     stack.services.jobs.execute(
-        user, job_id, concepts=dict(concepts), protect=protect, rule_id=None, instances=None, output_set=output_set
+        user,
+        job_id,
+        concepts=actions_from_stored(concepts),
+        protect=protect,
+        rule_id=None,
+        instances=None,
+        output_set=output_set,
     )
 
     async def drive() -> None:
@@ -209,7 +216,7 @@ def test_a_lossless_transparent_rendition_is_exact(stack: Stack, seller: Scene) 
     [item] = job_items(stack.db, job_id)
     assert item.status == "done", item.error
     assert (item.protect_check or {})["alpha"] is True
-    by_template = {r["template_id"]: r["protect"] for r in item.renditions or []}
+    by_template = {r.template_id: dict(r.protect or {}) for r in item.renditions or []}
     cutout = by_template["cutout_png"]
     assert cutout["method"].startswith("lossless:") and cutout["max_diff"] == 0 and cutout["compared_pixels"] > 100
     assert by_template["detail_webp"]["method"].startswith("lossy:")

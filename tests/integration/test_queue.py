@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+from server.service.concept_action import actions_from_stored
 from server.service.settle import ItemOutputs
 from server.storage import keys
 from server.work.queue import Claim, WorkQueue
@@ -23,7 +24,7 @@ def _queued_job(stack: Stack, n: int) -> tuple[str, str]:
     job_id = created.job.job_id
     stack.services.jobs.confirm_upload(user, job_id)
     stack.services.jobs.execute(
-        user, job_id, concepts=WALL, protect=None, rule_id=None, instances=None, output_set=None
+        user, job_id, concepts=actions_from_stored(WALL), protect=None, rule_id=None, instances=None, output_set=None
     )
     return user, job_id
 
@@ -178,4 +179,4 @@ def test_an_analysis_that_finds_nothing_is_done_not_pending(stack: Stack) -> Non
     assert claim is not None and claim.stage == "analyze"
     assert queue.complete_analysis(claim, [])
     item = (stack.services.jobs.get(user, job_id).items or ())[0]
-    assert (item.analysis, item.instances) == ("done", [])
+    assert (item.analysis, item.instances) == ("done", ())

@@ -17,6 +17,7 @@ from server.config import Settings
 from server.db.tables import JobRow
 from server.errors import QuotaExceeded
 from server.plans import limits_for
+from server.service.concept_action import actions_from_stored
 from server.service.settle import ItemOutputs
 from server.service.sweeper import expire_abandoned_uploads, purge_expired_jobs
 from server.storage import keys
@@ -127,7 +128,9 @@ def test_canceled_and_expired_jobs_objects_are_gone_after_a_sweep(quota_stack: S
     for target in created.uploads:
         stack.store.put(target.key, jpeg_bytes(seed=target.idx), content_type="image/jpeg")
     jobs.confirm_upload(user, running)
-    jobs.execute(user, running, concepts=WALL, protect=None, rule_id=None, instances=None, output_set=None)
+    jobs.execute(
+        user, running, concepts=actions_from_stored(WALL), protect=None, rule_id=None, instances=None, output_set=None
+    )
     claim = queue.claim("w")
     assert claim is not None and claim.job_id == running
     written = {
@@ -204,7 +207,7 @@ def test_finished_jobs_are_purged_after_their_retention(database_url: str, tmp_p
     stack.store.put(created.uploads[0].key, jpeg_bytes(), content_type="image/jpeg")
     stack.services.jobs.confirm_upload(user, job_id)
     stack.services.jobs.execute(
-        user, job_id, concepts=WALL, protect=None, rule_id=None, instances=None, output_set=None
+        user, job_id, concepts=actions_from_stored(WALL), protect=None, rule_id=None, instances=None, output_set=None
     )
     claim = queue.claim("w")
     assert claim is not None

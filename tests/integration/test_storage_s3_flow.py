@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from server.db.tables import JobRow
+from server.service.concept_action import actions_from_stored
 from server.service.sweeper import purge_expired_jobs
 from server.storage import keys
 from server.storage.s3 import S3ObjectStore
@@ -81,7 +82,15 @@ def test_album_through_presigned_urls_on_the_s3_store(s3_stack: Stack, s3_endpoi
             assert sent.status_code == 200, sent.text
 
         assert jobs.confirm_upload(user, job_id).status == "uploaded"
-        jobs.execute(user, job_id, concepts=WALL_WHITE, protect=None, rule_id=None, instances=None, output_set=None)
+        jobs.execute(
+            user,
+            job_id,
+            concepts=actions_from_stored(WALL_WHITE),
+            protect=None,
+            rule_id=None,
+            instances=None,
+            output_set=None,
+        )
         stats = process_jobs(stack, [job_id], workers=2)
         assert sum(s.done for s in stats) == n + 1 and sum(s.failed for s in stats) == 0
 
@@ -99,7 +108,7 @@ def test_album_through_presigned_urls_on_the_s3_store(s3_stack: Stack, s3_endpoi
                 keys.preview_key(user, job_id, item.idx),
                 keys.mask_key(user, job_id, item.idx, "Wall"),
                 keys.instances_key(user, job_id, item.idx),
-                *(str(r["key"]) for r in item.renditions),
+                *(r.key for r in item.renditions),
             }
             assert item.renditions and expected <= held, expected - held
 
@@ -146,7 +155,15 @@ def test_photo_swapped_after_confirm_is_not_processed_and_purge_empties_the_buck
         jobs.confirm_upload(user, job_id)
         swap = created.uploads[1].request
         assert http.put(swap.url, content=photo_jpeg(160, 120, seed=99), headers=swap.headers).is_success
-    jobs.execute(user, job_id, concepts=WALL_WHITE, protect=None, rule_id=None, instances=None, output_set=None)
+    jobs.execute(
+        user,
+        job_id,
+        concepts=actions_from_stored(WALL_WHITE),
+        protect=None,
+        rule_id=None,
+        instances=None,
+        output_set=None,
+    )
     process_jobs(stack, [job_id], workers=1)
     job = jobs.get(user, job_id)
     assert job.items is not None and (job.status, job.done_items, job.failed_items) == ("done", 1, 1)

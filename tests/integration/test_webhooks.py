@@ -20,6 +20,7 @@ from server import ctl
 from server.db.tables import WebhookDeliveryRow
 from server.errors import ValidationFailed
 from server.service import webhook_signature
+from server.service.concept_action import actions_from_stored
 from server.service.webhook_targets import AddressPolicy, TargetRefused
 from server.work.webhook_sender import WebhookSender
 from tests.support.live_rest import bearer, err, live_rest, ok
@@ -58,7 +59,7 @@ def _execute(stack: Stack, user: str, job_id: str, url: str, events: list[str] |
     view = stack.services.jobs.execute(
         user,
         job_id,
-        concepts=WALL_WHITE,
+        concepts=actions_from_stored(WALL_WHITE),
         protect=None,
         rule_id=None,
         instances=None,

@@ -4,6 +4,7 @@ once, and a report arriving after that is refused and charges nothing."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -159,6 +160,45 @@ def test_a_report_naming_another_items_key_is_refused(served: tuple[Stack, GrpcS
         assert done.recorded
         stream.cancel()
     assert spend_refs(stack.db, job_id) == [f"item:{claim.idx}"]
+    check_invariants(stack.db)
+
+
+def test_a_report_with_malformed_records_is_refused_naming_the_field(
+    served: tuple[Stack, GrpcServer, list[Claim]],
+) -> None:
+    stack, server, _ = served
+    user, job_id = queued_job(stack, 1)
+    channel, stub = _stub(server)
+    with channel:
+        stream = stub.Lease(worker_pb2.LeaseRequest(worker_name="w", capacity=1), metadata=_md())
+        claim = next(iter(stream)).claim
+        own = keys.output_key(user, job_id, claim.idx)
+        good = {"concept": "Wall", "number": 1, "score": 0.5, "box": [0, 0, 1, 1], "area": 1}
+        mask = {**good, "mask_key": keys.instance_mask_key(user, job_id, claim.idx, "Wall", 1)}
+        bad = [
+            (
+                {"output_key": own, "instances": [mask, {**good, "score": "high"}]},
+                "instances[1].score: must be a number",
+            ),
+            ({"output_key": own, "instances": [mask, "Wall"]}, "instances: each must be an object"),
+            ({"output_key": own, "instances": [{**mask, "box": [0, 1]}]}, "instances[0].box: must be 4 numbers"),
+            ({"output_key": own, "renditions": [{"key": own}]}, "renditions[0].bytes: is required"),
+            ({"output_key": own, "instances": [good]}, "object key:"),  # execute reads the masks
+        ]
+        for outputs, message in bad:
+            request = worker_pb2.ReportResultRequest(claim=claim, outputs_json=json.dumps(outputs))
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.ReportResult(request, metadata=_md())
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, outputs
+            assert (caught.value.details() or "").startswith(message), caught.value.details()
+        assert job_items(stack.db, job_id)[claim.idx].status != "done"
+        request = worker_pb2.ReportResultRequest(
+            claim=claim, outputs_json=json.dumps({"output_key": own, "instances": [mask]})
+        )
+        assert stub.ReportResult(request, metadata=_md()).recorded
+        stream.cancel()
+    [item] = job_items(stack.db, job_id)
+    assert [i.mask_key for i in item.instances or []] == [mask["mask_key"]]
     check_invariants(stack.db)
 
 

@@ -20,6 +20,7 @@ from server.inference.artifacts import REPO_ROOT, ModelArtifact, ensure_artifact
 from server.inference.factory import build_segmenter
 from server.inference.port import Segmenter
 from server.pipeline import Pipeline
+from server.service.concept_action import actions_from_stored
 from server.service.job_state import TERMINAL
 from server.work.queue import WorkQueue
 from server.work.worker import Worker, WorkerStats
@@ -64,7 +65,13 @@ def queued_job(stack: Stack, n: int, *, width: int = 96, height: int = 72, prese
     stack.services.jobs.confirm_upload(user, job_id)
     concepts = WALL_WHITE if preset == "interior" else {"Background": {"action": "remove"}}
     stack.services.jobs.execute(
-        user, job_id, concepts=concepts, protect=None, rule_id=None, instances=None, output_set=None
+        user,
+        job_id,
+        concepts=actions_from_stored(concepts),
+        protect=None,
+        rule_id=None,
+        instances=None,
+        output_set=None,
     )
     return user, job_id
 

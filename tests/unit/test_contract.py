@@ -14,7 +14,7 @@ from google.protobuf.descriptor import EnumDescriptor
 from applier import templates
 from gateway_rest.errors import HTTP_STATUS
 from gateway_rest.routes import api_endpoints
-from protos.s3.v1 import jobs_pb2, options_pb2, types_pb2
+from protos.s3.v1 import admin_pb2, jobs_pb2, options_pb2, types_pb2, worker_pb2
 from server import contract, images
 from server.db.tables import JobItemRow
 from server.grpc_api.status import GRPC_STATUS
@@ -48,6 +48,34 @@ def test_plans_fits_formats_and_webhook_events_are_the_proto_enums() -> None:
     assert typing.get_args(templates.Format) == contract.TEMPLATE_FORMATS
     assert webhooks.EVENT_TYPES == contract.WEBHOOK_EVENTS
     assert contract.WEBHOOK_EVENTS == ("item.done", "item.failed", "job.done", "job.failed", "job.canceled")
+
+
+def _vocabulary_fields() -> dict[str, str]:
+    """``Message.field`` -> the enum its ``(values_of)`` names, over every file of the contract."""
+    found = {}
+    for module in (admin_pb2, jobs_pb2, types_pb2, worker_pb2):
+        pending = list(module.DESCRIPTOR.message_types_by_name.values())
+        while pending:
+            message = pending.pop()
+            pending.extend(message.nested_types)
+            for field in message.fields:
+                options = field.GetOptions()
+                if options.HasExtension(options_pb2.values_of):
+                    found[f"{message.full_name}.{field.name}"] = options.Extensions[options_pb2.values_of]
+    return found
+
+
+def test_every_vocabulary_names_an_enum_and_stays_a_string_on_the_wire() -> None:
+    fields = _vocabulary_fields()
+    # The admin API's plan names the same enum as the public API's, without changing its wire type.
+    assert fields["s3.v1.SetPlanRequest.plan"] == fields["s3.v1.UserState.plan"] == "s3.v1.Plan"
+    for name, enum in fields.items():
+        assert contract.enum_of_values(enum).values, name
+        message, field = name.rsplit(".", 1)
+        descriptor = types_pb2.DESCRIPTOR.pool.FindMessageTypeByName(message).fields_by_name[field]
+        assert descriptor.type == descriptor.TYPE_STRING, name
+    with pytest.raises(KeyError):
+        contract.enum_of_values("s3.v1.Plans")  # a misspelt vocabulary is caught, not ignored
 
 
 def test_delivery_states_and_content_types_are_the_proto_enums() -> None:

@@ -22,46 +22,49 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from protos.s3.v1 import options_pb2 as s3_dot_v1_dot_options__pb2
 from protos.s3.v1 import types_pb2 as s3_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11s3/v1/admin.proto\x12\x05s3.v1\x1a\x11s3/v1/types.proto\"i\n\x0c\x42illingEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x05\x12\x0b\n\x03ref\x18\x05 \x01(\t\x12\x12\n\ncreated_at\x18\x06 \x01(\t\"7\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65vents_limit\x18\x02 \x01(\x05\"\x9c\x01\n\tAdminUser\x12\x1f\n\x05state\x18\x01 \x01(\x0b\x32\x10.s3.v1.UserState\x12\x17\n\x0f\x63redits_granted\x18\x02 \x01(\x05\x12\x15\n\rauth_provider\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\t\x12*\n\rrecent_events\x18\x05 \x03(\x0b\x32\x13.s3.v1.BillingEvent\"\x1d\n\x0b\x41\x64minJobRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x9a\x01\n\x0eItemQueueState\x12\x0b\n\x03idx\x18\x01 \x01(\x05\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x14\n\x0c\x61vailable_at\x18\x03 \x01(\t\x12\x13\n\x0blease_owner\x18\x04 \x01(\t\x12\x18\n\x10lease_expires_at\x18\x05 \x01(\t\x12\x10\n\x08requeues\x18\x06 \x01(\x05\x12\x15\n\rdead_lettered\x18\x07 \x01(\x08\"\xe2\x01\n\x08\x41\x64minJob\x12\x17\n\x03job\x18\x01 \x01(\x0b\x32\n.s3.v1.Job\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12$\n\x05queue\x18\x03 \x03(\x0b\x32\x15.s3.v1.ItemQueueState\x12\x15\n\rpackage_state\x18\x04 \x01(\t\x12\x18\n\x10package_attempts\x18\x05 \x01(\x05\x12\x1b\n\x13package_lease_owner\x18\x06 \x01(\t\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x08 \x01(\t\x12\x14\n\x0cmax_attempts\x18\t \x01(\x05\"_\n\x13GrantCreditsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"I\n\x14GrantCreditsResponse\x12\x1e\n\x04user\x18\x01 \x01(\x0b\x32\x10.s3.v1.AdminUser\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"?\n\x0eSetPlanRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"O\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\"\x97\x01\n\nDeadLetter\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0b\n\x03idx\x18\x03 \x01(\x05\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x11\n\tfailed_at\x18\x06 \x01(\t\x12\x12\n\njob_status\x18\x07 \x01(\t\x12\x13\n\x0brequeueable\x18\x08 \x01(\x08\"T\n\x17ListDeadLettersResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.s3.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x12RequeueItemRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03idx\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\"7\n\x15\x41\x64minCancelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"i\n\x16\x41\x64minWebhookDeliveries\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0bwebhook_url\x18\x02 \x01(\t\x12*\n\ndeliveries\x18\x03 \x03(\x0b\x32\x16.s3.v1.WebhookDelivery2\x83\x04\n\x0c\x41\x64minService\x12\x32\n\x07GetUser\x12\x15.s3.v1.GetUserRequest\x1a\x10.s3.v1.AdminUser\x12-\n\x06GetJob\x12\x12.s3.v1.AdminJobRef\x1a\x0f.s3.v1.AdminJob\x12G\n\x0cGrantCredits\x12\x1a.s3.v1.GrantCreditsRequest\x1a\x1b.s3.v1.GrantCreditsResponse\x12\x32\n\x07SetPlan\x12\x15.s3.v1.SetPlanRequest\x1a\x10.s3.v1.AdminUser\x12P\n\x0fListDeadLetters\x12\x1d.s3.v1.ListDeadLettersRequest\x1a\x1e.s3.v1.ListDeadLettersResponse\x12\x39\n\x0bRequeueItem\x12\x19.s3.v1.RequeueItemRequest\x1a\x0f.s3.v1.AdminJob\x12:\n\tCancelJob\x12\x1c.s3.v1.AdminCancelJobRequest\x1a\x0f.s3.v1.AdminJob\x12J\n\x15ListWebhookDeliveries\x12\x12.s3.v1.AdminJobRef\x1a\x1d.s3.v1.AdminWebhookDeliveriesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11s3/v1/admin.proto\x12\x05s3.v1\x1a\x13s3/v1/options.proto\x1a\x11s3/v1/types.proto\"i\n\x0c\x42illingEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\x05\x12\x0b\n\x03ref\x18\x05 \x01(\t\x12\x12\n\ncreated_at\x18\x06 \x01(\t\"7\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65vents_limit\x18\x02 \x01(\x05\"\x9c\x01\n\tAdminUser\x12\x1f\n\x05state\x18\x01 \x01(\x0b\x32\x10.s3.v1.UserState\x12\x17\n\x0f\x63redits_granted\x18\x02 \x01(\x05\x12\x15\n\rauth_provider\x18\x03 \x01(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\t\x12*\n\rrecent_events\x18\x05 \x03(\x0b\x32\x13.s3.v1.BillingEvent\"\x1d\n\x0b\x41\x64minJobRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x9a\x01\n\x0eItemQueueState\x12\x0b\n\x03idx\x18\x01 \x01(\x05\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x14\n\x0c\x61vailable_at\x18\x03 \x01(\t\x12\x13\n\x0blease_owner\x18\x04 \x01(\t\x12\x18\n\x10lease_expires_at\x18\x05 \x01(\t\x12\x10\n\x08requeues\x18\x06 \x01(\x05\x12\x15\n\rdead_lettered\x18\x07 \x01(\x08\"\xe2\x01\n\x08\x41\x64minJob\x12\x17\n\x03job\x18\x01 \x01(\x0b\x32\n.s3.v1.Job\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12$\n\x05queue\x18\x03 \x03(\x0b\x32\x15.s3.v1.ItemQueueState\x12\x15\n\rpackage_state\x18\x04 \x01(\t\x12\x18\n\x10package_attempts\x18\x05 \x01(\x05\x12\x1b\n\x13package_lease_owner\x18\x06 \x01(\t\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x08 \x01(\t\x12\x14\n\x0cmax_attempts\x18\t \x01(\x05\"_\n\x13GrantCreditsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"I\n\x14GrantCreditsResponse\x12\x1e\n\x04user\x18\x01 \x01(\x0b\x32\x10.s3.v1.AdminUser\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"O\n\x0eSetPlanRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x1c\n\x04plan\x18\x02 \x01(\tB\x0e\x8a\xb5\x18\ns3.v1.Plan\x12\x0e\n\x06reason\x18\x03 \x01(\t\"O\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\"\x97\x01\n\nDeadLetter\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0b\n\x03idx\x18\x03 \x01(\x05\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x11\n\tfailed_at\x18\x06 \x01(\t\x12\x12\n\njob_status\x18\x07 \x01(\t\x12\x13\n\x0brequeueable\x18\x08 \x01(\x08\"T\n\x17ListDeadLettersResponse\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.s3.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x12RequeueItemRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03idx\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\"7\n\x15\x41\x64minCancelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"i\n\x16\x41\x64minWebhookDeliveries\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0bwebhook_url\x18\x02 \x01(\t\x12*\n\ndeliveries\x18\x03 \x03(\x0b\x32\x16.s3.v1.WebhookDelivery2\x83\x04\n\x0c\x41\x64minService\x12\x32\n\x07GetUser\x12\x15.s3.v1.GetUserRequest\x1a\x10.s3.v1.AdminUser\x12-\n\x06GetJob\x12\x12.s3.v1.AdminJobRef\x1a\x0f.s3.v1.AdminJob\x12G\n\x0cGrantCredits\x12\x1a.s3.v1.GrantCreditsRequest\x1a\x1b.s3.v1.GrantCreditsResponse\x12\x32\n\x07SetPlan\x12\x15.s3.v1.SetPlanRequest\x1a\x10.s3.v1.AdminUser\x12P\n\x0fListDeadLetters\x12\x1d.s3.v1.ListDeadLettersRequest\x1a\x1e.s3.v1.ListDeadLettersResponse\x12\x39\n\x0bRequeueItem\x12\x19.s3.v1.RequeueItemRequest\x1a\x0f.s3.v1.AdminJob\x12:\n\tCancelJob\x12\x1c.s3.v1.AdminCancelJobRequest\x1a\x0f.s3.v1.AdminJob\x12J\n\x15ListWebhookDeliveries\x12\x12.s3.v1.AdminJobRef\x1a\x1d.s3.v1.AdminWebhookDeliveriesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 's3.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BILLINGEVENT']._serialized_start=47
-  _globals['_BILLINGEVENT']._serialized_end=152
-  _globals['_GETUSERREQUEST']._serialized_start=154
-  _globals['_GETUSERREQUEST']._serialized_end=209
-  _globals['_ADMINUSER']._serialized_start=212
-  _globals['_ADMINUSER']._serialized_end=368
-  _globals['_ADMINJOBREF']._serialized_start=370
-  _globals['_ADMINJOBREF']._serialized_end=399
-  _globals['_ITEMQUEUESTATE']._serialized_start=402
-  _globals['_ITEMQUEUESTATE']._serialized_end=556
-  _globals['_ADMINJOB']._serialized_start=559
-  _globals['_ADMINJOB']._serialized_end=785
-  _globals['_GRANTCREDITSREQUEST']._serialized_start=787
-  _globals['_GRANTCREDITSREQUEST']._serialized_end=882
-  _globals['_GRANTCREDITSRESPONSE']._serialized_start=884
-  _globals['_GRANTCREDITSRESPONSE']._serialized_end=957
-  _globals['_SETPLANREQUEST']._serialized_start=959
-  _globals['_SETPLANREQUEST']._serialized_end=1022
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1024
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1103
-  _globals['_DEADLETTER']._serialized_start=1106
-  _globals['_DEADLETTER']._serialized_end=1257
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1259
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1343
-  _globals['_REQUEUEITEMREQUEST']._serialized_start=1345
-  _globals['_REQUEUEITEMREQUEST']._serialized_end=1410
-  _globals['_ADMINCANCELJOBREQUEST']._serialized_start=1412
-  _globals['_ADMINCANCELJOBREQUEST']._serialized_end=1467
-  _globals['_ADMINWEBHOOKDELIVERIES']._serialized_start=1469
-  _globals['_ADMINWEBHOOKDELIVERIES']._serialized_end=1574
-  _globals['_ADMINSERVICE']._serialized_start=1577
-  _globals['_ADMINSERVICE']._serialized_end=2092
+  _globals['_SETPLANREQUEST'].fields_by_name['plan']._loaded_options = None
+  _globals['_SETPLANREQUEST'].fields_by_name['plan']._serialized_options = b'\212\265\030\ns3.v1.Plan'
+  _globals['_BILLINGEVENT']._serialized_start=68
+  _globals['_BILLINGEVENT']._serialized_end=173
+  _globals['_GETUSERREQUEST']._serialized_start=175
+  _globals['_GETUSERREQUEST']._serialized_end=230
+  _globals['_ADMINUSER']._serialized_start=233
+  _globals['_ADMINUSER']._serialized_end=389
+  _globals['_ADMINJOBREF']._serialized_start=391
+  _globals['_ADMINJOBREF']._serialized_end=420
+  _globals['_ITEMQUEUESTATE']._serialized_start=423
+  _globals['_ITEMQUEUESTATE']._serialized_end=577
+  _globals['_ADMINJOB']._serialized_start=580
+  _globals['_ADMINJOB']._serialized_end=806
+  _globals['_GRANTCREDITSREQUEST']._serialized_start=808
+  _globals['_GRANTCREDITSREQUEST']._serialized_end=903
+  _globals['_GRANTCREDITSRESPONSE']._serialized_start=905
+  _globals['_GRANTCREDITSRESPONSE']._serialized_end=978
+  _globals['_SETPLANREQUEST']._serialized_start=980
+  _globals['_SETPLANREQUEST']._serialized_end=1059
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1061
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1140
+  _globals['_DEADLETTER']._serialized_start=1143
+  _globals['_DEADLETTER']._serialized_end=1294
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1296
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1380
+  _globals['_REQUEUEITEMREQUEST']._serialized_start=1382
+  _globals['_REQUEUEITEMREQUEST']._serialized_end=1447
+  _globals['_ADMINCANCELJOBREQUEST']._serialized_start=1449
+  _globals['_ADMINCANCELJOBREQUEST']._serialized_end=1504
+  _globals['_ADMINWEBHOOKDELIVERIES']._serialized_start=1506
+  _globals['_ADMINWEBHOOKDELIVERIES']._serialized_end=1611
+  _globals['_ADMINSERVICE']._serialized_start=1614
+  _globals['_ADMINSERVICE']._serialized_end=2129
 # @@protoc_insertion_point(module_scope)

@@ -289,7 +289,7 @@ class SetPlanRequest(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     plan: _builtins.str
-    """free | pro"""
+    """free | pro: a string on the wire, as UserState.plan"""
     reason: _builtins.str
     """optional"""
     def __init__(

@@ -12,6 +12,7 @@ import tritonclient.grpc as grpcclient
 from server.inference.local_triton import LocalTriton
 from server.inference.triton import TritonSegmenter
 from server.inference.triton_repository import SAM3_MODEL
+from server.service.concept_action import actions_from_stored
 from tests.support.pipeline import (
     WALL_WHITE,
     analysis_finished,
@@ -61,7 +62,13 @@ def _analyze_then_execute(stack: Stack, url: str, analyze: list[str], photos: in
             analyzed = _sam3_requests(url)
             # The preset's default protect layers: Text, Logo (SAM3) and edges, highlights (computed).
             stack.services.jobs.execute(
-                user, job_id, concepts=WALL_WHITE, protect=None, rule_id=None, instances=None, output_set=None
+                user,
+                job_id,
+                concepts=actions_from_stored(WALL_WHITE),
+                protect=None,
+                rule_id=None,
+                instances=None,
+                output_set=None,
             )
             await work_until(stack, segmenter, lambda: job_finished(stack.db, job_id))
             return start, analyzed, _sam3_requests(url)
