@@ -196,10 +196,6 @@ def marked_uploaded_job(bench: HasServices, user_id: str, items: int, concepts: 
         user_id,
         job_id,
         concepts=actions_from_stored(concepts),
-        protect=None,
-        rule_id=None,
-        instances=None,
-        output_set=None,
     )
     return job_id
 
@@ -220,8 +216,6 @@ def execute(bench: Bench, user_id: str, job_id: str) -> None:
         job_id,
         concepts=actions_from_stored(RULE),
         protect=PROTECT,
-        rule_id=None,
-        instances=None,
         output_set=OUTPUT_SET,
     )
 

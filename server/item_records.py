@@ -51,6 +51,14 @@ def _str(doc: Mapping[str, Any], key: str) -> str:
     return value
 
 
+def _optional(doc: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
+    """``doc[key]`` when present and of ``kind`` (``what`` names it in the error), else None."""
+    value = doc.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise MalformedRecord(key, f"must be {what}")
+    return value
+
+
 def _keys(doc: object, required: frozenset[str], optional: frozenset[str] = frozenset()) -> Mapping[str, Any]:
     if not isinstance(doc, Mapping):
         raise MalformedRecord("", "must be an object")
@@ -101,9 +109,7 @@ class StoredInstance:
         if not isinstance(box, Sequence) or isinstance(box, str) or len(box) != 4:
             raise MalformedRecord("box", "must be 4 numbers: x0, y0, x1, y1")
         x0, y0, x1, y1 = (_number(v, "box") for v in box)
-        mask_key = d.get("mask_key")
-        if mask_key is not None and not isinstance(mask_key, str):
-            raise MalformedRecord("mask_key", "must be a string")
+        mask_key = _optional(d, "mask_key", str, "a string")
         return cls(
             concept=_str(d, "concept"),
             number=_int(d, "number"),
@@ -160,9 +166,7 @@ class StoredRendition:
         d = _keys(doc, cls._REQUIRED, frozenset({"protect"}))
         if d["template"] != d["template_id"]:
             raise MalformedRecord("template", "must equal template_id")
-        protect = d.get("protect")
-        if protect is not None and not isinstance(protect, Mapping):
-            raise MalformedRecord("protect", "must be an object")
+        protect = _optional(d, "protect", Mapping, "an object")
         return cls(
             template_id=_str(d, "template_id"),
             key=_str(d, "key"),

@@ -69,9 +69,6 @@ def _execute(
         job_id,
         concepts=actions_from_stored(WALL_WHITE),
         protect=protect,
-        rule_id=None,
-        instances=None,
-        output_set=None,
     )
     run_workers_until(stack, segmenter, lambda: job_finished(stack.db, job_id))
     assert stack.services.jobs.get(user, job_id).status == "done"

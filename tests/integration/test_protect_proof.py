@@ -131,8 +131,6 @@ def _run_job(
         job_id,
         concepts=actions_from_stored(concepts),
         protect=protect,
-        rule_id=None,
-        instances=None,
         output_set=output_set,
     )
 

@@ -86,10 +86,6 @@ def test_album_through_presigned_urls_on_the_s3_store(s3_stack: Stack, s3_endpoi
             user,
             job_id,
             concepts=actions_from_stored(WALL_WHITE),
-            protect=None,
-            rule_id=None,
-            instances=None,
-            output_set=None,
         )
         stats = process_jobs(stack, [job_id], workers=2)
         assert sum(s.done for s in stats) == n + 1 and sum(s.failed for s in stats) == 0
@@ -159,10 +155,6 @@ def test_photo_swapped_after_confirm_is_not_processed_and_purge_empties_the_buck
         user,
         job_id,
         concepts=actions_from_stored(WALL_WHITE),
-        protect=None,
-        rule_id=None,
-        instances=None,
-        output_set=None,
     )
     process_jobs(stack, [job_id], workers=1)
     job = jobs.get(user, job_id)

@@ -46,7 +46,7 @@ def test_deliveries_survive_kill_9_and_three_500s(database_url: str, tmp_path: P
             job_id = created.job.job_id
             stack.services.jobs.confirm_upload(user, job_id)
             stack.services.jobs.execute(
-                user, job_id, concepts=actions_from_stored(WALL_WHITE), protect=None, rule_id=None, instances=None, output_set=None,
+                user, job_id, concepts=actions_from_stored(WALL_WHITE),
                 webhook_url=receiver.url,
             )  # fmt: skip
             with child("stack.worker", env, tmp_path / "logs", name="first") as first:

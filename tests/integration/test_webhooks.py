@@ -60,10 +60,6 @@ def _execute(stack: Stack, user: str, job_id: str, url: str, events: list[str] |
         user,
         job_id,
         concepts=actions_from_stored(WALL_WHITE),
-        protect=None,
-        rule_id=None,
-        instances=None,
-        output_set=None,
         webhook_url=url,
         webhook_events=events,
     )

@@ -68,10 +68,6 @@ def queued_job(stack: Stack, n: int, *, width: int = 96, height: int = 72, prese
         user,
         job_id,
         concepts=actions_from_stored(concepts),
-        protect=None,
-        rule_id=None,
-        instances=None,
-        output_set=None,
     )
     return user, job_id
 

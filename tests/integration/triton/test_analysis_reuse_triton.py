@@ -65,10 +65,6 @@ def _analyze_then_execute(stack: Stack, url: str, analyze: list[str], photos: in
                 user,
                 job_id,
                 concepts=actions_from_stored(WALL_WHITE),
-                protect=None,
-                rule_id=None,
-                instances=None,
-                output_set=None,
             )
             await work_until(stack, segmenter, lambda: job_finished(stack.db, job_id))
             return start, analyzed, _sam3_requests(url)
