@@ -16,13 +16,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from server import ctl
 from server.db.tables import WebhookDeliveryRow
 from server.errors import ValidationFailed
 from server.service import webhook_signature
 from server.service.concept_action import actions_from_stored
 from server.service.webhook_targets import AddressPolicy, TargetRefused
 from server.work.webhook_sender import WebhookSender
+from stack import ctl
 from tests.support.live_rest import bearer, err, live_rest, ok
 from tests.support.pipeline import WALL_WHITE, link_tiny_model, photo_jpeg, process_jobs
 from tests.support.stack import Stack, make_stack
