@@ -34,6 +34,7 @@ def vision_encoder(size: str) -> Any:
     from server.inference.export.checkpoints import TINY_SEED, full_config, tiny_config
 
     torch.manual_seed(TINY_SEED)
+    # The vision part reads no text vocabulary: CLIP's size and special tokens stand in for it.
     config = (tiny_config if size == "tiny" else full_config)(49408, 49406, 49407).vision_config
     return Sam3VisionModel(config).eval()
 

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from typing import Any
 from server.inference import sam3_core
 from server.inference.export.checkpoints import TINY_SEED
 from server.inference.export.decoder_export import export_decoder, gate_decoder
-from server.inference.export.gates import ONNX_MAX_ABS_DIFF, ParityError
+from server.inference.export.gates import ONNX_MAX_ABS_DIFF, exit_status
 from server.inference.export.graphs import EXPORT_SHAPE, Examples, graph_modules, open_session
 from server.inference.export.memory import Stage
 from server.inference.export.sam3_export import (
@@ -142,13 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     checkpoint = args.checkpoint.resolve()
     out = artifact_dir(args.data_dir, checkpoint)
-    try:
-        reexport_decoder(checkpoint, args.source.resolve(), out, args.onnx_tol)
-    except ParityError as e:
-        print(f"error: parity gate failed, artefact refused: {e}", file=sys.stderr)
-        return 3
-    print(json.dumps({"artifact_dir": str(out.resolve())}))
-    return 0
+    return exit_status(lambda: reexport_decoder(checkpoint, args.source.resolve(), out, args.onnx_tol), out)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,22 @@ TOKEN_PROBES = ("wall", "Floor", "a  red DOOR!", "window frame", "x" * 200, "cei
 
 class ParityError(RuntimeError):
     """An exported artefact does not match PyTorch closely enough."""
+
+
+GATE_FAILED_EXIT = 3
+"""Exit code of an export command whose artefact a parity gate refused (nothing is written then)."""
+
+
+def exit_status(build: Callable[[], object], out: Path) -> int:
+    """An export command's ending: ``build()``, then the artefact folder printed as JSON (what the
+    service reads back) and 0; a refused gate is a message on stderr and :data:`GATE_FAILED_EXIT`."""
+    try:
+        build()
+    except ParityError as e:
+        print(f"error: parity gate failed, artefact refused: {e}", file=sys.stderr)
+        return GATE_FAILED_EXIT
+    print(json.dumps({"artifact_dir": str(out.resolve())}))
+    return 0
 
 
 def max_abs_diff(graph: str, got: Sequence[np.ndarray], ref: Sequence[np.ndarray]) -> float:

@@ -41,6 +41,7 @@ from server.inference.export.gates import (
     ONNX_MAX_ABS_DIFF,
     PREPROCESS_MAX_LEVELS,
     ParityError,
+    exit_status,
     max_abs_diff,
     preprocess_parity,
     tokenizer_parity,
@@ -353,15 +354,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or artifact_dir(args.data_dir, checkpoint)
     if (out / "manifest.json").is_file() and not args.force:
         log.info("artefact %s exists: nothing to export", out)
-    else:
-        log.info("exporting %s to %s", "the tiny model" if checkpoint is None else checkpoint, out)
-        try:
-            export(checkpoint, out, args.trt, args.precision, args.onnx_tol, args.force, args.max_detections)
-        except ParityError as e:
-            print(f"error: parity gate failed, artefact refused: {e}", file=sys.stderr)
-            return 3
-    print(json.dumps({"artifact_dir": str(out.resolve())}))
-    return 0
+        return exit_status(lambda: None, out)
+    log.info("exporting %s to %s", "the tiny model" if checkpoint is None else checkpoint, out)
+    return exit_status(
+        lambda: export(checkpoint, out, args.trt, args.precision, args.onnx_tol, args.force, args.max_detections),
+        out,
+    )
 
 
 if __name__ == "__main__":
