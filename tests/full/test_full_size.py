@@ -28,6 +28,7 @@ from scripts.demo.client import Api
 from scripts.demo.stack import EmbeddedStack, StackConfig
 from scripts.scenes import interior_scene
 from server.inference.artifacts import MODEL_VENV, REPO_ROOT
+from server.inference.export.sam3_export import artifact_dir
 from server.ports import free_port
 from server.presets import INTERIOR
 
@@ -122,10 +123,10 @@ def test_full_size_palette_through_the_rest_api() -> None:
         instances=dict(result.instances),
         total_s=round(time.monotonic() - started, 1),
     )
-    manifests = sorted(models.glob("sam3-*/manifest.json"))
-    if manifests:
-        manifest = json.loads(manifests[-1].read_text())
-        figures["export"] = {k: manifest[k] for k in ("export_s", "export_peak_rss_bytes", "stages", "parity")}
+    # The artefact this run served: the export names its folder by the checkpoint and the export code, so
+    # ``models`` may also hold exports of earlier code, and only the key tells them apart.
+    manifest = json.loads((artifact_dir(data_dir, checkpoint) / "manifest.json").read_text())
+    figures["export"] = {k: manifest[k] for k in ("export_s", "export_peak_rss_bytes", "stages", "parity")}
     (FULL_DIR / "test_full.json").write_text(json.dumps(figures, indent=2))
 
     assert result.job["status"] == "done"
