@@ -37,10 +37,10 @@ async def _until_done(stack: Stack, jobs: dict[str, str]) -> dict[str, float]:
         segmenter = await build_segmenter(stack.settings, resources)
         started = time.perf_counter()
         worker = Worker(
-            WorkQueue(stack.db, stack.settings),
-            Pipeline(stack.db, stack.store, segmenter, stack.settings),
+            WorkQueue(stack.db, stack.settings.queue),
+            Pipeline(stack.db, stack.store, segmenter, stack.settings.photos),
             name="bench",
-            lease_s=stack.settings.lease_s,
+            lease_s=stack.settings.queue.lease_s,
             poll_s=0.05,
         )
         stopping = asyncio.Event()

@@ -58,8 +58,7 @@ DONE_TIMEOUT_S = 600.0
 
 
 def bench_settings(data_dir: Path, database_url: str) -> Settings:
-    return Settings(
-        data_dir=data_dir,
+    return Settings(data_dir=data_dir).changed(
         database_url=database_url,
         jwt_secret=SECRET,
         callback_secret=SECRET,
@@ -77,8 +76,10 @@ def _worker_main(data_dir: str, database_url: str, ready: mps.Event, stop: mps.E
     settings = bench_settings(Path(data_dir), database_url)
     db = Database.from_url(database_url)
     store = build_store(settings)
-    pipeline = Pipeline(db, store, InstantSegmenter(), settings)
-    worker = Worker(WorkQueue(db, settings), pipeline, name=f"bench:{os.getpid()}", lease_s=settings.lease_s)
+    pipeline = Pipeline(db, store, InstantSegmenter(), settings.photos)
+    worker = Worker(
+        WorkQueue(db, settings.queue), pipeline, name=f"bench:{os.getpid()}", lease_s=settings.queue.lease_s
+    )
 
     async def go() -> None:
         stopping = asyncio.Event()
@@ -254,8 +255,8 @@ def direct_seconds(bench: Bench, albums: Sequence[tuple[str, str]]) -> float:
     through the queue so that packaging finds its items, but only the pipeline calls are timed."""
     for user_id, job_id in albums:
         execute(bench, user_id, job_id)
-    queue = WorkQueue(bench.db, bench.settings)
-    pipeline = Pipeline(bench.db, bench.store, InstantSegmenter(), bench.settings)
+    queue = WorkQueue(bench.db, bench.settings.queue)
+    pipeline = Pipeline(bench.db, bench.store, InstantSegmenter(), bench.settings.photos)
 
     async def go() -> float:
         work_s = 0.0

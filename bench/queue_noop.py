@@ -69,7 +69,9 @@ def _worker_main(
 ) -> None:
     settings = bench_settings(Path(data_dir), url)
     db = Database.from_url(url)
-    worker = Worker(WorkQueue(db, settings), NoopPipeline(), name=f"noop:{os.getpid()}", lease_s=30.0, batch=batch)
+    worker = Worker(
+        WorkQueue(db, settings.queue), NoopPipeline(), name=f"noop:{os.getpid()}", lease_s=30.0, batch=batch
+    )
 
     async def go() -> None:
         ready.set()

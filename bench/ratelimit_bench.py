@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ async def _limiter_alone(storage_url: str) -> float:
     its address and user buckets, read the windows. One process, no HTTP: the steadiest figure."""
     user_of = verified_user(TokenService(BENCH_SECRET, 3600))
     authorization = "Bearer " + TokenService(BENCH_SECRET, 3600).issue("bench-user").token
-    config = RateLimitConfig.from_settings(replace(Settings(), rate_limit_address=HUGE, rate_limit_user=HUGE))
+    config = RateLimitConfig.from_settings(Settings().changed(rate_limit_address=HUGE, rate_limit_user=HUGE))
     async with open_rate_limiter(storage_url) as limiter:
 
         async def one() -> None:

@@ -31,7 +31,7 @@ from gateway_rest.rate_limit_middleware import LIMITER_STATE_KEY, RATE_LIMIT_HEA
 from gateway_rest.rate_limits import RateLimitConfig, UserOf, no_user, open_rate_limiter
 from gateway_rest.routes import api_routes
 from gateway_rest.rpc import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, open_backend
-from server.config import Settings
+from server.config import GatewayConfig, Settings
 from server.errors import S3Error
 from server.service.tokens import TokenService
 
@@ -39,7 +39,7 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_RPC_TIMEOUT_S = 60.0
 DEFAULT_SSE_KEEPALIVE_S = 15.0
 DEFAULT_RATE_LIMITS = RateLimitConfig.from_settings(Settings())
-DEFAULT_PREFER_WAIT_MAX_S = Settings.prefer_wait_max_s
+DEFAULT_PREFER_WAIT_MAX_S = GatewayConfig.prefer_wait_max_s
 DEFAULT_PREFER_POLL_S = 0.25
 
 # Headers a browser may send cross-origin and read back. X-Callback-Secret is left out on purpose:
@@ -155,14 +155,14 @@ def create_app_from_settings(
     """The shim as ``make serve`` runs it; ``settings`` has its secrets resolved."""
     credentials = EdgeCredentials.from_settings(settings)
     return create_app(
-        grpc_target=settings.effective_grpc_target,
-        cors_origins=settings.cors_origins,
-        max_body_bytes=settings.max_body_bytes,
+        grpc_target=settings.grpc.effective_target,
+        cors_origins=settings.gateway.cors_origins,
+        max_body_bytes=settings.gateway.max_body_bytes,
         object_routes=object_routes,
         metrics=metrics,
         credentials=credentials,
-        rate_limits=RateLimitConfig.from_settings(settings) if settings.rate_limits_enabled else None,
+        rate_limits=RateLimitConfig.from_settings(settings) if settings.rate_limits.enabled else None,
         user_of=verified_user(credentials.tokens),
-        playground_path=settings.playground_path,
-        prefer_wait_max_s=settings.prefer_wait_max_s,
+        playground_path=settings.gateway.playground_path,
+        prefer_wait_max_s=settings.gateway.prefer_wait_max_s,
     )

@@ -40,9 +40,9 @@ class EdgeCredentials:
     @classmethod
     def from_settings(cls, settings: Settings) -> EdgeCredentials:
         """From resolved settings (``server.config.resolve_secrets``): the secrets must be set."""
-        if settings.jwt_secret is None or settings.callback_secret is None:
+        if settings.auth.jwt_secret is None or settings.auth.callback_secret is None:
             raise ValueError("resolve the settings' secrets before building the shim's credentials")
-        return cls(TokenService(settings.jwt_secret, settings.jwt_ttl_s), settings.callback_secret)
+        return cls(TokenService(settings.auth.jwt_secret, settings.auth.jwt_ttl_s), settings.auth.callback_secret)
 
     def check(self, conn: HTTPConnection, credential: Credential) -> None:
         """Raise the contract's AUTH_REQUIRED / INVALID_TOKEN / FORBIDDEN error when ``credential`` fails."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway_rest.errors import HTTP_STATUS
 from gateway_rest.openapi_schemas import Schema, ref
-from server.config import Settings
+from server.config import RateLimitsConfig, WebhookConfig
 from server.service.webhook_signature import TOLERANCE_S
 
 BIND = "x-bind"
@@ -101,22 +101,22 @@ def path_params(path: str) -> list[dict[str, Any]]:
     ]
 
 
-_WEBHOOK_DEFAULTS = Settings()
+_WEBHOOK_DEFAULTS = WebhookConfig()
 WEBHOOKS_DESCRIPTION = (
     "Each event is POSTed as JSON {type, timestamp, data} with the Standard Webhooks headers "
     "webhook-id (msg_..., the same on every retry: deduplicate by it), webhook-timestamp (Unix seconds) and "
     "webhook-signature: v1,<base64 HMAC-SHA256 over '{webhook-id}.{webhook-timestamp}.{raw body}' keyed "
     "with the base64-decoded part of the secret after whsec_>. Verify it in constant time and refuse "
     f"timestamps more than {TOLERANCE_S // 60} minutes from now. Any 2xx acknowledges the event; anything else, or no answer "
-    f"within {_WEBHOOK_DEFAULTS.webhook_timeout_s:g} s (S3_WEBHOOK_TIMEOUT_S), is retried with exponential "
-    f"backoff from {_WEBHOOK_DEFAULTS.webhook_backoff_s:g} s (at most 1 h), "
-    f"{_WEBHOOK_DEFAULTS.webhook_max_attempts} attempts in all (S3_WEBHOOK_MAX_ATTEMPTS). Events of one job "
+    f"within {_WEBHOOK_DEFAULTS.timeout_s:g} s (S3_WEBHOOK_TIMEOUT_S), is retried with exponential "
+    f"backoff from {_WEBHOOK_DEFAULTS.backoff_s:g} s (at most 1 h), "
+    f"{_WEBHOOK_DEFAULTS.max_attempts} attempts in all (S3_WEBHOOK_MAX_ATTEMPTS). Events of one job "
     "are sent in order: the next waits until the previous is acknowledged or given up. "
     "Events: item.done, item.failed (data: job_id, idx, status, error), job.done, job.failed, job.canceled "
     "(data: job_id, status, total_items, done_items, failed_items, error)."
 )
 _JOB_NOT_FOUND = ("NOT_FOUND",)
-_SIGNUP, _SIGNUP_ALL = Settings().rate_limit_signup_address, Settings().rate_limit_signup_global
+_SIGNUP, _SIGNUP_ALL = RateLimitsConfig.signup_address, RateLimitsConfig.signup_global
 _PAYLOAD = ("PAYLOAD_TOO_LARGE",)
 _PREFER_WAIT = {
     "name": "Prefer",

@@ -57,12 +57,12 @@ class RateLimitConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimitConfig:
         return cls(
-            address=settings.rate_limit_address,
-            user=settings.rate_limit_user,
-            signup_address=settings.rate_limit_signup_address,
-            signup_global=settings.rate_limit_signup_global,
-            storage_url=settings.rate_limit_storage_url,
-            trusted_proxies=TrustedProxies.parse(settings.trusted_proxies),
+            address=settings.rate_limits.address,
+            user=settings.rate_limits.user,
+            signup_address=settings.rate_limits.signup_address,
+            signup_global=settings.rate_limits.signup_global,
+            storage_url=settings.rate_limits.storage_url,
+            trusted_proxies=TrustedProxies.parse(settings.gateway.trusted_proxies),
         )
 
 

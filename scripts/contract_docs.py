@@ -99,9 +99,9 @@ def _limits() -> str:
         )
     rows += [
         "",
-        f"Defaults: a new user gets {defaults.starting_credits} credits (`S3_STARTING_CREDITS`; the first "
-        f"account of a `device_hash` only), an item costs {defaults.credits_per_item} (`S3_CREDITS_PER_ITEM`), an analysis one credit "
-        f"per started group of {defaults.analyze_items_per_credit} photos (`S3_ANALYZE_ITEMS_PER_CREDIT`).",
+        f"Defaults: a new user gets {defaults.credits.starting_credits} credits (`S3_STARTING_CREDITS`; the first "
+        f"account of a `device_hash` only), an item costs {defaults.credits.credits_per_item} (`S3_CREDITS_PER_ITEM`), an analysis one credit "
+        f"per started group of {defaults.credits.analyze_items_per_credit} photos (`S3_ANALYZE_ITEMS_PER_CREDIT`).",
     ]
     return "\n".join(rows)
 

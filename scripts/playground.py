@@ -14,8 +14,8 @@ PLAYGROUND_PATH = "/playground"
 
 
 def playground_url(settings: Settings) -> str:
-    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
-    return f"http://{host}:{settings.http_port}{settings.playground_path or PLAYGROUND_PATH}/"
+    host = "127.0.0.1" if settings.http.host in ("0.0.0.0", "::") else settings.http.host
+    return f"http://{host}:{settings.http.port}{settings.gateway.playground_path or PLAYGROUND_PATH}/"
 
 
 def main() -> int:

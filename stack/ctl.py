@@ -308,8 +308,8 @@ def _default_actor() -> str:
 
 
 def resolve_token(settings: Settings, token_file: Path | None) -> str:
-    if settings.admin_token:
-        return settings.admin_token
+    if settings.auth.admin_token:
+        return settings.auth.admin_token
     path = token_file or settings.data_dir / "secrets" / "admin_token"
     try:
         token = path.read_text().strip()
@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        target = args.target or settings.grpc_target or f"127.0.0.1:{settings.grpc_port}"
+        target = args.target or settings.grpc.target or f"127.0.0.1:{settings.grpc.port}"
         token = resolve_token(settings, args.token_file)
     except (SettingsError, UsageError) as e:
         print(f"s3ctl: {e}", file=stderr)

@@ -99,23 +99,23 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
 
 
 def _state_exporter(settings: Settings, leadership: Leadership) -> Callable[[], bool]:
-    if settings.state_metrics == "leader":
+    if settings.observability.state_metrics == "leader":
         return lambda: leadership.is_leader
-    always = settings.state_metrics == "on"
+    always = settings.observability.state_metrics == "on"
     return lambda: always
 
 
 def _workers(core: Core, count: int) -> list[Worker]:
-    queue = WorkQueue(core.db, core.settings)
-    pipeline = Pipeline(core.db, core.store, core.segmenter, core.settings)
+    queue = WorkQueue(core.db, core.settings.queue)
+    pipeline = Pipeline(core.db, core.store, core.segmenter, core.settings.photos)
     return [
         Worker(
             queue,
             pipeline,
             name=worker_name(n),
-            lease_s=core.settings.lease_s,
-            heartbeat_s=core.settings.effective_heartbeat_s,
-            batch=core.settings.claim_batch,
+            lease_s=core.settings.queue.lease_s,
+            heartbeat_s=core.settings.queue.effective_heartbeat_s,
+            batch=core.settings.queue.claim_batch,
         )
         for n in range(count)
     ]
@@ -124,18 +124,18 @@ def _workers(core: Core, count: int) -> list[Worker]:
 def _worker_service(core: Core) -> WorkerServicer:
     """The WorkerService of this replica. The package claims its streams turn up run here, through
     a worker of this process: packaging reads every item of a job (database and store)."""
-    queue = WorkQueue(core.db, core.settings)
+    queue = WorkQueue(core.db, core.settings.queue)
     packager = Worker(
         queue,
-        Pipeline(core.db, core.store, core.segmenter, core.settings),
+        Pipeline(core.db, core.store, core.segmenter, core.settings.photos),
         name=f"{socket.gethostname()[:30]}:{os.getpid()}:package",
-        lease_s=core.settings.lease_s,
-        heartbeat_s=core.settings.effective_heartbeat_s,
+        lease_s=core.settings.queue.lease_s,
+        heartbeat_s=core.settings.queue.effective_heartbeat_s,
     )
     never = asyncio.Event()  # package runs end with the gRPC server (WorkerServicer.close)
     return WorkerServicer(
         core.services.worker_auth,
-        WorkLeases(core.db, core.store, queue, core.settings),
+        WorkLeases(core.db, core.store, queue, core.settings.inference),
         lambda claim: packager.handle(claim, never),
     )
 
@@ -144,7 +144,7 @@ async def _run_background(core: Core, count: int, stopping: asyncio.Event) -> li
     tasks = [asyncio.create_task(w.run(stopping), name=w.name) for w in _workers(core, count)]
     tasks.append(asyncio.create_task(sweep_forever(core.db, core.store, core.settings, stopping, core.leadership)))
     # Webhooks go out from their own task and HTTP client: a slow receiver never holds a worker.
-    sender = WebhookSender(core.db, core.settings, name=f"{worker_name(0)}:webhooks")
+    sender = WebhookSender(core.db, core.settings.webhooks, name=f"{worker_name(0)}:webhooks")
     tasks.append(asyncio.create_task(sender.run(stopping), name=sender.name))
     return tasks
 
@@ -152,7 +152,7 @@ async def _run_background(core: Core, count: int, stopping: asyncio.Event) -> li
 async def run_workers(stopping: asyncio.Event, *, count: int | None = None, settings: Settings | None = None) -> None:
     """Workers (and the sweeper) as their own process, until ``stopping`` is set."""
     settings = resolve_secrets(settings or Settings.from_env())
-    n = settings.workers if count is None else count
+    n = settings.queue.workers if count is None else count
     async with open_core(settings) as core:
         tasks = await _run_background(core, max(n, 1), stopping)
         await stopping.wait()
@@ -163,10 +163,10 @@ def _bind_operator(settings: Settings) -> socket.socket | None:
     """The operator surface's listening socket; None (logged) when the port is taken: users'
     requests matter more than metrics, as for the JobService's own metrics endpoint."""
     try:
-        return socket.create_server((settings.operator_host, settings.operator_port), reuse_port=False)
+        return socket.create_server((settings.operator.host, settings.operator.port), reuse_port=False)
     except OSError as e:
         log.error(
-            "operator surface not started: cannot bind %s:%d: %s", settings.operator_host, settings.operator_port, e
+            "operator surface not started: cannot bind %s:%d: %s", settings.operator.host, settings.operator.port, e
         )
         return None
 
@@ -182,10 +182,10 @@ def http_limits(settings: Settings) -> HttpLimits:
     from gateway_rest.http_server import HttpLimits
 
     return HttpLimits(
-        header_timeout_s=settings.http_header_timeout_s,
-        body_timeout_s=settings.http_body_timeout_s,
-        body_min_rate_bytes_per_s=settings.http_body_min_rate_bytes_per_s,
-        max_connections=settings.http_max_connections,
+        header_timeout_s=settings.http.header_timeout_s,
+        body_timeout_s=settings.http.body_timeout_s,
+        body_min_rate_bytes_per_s=settings.http.body_min_rate_bytes_per_s,
+        max_connections=settings.http.max_connections,
     )
 
 
@@ -201,32 +201,34 @@ async def serve(settings: Settings) -> None:
     async with open_core(settings) as core:
         grpc_server: GrpcServer = build_grpc_server(
             core.services,
-            bind=f"{settings.grpc_host}:{settings.grpc_port}",
+            bind=f"{settings.grpc.host}:{settings.grpc.port}",
             metrics=core.metrics.rpc,
             workers=_worker_service(core),
         )
         grpc_server.start()
-        log.info("gRPC JobService on %s:%d", settings.grpc_host, grpc_server.port)
+        log.info("gRPC JobService on %s:%d", settings.grpc.host, grpc_server.port)
         metrics_endpoint = (
-            start_metrics_endpoint(core.metrics.registry, host=settings.grpc_host, port=settings.metrics_port)
-            if settings.metrics_port
+            start_metrics_endpoint(
+                core.metrics.registry, host=settings.grpc.host, port=settings.observability.metrics_port
+            )
+            if settings.observability.metrics_port
             else None
         )
-        tasks = await _run_background(core, settings.workers, stopping)
+        tasks = await _run_background(core, settings.queue.workers, stopping)
         routes = object_routes(core.store) if isinstance(core.store, LocalObjectStore) else []
         http_metrics = HttpMetrics()
         app = create_app_from_settings(settings, object_routes=routes, metrics=http_metrics)
         limits = http_limits(settings)
         servers: list[tuple[_HttpServer, list[socket.socket] | None]] = [
-            (_http_server(app, settings.http_host, settings.http_port, limits), None)
+            (_http_server(app, settings.http.host, settings.http.port, limits), None)
         ]
-        operator_socket = _bind_operator(settings) if settings.operator_port else None
+        operator_socket = _bind_operator(settings) if settings.operator.port else None
         if operator_socket is not None:
             operator = create_operator_app(
-                grpc_target=settings.effective_grpc_target, metrics=http_metrics, rpc_timeout_s=OPERATOR_RPC_TIMEOUT_S
+                grpc_target=settings.grpc.effective_target, metrics=http_metrics, rpc_timeout_s=OPERATOR_RPC_TIMEOUT_S
             )
             servers.append(
-                (_http_server(operator, settings.operator_host, settings.operator_port, limits), [operator_socket])
+                (_http_server(operator, settings.operator.host, settings.operator.port, limits), [operator_socket])
             )
         loop = asyncio.get_running_loop()
 
@@ -245,14 +247,14 @@ async def serve(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop_serving)
         log.info(
             "REST API on http://%s:%d (model %s%s)",
-            settings.http_host,
-            settings.http_port,
+            settings.http.host,
+            settings.http.port,
             core.segmenter.info.name,
             "" if core.segmenter.info.meaningful else ": tiny random-weight model, masks are not meaningful",
         )
         if operator_socket is not None:
             log.info(
-                "operator surface on http://%s:%d (/metrics, /health)", settings.operator_host, settings.operator_port
+                "operator surface on http://%s:%d (/metrics, /health)", settings.operator.host, settings.operator.port
             )
         try:
             await asyncio.gather(*(serve_until_stopped(server, bound) for server, bound in servers))

@@ -18,7 +18,7 @@ def main() -> int:
         settings = load_settings()
     except SettingsError as e:
         return refuse(e)
-    configure_logging(settings.log_level)
+    configure_logging(settings.observability.log_level)
     try:
         asyncio.run(serve(settings))
     except SettingsError as e:  # one only checkable while the stack opens

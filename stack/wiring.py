@@ -33,7 +33,7 @@ def open_database(settings: Settings) -> Database:
     lock) or checked (``off``: :class:`~server.db.migrate.SchemaNotCurrent` when behind)."""
     db = Database.from_url(settings.effective_database_url)
     try:
-        if settings.migrate:
+        if settings.database.migrate:
             upgrade(db.engine)
         ensure_current(db.engine)
     except BaseException:
@@ -44,17 +44,17 @@ def open_database(settings: Settings) -> Database:
 
 def build_store(settings: Settings) -> ObjectStore:
     """The configured object store, ready to use (root directory or bucket created)."""
-    if settings.storage == "s3":
+    if settings.storage.kind == "s3":
         s3 = S3ObjectStore.from_settings(settings)
         s3.ensure_bucket()
         return s3
-    if settings.jwt_secret is None:
+    if settings.auth.jwt_secret is None:
         raise ValueError("resolve secrets before building the local store (it signs URLs)")
     local = LocalObjectStore(
         settings.objects_dir,
-        signer=UrlSigner.from_master_secret(settings.jwt_secret),
+        signer=UrlSigner.from_master_secret(settings.auth.jwt_secret),
         public_base_url=settings.effective_public_base_url,
-        max_upload_bytes=settings.max_upload_bytes,
+        max_upload_bytes=settings.photos.max_upload_bytes,
     )
     local.ensure_root()
     return local
@@ -85,10 +85,12 @@ def build_services(
     model: str = "none",
     model_meaningful: bool = False,
 ) -> Services:
-    if settings.jwt_secret is None or settings.callback_secret is None or settings.admin_token is None:
+    if settings.auth.jwt_secret is None or settings.auth.callback_secret is None or settings.auth.admin_token is None:
         raise ValueError("resolve secrets before building services")
-    tokens = TokenService(settings.jwt_secret, settings.jwt_ttl_s, stream_ttl_s=settings.stream_token_ttl_s)
-    sessions = Sessions(db, tokens, settings.refresh_ttl_s)
+    tokens = TokenService(
+        settings.auth.jwt_secret, settings.auth.jwt_ttl_s, stream_ttl_s=settings.auth.stream_token_ttl_s
+    )
+    sessions = Sessions(db, tokens, settings.auth.refresh_ttl_s)
     health = Health(
         [("database", _db_probe(db)), ("storage", _store_probe(store)), *extra_probes],
         model=model,
@@ -98,15 +100,20 @@ def build_services(
         db=db,
         tokens=tokens,
         accounts=Accounts(
-            db, sessions, settings.starting_credits, analyze_items_per_credit=settings.analyze_items_per_credit
+            db,
+            sessions,
+            settings.credits.starting_credits,
+            analyze_items_per_credit=settings.credits.analyze_items_per_credit,
         ),
         rules=Rules(db),
         jobs=Jobs(db, store, settings),
-        callbacks=Callbacks(db, settings.callback_secret),
+        callbacks=Callbacks(db, settings.auth.callback_secret),
         health=health,
-        admin=Admin(db, admin_token=settings.admin_token, max_attempts=settings.max_attempts, store=store),
+        admin=Admin(db, admin_token=settings.auth.admin_token, max_attempts=settings.queue.max_attempts, store=store),
         sessions=sessions,
-        idempotency=Idempotency(db, ttl_s=settings.idempotency_ttl_s, lease_s=settings.idempotency_lease_s),
-        streams=StreamPolicy(max_per_user=settings.max_streams_per_user, max_lifetime_s=settings.stream_max_lifetime_s),
-        worker_auth=WorkerAuth(settings.worker_token),
+        idempotency=Idempotency(db, ttl_s=settings.idempotency.ttl_s, lease_s=settings.idempotency.lease_s),
+        streams=StreamPolicy(
+            max_per_user=settings.jobs.max_streams_per_user, max_lifetime_s=settings.jobs.stream_max_lifetime_s
+        ),
+        worker_auth=WorkerAuth(settings.auth.worker_token),
     )

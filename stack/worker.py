@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from dataclasses import replace
 
 from server.config import Settings, check_worker_token
 from server.db.migrate import SchemaNotCurrent
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as e:
         return refuse(e)
     # Same JSON logs as the server: without this a worker process reports nothing below WARNING.
-    configure_logging(settings.log_level)
+    configure_logging(settings.observability.log_level)
 
     async def go() -> None:
         stopping = asyncio.Event()
@@ -63,18 +62,18 @@ def _main_api(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
         if args.triton_url:
-            settings = replace(settings, triton_url=args.triton_url)
-        token = args.worker_token or settings.worker_token
+            settings = settings.changed(triton_url=args.triton_url)
+        token = args.worker_token or settings.auth.worker_token
         if token is None:
             raise SettingsError("--api needs the worker token: set S3_WORKER_TOKEN (or --worker-token)")
         check_worker_token(token, callback_secret=None)
-        if settings.triton_url is None:
+        if settings.inference.triton_url is None:
             raise SettingsError("--api needs a Triton server: set S3_TRITON_URL (or --triton-url)")
     except SettingsError as e:
         return refuse(e)
-    configure_logging(settings.log_level)
+    configure_logging(settings.observability.log_level)
     targets = [t.strip() for t in args.api.split(",") if t.strip()]
-    count = max(args.workers if args.workers is not None else settings.workers, 1)
+    count = max(args.workers if args.workers is not None else settings.queue.workers, 1)
 
     async def go() -> None:
         stopping = asyncio.Event()

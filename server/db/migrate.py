@@ -86,7 +86,7 @@ def main() -> int:
     except SettingsError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.observability.log_level)
     engine = create_db_engine(settings.effective_database_url)
     try:
         upgrade(engine)

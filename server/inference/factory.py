@@ -44,12 +44,14 @@ def _warn_if_meaningless(segmenter: Segmenter) -> None:
 
 async def _connect(url: str, settings: Settings) -> TritonSegmenter:
     return await TritonSegmenter.connect(
-        url, timeout_s=settings.inference_timeout_s, phrase_timeout_s=settings.inference_phrase_timeout_s
+        url,
+        timeout_s=settings.inference.inference_timeout_s,
+        phrase_timeout_s=settings.inference.inference_phrase_timeout_s,
     )
 
 
 async def _artifact(settings: Settings, model_venv: Path) -> ModelArtifact:
-    checkpoint = resolve_checkpoint(settings.sam3_checkpoint)
+    checkpoint = resolve_checkpoint(settings.inference.sam3_checkpoint)
     if checkpoint is None:
         log.warning(
             "S3_SAM3_CHECKPOINT is unset and no %s checkpoint is in the Hugging Face cache (%s): "
@@ -57,7 +59,7 @@ async def _artifact(settings: Settings, model_venv: Path) -> ModelArtifact:
             HF_REPO_ID,
             hub_cache_dir(os.environ),
         )
-    elif settings.sam3_checkpoint is None:
+    elif settings.inference.sam3_checkpoint is None:
         log.info("S3_SAM3_CHECKPOINT is unset: using the SAM3 checkpoint in the Hugging Face cache, %s", checkpoint)
     return await ensure_artifact(settings.data_dir, checkpoint, model_venv=model_venv)
 
@@ -70,10 +72,10 @@ async def build_segmenter(
 ) -> Segmenter:
     """A ready Segmenter for ``settings``; whatever it started is stopped when ``stack`` closes."""
     segmenter: Segmenter
-    if settings.triton_url:
-        segmenter = await _connect(settings.triton_url, settings)
+    if settings.inference.triton_url:
+        segmenter = await _connect(settings.inference.triton_url, settings)
         stack.push_async_callback(segmenter.close)
-    elif settings.inference == "onnx":
+    elif settings.inference.kind == "onnx":
         artifact = await _artifact(settings, model_venv)
         segmenter = OnnxLocalSegmenter(artifact)
         stack.push_async_callback(segmenter.close)
@@ -85,7 +87,7 @@ async def build_segmenter(
         work = settings.data_dir / "triton" / f"run-{os.getpid()}"
         repository = artifact.cpu_repository(work / "repository")
         stack.callback(shutil.rmtree, repository, ignore_errors=True)
-        triton = LocalTriton(repository, work, model_venv=model_venv, max_photo_pixels=settings.max_image_pixels)
+        triton = LocalTriton(repository, work, model_venv=model_venv, max_photo_pixels=settings.photos.max_image_pixels)
         await asyncio.to_thread(triton.start)
         stack.push_async_callback(asyncio.to_thread, triton.stop)
         segmenter = await _connect(triton.url, settings)

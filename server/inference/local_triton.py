@@ -33,7 +33,7 @@ from types import TracebackType
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from server.config import Settings
+from server.config import PhotoLimits
 from server.errors import InferenceUnavailable
 from server.inference import shm
 from server.inference.artifacts import MODEL_VENV, model_python
@@ -43,7 +43,7 @@ from server.ports import free_port
 
 log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
-DEFAULT_MAX_PHOTO_PIXELS = Settings.max_image_pixels
+DEFAULT_MAX_PHOTO_PIXELS = PhotoLimits.max_image_pixels
 """The largest photo a ``sam3`` request carries (the service refuses bigger ones before inference)."""
 
 

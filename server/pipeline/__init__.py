@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 import applier
 from server import images
-from server.config import Settings
+from server.config import PhotoLimits
 from server.db.engine import Database
 from server.db.tables import JobRow
 from server.errors import PayloadTooLarge, ValidationFailed
@@ -74,11 +74,11 @@ class Pipeline:
     the one claim's ``Work`` (a worker behind the WorkerService, which got it with its lease; it
     cannot package). ``store``: the object store, or presigned URLs standing in for it."""
 
-    def __init__(self, source: Database | Work, store: ObjectIO, segmenter: Segmenter, settings: Settings) -> None:
+    def __init__(self, source: Database | Work, store: ObjectIO, segmenter: Segmenter, limits: PhotoLimits) -> None:
         self._source = source
         self._store = store
         self._segmenter = segmenter
-        self._settings = settings
+        self._limits = limits
 
     async def run(self, claim: Claim) -> Outcome:
         if claim.stage == "analyze":
@@ -101,14 +101,14 @@ class Pipeline:
         return len(data)
 
     def _photo(self, item: WorkItem) -> tuple[U8, str]:
-        data = self._store.get(item.input_key, max_bytes=self._settings.max_upload_bytes)
+        data = self._store.get(item.input_key, max_bytes=self._limits.max_upload_bytes)
         sha = hashlib.sha256(data).hexdigest()
         if item.input_sha256 is not None and sha != item.input_sha256:
             # Written through a presigned URL after confirm-upload (an S3 URL cannot be revoked):
             # only the photo that was checked and confirmed is ever processed.
             raise PermanentFailure("VALIDATION_ERROR: the photo was replaced after confirm-upload")
         try:
-            pixels = images.decode_rgb(data, max_pixels=self._settings.max_image_pixels)
+            pixels = images.decode_rgb(data, max_pixels=self._limits.max_image_pixels)
         except (ValidationFailed, PayloadTooLarge) as e:
             # Unusable for good (swapped after confirm-upload): no retry. "CODE: message" as
             # confirm-upload writes it, so the item's error always names its contract code.
@@ -219,7 +219,7 @@ class Pipeline:
         try:
             proof = prove_stored(
                 self._store,
-                self._settings,
+                self._limits,
                 source_key=work.item.input_key,
                 source_sha=source_sha,
                 output_key=output_key,

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 import applier
 from server import images
-from server.config import Settings
+from server.config import PhotoLimits
 from server.errors import PayloadTooLarge, ValidationFailed
 from server.item_records import StoredRendition
 from server.storage.port import ObjectIO
@@ -41,7 +41,7 @@ class StoredProof:
 
 def prove_stored(
     store: ObjectIO,
-    settings: Settings,
+    limits: PhotoLimits,
     *,
     source_key: str,
     source_sha: str,
@@ -53,8 +53,8 @@ def prove_stored(
 ) -> StoredProof:
     """Read back what a client downloads (the master and every rendition) and the stored source,
     decode them as a client does, and prove the protected pixels on them (``applier.proof``)."""
-    limit = settings.max_image_pixels
-    source_bytes = store.get(source_key, max_bytes=settings.max_upload_bytes)
+    limit = limits.max_image_pixels
+    source_bytes = store.get(source_key, max_bytes=limits.max_upload_bytes)
     if hashlib.sha256(source_bytes).hexdigest() != source_sha:
         return StoredProof.failed("the stored source photo changed while the item was processed")
     source = images.decode_rgb(source_bytes, max_pixels=limit)

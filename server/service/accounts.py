@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from server.clock import utcnow
-from server.config import Settings
+from server.config import CreditsConfig
 from server.db.engine import Database
 from server.db.tables import BillingEventRow, DeviceGrantRow, UserRow
 from server.errors import ValidationFailed
@@ -41,7 +41,7 @@ class NewUser:
 
 
 def user_view(
-    session: Session, row: UserRow, *, analyze_items_per_credit: int = Settings.analyze_items_per_credit
+    session: Session, row: UserRow, *, analyze_items_per_credit: int = CreditsConfig.analyze_items_per_credit
 ) -> UserView:
     limits = limits_for(row.plan)
     return UserView(
@@ -70,7 +70,7 @@ class Accounts:
         sessions: Sessions,
         starting_credits: int,
         *,
-        analyze_items_per_credit: int = Settings.analyze_items_per_credit,
+        analyze_items_per_credit: int = CreditsConfig.analyze_items_per_credit,
     ) -> None:
         self._db = db
         self._sessions = sessions

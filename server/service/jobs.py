@@ -85,8 +85,8 @@ class Jobs:
         self._db = db
         self._store = store
         self._settings = settings
-        self._uploads = UploadChecker(store, settings)
-        self._webhook_policy = AddressPolicy.from_cidrs(settings.webhook_allow_networks)
+        self._uploads = UploadChecker(store, settings.photos)
+        self._webhook_policy = AddressPolicy.from_cidrs(settings.webhooks.allow_networks)
 
     # -- create ---------------------------------------------------------------------------------
     def create(
@@ -123,9 +123,9 @@ class Jobs:
                 raise ConcurrencyLimit(
                     f"the {user.plan} plan allows {limits.max_concurrency} active job(s); finish or cancel one first"
                 )
-            allowance = quotas.upload_allowance(item_count, self._settings.max_upload_bytes)
+            allowance = quotas.upload_allowance(item_count, self._settings.photos.max_upload_bytes)
             quotas.check_new_job(s, user, allowance_bytes=allowance)
-            cost = item_count * self._settings.credits_per_item
+            cost = item_count * self._settings.credits.credits_per_item
             ledger.reserve(s, user, job_id, cost)
             job = JobRow(
                 id=job_id,
@@ -135,14 +135,14 @@ class Jobs:
                 total_items=item_count,
                 done_items=0,
                 failed_items=0,
-                cost_per_item=self._settings.credits_per_item,
+                cost_per_item=self._settings.credits.credits_per_item,
                 credits_reserved=cost,
                 credits_spent=0,
                 package_state="none",
                 package_attempts=0,
                 created_at=now,
                 updated_at=now,
-                upload_deadline_at=now + timedelta(seconds=self._settings.upload_deadline_s),
+                upload_deadline_at=now + timedelta(seconds=self._settings.jobs.upload_deadline_s),
                 stored_bytes=allowance,
             )
             s.add(job)
@@ -170,7 +170,7 @@ class Jobs:
 
     def _upload_targets(self, items: Sequence[JobItemRow], now: datetime) -> tuple[list[UploadTarget], datetime]:
         """Presigned PUTs (signed locally, no network) and when the first of them expires."""
-        ttl = min(self._settings.upload_url_ttl_s, self._settings.upload_deadline_s)
+        ttl = min(self._settings.storage.upload_url_ttl_s, self._settings.jobs.upload_deadline_s)
         uploads = [
             UploadTarget(
                 item.idx,
@@ -250,10 +250,10 @@ class Jobs:
             ]
             if not targets:
                 return job_view(job, items)  # every item already holds these concepts: nothing to do
-            bound = self._settings.max_analyses_per_job
+            bound = self._settings.jobs.max_analyses_per_job
             if job.analysis_passes >= bound:
                 raise QuotaExceeded(f"a job may be analysed {bound} times; this one has been")
-            price = ledger.analysis_price(len(targets), self._settings.analyze_items_per_credit)
+            price = ledger.analysis_price(len(targets), self._settings.credits.analyze_items_per_credit)
             job.analysis_passes += 1
             ledger.reserve_analysis(s, lock_user(s, user_id), job, price, items=len(targets))
             now = utcnow()
@@ -343,7 +343,7 @@ class Jobs:
 
     def download_url(self, key: str) -> str:
         return self._store.presign_get(
-            key, expires_s=self._settings.download_url_ttl_s, filename=keys.download_filename(key)
+            key, expires_s=self._settings.storage.download_url_ttl_s, filename=keys.download_filename(key)
         )
 
     def download_links(self) -> DownloadLinks:
@@ -351,7 +351,7 @@ class Jobs:
         # Whole seconds, rounded down: each store signs from its own "now" (a moment later), so
         # the stated instant is never after the real one.
         now = utcnow().replace(microsecond=0)
-        return DownloadLinks(self.download_url, now + timedelta(seconds=self._settings.download_url_ttl_s))
+        return DownloadLinks(self.download_url, now + timedelta(seconds=self._settings.storage.download_url_ttl_s))
 
     def webhook_deliveries(self, user_id: str, job_id: str) -> list[webhooks.DeliveryView]:
         with self._db.read() as s:

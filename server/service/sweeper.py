@@ -68,15 +68,15 @@ def delete_expired_records(db: Database) -> int:
 
 def _purgeable(settings: Settings) -> ColumnElement[bool]:
     now = utcnow()
-    url_ttl_s = min(settings.upload_url_ttl_s, settings.upload_deadline_s)
+    url_ttl_s = min(settings.storage.upload_url_ttl_s, settings.jobs.upload_deadline_s)
     canceled = and_(
         JobRow.status == JobStatus.CANCELED,
-        JobRow.finished_at < now - timedelta(seconds=settings.canceled_retention_s),
+        JobRow.finished_at < now - timedelta(seconds=settings.sweeper.canceled_retention_s),
         JobRow.created_at < now - timedelta(seconds=url_ttl_s),
     )
     finished = and_(
         JobRow.status.in_((JobStatus.DONE, JobStatus.FAILED)),
-        JobRow.finished_at < now - timedelta(seconds=settings.finished_retention_s),
+        JobRow.finished_at < now - timedelta(seconds=settings.sweeper.finished_retention_s),
     )
     return and_(JobRow.purged_at.is_(None), or_(canceled, finished))
 

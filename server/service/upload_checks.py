@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from server import images
-from server.config import Settings
+from server.config import PhotoLimits
 from server.db.tables import JobItemRow
 from server.errors import NotFound, PayloadTooLarge, S3Error, ValidationFailed
 from server.storage.port import ObjectStore, verify_upload
@@ -33,12 +33,12 @@ class PhotoCheck:
 
 
 class UploadChecker:
-    def __init__(self, store: ObjectStore, settings: Settings) -> None:
+    def __init__(self, store: ObjectStore, limits: PhotoLimits) -> None:
         self._store = store
-        self._settings = settings
+        self._limits = limits
         # Full decodes of uploaded photos at once in this process, whoever asks: memory stays
         # bounded by this many decoded photos however many confirms arrive together.
-        self._decodes = threading.BoundedSemaphore(settings.decode_concurrency)
+        self._decodes = threading.BoundedSemaphore(limits.decode_concurrency)
 
     def check(self, items: Sequence[JobItemRow]) -> list[PhotoCheck]:
         """One check per item, in order. ``ValidationFailed`` naming every missing object when one
@@ -60,7 +60,7 @@ class UploadChecker:
     def _head(self, item: JobItemRow) -> PhotoCheck | None:
         """Cheap first pass: the object is there and within the size limit. None when missing."""
         try:
-            info = verify_upload(self._store, item.input_key, max_bytes=self._settings.max_upload_bytes)
+            info = verify_upload(self._store, item.input_key, max_bytes=self._limits.max_upload_bytes)
         except PayloadTooLarge as e:
             return PhotoCheck(item.idx, e, size=self._store.max_upload_bytes)
         except NotFound:
@@ -69,14 +69,14 @@ class UploadChecker:
 
     def _check_photo(self, item: JobItemRow, head: PhotoCheck) -> PhotoCheck:
         """Read, pin (sha256), probe the header, then decode fully under the process-wide bound."""
-        limit = self._settings.max_upload_bytes
+        limit = self._limits.max_upload_bytes
         try:
             data = self._store.get(item.input_key, max_bytes=limit)
             sha = hashlib.sha256(data).hexdigest()
-            info = images.probe(data, max_pixels=self._settings.max_image_pixels)
+            info = images.probe(data, max_pixels=self._limits.max_image_pixels)
             with self._decodes:
                 # A full decode proves the file is whole (a truncated JPEG passes a header probe).
-                images.verify_decodes(data, max_pixels=self._settings.max_image_pixels)
+                images.verify_decodes(data, max_pixels=self._limits.max_image_pixels)
         except NotFound:
             # Deleted between the two passes: the same answer as missing in the first.
             raise ValidationFailed(f"items: not uploaded yet: {item.idx}", field=f"items[{item.idx}]") from None

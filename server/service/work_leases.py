@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from server.config import Settings
+from server.config import InferenceConfig
 from server.db.engine import Database
 from server.errors import Forbidden, InvalidState, ValidationFailed
 from server.pipeline import load_work
@@ -68,12 +68,12 @@ def item_key(job: WorkJob, idx: int, key: str, *, write: bool) -> str:
 
 
 class WorkLeases:
-    def __init__(self, db: Database, store: ObjectStore, queue: WorkQueue, settings: Settings) -> None:
+    def __init__(self, db: Database, store: ObjectStore, queue: WorkQueue, inference: InferenceConfig) -> None:
         self._db = db
         self._store = store
         self._queue = queue
         # Long enough for an item's whole attempt; the lease, not the URL, is what bounds the work.
-        self._url_ttl_s = max(int(settings.inference_timeout_s) * 2, 300)
+        self._url_ttl_s = max(int(inference.inference_timeout_s) * 2, 300)
 
     # -- claims ---------------------------------------------------------------------------------
     def claim(self, owner: str) -> WorkLease | Claim | None:

@@ -75,12 +75,12 @@ class S3ObjectStore:
     @classmethod
     def from_settings(cls, settings: Settings) -> S3ObjectStore:
         return cls(
-            bucket=settings.s3_bucket,
-            region=settings.s3_region,
-            endpoint_url=settings.s3_endpoint_url,
-            access_key_id=settings.s3_access_key_id,
-            secret_access_key=settings.s3_secret_access_key,
-            max_upload_bytes=settings.max_upload_bytes,
+            bucket=settings.s3.bucket,
+            region=settings.s3.region,
+            endpoint_url=settings.s3.endpoint_url,
+            access_key_id=settings.s3.access_key_id,
+            secret_access_key=settings.s3.secret_access_key,
+            max_upload_bytes=settings.photos.max_upload_bytes,
         )
 
     @property

@@ -36,7 +36,7 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from server.clock import utcnow
-from server.config import Settings
+from server.config import QueueConfig
 from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
 from server.item_records import StoredInstance
@@ -75,11 +75,11 @@ class Claim:
 
 
 class WorkQueue:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, config: QueueConfig) -> None:
         self._db = db
-        self._lease = timedelta(seconds=settings.lease_s)
-        self._max_attempts = settings.max_attempts
-        self._backoff_s = settings.retry_backoff_s
+        self._lease = timedelta(seconds=config.lease_s)
+        self._max_attempts = config.max_attempts
+        self._backoff_s = config.retry_backoff_s
         self._listeners: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
         self.fallback_s = WAKE_FALLBACK_S if db.is_postgres else WAKE_FALLBACK_SQLITE_S
         """How long an idle worker waits for a wake-up before it claims anyway."""

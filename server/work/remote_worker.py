@@ -263,7 +263,7 @@ class ApiPipeline:
             discard=lambda keys: self._source.discard(claim, keys),
             client=self._client,
         )
-        return await Pipeline(work, store, self._segmenter, self._settings).run(claim)
+        return await Pipeline(work, store, self._segmenter, self._settings.photos).run(claim)
 
 
 async def run_api_workers(
@@ -276,15 +276,17 @@ async def run_api_workers(
     source = ApiWorkSource(targets, token, name=name, capacity=count)
     async with contextlib.AsyncExitStack() as stack:
         segmenter = await build_segmenter(settings, stack)
-        client = stack.enter_context(httpx.Client(timeout=settings.inference_timeout_s, follow_redirects=False))
+        client = stack.enter_context(
+            httpx.Client(timeout=settings.inference.inference_timeout_s, follow_redirects=False)
+        )
         pipeline = ApiPipeline(source, segmenter, settings, client)
         workers = [
             Worker(
                 source,
                 pipeline,
                 name=worker_name(n),
-                lease_s=settings.lease_s,
-                heartbeat_s=settings.effective_heartbeat_s,
+                lease_s=settings.queue.lease_s,
+                heartbeat_s=settings.queue.effective_heartbeat_s,
             )
             for n in range(count)
         ]

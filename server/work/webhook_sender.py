@@ -26,7 +26,7 @@ from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import aliased
 
 from server.clock import rfc3339, utcnow
-from server.config import Settings
+from server.config import WebhookConfig
 from server.db.engine import Database, DatabaseUnavailable
 from server.db.tables import JobRow, WebhookDeliveryRow
 from server.service import webhook_signature
@@ -68,13 +68,13 @@ class Outcome:
 class Outbox:
     """The database side: claim due events, record outcomes (each its own short transaction)."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, config: WebhookConfig) -> None:
         self._db = db
-        self._max_attempts = settings.webhook_max_attempts
-        self._backoff_s = settings.webhook_backoff_s
+        self._max_attempts = config.max_attempts
+        self._backoff_s = config.backoff_s
         # A claim outlives one attempt (bounded by the timeout) and its recording; a sender that
         # dies leaves it to expire, and another sender takes the event over.
-        self._lease = timedelta(seconds=settings.webhook_timeout_s + LEASE_MARGIN_S)
+        self._lease = timedelta(seconds=config.timeout_s + LEASE_MARGIN_S)
 
     def claim(self, owner: str, limit: int) -> list[Due]:
         now = utcnow()
@@ -136,16 +136,16 @@ class WebhookSender:
     def __init__(
         self,
         db: Database,
-        settings: Settings,
+        config: WebhookConfig,
         *,
         name: str,
         poll_s: float = 0.25,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        self._outbox = Outbox(db, settings)
-        self._policy = AddressPolicy.from_cidrs(settings.webhook_allow_networks)
-        self._timeout_s = settings.webhook_timeout_s
-        self._slots = settings.webhook_concurrency
+        self._outbox = Outbox(db, config)
+        self._policy = AddressPolicy.from_cidrs(config.allow_networks)
+        self._timeout_s = config.timeout_s
+        self._slots = config.concurrency
         self._poll_s = poll_s
         self._client = client
         self.name = name

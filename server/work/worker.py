@@ -344,7 +344,7 @@ class _Recording:
 async def sweep_forever(
     db: Database, store: ObjectStore, settings: Settings, stopping: asyncio.Event, leadership: Leadership
 ) -> None:
-    """Every ``settings.sweep_interval_s``: if this process leads, cancel and refund abandoned uploads,
+    """Every ``settings.sweeper.sweep_interval_s``: if this process leads, cancel and refund abandoned uploads,
     purge the objects of jobs past their retention and delete expired records; otherwise try to take
     the lead (its holder may have died)."""
     while not stopping.is_set():
@@ -353,4 +353,4 @@ async def sweep_forever(
         except DatabaseUnavailable as e:
             log.warning("sweeper: %s", e)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), settings.sweep_interval_s)
+            await asyncio.wait_for(stopping.wait(), settings.sweeper.sweep_interval_s)

@@ -40,7 +40,7 @@ class Admin:
 
     @property
     def md(self) -> tuple[tuple[str, str], ...]:
-        token = self.stack.settings.admin_token
+        token = self.stack.settings.auth.admin_token
         assert token is not None
         return (("x-admin-token", token), ("x-admin-actor", "ops@test"))
 
@@ -54,7 +54,7 @@ def _serve(stack: Stack) -> Iterator[Admin]:
             stack,
             admin_pb2_grpc.AdminServiceStub(channel),
             jobs_pb2_grpc.JobServiceStub(channel),
-            WorkQueue(stack.db, stack.settings),
+            WorkQueue(stack.db, stack.settings.queue),
         )
     finally:
         channel.close()
@@ -135,7 +135,7 @@ def test_every_rpc_is_forbidden_without_the_admin_token(ops: Admin) -> None:
         ),
     }
     assert set(calls) == set(apb.DESCRIPTOR.services_by_name["AdminService"].methods_by_name)
-    token = ops.stack.settings.admin_token
+    token = ops.stack.settings.auth.admin_token
     assert token is not None
     wrong = [
         (),  # no token at all

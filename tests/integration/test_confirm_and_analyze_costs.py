@@ -141,7 +141,7 @@ def test_draft_decode_still_refuses_a_truncated_jpeg() -> None:
 # -- analyze ----------------------------------------------------------------------------------------
 def _run_analyses(stack: Stack, pipeline: Pipeline, *, limit: int | None = None) -> int:
     """Claim, run and record analysis work like a worker; stops after ``limit`` claims."""
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     done = 0
     while (limit is None or done < limit) and (claim := queue.claim("w")) is not None:
         assert claim.stage == "analyze"
@@ -159,11 +159,11 @@ def _credits(stack: Stack, user: str) -> tuple[int, int, int]:
 
 def test_analyze_is_charged_once_per_concept_set(stack: Stack) -> None:
     segmenter = RecordingSegmenter()
-    pipeline = Pipeline(stack.db, stack.store, segmenter, stack.settings)
+    pipeline = Pipeline(stack.db, stack.store, segmenter, stack.settings.photos)
     jobs = stack.services.jobs
     user, job_id = _uploaded_job(stack, 8)
     jobs.confirm_upload(user, job_id)
-    per_credit = stack.settings.analyze_items_per_credit
+    per_credit = stack.settings.credits.analyze_items_per_credit
     assert stack.services.accounts.me(user).analyze_items_per_credit == per_credit == 4
     price = 8 // per_credit  # 2 credits for 8 photos: a quarter of execute's 8
     assert _credits(stack, user) == (92, 8, 0)
@@ -200,7 +200,7 @@ def test_analyze_is_charged_once_per_concept_set(stack: Stack) -> None:
 
 def test_analyses_per_job_are_bounded(database_url: str, tmp_path: Path) -> None:
     stack = make_stack(database_url, tmp_path / "data", max_analyses_per_job=2)
-    pipeline = Pipeline(stack.db, stack.store, InstantSegmenter(), stack.settings)
+    pipeline = Pipeline(stack.db, stack.store, InstantSegmenter(), stack.settings.photos)
     user, job_id = _uploaded_job(stack, 2)
     stack.services.jobs.confirm_upload(user, job_id)
     for concepts in (["Wall"], ["Floor"]):

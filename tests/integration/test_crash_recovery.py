@@ -14,7 +14,6 @@ machine) that the worker is caught holding a live lease; the test checks that it
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import time
 from collections.abc import Iterator
@@ -117,7 +116,11 @@ def _started(proc: Child) -> bool:
 def test_a_killed_workers_item_is_retried_within_the_default_lease(database_url: str, tmp_path: Path) -> None:
     defaults = Settings()
     stack = make_stack(
-        database_url, link_tiny_model(tmp_path / "data"), inference="onnx", lease_s=defaults.lease_s, heartbeat_s=None
+        database_url,
+        link_tiny_model(tmp_path / "data"),
+        inference="onnx",
+        lease_s=defaults.queue.lease_s,
+        heartbeat_s=None,
     )
     try:
         # Both workers up and idle before there is work, so the survivor is ready when the other dies.
@@ -195,7 +198,7 @@ def test_server_killed_between_reserve_and_upload_is_swept_and_refunded(database
     logs = tmp_path / "logs"
     try:
         # The first server: a long sweep interval, so only the restarted server can do the sweeping.
-        first_env = service_env(dataclasses.replace(stack.settings, sweep_interval_s=3600.0))
+        first_env = service_env(stack.settings.changed(sweep_interval_s=3600.0))
         with child("stack.serve", first_env, logs, name="first") as first:
             wait_http_ready(base, first)
             with httpx.Client(base_url=base, timeout=30) as http:

@@ -73,7 +73,7 @@ def test_links_state_their_expiry_and_are_fresh_on_every_read(rest: Rest) -> Non
     created = _data(http.post("/jobs", json={"preset": "interior", "item_count": 1}, headers=auth), 201)
     job_id = created["job_id"]
     [upload] = created["upload_urls"]
-    upload_ttl = min(rest.stack.settings.upload_url_ttl_s, rest.stack.settings.upload_deadline_s)
+    upload_ttl = min(rest.stack.settings.storage.upload_url_ttl_s, rest.stack.settings.jobs.upload_deadline_s)
     assert before < _when(upload["expires_at"]) <= before + timedelta(seconds=upload_ttl + 2)
     assert _data(http.put(upload["url"], content=photo_jpeg(160, 120), headers=upload["headers"]))
     _data(http.post(f"/jobs/{job_id}/confirm-upload", headers=auth))

@@ -55,7 +55,7 @@ def _drain(queue: WorkQueue, owners: dict[str, str]) -> list[Claim]:
 def test_a_small_job_overtakes_a_big_one_of_another_user(stack: Stack) -> None:
     big_user, big = _queued_job(stack, 10)  # queued first: ten photos of a free account
     small_user, small = _queued_job(stack, 1)  # then another user's single photo
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     order = [c for c in _drain(queue, {big: big_user, small: small_user}) if c.stage != "package"]
     assert len(order) == 11
     # First come, first served would put it 11th, after every photo of the big album.
@@ -69,7 +69,7 @@ def test_a_small_job_overtakes_a_big_one_of_another_user(stack: Stack) -> None:
 def test_users_are_served_round_robin(stack: Stack) -> None:
     jobs = [_queued_job(stack, 4) for _ in range(3)]
     owners = {job_id: user for user, job_id in jobs}
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     items = [owners[c.job_id] for c in _drain(queue, owners) if c.stage != "package"]
     assert len(items) == 12
     # While all three wait, each run of three claims serves each user once.
@@ -82,7 +82,7 @@ def test_retry_backoff_still_holds_under_fair_claims(stack: Stack) -> None:
     """A failed attempt waits out its backoff even when its user's turn comes first."""
     user_a, job_a = _queued_job(stack, 1)
     user_b, job_b = _queued_job(stack, 2)
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     first = queue.claim("w")
     assert first is not None and first.job_id == job_a
     queue.fail(first, "transient", retryable=True)  # backoff of retry_backoff_s before the retry
@@ -96,7 +96,7 @@ def test_concurrent_fair_claims_lease_each_item_once(stack: Stack) -> None:
     """Several workers claiming at once (SKIP LOCKED on PostgreSQL, the turn upsert on both)."""
     jobs = [_queued_job(stack, 3) for _ in range(3)]
     owners = {job_id: user for user, job_id in jobs}
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     claimed: list[tuple[str, int]] = []
     errors: list[BaseException] = []
     lock = threading.Lock()

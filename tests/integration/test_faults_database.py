@@ -49,10 +49,11 @@ async def _run_album(stack: Stack, job_id: str, *, workers: int, timeout_s: floa
     that this loop's own status polls ride out the dropped connections too."""
     async with contextlib.AsyncExitStack() as resources:
         segmenter = await build_segmenter(stack.settings, resources)
-        queue = WorkQueue(stack.db, stack.settings)
-        pipeline = Pipeline(stack.db, stack.store, segmenter, stack.settings)
+        queue = WorkQueue(stack.db, stack.settings.queue)
+        pipeline = Pipeline(stack.db, stack.store, segmenter, stack.settings.photos)
         crew = [
-            Worker(queue, pipeline, name=f"w{n}", lease_s=stack.settings.lease_s, poll_s=0.05) for n in range(workers)
+            Worker(queue, pipeline, name=f"w{n}", lease_s=stack.settings.queue.lease_s, poll_s=0.05)
+            for n in range(workers)
         ]
         stopping = asyncio.Event()
         tasks = [asyncio.create_task(w.run(stopping)) for w in crew]

@@ -66,7 +66,7 @@ def test_triton_killed_mid_album_fails_cleanly_then_recovers(tmp_path: Path, mon
             lease_s=10.0,
         )
         env = service_env(settings, S3_TRITON_URL=triton.url, S3_INFERENCE_TIMEOUT_S="5")
-        base = f"http://127.0.0.1:{settings.http_port}"
+        base = f"http://127.0.0.1:{settings.http.port}"
         with child("stack.serve", env, tmp_path / "logs") as serve, httpx.Client(base_url=base, timeout=30) as http:
             wait_http_ready(base, serve)
             auth = bearer(ok(http.post("/auth/anon"), 201)["token"])

@@ -189,7 +189,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def _credentials(served: Served, stack: Stack) -> st.SearchStrategy[tuple[tuple[str, str], ...]]:
-    good = (("authorization", f"Bearer {served.token}"), ("x-callback-secret", str(stack.settings.callback_secret)))
+    good = (
+        ("authorization", f"Bearer {served.token}"),
+        ("x-callback-secret", str(stack.settings.auth.callback_secret)),
+    )
     return st.sampled_from(
         [
             good,

@@ -170,7 +170,7 @@ def created_job(live: LiveRest) -> Iterator[tuple[httpx.Client, dict[str, str], 
 
 def test_callbacks_cannot_store_what_a_later_read_cannot_give_back(live: LiveRest) -> None:
     user, job_id = queued_job(live.stack, 2)
-    secret = live.stack.settings.callback_secret
+    secret = live.stack.settings.auth.callback_secret
     assert secret
     http = httpx.Client(base_url=live.base_url, timeout=60)
     headers = {"X-Callback-Secret": secret, "Content-Type": "application/json"}

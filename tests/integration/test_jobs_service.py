@@ -45,8 +45,8 @@ def _uploaded_job(stack: Stack, user: str, n: int = 2) -> str:
 
 
 def _secret(stack: Stack) -> str:
-    assert stack.settings.callback_secret
-    return stack.settings.callback_secret
+    assert stack.settings.auth.callback_secret
+    return stack.settings.auth.callback_secret
 
 
 def test_create_reserves_credits_and_signs_uploads(stack: Stack) -> None:
@@ -223,7 +223,7 @@ def test_callbacks_are_authenticated_checked_and_idempotent(stack: Stack) -> Non
     me = stack.services.accounts.me(user)
     assert (me.credits_available, me.credits_reserved, me.credits_spent) == (99, 0, 1)
     check_invariants(stack.db)
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     claim = queue.claim("packager")
     assert claim is not None and claim.stage == "package"
     assert queue.complete_package(claim, keys.set_key(user, job_id))

@@ -33,7 +33,7 @@ def test_concurrent_users_through_the_whole_flow(tmp_path: Path) -> None:
         inference="onnx",
         workers=2,
     )
-    base = f"http://127.0.0.1:{settings.http_port}"
+    base = f"http://127.0.0.1:{settings.http.port}"
     with child("stack.serve", service_env(settings), tmp_path / "logs") as serve:
         wait_http_ready(base, serve)
         report = asyncio.run(run_load(base, users=USERS, photos=PHOTOS, size=(320, 240), poll_s=0.1, timeout_s=180))
@@ -57,9 +57,9 @@ def test_a_finished_album_is_packaged_before_the_queue_drains(stack: Stack) -> N
     packaged (and so end, freeing its user's slot) next, not after every queued item."""
     user_a, album_a = queued_job(stack, 1)
     _, album_b = queued_job(stack, 3)
-    secret = stack.settings.callback_secret
+    secret = stack.settings.auth.callback_secret
     report = ItemReport("remote-0", 0, "done", output_key=f"outputs/{user_a}/{album_a}/0_result.png")
     stack.services.callbacks.report(secret, album_a, report)
-    claim = WorkQueue(stack.db, stack.settings).claim("w")
+    claim = WorkQueue(stack.db, stack.settings.queue).claim("w")
     assert claim is not None and (claim.stage, claim.job_id) == ("package", album_a)
     assert job_statuses(stack.db, [album_b])[album_b] == "queued"

@@ -70,13 +70,13 @@ def served(tmp_path: Path) -> Iterator[tuple[Stack, int]]:
 
 def test_s3ctl_grant_user_dead_letters_requeue(served: tuple[Stack, int]) -> None:
     stack, port = served
-    token = stack.settings.admin_token
+    token = stack.settings.auth.admin_token
     assert token is not None
     ctl = Ctl(_ctl_env(S3_GRPC_TARGET=f"127.0.0.1:{port}", S3_ADMIN_TOKEN=token))
     user, job_id = queued_job(stack, 2)
-    claim = WorkQueue(stack.db, stack.settings).claim("worker-x")
+    claim = WorkQueue(stack.db, stack.settings.queue).claim("worker-x")
     assert claim is not None
-    WorkQueue(stack.db, stack.settings).fail(claim, "Triton: model not loaded", retryable=True)
+    WorkQueue(stack.db, stack.settings.queue).fail(claim, "Triton: model not loaded", retryable=True)
 
     granted = ctl("grant", user, "25", "--reason", "ticket 7", "--actor", "alice")
     assert granted.returncode == 0, granted.stderr
@@ -151,7 +151,7 @@ def test_metrics_of_a_served_stack_and_s3ctl_with_the_generated_token(tmp_path: 
     try:
         user, job_id = queued_job(stack, 2)
         # No S3_ADMIN_TOKEN: the server generates data_dir/secrets/admin_token, where s3ctl finds it.
-        env = service_env(dataclasses.replace(stack.settings, admin_token=None), S3_METRICS_PORT=str(metrics_port))
+        env = service_env(stack.settings.changed(admin_token=None), S3_METRICS_PORT=str(metrics_port))
         with child("stack.serve", env, tmp_path / "logs") as server:
             wait_http_ready(base, server)
             with httpx.Client(base_url=base, timeout=30) as http:

@@ -195,14 +195,14 @@ class ClientRules(WorkerRules):
         concepts = ANALYZE[job.preset_id] if ok else ["Sky"]
         # Only photos missing one of the concepts are analysed, and paid for (a fraction of execute).
         targets = [i for i in items if i.status == "uploaded" and not set(concepts) <= set(i.analyzed_concepts or [])]
-        price = analysis_price(len(targets), self.stack.settings.analyze_items_per_credit)
+        price = analysis_price(len(targets), self.stack.settings.credits.analyze_items_per_credit)
         available = self.stack.services.accounts.me(job.user_id).credits_available
         error: type[S3Error] | None = None
         if job.status != "uploaded":
             error = InvalidState
         elif running or not ok:
             error = ValidationFailed
-        elif targets and job.analysis_passes >= self.stack.settings.max_analyses_per_job:
+        elif targets and job.analysis_passes >= self.stack.settings.jobs.max_analyses_per_job:
             error = QuotaExceeded
         elif price > available:
             error = InsufficientCredits

@@ -135,8 +135,10 @@ def _run_job(
     )
 
     async def drive() -> None:
-        pipeline = Pipeline(stack.db, store or stack.store, SceneSegmenter(scene), stack.settings)
-        worker = Worker(WorkQueue(stack.db, stack.settings), pipeline, name="proof-worker", lease_s=60.0, poll_s=0.05)
+        pipeline = Pipeline(stack.db, store or stack.store, SceneSegmenter(scene), stack.settings.photos)
+        worker = Worker(
+            WorkQueue(stack.db, stack.settings.queue), pipeline, name="proof-worker", lease_s=60.0, poll_s=0.05
+        )
         stopping = asyncio.Event()
         task = asyncio.create_task(worker.run(stopping))
         deadline = time.monotonic() + timeout_s
@@ -179,7 +181,7 @@ def _assert_failed_and_refunded(stack: Stack, user: str, job_id: str, fragment: 
         with pytest.raises(NotFound):
             stack.store.get(key)
     me = stack.services.accounts.me(user)
-    assert me.credits_available == stack.settings.starting_credits and me.credits_reserved == 0
+    assert me.credits_available == stack.settings.credits.starting_credits and me.credits_reserved == 0
     check_invariants(stack.db)
 
 

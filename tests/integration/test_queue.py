@@ -35,7 +35,7 @@ def _outputs(user: str, claim: Claim) -> ItemOutputs:
 
 def test_items_are_leased_once_and_finish_the_job(stack: Stack) -> None:
     user, job_id = _queued_job(stack, 3)
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     claims = [queue.claim("w1"), queue.claim("w2"), queue.claim("w1")]
     assert sorted(c.idx for c in claims if c) == [0, 1, 2]
     assert queue.claim("w3") is None
@@ -56,7 +56,7 @@ def test_expired_lease_is_taken_over_and_the_late_result_dropped(database_url: s
     stack = make_stack(database_url, tmp_path / "data", lease_s=0.2)
     try:
         user, _job_id = _queued_job(stack, 1)
-        queue = WorkQueue(stack.db, stack.settings)
+        queue = WorkQueue(stack.db, stack.settings.queue)
         first = queue.claim("dead-worker")
         assert first is not None
         time.sleep(0.3)
@@ -73,7 +73,7 @@ def test_expired_lease_is_taken_over_and_the_late_result_dropped(database_url: s
 
 def test_failures_retry_with_backoff_then_dead_letter(stack: Stack) -> None:
     user, job_id = _queued_job(stack, 1)
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     for attempt in (1, 2, 3):
         claim = None
         deadline = time.monotonic() + 5
@@ -92,7 +92,7 @@ def test_exhausted_lease_is_dead_lettered_at_claim(database_url: str, tmp_path: 
     stack = make_stack(database_url, tmp_path / "data", lease_s=0.1, max_attempts=1)
     try:
         user, job_id = _queued_job(stack, 1)
-        queue = WorkQueue(stack.db, stack.settings)
+        queue = WorkQueue(stack.db, stack.settings.queue)
         assert queue.claim("crashing-worker") is not None
         time.sleep(0.2)
         assert queue.claim("next") is None
@@ -105,7 +105,7 @@ def test_exhausted_lease_is_dead_lettered_at_claim(database_url: str, tmp_path: 
 
 def test_cancel_drops_running_results(stack: Stack) -> None:
     user, job_id = _queued_job(stack, 2)
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     claim = queue.claim("w")
     assert claim is not None
     stack.services.jobs.cancel(user, job_id)
@@ -118,7 +118,7 @@ def test_cancel_drops_running_results(stack: Stack) -> None:
 
 def test_racing_workers_process_each_item_once(stack: Stack) -> None:
     user, job_id = _queued_job(stack, 10)
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     done: list[tuple[str, int]] = []
     lock = threading.Lock()
 
@@ -146,7 +146,7 @@ def test_racing_workers_process_each_item_once(stack: Stack) -> None:
 
 def test_packaging_retries_transient_failures_and_gives_up_on_permanent_ones(stack: Stack) -> None:
     user, job_id = _queued_job(stack, 1)
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     item = queue.claim("w")
     assert item is not None and queue.complete_item(item, _outputs(user, item))
     package = queue.claim("w")
@@ -174,7 +174,7 @@ def test_an_analysis_that_finds_nothing_is_done_not_pending(stack: Stack) -> Non
     job_id = created.job.job_id
     stack.services.jobs.confirm_upload(user, job_id)
     assert [i.analysis for i in stack.services.jobs.analyze(user, job_id, ["Wall"]).items or ()] == ["pending"]
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     claim = queue.claim("w")
     assert claim is not None and claim.stage == "analyze"
     assert queue.complete_analysis(claim, [])

@@ -38,7 +38,7 @@ def test_a_batch_costs_at_most_four_statements_per_item(stack: Stack) -> None:
     """The guard on the queue's cost: claim + settle in batches of 8 (4 jobs of 4 users) in at most
     4 statements per item (``bench.statement_count``; ``executemany`` counts every row)."""
     queued_albums(stack, 4, 8)
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     with counting(stack.db.engine) as count:
         settled = _drain(queue, 8)
     assert settled == 32
@@ -49,7 +49,7 @@ def test_a_batch_costs_at_most_four_statements_per_item(stack: Stack) -> None:
 def test_one_item_at_a_time_stays_cheap(stack: Stack) -> None:
     """Unbatched (one item a claim and a group), packaging included: the old path cost ~17."""
     queued_albums(stack, 1, 4)
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     with counting(stack.db.engine) as count:
         settled = _drain(queue, 1)
     assert settled == 4
@@ -61,7 +61,7 @@ def test_batches_rotate_between_users(stack: Stack) -> None:
     next claim serves the next user: one user's album never holds the others back by more than a
     batch, and concurrent claims land on different jobs."""
     users = queued_albums(stack, 3, 4)
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     with stack.db.read() as s:
         owner = {job_id: user_id for job_id, user_id in s.execute(select(JobRow.id, JobRow.user_id))}
 
@@ -77,7 +77,7 @@ def test_batches_rotate_between_users(stack: Stack) -> None:
 
 def test_a_lost_lease_in_a_group_drops_only_that_item(stack: Stack) -> None:
     queued_albums(stack, 1, 3)
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     claims = queue.claim_batch("w", 3)
     stolen = claims[1]
     with stack.db.write() as s:
@@ -95,7 +95,7 @@ def test_an_idle_worker_is_woken_by_queued_work(stack: Stack) -> None:
     """A commit of claimable work wakes a waiting worker at once: in this process by the database's
     signal, from another process (a second engine here) by ``NOTIFY`` on PostgreSQL."""
     other = Database.from_url(stack.settings.effective_database_url) if stack.db.is_postgres else stack.db
-    queue = WorkQueue(other, stack.settings)
+    queue = WorkQueue(other, stack.settings.queue)
 
     async def wait() -> tuple[bool, float]:
         # The first wait starts the listener, which wakes its waiters once it is connected (work
@@ -123,7 +123,7 @@ def test_a_dead_letter_at_claim_keeps_the_attempt_count(database_url: str, tmp_p
     stack = make_stack(database_url, tmp_path / "data", lease_s=0.1, max_attempts=2)
     try:
         queued_albums(stack, 1, 1)
-        queue = WorkQueue(stack.db, stack.settings)
+        queue = WorkQueue(stack.db, stack.settings.queue)
         for _ in range(2):  # two workers die holding it
             assert queue.claim("crashing-worker") is not None
             time.sleep(0.2)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from server.clock import utcnow
-from server.config import Settings
+from server.config import PhotoLimits
 from server.db.tables import JobRow
 from server.errors import QuotaExceeded
 from server.plans import limits_for
@@ -28,7 +28,7 @@ from tests.support.stack import Stack, jpeg_bytes, make_stack
 pytestmark = pytest.mark.integration
 
 WALL = {"Wall": {"action": "recolor", "value": "white"}}
-UPLOAD_LIMIT = Settings.max_upload_bytes
+UPLOAD_LIMIT = PhotoLimits.max_upload_bytes
 """The default per-photo upload limit: what each upload URL of a created job counts for."""
 
 
@@ -119,7 +119,7 @@ def test_canceled_and_expired_jobs_objects_are_gone_after_a_sweep(quota_stack: S
     sweeper, and a canceled job no longer hands out URLs to them."""
     stack = quota_stack
     jobs = stack.services.jobs
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     user = stack.services.accounts.create_anonymous().user.user_id
 
     # A job canceled while running, with one item already processed (output, preview, mask).
@@ -200,7 +200,7 @@ def test_canceled_job_is_kept_until_its_upload_urls_expired(database_url: str, t
 
 def test_finished_jobs_are_purged_after_their_retention(database_url: str, tmp_path: Path) -> None:
     stack = make_stack(database_url, tmp_path / "data", finished_retention_s=3600)
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     user = stack.services.accounts.create_anonymous().user.user_id
     created = stack.services.jobs.create(user, preset_id="interior", item_count=1)
     job_id = created.job.job_id

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -27,7 +26,7 @@ REQUESTS_PER_USER = 5
 
 
 def _base(settings: Settings) -> str:
-    return f"http://127.0.0.1:{settings.http_port}"
+    return f"http://127.0.0.1:{settings.http.port}"
 
 
 @contextmanager
@@ -62,7 +61,7 @@ def test_two_replicas_share_the_limits_through_redis(tmp_path: Path) -> None:
         inference="onnx",
         workers=0,
     )
-    b = replace(a, http_port=free_port(), grpc_port=free_port())
+    b = a.changed(http_port=free_port(), grpc_port=free_port())
     with ExitStack() as stack:
         redis = stack.enter_context(run_redis())
         # Replica A sits behind a reverse proxy on 127.0.0.1; replica B trusts no proxy.

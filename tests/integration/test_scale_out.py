@@ -129,8 +129,8 @@ def test_two_replicas_direct_and_api_workers_survive_kills(
             )
         )
     store = build_store(replicas[0])  # creates the bucket once, before the replicas race for it
-    bases = [f"http://127.0.0.1:{r.http_port}" for r in replicas]
-    grpc_targets = [f"127.0.0.1:{r.grpc_port}" for r in replicas]
+    bases = [f"http://127.0.0.1:{r.http.port}" for r in replicas]
+    grpc_targets = [f"127.0.0.1:{r.grpc.port}" for r in replicas]
     extra = {"S3_TRITON_URL": triton_server.url, "S3_METRICS_PORT": "0"}
     db = Database.from_url(database)
     with ExitStack() as running:

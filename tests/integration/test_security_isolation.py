@@ -184,7 +184,7 @@ def test_object_keys_cannot_be_steered_by_input(live: LiveRest, http: httpx.Clie
 
 
 def test_callbacks_are_refused_outside_their_item_and_replays_are_no_ops(live: LiveRest, http: httpx.Client) -> None:
-    secret = {"X-Callback-Secret": str(live.stack.settings.callback_secret)}
+    secret = {"X-Callback-Secret": str(live.stack.settings.auth.callback_secret)}
     owner, owner_id = sign_up(http)
     other, other_id = sign_up(http)
     mine = _queued_job(http, owner)["job_id"]

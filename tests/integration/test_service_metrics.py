@@ -78,7 +78,7 @@ def test_queue_depth_and_states_come_from_the_database(slow_retry_stack: Stack) 
 
     queued_job(stack, 3)
     user, other = queued_job(stack, 1)
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     leased = queue.claim("w-1")
     failed = queue.claim("w-2")
     assert leased is not None and failed is not None

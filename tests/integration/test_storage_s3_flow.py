@@ -96,7 +96,7 @@ def test_album_through_presigned_urls_on_the_s3_store(s3_stack: Stack, s3_endpoi
         assert job.set_key == keys.set_key(user, job_id) and job.items is not None
 
         # Every object the contract names is in the bucket, under the contract's keys.
-        held = _bucket_keys(s3_endpoint, stack.settings.s3_bucket, "")
+        held = _bucket_keys(s3_endpoint, stack.settings.s3.bucket, "")
         for item in job.items:
             expected = {
                 keys.input_key(user, job_id, item.idx),
@@ -164,7 +164,7 @@ def test_photo_swapped_after_confirm_is_not_processed_and_purge_empties_the_buck
     assert swapped.error == "VALIDATION_ERROR: the photo was replaced after confirm-upload"
     assert spend_refs(stack.db, job_id) == ["item:0"]
     held = set().union(
-        *(_bucket_keys(s3_endpoint, stack.settings.s3_bucket, p) for p in keys.job_prefixes(user, job_id))
+        *(_bucket_keys(s3_endpoint, stack.settings.s3.bucket, p) for p in keys.job_prefixes(user, job_id))
     )
     assert keys.output_key(user, job_id, 0) in held and keys.set_key(user, job_id) in held
     assert stack.services.accounts.me(user).stored_bytes > 0
@@ -172,9 +172,9 @@ def test_photo_swapped_after_confirm_is_not_processed_and_purge_empties_the_buck
     with stack.db.write() as s:
         row = s.get(JobRow, job_id)
         assert row is not None and row.finished_at is not None
-        row.finished_at -= timedelta(seconds=stack.settings.finished_retention_s + 1)
+        row.finished_at -= timedelta(seconds=stack.settings.sweeper.finished_retention_s + 1)
     assert purge_expired_jobs(stack.db, stack.store, stack.settings) == 1
     for prefix in keys.job_prefixes(user, job_id):
-        assert _bucket_keys(s3_endpoint, stack.settings.s3_bucket, prefix) == set()
+        assert _bucket_keys(s3_endpoint, stack.settings.s3.bucket, prefix) == set()
     assert stack.services.accounts.me(user).stored_bytes == 0
     check_invariants(stack.db)

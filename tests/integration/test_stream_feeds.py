@@ -95,7 +95,7 @@ def _write_without_notifying(stack: Stack, job_id: str) -> None:
 
 
 def _work_side_finishes_one_item(stack: Stack, user_id: str) -> None:
-    queue = WorkQueue(stack.db, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
     claim = queue.claim("worker-1")
     assert claim is not None
     assert queue.heartbeat(claim)

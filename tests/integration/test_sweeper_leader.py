@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -113,7 +112,7 @@ def _took_lead(proc: Child) -> bool:
 
 
 def test_worker_processes_elect_one_sweeper_and_replace_it_after_sigkill(pg_stack: Stack, tmp_path: Path) -> None:
-    env = service_env(replace(pg_stack.settings, sweep_interval_s=0.2))
+    env = service_env(pg_stack.settings.changed(sweep_interval_s=0.2))
     logs = tmp_path / "logs"
     with child("stack.worker", env, logs, name="a") as a, child("stack.worker", env, logs, name="b") as b:
         wait_for(
@@ -164,8 +163,8 @@ def test_database_gauges_come_from_the_leader_only(pg_stack: Stack, processes: l
         assert after.count(None) == SWEEPERS - 1 and after.index(2) != gone, after
 
         # S3_STATE_METRICS=on exports whatever the lock; off never does.
-        always = _state_exporter(replace(pg_stack.settings, state_metrics="on"), leaders[0])
-        never = _state_exporter(replace(pg_stack.settings, state_metrics="off"), leaders[0])
+        always = _state_exporter(pg_stack.settings.changed(state_metrics="on"), leaders[0])
+        never = _state_exporter(pg_stack.settings.changed(state_metrics="off"), leaders[0])
         assert (always(), never()) == (True, False)
     finally:
         for lead in leaders:

@@ -74,7 +74,7 @@ class SenderThread:
     def __init__(self, stack: Stack) -> None:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        sender = WebhookSender(stack.db, stack.settings, name="test-sender", poll_s=0.05)
+        sender = WebhookSender(stack.db, stack.settings.webhooks, name="test-sender", poll_s=0.05)
         ready = threading.Event()
 
         async def main() -> None:
@@ -265,7 +265,7 @@ def test_through_the_rest_api_and_s3ctl(database_url: str, tmp_path: Path, monke
         stranger = bearer(ok(http.post("/auth/anon"), 201)["token"])
         err(http.get(f"/jobs/{job_id}/webhooks", headers=stranger), 404, "NOT_FOUND")
 
-        monkeypatch.setenv("S3_ADMIN_TOKEN", str(api.stack.settings.admin_token))
+        monkeypatch.setenv("S3_ADMIN_TOKEN", str(api.stack.settings.auth.admin_token))
         out = io.StringIO()
         assert ctl.main(["--target", api.grpc_target, "webhooks", job_id], out=out) == 0
         text = out.getvalue()

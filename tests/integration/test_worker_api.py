@@ -41,7 +41,7 @@ def served(database_url: str, tmp_path: Path) -> Iterator[tuple[Stack, GrpcServe
     async def package(claim: Claim) -> None:
         packaged.append(claim)
 
-    leases = WorkLeases(stack.db, stack.store, WorkQueue(stack.db, stack.settings), stack.settings)
+    leases = WorkLeases(stack.db, stack.store, WorkQueue(stack.db, stack.settings.queue), stack.settings.inference)
     workers = WorkerServicer(stack.services.worker_auth, leases, package)
     server = build_grpc_server(stack.services, bind="127.0.0.1:0", workers=workers)
     server.start()
@@ -212,13 +212,13 @@ class _CountingQueue(WorkQueue):
 
 def test_an_idle_stream_waits_for_work_instead_of_polling(database_url: str, tmp_path: Path) -> None:
     stack = make_stack(database_url, tmp_path / "data", worker_token=TOKEN, lease_s=30.0)
-    queue = _CountingQueue(stack.db, stack.settings)
+    queue = _CountingQueue(stack.db, stack.settings.queue)
 
     async def package(claim: Claim) -> None:
         return None
 
     workers = WorkerServicer(
-        stack.services.worker_auth, WorkLeases(stack.db, stack.store, queue, stack.settings), package
+        stack.services.worker_auth, WorkLeases(stack.db, stack.store, queue, stack.settings.inference), package
     )
     server = build_grpc_server(stack.services, bind="127.0.0.1:0", workers=workers)
     server.start()

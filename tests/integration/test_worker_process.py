@@ -136,9 +136,9 @@ async def _stop_mid_item(stack: Stack, job_id: str) -> int:
     """A worker with almost no drain time stopped while it holds an item; returns that item's index."""
     async with contextlib.AsyncExitStack() as resources:
         segmenter = await build_segmenter(stack.settings, resources)
-        queue = WorkQueue(stack.db, stack.settings)
-        pipeline = Pipeline(stack.db, stack.store, segmenter, stack.settings)
-        worker = Worker(queue, pipeline, name="short-drain:1:0", lease_s=stack.settings.lease_s, drain_s=0.01)
+        queue = WorkQueue(stack.db, stack.settings.queue)
+        pipeline = Pipeline(stack.db, stack.store, segmenter, stack.settings.photos)
+        worker = Worker(queue, pipeline, name="short-drain:1:0", lease_s=stack.settings.queue.lease_s, drain_s=0.01)
         stopping = asyncio.Event()
         run = asyncio.create_task(worker.run(stopping))
         held: list[int] = []

@@ -96,7 +96,7 @@ class ApiMachine(RuleBasedStateMachine):
         self.stack = stack = make_stack(
             f"sqlite:///{db_file}", self.workdir / "data", starting_credits=STARTING_CREDITS
         )
-        self.queue = WorkQueue(stack.db, stack.settings)
+        self.queue = WorkQueue(stack.db, stack.settings.queue)
         self.users: list[str] = []
         self.owner: dict[str, str] = {}
         self.seen_status: dict[str, str] = {}
@@ -104,10 +104,10 @@ class ApiMachine(RuleBasedStateMachine):
         self.uploaded: dict[tuple[str, int], str] = {}
         self.receipts: dict[tuple[str, str], CallbackResult] = {}
         self.counter = itertools.count()
-        secret = stack.settings.callback_secret
+        secret = stack.settings.auth.callback_secret
         assert secret is not None
         self.secret = secret
-        self.upload_limit = stack.settings.max_upload_bytes
+        self.upload_limit = stack.settings.photos.max_upload_bytes
 
     # -- helpers --------------------------------------------------------------------------------
     def attempt(self, call: Callable[[], T]) -> tuple[T | None, S3Error | None]:

@@ -105,10 +105,10 @@ def job_statuses(db: Database, job_ids: Collection[str]) -> dict[str, str]:
 async def _drive(stack: Stack, job_ids: Collection[str], workers: int, timeout_s: float) -> list[WorkerStats]:
     async with contextlib.AsyncExitStack() as resources:
         segmenter = await build_segmenter(stack.settings, resources)
-        queue = WorkQueue(stack.db, stack.settings)
-        pipeline = Pipeline(stack.db, stack.store, segmenter, stack.settings)
+        queue = WorkQueue(stack.db, stack.settings.queue)
+        pipeline = Pipeline(stack.db, stack.store, segmenter, stack.settings.photos)
         crew = [
-            Worker(queue, pipeline, name=f"test-worker-{n}", lease_s=stack.settings.lease_s, poll_s=0.05)
+            Worker(queue, pipeline, name=f"test-worker-{n}", lease_s=stack.settings.queue.lease_s, poll_s=0.05)
             for n in range(workers)
         ]
         stopping = asyncio.Event()
@@ -140,10 +140,10 @@ async def work_until(
     stack: Stack, segmenter: Segmenter, done: Callable[[], bool], *, workers: int = 1, timeout_s: float = 60.0
 ) -> list[WorkerStats]:
     """Run in-process workers over ``segmenter`` (the real pipeline and queue) until ``done()``."""
-    queue = WorkQueue(stack.db, stack.settings)
-    pipeline = Pipeline(stack.db, stack.store, segmenter, stack.settings)
+    queue = WorkQueue(stack.db, stack.settings.queue)
+    pipeline = Pipeline(stack.db, stack.store, segmenter, stack.settings.photos)
     crew = [
-        Worker(queue, pipeline, name=f"test-worker-{n}", lease_s=stack.settings.lease_s, poll_s=0.02)
+        Worker(queue, pipeline, name=f"test-worker-{n}", lease_s=stack.settings.queue.lease_s, poll_s=0.02)
         for n in range(workers)
     ]
     stopping = asyncio.Event()

@@ -15,38 +15,11 @@ from pathlib import Path
 
 import httpx
 
+from server import settings_env
 from server.config import Settings
 from server.inference.artifacts import REPO_ROOT
 
 STOP_TIMEOUT_S = 15.0
-
-_ENV_FIELDS = {
-    "S3_DATA_DIR": "data_dir",
-    "S3_DATABASE_URL": "database_url",
-    "S3_JWT_SECRET": "jwt_secret",
-    "S3_CALLBACK_SECRET": "callback_secret",
-    "S3_ADMIN_TOKEN": "admin_token",
-    "S3_WORKER_TOKEN": "worker_token",
-    "S3_STORAGE": "storage",
-    "S3_S3_ENDPOINT_URL": "s3_endpoint_url",
-    "S3_S3_BUCKET": "s3_bucket",
-    "S3_S3_REGION": "s3_region",
-    "S3_S3_ACCESS_KEY_ID": "s3_access_key_id",
-    "S3_S3_SECRET_ACCESS_KEY": "s3_secret_access_key",
-    "S3_INFERENCE": "inference",
-    "S3_LEASE_S": "lease_s",
-    "S3_HEARTBEAT_S": "heartbeat_s",
-    "S3_MAX_ATTEMPTS": "max_attempts",
-    "S3_RETRY_BACKOFF_S": "retry_backoff_s",
-    "S3_UPLOAD_DEADLINE_S": "upload_deadline_s",
-    "S3_SWEEP_INTERVAL_S": "sweep_interval_s",
-    "S3_STARTING_CREDITS": "starting_credits",
-    "S3_MAX_IMAGE_PIXELS": "max_image_pixels",
-    "S3_WORKERS": "workers",
-    "S3_HTTP_PORT": "http_port",
-    "S3_GRPC_PORT": "grpc_port",
-    "S3_OPERATOR_PORT": "operator_port",
-}
 
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -55,10 +28,7 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     Inherited S3_* variables are dropped so the parent's environment cannot leak in.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("S3_")}
-    for name, field in _ENV_FIELDS.items():
-        value = getattr(settings, field)
-        if value is not None:
-            env[name] = str(value)
+    env.update(settings_env.as_env(settings))
     env.update(extra)
     env["PYTHONUNBUFFERED"] = "1"
     return env

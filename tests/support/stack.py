@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +28,7 @@ class Stack:
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
-    base = Settings(
-        data_dir=data_dir,
+    base = Settings(data_dir=data_dir).changed(
         jwt_secret=TEST_SECRET,
         callback_secret="callback-" + "c" * 40,
         admin_token="admin-" + "a" * 40,
@@ -39,7 +38,7 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         max_image_pixels=40_000_000,
         operator_port=0,  # off unless a test asks: child processes would share the default port
     )
-    return replace(base, **overrides)  # type: ignore[arg-type]
+    return base.changed(**overrides)
 
 
 def make_stack(database_url: str, data_dir: Path, **overrides: object) -> Stack:

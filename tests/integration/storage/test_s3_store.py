@@ -53,7 +53,7 @@ def test_it_is_an_object_store(store: S3ObjectStore) -> None:
 
 
 def test_from_settings_uses_the_explicit_settings(s3_endpoint: S3Endpoint) -> None:
-    settings = Settings(
+    settings = Settings().changed(
         storage="s3",
         s3_endpoint_url=s3_endpoint.url,
         s3_bucket="from-settings",

@@ -39,7 +39,7 @@ def _triton_pid(data_dir: Path) -> int:
 def test_build_segmenter_without_checkpoint_serves_the_tiny_model(
     inference: str, data_dir_with_tiny_model: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = Settings(data_dir=data_dir_with_tiny_model, inference=inference, inference_timeout_s=30)  # type: ignore[arg-type]
+    settings = Settings(data_dir=data_dir_with_tiny_model).changed(inference=inference, inference_timeout_s=30)
 
     async def scenario() -> int | None:
         async with contextlib.AsyncExitStack() as stack:
@@ -70,7 +70,7 @@ def test_a_service_start_reaps_the_stubs_of_a_crashed_earlier_service(
     try:
         stubs = [p for p in process_group.members(pid) if STUB_PROGRAM in process_group.command_line(p)]
         assert stubs, "the killed server's stubs are still running"
-        settings = Settings(data_dir=data_dir_with_tiny_model, inference_timeout_s=30)
+        settings = Settings(data_dir=data_dir_with_tiny_model).changed(inference_timeout_s=30)
 
         async def restart() -> list[int]:
             async with contextlib.AsyncExitStack() as stack:

@@ -47,7 +47,7 @@ def test_channel_lives_exactly_as_long_as_the_lifespan(target: str, monkeypatch:
 
 
 def test_settings_reach_the_app(target: str) -> None:
-    settings = Settings(
+    settings = Settings().changed(
         grpc_target=target,
         cors_origins=("https://app.example",),
         max_body_bytes=10,

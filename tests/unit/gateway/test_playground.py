@@ -18,7 +18,7 @@ from tests.unit.gateway.conftest import ClientFactory
 def test_off_by_default(make_client: ClientFactory) -> None:
     client = make_client()
     assert client.get("/playground/").status_code == 404
-    assert Settings().playground_path is None
+    assert Settings().gateway.playground_path is None
 
 
 def test_served_at_the_configured_path_with_its_security_headers(make_client: ClientFactory) -> None:
@@ -48,7 +48,7 @@ def test_a_malformed_path_is_refused(path: str) -> None:
 
 
 def test_settings_read_the_path() -> None:
-    assert Settings.from_env({"S3_PLAYGROUND_PATH": "/tools/playground"}).playground_path == "/tools/playground"
+    assert Settings.from_env({"S3_PLAYGROUND_PATH": "/tools/playground"}).gateway.playground_path == "/tools/playground"
 
 
 def _paths_called_by_the_page() -> set[str]:
@@ -68,6 +68,6 @@ def test_the_page_calls_only_documented_endpoints() -> None:
 
 def test_make_playground_prints_where_the_page_is() -> None:
     assert playground_url(Settings()) == "http://127.0.0.1:8080/playground/"
-    assert playground_url(Settings(http_host="0.0.0.0", http_port=9000, playground_path="/try")) == (
+    assert playground_url(Settings().changed(http_host="0.0.0.0", http_port=9000, playground_path="/try")) == (
         "http://127.0.0.1:9000/try/"
     )

@@ -66,7 +66,9 @@ def test_the_factory_exports_the_cached_checkpoint_when_the_setting_is_unset(
 
     monkeypatch.setattr(factory, "ensure_artifact", fake_ensure)
     asyncio.run(factory._artifact(Settings(data_dir=tmp_path / "data"), tmp_path / "venv"))
-    asyncio.run(factory._artifact(Settings(data_dir=tmp_path / "data", sam3_checkpoint=tmp_path / "w"), tmp_path))
+    asyncio.run(
+        factory._artifact(Settings(data_dir=tmp_path / "data").changed(sam3_checkpoint=tmp_path / "w"), tmp_path)
+    )
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     asyncio.run(factory._artifact(Settings(data_dir=tmp_path / "data"), tmp_path / "venv"))
     assert asked == [snapshot, tmp_path / "w", None]

@@ -10,13 +10,13 @@ from server.settings_env import SettingsError
 
 def test_defaults_are_on_in_memory_with_tighter_sign_up() -> None:
     s = Settings.from_env({})
-    assert s.rate_limits_enabled and s.rate_limit_storage_url == "memory://" and s.trusted_proxies == ()
+    assert s.rate_limits.enabled and s.rate_limits.storage_url == "memory://" and s.gateway.trusted_proxies == ()
     per_second = {
         name: limit.requests / limit.window_s
         for name, limit in (
-            ("address", s.rate_limit_address),
-            ("user", s.rate_limit_user),
-            ("signup", s.rate_limit_signup_address),
+            ("address", s.rate_limits.address),
+            ("user", s.rate_limits.user),
+            ("signup", s.rate_limits.signup_address),
         )
     }
     assert per_second["signup"] < per_second["user"] < per_second["address"], per_second
@@ -34,10 +34,10 @@ def test_overrides() -> None:
             "S3_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.1,::1",
         }
     )
-    assert not s.rate_limits_enabled and s.rate_limit_storage_url == "redis://10.0.0.5:6379/2"
-    assert (s.rate_limit_address, s.rate_limit_user) == (RateLimit(100, 10), RateLimit(50, 10))
-    assert (s.rate_limit_signup_address, s.rate_limit_signup_global) == (RateLimit(2, 3600), RateLimit(10, 1))
-    assert s.trusted_proxies == ("10.0.0.0/8", "192.168.1.1", "::1")
+    assert not s.rate_limits.enabled and s.rate_limits.storage_url == "redis://10.0.0.5:6379/2"
+    assert (s.rate_limits.address, s.rate_limits.user) == (RateLimit(100, 10), RateLimit(50, 10))
+    assert (s.rate_limits.signup_address, s.rate_limits.signup_global) == (RateLimit(2, 3600), RateLimit(10, 1))
+    assert s.gateway.trusted_proxies == ("10.0.0.0/8", "192.168.1.1", "::1")
 
 
 @pytest.mark.parametrize(

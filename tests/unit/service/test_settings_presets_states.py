@@ -24,7 +24,13 @@ from server.settings_env import SettingsError
 
 def test_settings_defaults_and_overrides(tmp_path: Path) -> None:
     s = Settings.from_env({})
-    assert (s.http_host, s.http_port, s.grpc_port, s.workers, s.storage) == ("127.0.0.1", 8080, 50051, 1, "local")
+    assert (s.http.host, s.http.port, s.grpc.port, s.queue.workers, s.storage.kind) == (
+        "127.0.0.1",
+        8080,
+        50051,
+        1,
+        "local",
+    )
     assert s.effective_database_url == "sqlite:///.s3data/s3.db"
     s = Settings.from_env(
         {
@@ -34,21 +40,26 @@ def test_settings_defaults_and_overrides(tmp_path: Path) -> None:
             "S3_WORKERS": "0",
         }
     )
-    assert (s.http_port, s.data_dir, s.cors_origins, s.workers) == (9000, tmp_path, ("http://a", "http://b"), 0)
+    assert (s.http.port, s.data_dir, s.gateway.cors_origins, s.queue.workers) == (
+        9000,
+        tmp_path,
+        ("http://a", "http://b"),
+        0,
+    )
 
 
 def test_the_inference_deadline_has_a_photo_and_a_phrase_share() -> None:
     s = Settings.from_env({})
     # The whole interior palette (18 phrases) fits the default deadline: 120 s + 18 x 10 s.
-    assert (s.inference_timeout_s, s.inference_phrase_timeout_s) == (120.0, 10.0)
+    assert (s.inference.inference_timeout_s, s.inference.inference_phrase_timeout_s) == (120.0, 10.0)
     s = Settings.from_env({"S3_INFERENCE_TIMEOUT_S": "30", "S3_INFERENCE_PHRASE_TIMEOUT_S": "2.5"})
-    assert (s.inference_timeout_s, s.inference_phrase_timeout_s) == (30.0, 2.5)
+    assert (s.inference.inference_timeout_s, s.inference.inference_phrase_timeout_s) == (30.0, 2.5)
 
 
 def test_quota_and_price_settings() -> None:
     s = Settings.from_env({})
-    assert (s.analyze_items_per_credit, s.max_analyses_per_job, s.decode_concurrency) == (4, 5, 1)
-    assert (s.canceled_retention_s, s.finished_retention_s) == (600, 30 * 24 * 3600)
+    assert (s.credits.analyze_items_per_credit, s.jobs.max_analyses_per_job, s.photos.decode_concurrency) == (4, 5, 1)
+    assert (s.sweeper.canceled_retention_s, s.sweeper.finished_retention_s) == (600, 30 * 24 * 3600)
     s = Settings.from_env(
         {
             "S3_ANALYZE_ITEMS_PER_CREDIT": "10",
@@ -58,8 +69,8 @@ def test_quota_and_price_settings() -> None:
             "S3_FINISHED_RETENTION_S": "86400",
         }
     )
-    assert (s.analyze_items_per_credit, s.max_analyses_per_job, s.decode_concurrency) == (10, 2, 3)
-    assert (s.canceled_retention_s, s.finished_retention_s) == (0, 86400)
+    assert (s.credits.analyze_items_per_credit, s.jobs.max_analyses_per_job, s.photos.decode_concurrency) == (10, 2, 3)
+    assert (s.sweeper.canceled_retention_s, s.sweeper.finished_retention_s) == (0, 86400)
 
 
 @pytest.mark.parametrize(
@@ -88,19 +99,24 @@ def test_bad_settings_are_refused(env: dict[str, str]) -> None:
 def test_secrets_are_generated_once_and_kept(tmp_path: Path) -> None:
     first = resolve_secrets(Settings(data_dir=tmp_path))
     again = resolve_secrets(Settings(data_dir=tmp_path))
-    assert first.jwt_secret == again.jwt_secret and first.callback_secret == again.callback_secret
-    assert len({first.jwt_secret, first.callback_secret, first.admin_token}) == 3
+    assert first.auth.jwt_secret == again.auth.jwt_secret and first.auth.callback_secret == again.auth.callback_secret
+    assert len({first.auth.jwt_secret, first.auth.callback_secret, first.auth.admin_token}) == 3
     mode = os.stat(tmp_path / "secrets" / "jwt_secret").st_mode
     assert stat.S_IMODE(mode) == 0o600
     with pytest.raises(SettingsError):
-        resolve_secrets(Settings(data_dir=tmp_path, jwt_secret="too-short"))
+        resolve_secrets(Settings(data_dir=tmp_path).changed(jwt_secret="too-short"))
 
 
 def test_lease_heartbeat_and_start_up_roles() -> None:
     s = Settings.from_env({})
     # A dead worker's item is back within seconds: a short lease kept alive by frequent beats.
-    assert (s.lease_s, s.effective_heartbeat_s) == (10.0, 2.0)
-    assert (s.migrate, s.single_replica, s.state_metrics, s.shared_database) == (True, False, "leader", False)
+    assert (s.queue.lease_s, s.queue.effective_heartbeat_s) == (10.0, 2.0)
+    assert (s.database.migrate, s.database.single_replica, s.observability.state_metrics, s.shared_database) == (
+        True,
+        False,
+        "leader",
+        False,
+    )
     s = Settings.from_env(
         {
             "S3_LEASE_S": "4",
@@ -111,8 +127,13 @@ def test_lease_heartbeat_and_start_up_roles() -> None:
             "S3_DATABASE_URL": "postgresql+psycopg://db/s3",
         }
     )
-    assert (s.lease_s, s.effective_heartbeat_s) == (4.0, 0.5)
-    assert (s.migrate, s.single_replica, s.state_metrics, s.shared_database) == (False, True, "on", True)
+    assert (s.queue.lease_s, s.queue.effective_heartbeat_s) == (4.0, 0.5)
+    assert (s.database.migrate, s.database.single_replica, s.observability.state_metrics, s.shared_database) == (
+        False,
+        True,
+        "on",
+        True,
+    )
 
 
 SHARED = "postgresql+psycopg://db/s3"
@@ -122,14 +143,17 @@ SHARED = "postgresql+psycopg://db/s3"
 def test_a_generated_secret_with_a_shared_database_is_refused(tmp_path: Path, field: str) -> None:
     given = {f: f"{f}-" + "s" * 40 for f in ("jwt_secret", "callback_secret", "admin_token") if f != field}
     with pytest.raises(SettingsError, match=f"^S3_{field.upper()} is unset: with a shared database"):
-        resolve_secrets(Settings(data_dir=tmp_path, database_url=SHARED, **given))  # type: ignore[arg-type]
+        resolve_secrets(Settings(data_dir=tmp_path).changed(database_url=SHARED, **given))
     assert not (tmp_path / "secrets").exists()
     # Declared a single replica: generated and kept as on SQLite.
-    single = resolve_secrets(Settings(data_dir=tmp_path, database_url=SHARED, single_replica=True, **given))  # type: ignore[arg-type]
-    assert getattr(single, field) == (tmp_path / "secrets" / field).read_text()
+    single = resolve_secrets(Settings(data_dir=tmp_path).changed(database_url=SHARED, single_replica=True, **given))
+    assert getattr(single.auth, field) == (tmp_path / "secrets" / field).read_text()
     # Every secret set: nothing to generate, nothing refused.
     every = {**given, field: "set-" + "v" * 40}
-    assert resolve_secrets(Settings(data_dir=tmp_path, database_url=SHARED, **every)).jwt_secret == every["jwt_secret"]  # type: ignore[arg-type]
+    assert (
+        resolve_secrets(Settings(data_dir=tmp_path).changed(database_url=SHARED, **every)).auth.jwt_secret
+        == every["jwt_secret"]
+    )
 
 
 def test_presets_are_complete_and_their_defaults_valid() -> None:
@@ -197,8 +221,8 @@ def test_delivery_settings_are_read_and_checked() -> None:
             "S3_STREAM_TOKEN_TTL_S": "30",
         }
     )
-    assert s.webhook_allow_networks == ("127.0.0.0/8", "::1/128")
-    assert (s.prefer_wait_max_s, s.stream_token_ttl_s) == (5, 30)
-    assert Settings.from_env({}).webhook_allow_networks == ()
+    assert s.webhooks.allow_networks == ("127.0.0.0/8", "::1/128")
+    assert (s.gateway.prefer_wait_max_s, s.auth.stream_token_ttl_s) == (5, 30)
+    assert Settings.from_env({}).webhooks.allow_networks == ()
     with pytest.raises(SettingsError, match="S3_WEBHOOK_ALLOW_NETWORKS"):
         Settings.from_env({"S3_WEBHOOK_ALLOW_NETWORKS": "10.0.0.0/8,not-a-network"})

@@ -3,7 +3,6 @@ guarded by it before its message is decoded."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -49,9 +48,9 @@ def test_without_a_configured_token_the_worker_api_is_off() -> None:
 
 def test_the_token_is_read_from_the_environment_and_must_be_strong_and_its_own(tmp_path: Path) -> None:
     base = Settings.from_env({"S3_DATA_DIR": str(tmp_path), "S3_WORKER_TOKEN": TOKEN})
-    assert resolve_secrets(base).worker_token == TOKEN
+    assert resolve_secrets(base).auth.worker_token == TOKEN
     with pytest.raises(SettingsError, match="at least 32"):
-        resolve_secrets(replace(base, worker_token="short"))
+        resolve_secrets(base.changed(worker_token="short"))
     secret = "callback-" + "c" * 40
     with pytest.raises(SettingsError, match="differ from S3_CALLBACK_SECRET"):
-        resolve_secrets(replace(base, worker_token=secret, callback_secret=secret))
+        resolve_secrets(base.changed(worker_token=secret, callback_secret=secret))
