@@ -29,6 +29,7 @@ from server.service.job_state import TERMINAL
 from server.storage.port import ObjectStore
 from server.work.queue import WorkQueue
 from server.work.worker import Worker
+from tests.support.fake_segmenter import FakeSegmenter
 from tests.support.invariants import check_invariants
 from tests.support.pipeline import job_items
 from tests.support.stack import Stack
@@ -36,7 +37,7 @@ from tests.support.stack import Stack
 U8 = npt.NDArray[np.uint8]
 
 
-class SceneSegmenter:
+class SceneSegmenter(FakeSegmenter):
     """Answers with the scene's ground-truth masks, one instance per concept (as SAM3 would at 288px)."""
 
     def __init__(self, scene: Scene) -> None:
@@ -57,12 +58,6 @@ class SceneSegmenter:
             box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
             out[concept] = [Instance(concept, 1, 0.99, box, int(mask.sum()), low_res_probability(mask))]
         return out
-
-    async def ready(self) -> bool:
-        return True
-
-    async def close(self) -> None:
-        return None
 
 
 class TamperingStore:
