@@ -155,18 +155,20 @@ def test_one_poll_reads_the_keys_of_every_watched_job(pool: ThreadPoolExecutor) 
     jobs = FakeJobs(300)
 
     async def scenario() -> None:
-        async with _running_feeds(jobs, pool, poll_s=0.1) as feeds:
-            async with _watch_all(feeds, [_job_id(n) for n in range(300)]) as opened:
-                assert len(opened) == 300
-                jobs.job_reads.clear()
-                jobs.key_reads.clear()
-                await asyncio.sleep(0.35)
-                polls = len(jobs.key_reads)
-                assert 2 <= polls <= 4 and set(jobs.key_reads) == {300}, jobs.key_reads
-                assert jobs.job_reads == []  # nothing moved: no job is read in full
-                jobs.advance(_job_id(7))
-                _, payload = await _next_payload(opened[7], opened[7].version)
-                assert payload == 1 and jobs.job_reads == [_job_id(7)]
+        async with (
+            _running_feeds(jobs, pool, poll_s=0.1) as feeds,
+            _watch_all(feeds, [_job_id(n) for n in range(300)]) as opened,
+        ):
+            assert len(opened) == 300
+            jobs.job_reads.clear()
+            jobs.key_reads.clear()
+            await asyncio.sleep(0.35)
+            polls = len(jobs.key_reads)
+            assert 2 <= polls <= 4 and set(jobs.key_reads) == {300}, jobs.key_reads
+            assert jobs.job_reads == []  # nothing moved: no job is read in full
+            jobs.advance(_job_id(7))
+            _, payload = await _next_payload(opened[7], opened[7].version)
+            assert payload == 1 and jobs.job_reads == [_job_id(7)]
 
     asyncio.run(scenario())
 
@@ -182,22 +184,24 @@ def test_a_notification_rereads_only_its_job_and_a_reconnect_rereads_all(pool: T
     notifications = Notifications()
 
     async def scenario() -> None:
-        async with _running_feeds(jobs, pool, notifications=notifications) as feeds:
-            async with _watch_all(feeds, [_job_id(n) for n in range(3)]) as opened:
-                jobs.job_reads.clear()
-                jobs.advance(_job_id(1))
-                jobs.advance(_job_id(2))
-                await notifications.queue.put(_job_id(1))
-                _, payload = await _next_payload(opened[1], opened[1].version)
-                assert payload == 1 and jobs.job_reads == [_job_id(1)]
-                # Job 2 changed without a notification: seen after a reconnect (None), not before.
-                assert opened[2].latest is not None and opened[2].latest.payload == 0
-                await notifications.queue.put(None)
-                _, payload = await _next_payload(opened[2], opened[2].version)
-                assert payload == 1
-                await asyncio.sleep(0.05)
-                assert sorted(jobs.job_reads) == sorted([_job_id(1), *(_job_id(n) for n in range(3))])
-                assert jobs.key_reads == []  # with notifications, no fast poll
+        async with (
+            _running_feeds(jobs, pool, notifications=notifications) as feeds,
+            _watch_all(feeds, [_job_id(n) for n in range(3)]) as opened,
+        ):
+            jobs.job_reads.clear()
+            jobs.advance(_job_id(1))
+            jobs.advance(_job_id(2))
+            await notifications.queue.put(_job_id(1))
+            _, payload = await _next_payload(opened[1], opened[1].version)
+            assert payload == 1 and jobs.job_reads == [_job_id(1)]
+            # Job 2 changed without a notification: seen after a reconnect (None), not before.
+            assert opened[2].latest is not None and opened[2].latest.payload == 0
+            await notifications.queue.put(None)
+            _, payload = await _next_payload(opened[2], opened[2].version)
+            assert payload == 1
+            await asyncio.sleep(0.05)
+            assert sorted(jobs.job_reads) == sorted([_job_id(1), *(_job_id(n) for n in range(3))])
+            assert jobs.key_reads == []  # with notifications, no fast poll
 
     asyncio.run(scenario())
 
@@ -224,14 +228,13 @@ def test_a_final_snapshot_ends_polling_of_that_job(pool: ThreadPoolExecutor) -> 
     job = _job_id(0)
 
     async def scenario() -> None:
-        async with _running_feeds(jobs, pool) as feeds:
-            async with feeds.watch(OWNER, job) as feed:
-                jobs.advance(job, status="done")
-                _, payload = await _next_payload(feed, feed.version)
-                assert feed.latest is not None and feed.latest.final and payload == 1
-                jobs.key_reads.clear()
-                await asyncio.sleep(0.2)
-                assert jobs.key_reads == []
+        async with _running_feeds(jobs, pool) as feeds, feeds.watch(OWNER, job) as feed:
+            jobs.advance(job, status="done")
+            _, payload = await _next_payload(feed, feed.version)
+            assert feed.latest is not None and feed.latest.final and payload == 1
+            jobs.key_reads.clear()
+            await asyncio.sleep(0.2)
+            assert jobs.key_reads == []
 
     asyncio.run(scenario())
 
