@@ -44,15 +44,16 @@ def _user(http: httpx.Client) -> dict[str, str]:
     return {"Authorization": f"Bearer {_data(http.post('/auth/anon'))['token']}"}
 
 
-def _at_once(base_url: str, headers: dict[str, str], copies: int) -> list[httpx.Response]:
-    """``copies`` identical POST /jobs released together by a barrier, one connection each."""
+def post_at_once(base_url: str, path: str, body: Any, headers: dict[str, str], copies: int) -> list[httpx.Response]:
+    """``copies`` identical ``POST path`` (JSON ``body``) released together by a barrier, one connection
+    each: a retry storm. Returns the answers that came back (each thread is waited for up to 60 s)."""
     barrier = threading.Barrier(copies)
     answers: list[httpx.Response] = []
 
     def post() -> None:
         with httpx.Client(base_url=base_url, timeout=30) as client:
             barrier.wait()
-            answers.append(client.post("/jobs", json=JOB, headers=headers))
+            answers.append(client.post(path, json=body, headers=headers))
 
     threads = [threading.Thread(target=post) for _ in range(copies)]
     for t in threads:
@@ -70,7 +71,7 @@ def retried_create(base_url: str, http: httpx.Client, retries: int) -> dict[str,
         if mode == "sequential":
             answers = [http.post("/jobs", json=JOB, headers=headers) for _ in range(retries)]
         else:
-            answers = _at_once(base_url, headers, retries)
+            answers = post_at_once(base_url, "/jobs", JOB, headers, retries)
         me = _data(http.get("/me", headers=auth))
         jobs = _data(http.get("/jobs", headers=auth))["jobs"]
         out[mode] = {

@@ -12,24 +12,21 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from server.inference.port import Instance, SegmenterInfo
+from server.inference.port import Instance
 from server.presets import PRESETS
 from server.service.concept_action import actions_from_stored
+from tests.support.fake_segmenter import FakeSegmenter
 from tests.support.pipeline import analysis_finished, job_finished, job_items, photo_jpeg, run_workers_until
 from tests.support.stack import Stack
 
 WALL_WHITE = {"Wall": {"action": "recolor", "value": "white"}}
 
 
-class CountingSegmenter:
+class CountingSegmenter(FakeSegmenter):
     """Remembers every request; finds one instance (the photo's left half) per concept."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, list[str]]] = []
-
-    @property
-    def info(self) -> SegmenterInfo:
-        return SegmenterInfo("fake:sam3", meaningful=False)
 
     async def segment(
         self, image: npt.NDArray[np.uint8], concepts: Mapping[str, Sequence[str]]
@@ -40,12 +37,6 @@ class CountingSegmenter:
         mask[:, :16] = 255
         box = (0.0, 0.0, w / 2, float(h))
         return {c: [Instance(c, 1, 0.9, box, h * (w // 2), mask)] for c in concepts}
-
-    async def ready(self) -> bool:
-        return True
-
-    async def close(self) -> None:
-        return None
 
 
 def _analyzed_job(stack: Stack, segmenter: CountingSegmenter, concepts: list[str], items: int = 2) -> tuple[str, str]:

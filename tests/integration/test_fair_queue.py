@@ -6,33 +6,12 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from server.db.tables import UserRow
-from server.service.concept_action import actions_from_stored
 from server.service.settle import ItemOutputs
 from server.storage import keys
 from server.work.queue import Claim, WorkQueue
 from tests.support.invariants import check_invariants
-from tests.support.stack import Stack, jpeg_bytes
-
-WALL = {"Wall": {"action": "recolor", "value": "white"}}
-
-
-def _queued_job(stack: Stack, n: int, *, plan: str = "free") -> tuple[str, str]:
-    user = stack.services.accounts.create_anonymous().user.user_id
-    if plan != "free":
-        with stack.db.write() as s:
-            row = s.get(UserRow, user)
-            assert row is not None
-            row.plan = plan
-    created = stack.services.jobs.create(user, preset_id="interior", item_count=n)
-    for target in created.uploads:
-        stack.store.put(target.key, jpeg_bytes(seed=target.idx), content_type="image/jpeg")
-    job_id = created.job.job_id
-    stack.services.jobs.confirm_upload(user, job_id)
-    stack.services.jobs.execute(
-        user, job_id, concepts=actions_from_stored(WALL), protect=None, rule_id=None, instances=None, output_set=None
-    )
-    return user, job_id
+from tests.support.pipeline import queued_job
+from tests.support.stack import Stack
 
 
 def _finish(queue: WorkQueue, owners: dict[str, str], claim: Claim) -> None:
@@ -53,8 +32,8 @@ def _drain(queue: WorkQueue, owners: dict[str, str]) -> list[Claim]:
 
 
 def test_a_small_job_overtakes_a_big_one_of_another_user(stack: Stack) -> None:
-    big_user, big = _queued_job(stack, 10)  # queued first: ten photos of a free account
-    small_user, small = _queued_job(stack, 1)  # then another user's single photo
+    big_user, big = queued_job(stack, 10)  # queued first: ten photos of a free account
+    small_user, small = queued_job(stack, 1)  # then another user's single photo
     queue = WorkQueue(stack.db, stack.settings.queue)
     order = [c for c in _drain(queue, {big: big_user, small: small_user}) if c.stage != "package"]
     assert len(order) == 11
@@ -67,7 +46,7 @@ def test_a_small_job_overtakes_a_big_one_of_another_user(stack: Stack) -> None:
 
 
 def test_users_are_served_round_robin(stack: Stack) -> None:
-    jobs = [_queued_job(stack, 4) for _ in range(3)]
+    jobs = [queued_job(stack, 4) for _ in range(3)]
     owners = {job_id: user for user, job_id in jobs}
     queue = WorkQueue(stack.db, stack.settings.queue)
     items = [owners[c.job_id] for c in _drain(queue, owners) if c.stage != "package"]
@@ -80,8 +59,8 @@ def test_users_are_served_round_robin(stack: Stack) -> None:
 
 def test_retry_backoff_still_holds_under_fair_claims(stack: Stack) -> None:
     """A failed attempt waits out its backoff even when its user's turn comes first."""
-    user_a, job_a = _queued_job(stack, 1)
-    user_b, job_b = _queued_job(stack, 2)
+    user_a, job_a = queued_job(stack, 1)
+    user_b, job_b = queued_job(stack, 2)
     queue = WorkQueue(stack.db, stack.settings.queue)
     first = queue.claim("w")
     assert first is not None and first.job_id == job_a
@@ -94,7 +73,7 @@ def test_retry_backoff_still_holds_under_fair_claims(stack: Stack) -> None:
 
 def test_concurrent_fair_claims_lease_each_item_once(stack: Stack) -> None:
     """Several workers claiming at once (SKIP LOCKED on PostgreSQL, the turn upsert on both)."""
-    jobs = [_queued_job(stack, 3) for _ in range(3)]
+    jobs = [queued_job(stack, 3) for _ in range(3)]
     owners = {job_id: user for user, job_id in jobs}
     queue = WorkQueue(stack.db, stack.settings.queue)
     claimed: list[tuple[str, int]] = []

@@ -3,7 +3,6 @@ answers the first answer and does nothing again, even when the retries arrive at
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from sqlalchemy import func, select, update
 
 from protos.s3.v1 import jobs_pb2 as jpb
 from protos.s3.v1 import jobs_pb2_grpc
+from scripts.try_session_attacks import post_at_once
 from server.db.tables import BillingEventRow, IdempotencyKeyRow, JobRow, RuleRow
 from server.errors import InvalidState
 from server.service.idempotency import Claim, Idempotency, Replay
@@ -84,19 +84,7 @@ def test_concurrent_retries_create_one_job(live: LiveRest) -> None:
     with httpx.Client(base_url=live.base_url, timeout=30) as http:
         auth, user_id = sign_up(http)
     headers = _key(auth, "retry-storm")
-    barrier = threading.Barrier(copies)
-    answers: list[httpx.Response] = []
-
-    def post() -> None:
-        with httpx.Client(base_url=live.base_url, timeout=30) as client:
-            barrier.wait()
-            answers.append(client.post("/jobs", json=JOB, headers=headers))
-
-    threads = [threading.Thread(target=post) for _ in range(copies)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    answers = post_at_once(live.base_url, "/jobs", JOB, headers, copies)
     assert len(answers) == copies
     created = [check_envelope(a)["data"]["job_id"] for a in answers if a.status_code == 201]
     conflicts = [a for a in answers if a.status_code != 201]

@@ -182,9 +182,7 @@ def test_execute_validates_and_queues(stack: Stack) -> None:
 def test_cancel_refunds_open_items(stack: Stack) -> None:
     user = _user(stack)
     job_id = _uploaded_job(stack, user, n=3)
-    stack.services.jobs.execute(
-        user, job_id, concepts=actions_from_stored(WALL), protect=None, rule_id=None, instances=None, output_set=None
-    )
+    stack.services.jobs.execute(user, job_id, concepts=actions_from_stored(WALL))
     canceled = stack.services.jobs.cancel(user, job_id)
     assert canceled.status == "canceled" and canceled.credits_reserved == 0
     me = stack.services.accounts.me(user)
@@ -197,9 +195,7 @@ def test_cancel_refunds_open_items(stack: Stack) -> None:
 def test_callbacks_are_authenticated_checked_and_idempotent(stack: Stack) -> None:
     user = _user(stack)
     job_id = _uploaded_job(stack, user, n=2)
-    stack.services.jobs.execute(
-        user, job_id, concepts=actions_from_stored(WALL), protect=None, rule_id=None, instances=None, output_set=None
-    )
+    stack.services.jobs.execute(user, job_id, concepts=actions_from_stored(WALL))
     callbacks = stack.services.callbacks
     ok = ItemReport("k-0", 0, "done", output_key=keys.output_key(user, job_id, 0))
     with pytest.raises(Forbidden):
@@ -236,9 +232,7 @@ def test_callbacks_are_authenticated_checked_and_idempotent(stack: Stack) -> Non
 def test_all_items_failed_fails_the_job(stack: Stack) -> None:
     user = _user(stack)
     job_id = _uploaded_job(stack, user, n=1)
-    stack.services.jobs.execute(
-        user, job_id, concepts=actions_from_stored(WALL), protect=None, rule_id=None, instances=None, output_set=None
-    )
+    stack.services.jobs.execute(user, job_id, concepts=actions_from_stored(WALL))
     result = stack.services.callbacks.report(_secret(stack), job_id, ItemReport("k", 0, "failed", error="boom"))
     assert result.job_status == "failed"
     me = stack.services.accounts.me(user)

@@ -29,6 +29,7 @@ from server.service.job_state import TERMINAL
 from server.storage.port import ObjectStore
 from server.work.queue import WorkQueue
 from server.work.worker import Worker
+from tests.support.fake_segmenter import FakeSegmenter
 from tests.support.invariants import check_invariants
 from tests.support.pipeline import job_items
 from tests.support.stack import Stack
@@ -36,7 +37,7 @@ from tests.support.stack import Stack
 U8 = npt.NDArray[np.uint8]
 
 
-class SceneSegmenter:
+class SceneSegmenter(FakeSegmenter):
     """Answers with the scene's ground-truth masks, one instance per concept (as SAM3 would at 288px)."""
 
     def __init__(self, scene: Scene) -> None:
@@ -57,12 +58,6 @@ class SceneSegmenter:
             box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
             out[concept] = [Instance(concept, 1, 0.99, box, int(mask.sum()), low_res_probability(mask))]
         return out
-
-    async def ready(self) -> bool:
-        return True
-
-    async def close(self) -> None:
-        return None
 
 
 class TamperingStore:
@@ -223,9 +218,25 @@ def test_a_lossless_transparent_rendition_is_exact(stack: Stack, seller: Scene) 
     assert all(p["passed"] for p in by_template.values())
 
 
-def test_a_tampered_stored_master_fails_the_item(stack: Stack, interior: Scene) -> None:
+def _truncate(data: bytes) -> bytes:
+    """The first half of the object: what an interrupted write would leave."""
+    return data[: len(data) // 2]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "damage", "fragment"),
+    [
+        ("_result.png", lambda data: _brighten(data, "PNG"), "full-size output"),
+        ("square_1080.jpg", lambda data: _brighten(data, "JPEG"), "rendition square_1080"),
+        ("listing_4x3.jpg", _truncate, "does not decode"),
+    ],
+    ids=["tampered-master", "tampered-rendition", "rendition-that-does-not-decode"],
+)
+def test_a_damaged_stored_object_fails_the_item(
+    stack: Stack, interior: Scene, suffix: str, damage: Callable[[bytes], bytes], fragment: str
+) -> None:
     def tamper(key: str, data: bytes) -> bytes:
-        return _brighten(data, "PNG") if key.endswith("_result.png") else data
+        return damage(data) if key.endswith(suffix) else data
 
     store = TamperingStore(stack.store, tamper)
     user, job_id = _run_job(
@@ -237,24 +248,7 @@ def test_a_tampered_stored_master_fails_the_item(stack: Stack, interior: Scene) 
         output_set="listing",
         store=store,  # type: ignore[arg-type]
     )
-    _assert_failed_and_refunded(stack, user, job_id, "full-size output")
-
-
-def test_a_tampered_stored_rendition_fails_the_item(stack: Stack, interior: Scene) -> None:
-    def tamper(key: str, data: bytes) -> bytes:
-        return _brighten(data, "JPEG") if key.endswith("square_1080.jpg") else data
-
-    store = TamperingStore(stack.store, tamper)
-    user, job_id = _run_job(
-        stack,
-        interior,
-        preset="interior",
-        concepts=WALL_SAGE,
-        protect=["Text", "Logo"],
-        output_set="listing",
-        store=store,  # type: ignore[arg-type]
-    )
-    _assert_failed_and_refunded(stack, user, job_id, "rendition square_1080")
+    _assert_failed_and_refunded(stack, user, job_id, fragment)
 
 
 def test_a_renderer_that_alters_protected_pixels_fails_the_item(
@@ -282,20 +276,3 @@ def test_a_broken_enforce_fails_the_item(stack: Stack, interior: Scene, monkeypa
         stack, interior, preset="interior", concepts=WALL_SAGE, protect=["Text", "edges"], output_set="listing"
     )
     _assert_failed_and_refunded(stack, user, job_id, "full-size output")
-
-
-def test_a_stored_rendition_that_does_not_decode_fails_the_item(stack: Stack, interior: Scene) -> None:
-    def tamper(key: str, data: bytes) -> bytes:
-        return data[: len(data) // 2] if key.endswith("listing_4x3.jpg") else data
-
-    store = TamperingStore(stack.store, tamper)
-    user, job_id = _run_job(
-        stack,
-        interior,
-        preset="interior",
-        concepts=WALL_SAGE,
-        protect=["Text", "Logo"],
-        output_set="listing",
-        store=store,  # type: ignore[arg-type]
-    )
-    _assert_failed_and_refunded(stack, user, job_id, "does not decode")

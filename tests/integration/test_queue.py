@@ -6,27 +6,12 @@ import threading
 import time
 from pathlib import Path
 
-from server.service.concept_action import actions_from_stored
 from server.service.settle import ItemOutputs
 from server.storage import keys
 from server.work.queue import Claim, WorkQueue
 from tests.support.invariants import check_invariants
+from tests.support.pipeline import queued_job
 from tests.support.stack import Stack, jpeg_bytes, make_stack
-
-WALL = {"Wall": {"action": "recolor", "value": "white"}}
-
-
-def _queued_job(stack: Stack, n: int) -> tuple[str, str]:
-    user = stack.services.accounts.create_anonymous().user.user_id
-    created = stack.services.jobs.create(user, preset_id="interior", item_count=n)
-    for target in created.uploads:
-        stack.store.put(target.key, jpeg_bytes(seed=target.idx), content_type="image/jpeg")
-    job_id = created.job.job_id
-    stack.services.jobs.confirm_upload(user, job_id)
-    stack.services.jobs.execute(
-        user, job_id, concepts=actions_from_stored(WALL), protect=None, rule_id=None, instances=None, output_set=None
-    )
-    return user, job_id
 
 
 def _outputs(user: str, claim: Claim) -> ItemOutputs:
@@ -34,7 +19,7 @@ def _outputs(user: str, claim: Claim) -> ItemOutputs:
 
 
 def test_items_are_leased_once_and_finish_the_job(stack: Stack) -> None:
-    user, job_id = _queued_job(stack, 3)
+    user, job_id = queued_job(stack, 3)
     queue = WorkQueue(stack.db, stack.settings.queue)
     claims = [queue.claim("w1"), queue.claim("w2"), queue.claim("w1")]
     assert sorted(c.idx for c in claims if c) == [0, 1, 2]
@@ -55,7 +40,7 @@ def test_items_are_leased_once_and_finish_the_job(stack: Stack) -> None:
 def test_expired_lease_is_taken_over_and_the_late_result_dropped(database_url: str, tmp_path: Path) -> None:
     stack = make_stack(database_url, tmp_path / "data", lease_s=0.2)
     try:
-        user, _job_id = _queued_job(stack, 1)
+        user, _job_id = queued_job(stack, 1)
         queue = WorkQueue(stack.db, stack.settings.queue)
         first = queue.claim("dead-worker")
         assert first is not None
@@ -72,7 +57,7 @@ def test_expired_lease_is_taken_over_and_the_late_result_dropped(database_url: s
 
 
 def test_failures_retry_with_backoff_then_dead_letter(stack: Stack) -> None:
-    user, job_id = _queued_job(stack, 1)
+    user, job_id = queued_job(stack, 1)
     queue = WorkQueue(stack.db, stack.settings.queue)
     for attempt in (1, 2, 3):
         claim = None
@@ -91,7 +76,7 @@ def test_failures_retry_with_backoff_then_dead_letter(stack: Stack) -> None:
 def test_exhausted_lease_is_dead_lettered_at_claim(database_url: str, tmp_path: Path) -> None:
     stack = make_stack(database_url, tmp_path / "data", lease_s=0.1, max_attempts=1)
     try:
-        user, job_id = _queued_job(stack, 1)
+        user, job_id = queued_job(stack, 1)
         queue = WorkQueue(stack.db, stack.settings.queue)
         assert queue.claim("crashing-worker") is not None
         time.sleep(0.2)
@@ -104,7 +89,7 @@ def test_exhausted_lease_is_dead_lettered_at_claim(database_url: str, tmp_path: 
 
 
 def test_cancel_drops_running_results(stack: Stack) -> None:
-    user, job_id = _queued_job(stack, 2)
+    user, job_id = queued_job(stack, 2)
     queue = WorkQueue(stack.db, stack.settings.queue)
     claim = queue.claim("w")
     assert claim is not None
@@ -117,7 +102,7 @@ def test_cancel_drops_running_results(stack: Stack) -> None:
 
 
 def test_racing_workers_process_each_item_once(stack: Stack) -> None:
-    user, job_id = _queued_job(stack, 10)
+    user, job_id = queued_job(stack, 10)
     queue = WorkQueue(stack.db, stack.settings.queue)
     done: list[tuple[str, int]] = []
     lock = threading.Lock()
@@ -145,7 +130,7 @@ def test_racing_workers_process_each_item_once(stack: Stack) -> None:
 
 
 def test_packaging_retries_transient_failures_and_gives_up_on_permanent_ones(stack: Stack) -> None:
-    user, job_id = _queued_job(stack, 1)
+    user, job_id = queued_job(stack, 1)
     queue = WorkQueue(stack.db, stack.settings.queue)
     item = queue.claim("w")
     assert item is not None and queue.complete_item(item, _outputs(user, item))

@@ -128,9 +128,7 @@ def test_canceled_and_expired_jobs_objects_are_gone_after_a_sweep(quota_stack: S
     for target in created.uploads:
         stack.store.put(target.key, jpeg_bytes(seed=target.idx), content_type="image/jpeg")
     jobs.confirm_upload(user, running)
-    jobs.execute(
-        user, running, concepts=actions_from_stored(WALL), protect=None, rule_id=None, instances=None, output_set=None
-    )
+    jobs.execute(user, running, concepts=actions_from_stored(WALL))
     claim = queue.claim("w")
     assert claim is not None and claim.job_id == running
     written = {
@@ -206,9 +204,7 @@ def test_finished_jobs_are_purged_after_their_retention(database_url: str, tmp_p
     job_id = created.job.job_id
     stack.store.put(created.uploads[0].key, jpeg_bytes(), content_type="image/jpeg")
     stack.services.jobs.confirm_upload(user, job_id)
-    stack.services.jobs.execute(
-        user, job_id, concepts=actions_from_stored(WALL), protect=None, rule_id=None, instances=None, output_set=None
-    )
+    stack.services.jobs.execute(user, job_id, concepts=actions_from_stored(WALL))
     claim = queue.claim("w")
     assert claim is not None
     stack.store.put(keys.output_key(user, job_id, 0), b"out", content_type="image/png")

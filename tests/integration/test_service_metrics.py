@@ -22,11 +22,12 @@ from protos.s3.v1 import jobs_pb2 as jpb
 from server.db.engine import Database
 from server.errors import InferenceUnavailable
 from server.grpc_api.server import build_grpc_server
-from server.inference.port import Instance, SegmenterInfo
+from server.inference.port import Instance
 from server.metrics import ServiceMetrics
 from server.metrics.http import start_metrics_endpoint
 from server.metrics.inference import InferenceMetrics, TimedSegmenter
 from server.work.queue import WorkQueue
+from tests.support.fake_segmenter import FakeSegmenter
 from tests.support.pipeline import queued_job
 from tests.support.stack import Stack, make_stack
 
@@ -144,16 +145,12 @@ def test_grpc_counters_by_method_and_code(stack: Stack) -> None:
     assert _get(samples, "s3_grpc_request_duration_seconds_sum", method="/s3.v1.JobService/GetMe", code="OK") > 0
 
 
-class _Segmenter:
+class _Segmenter(FakeSegmenter):
     """A segmenter at the port boundary: answers after ``delay_s``, or fails."""
 
     def __init__(self, *, delay_s: float = 0.0, fail: bool = False) -> None:
         self._delay_s = delay_s
         self._fail = fail
-
-    @property
-    def info(self) -> SegmenterInfo:
-        return SegmenterInfo("fake:sam3", meaningful=False)
 
     async def segment(
         self, image: npt.NDArray[np.uint8], concepts: Mapping[str, Sequence[str]]
@@ -162,12 +159,6 @@ class _Segmenter:
         if self._fail:
             raise InferenceUnavailable("Triton is down")
         return {c: [] for c in concepts}
-
-    async def ready(self) -> bool:
-        return True
-
-    async def close(self) -> None:
-        return None
 
 
 def test_inference_latency_by_outcome() -> None:

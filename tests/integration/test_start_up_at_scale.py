@@ -45,6 +45,21 @@ def _start(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[byte
         )
 
 
+def _refusal(module: str, env: dict[str, str]) -> str:
+    """``python -m module`` run to its end, which must be a refusal to start (exit code 2): its stderr."""
+    ran = subprocess.run(
+        [sys.executable, "-m", module],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+        check=False,
+    )
+    assert ran.returncode == 2, ran.stdout[-2000:] + ran.stderr[-2000:]
+    return ran.stderr
+
+
 def test_processes_starting_at_once_on_an_empty_database_all_come_up(
     postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
@@ -63,18 +78,9 @@ def test_a_process_that_may_not_migrate_refuses_a_schema_behind(
 ) -> None:
     with postgres_server.fresh_database("behind") as url:
         env = service_env(make_settings(tmp_path / "data", database_url=url), S3_MIGRATE="off")
-        worker = subprocess.run(
-            [sys.executable, "-m", "stack.worker"],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=START_TIMEOUT_S,
-            check=False,
-        )
-        assert worker.returncode == 2, worker.stdout[-2000:] + worker.stderr[-2000:]
-        assert "cannot start: the database schema is at nothing (empty database)" in worker.stderr
-        assert "python -m server.db.migrate" in worker.stderr
+        refusal = _refusal("stack.worker", env)
+        assert "cannot start: the database schema is at nothing (empty database)" in refusal
+        assert "python -m server.db.migrate" in refusal
         assert _heads(url)[0] == set()  # it did not migrate
 
 
@@ -98,16 +104,7 @@ def test_a_replica_on_a_shared_database_with_a_generated_secret_refuses_to_start
     url = "postgresql+psycopg://nobody@127.0.0.1:9/none"
     env = service_env(make_settings(tmp_path / "data", database_url=url))
     del env[unset]
-    server = subprocess.run(
-        [sys.executable, "-m", "stack.serve"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=START_TIMEOUT_S,
-        check=False,
-    )
-    assert server.returncode == 2, server.stdout[-2000:] + server.stderr[-2000:]
-    lines = server.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"configuration error: {unset} is unset"), server.stderr
+    refusal = _refusal("stack.serve", env)
+    lines = refusal.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"configuration error: {unset} is unset"), refusal
     assert not (tmp_path / "data" / "secrets").exists()  # nothing was generated

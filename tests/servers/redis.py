@@ -21,6 +21,7 @@ from pathlib import Path
 
 from server.ports import free_port
 from tests.servers.apt import apt_install
+from tests.servers.stop import stop_process
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
@@ -100,10 +101,5 @@ def run_redis() -> Iterator[RedisServer]:
         _wait_ready(server, log)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_S)
+        stop_process(process, STOP_TIMEOUT_S)
         shutil.rmtree(base, ignore_errors=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from server.ports import free_port
+from tests.servers.stop import stop_process
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -59,17 +60,6 @@ def _tail(path: Path, limit: int = 3000) -> str:
         return "(no log)"
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT_S)
-
-
 @contextmanager
 def run_s3_server() -> Iterator[S3Endpoint]:
     """Start moto's server on a free loopback port; always stop it when the block ends."""
@@ -97,5 +87,5 @@ def run_s3_server() -> Iterator[S3Endpoint]:
         yield S3Endpoint(url=url)
     finally:
         if process is not None:
-            _stop(process)
+            stop_process(process, STOP_TIMEOUT_S)
         shutil.rmtree(base, ignore_errors=True)

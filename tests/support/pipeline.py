@@ -103,29 +103,17 @@ def job_statuses(db: Database, job_ids: Collection[str]) -> dict[str, str]:
 
 
 async def _drive(stack: Stack, job_ids: Collection[str], workers: int, timeout_s: float) -> list[WorkerStats]:
+    def all_terminal() -> bool:
+        statuses = job_statuses(stack.db, job_ids)
+        return all(statuses.get(j) in TERMINAL for j in job_ids)
+
     async with contextlib.AsyncExitStack() as resources:
         segmenter = await build_segmenter(stack.settings, resources)
-        queue = WorkQueue(stack.db, stack.settings.queue)
-        pipeline = Pipeline(stack.db, stack.store, segmenter, stack.settings.photos)
-        crew = [
-            Worker(queue, pipeline, name=f"test-worker-{n}", lease_s=stack.settings.queue.lease_s, poll_s=0.05)
-            for n in range(workers)
-        ]
-        stopping = asyncio.Event()
-        tasks = [asyncio.create_task(w.run(stopping)) for w in crew]
-        deadline = time.monotonic() + timeout_s
         try:
-            while True:
-                statuses = await asyncio.to_thread(job_statuses, stack.db, job_ids)
-                if all(statuses.get(j) in TERMINAL for j in job_ids):
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"jobs not finished within {timeout_s}s: {statuses}")
-                await asyncio.sleep(0.05)
-        finally:
-            stopping.set()
-            await asyncio.gather(*tasks)
-        return [w.stats for w in crew]
+            return await work_until(stack, segmenter, all_terminal, workers=workers, timeout_s=timeout_s, poll_s=0.05)
+        except TimeoutError as e:
+            statuses = job_statuses(stack.db, job_ids)
+            raise TimeoutError(f"jobs not finished within {timeout_s}s: {statuses}") from e
 
 
 def process_jobs(
@@ -137,13 +125,20 @@ def process_jobs(
 
 
 async def work_until(
-    stack: Stack, segmenter: Segmenter, done: Callable[[], bool], *, workers: int = 1, timeout_s: float = 60.0
+    stack: Stack,
+    segmenter: Segmenter,
+    done: Callable[[], bool],
+    *,
+    workers: int = 1,
+    timeout_s: float = 60.0,
+    poll_s: float = 0.02,
 ) -> list[WorkerStats]:
-    """Run in-process workers over ``segmenter`` (the real pipeline and queue) until ``done()``."""
+    """Run in-process workers over ``segmenter`` (the real pipeline and queue) until ``done()``, which
+    is asked every ``poll_s`` (the workers' idle poll too)."""
     queue = WorkQueue(stack.db, stack.settings.queue)
     pipeline = Pipeline(stack.db, stack.store, segmenter, stack.settings.photos)
     crew = [
-        Worker(queue, pipeline, name=f"test-worker-{n}", lease_s=stack.settings.queue.lease_s, poll_s=0.02)
+        Worker(queue, pipeline, name=f"test-worker-{n}", lease_s=stack.settings.queue.lease_s, poll_s=poll_s)
         for n in range(workers)
     ]
     stopping = asyncio.Event()
@@ -153,7 +148,7 @@ async def work_until(
         while not await asyncio.to_thread(done):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"workers not done within {timeout_s}s")
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(poll_s)
     finally:
         stopping.set()
         await asyncio.gather(*tasks)

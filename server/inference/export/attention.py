@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from server.inference.export.fused_attention import fused_attention
+from server.inference.export.fused_attention import fused_attention, score_scale
 
 QUERY_CHUNK = 576
 """Queries per chunk: 5184 / 9; a chunk's scores are 95 MB per phrase at full size."""
@@ -51,7 +51,7 @@ def query_chunked_attention(
     if queries <= chunk or keys <= chunk:
         output, _ = eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout)
         return output, None
-    scale = float(scaling) if scaling is not None else float(query.shape[-1]) ** -0.5
+    scale = score_scale(query, scaling)
     keys_t = key.transpose(2, 3)
     per_query_mask = attention_mask is not None and int(attention_mask.shape[-2]) > 1
     parts = []

@@ -47,6 +47,11 @@ def fused_attention_op() -> Any:
     return torch.ops.s3export.fused_attention.default
 
 
+def score_scale(query: Any, scaling: float | None) -> float:
+    """The factor on ``q . k``: transformers' ``scaling`` when the module gives one, else 1/sqrt(head size)."""
+    return float(scaling) if scaling is not None else float(query.shape[-1]) ** -0.5
+
+
 def fused_attention(
     module: Any,
     query: Any,
@@ -62,7 +67,7 @@ def fused_attention(
     if attention_mask is not None:
         raise ValueError("fused attention takes no mask")
     heads = int(query.shape[1])
-    scale = float(scaling) if scaling is not None else float(query.shape[-1]) ** -0.5
+    scale = score_scale(query, scaling)
     flat = [t.transpose(1, 2).flatten(2) for t in (query, key, value)]
     output = fused_attention_op()(flat[0], flat[1], flat[2], heads, scale)
     return output.unflatten(2, (heads, -1)), None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
+from starlette.types import ASGIApp
 
 from gateway_rest.app import create_app
 from gateway_rest.credentials import EdgeCredentials
@@ -29,22 +31,31 @@ def target(script: Script) -> Iterator[str]:
         yield address
 
 
-@pytest.fixture
-def make_client(target: str) -> Iterator[ClientFactory]:
-    """Build a client for an app with the given ``create_app`` options; all are closed at the end."""
+@contextmanager
+def client_factory(build: Callable[..., ASGIApp]) -> Iterator[ClientFactory]:
+    """``make(*args, **options)``: an entered client (lifespan run) for the app ``build(*args, **options)``;
+    every client made is closed when the block ends."""
     opened: list[TestClient] = []
 
-    def make(**options: Any) -> TestClient:
-        options.setdefault("grpc_target", target)
+    def make(*args: Any, **options: Any) -> TestClient:
         # Server exceptions become responses, as a real server would send them.
-        client = TestClient(create_app(**options), raise_server_exceptions=False)
+        client = TestClient(build(*args, **options), raise_server_exceptions=False)
         client.__enter__()
         opened.append(client)
         return client
 
-    yield make
-    for client in opened:
-        client.__exit__(None, None, None)
+    try:
+        yield make
+    finally:
+        for client in opened:
+            client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def make_client(target: str) -> Iterator[ClientFactory]:
+    """Build a client for an app with the given ``create_app`` options; all are closed at the end."""
+    with client_factory(lambda **options: create_app(**{"grpc_target": target, **options})) as make:
+        yield make
 
 
 @pytest.fixture

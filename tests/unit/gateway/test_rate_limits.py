@@ -25,6 +25,7 @@ from server.ports import free_port
 from server.service.tokens import TokenService
 from tests.support.rate_windows import clear_of_window_edges
 from tests.support.stack import TEST_SECRET
+from tests.unit.gateway.conftest import client_factory
 from tests.unit.gateway.fake_service import Script
 
 TOKENS = TokenService(TEST_SECRET, 3600)
@@ -64,18 +65,12 @@ def _clear_of_window_edges() -> None:
 
 @pytest.fixture
 def shim(target: str) -> Iterator[Factory]:
-    opened: list[TestClient] = []
-
-    def make(config: RateLimitConfig | None, **options: object) -> TestClient:
+    def build(config: RateLimitConfig | None, **options: object) -> PeerFromHeader:
         app = create_app(grpc_target=target, rate_limits=config, user_of=verified_user(TOKENS), **options)  # type: ignore[arg-type]
-        client = TestClient(PeerFromHeader(app), raise_server_exceptions=False)  # type: ignore[arg-type]
-        client.__enter__()
-        opened.append(client)
-        return client
+        return PeerFromHeader(app)
 
-    yield make
-    for client in opened:
-        client.__exit__(None, None, None)
+    with client_factory(build) as make:
+        yield make
 
 
 def peer(address: str, token: str | None = None) -> dict[str, str]:

@@ -87,11 +87,13 @@ class Notifications:
             yield await self.queue.get()
 
 
-def _feeds(
+@contextlib.asynccontextmanager
+async def _running_feeds(
     jobs: FakeJobs, pool: ThreadPoolExecutor, *, notifications: Notifications | None = None, poll_s: float = 0.05
-) -> JobFeeds[int]:
+) -> AsyncIterator[JobFeeds[int]]:
+    """Feeds over ``jobs``, started for the block and closed after it, whatever the block raised."""
     policy = StreamPolicy(poll_interval_s=poll_s, notify_fallback_poll_s=3600.0)
-    return JobFeeds(
+    feeds: JobFeeds[int] = JobFeeds(
         read_job=jobs.read_job,
         read_keys=jobs.read_keys,
         render=lambda view: view.done_items,
@@ -99,6 +101,11 @@ def _feeds(
         executor=pool,
         notifications=notifications,
     )
+    feeds.start()
+    try:
+        yield feeds
+    finally:
+        await feeds.close()
 
 
 async def _next_payload(feed: JobFeed[int], version: int) -> tuple[int, int]:
@@ -117,9 +124,7 @@ def test_a_crowd_of_watchers_costs_one_read_per_change(pool: ThreadPoolExecutor)
     job = _job_id(0)
 
     async def scenario() -> None:
-        feeds = _feeds(jobs, pool)
-        feeds.start()
-        try:
+        async with _running_feeds(jobs, pool) as feeds:
 
             async def watcher() -> list[int]:
                 async with feeds.watch(OWNER, job) as feed:
@@ -142,8 +147,6 @@ def test_a_crowd_of_watchers_costs_one_read_per_change(pool: ThreadPoolExecutor)
             # One read to open the feed, one per change: not one per watcher.
             assert jobs.job_reads == [job] * 3
             assert feeds.open_feeds == 0
-        finally:
-            await feeds.close()
 
     asyncio.run(scenario())
 
@@ -152,22 +155,20 @@ def test_one_poll_reads_the_keys_of_every_watched_job(pool: ThreadPoolExecutor) 
     jobs = FakeJobs(300)
 
     async def scenario() -> None:
-        feeds = _feeds(jobs, pool, poll_s=0.1)
-        feeds.start()
-        try:
-            async with _watch_all(feeds, [_job_id(n) for n in range(300)]) as opened:
-                assert len(opened) == 300
-                jobs.job_reads.clear()
-                jobs.key_reads.clear()
-                await asyncio.sleep(0.35)
-                polls = len(jobs.key_reads)
-                assert 2 <= polls <= 4 and set(jobs.key_reads) == {300}, jobs.key_reads
-                assert jobs.job_reads == []  # nothing moved: no job is read in full
-                jobs.advance(_job_id(7))
-                _, payload = await _next_payload(opened[7], opened[7].version)
-                assert payload == 1 and jobs.job_reads == [_job_id(7)]
-        finally:
-            await feeds.close()
+        async with (
+            _running_feeds(jobs, pool, poll_s=0.1) as feeds,
+            _watch_all(feeds, [_job_id(n) for n in range(300)]) as opened,
+        ):
+            assert len(opened) == 300
+            jobs.job_reads.clear()
+            jobs.key_reads.clear()
+            await asyncio.sleep(0.35)
+            polls = len(jobs.key_reads)
+            assert 2 <= polls <= 4 and set(jobs.key_reads) == {300}, jobs.key_reads
+            assert jobs.job_reads == []  # nothing moved: no job is read in full
+            jobs.advance(_job_id(7))
+            _, payload = await _next_payload(opened[7], opened[7].version)
+            assert payload == 1 and jobs.job_reads == [_job_id(7)]
 
     asyncio.run(scenario())
 
@@ -183,26 +184,24 @@ def test_a_notification_rereads_only_its_job_and_a_reconnect_rereads_all(pool: T
     notifications = Notifications()
 
     async def scenario() -> None:
-        feeds = _feeds(jobs, pool, notifications=notifications)
-        feeds.start()
-        try:
-            async with _watch_all(feeds, [_job_id(n) for n in range(3)]) as opened:
-                jobs.job_reads.clear()
-                jobs.advance(_job_id(1))
-                jobs.advance(_job_id(2))
-                await notifications.queue.put(_job_id(1))
-                _, payload = await _next_payload(opened[1], opened[1].version)
-                assert payload == 1 and jobs.job_reads == [_job_id(1)]
-                # Job 2 changed without a notification: seen after a reconnect (None), not before.
-                assert opened[2].latest is not None and opened[2].latest.payload == 0
-                await notifications.queue.put(None)
-                _, payload = await _next_payload(opened[2], opened[2].version)
-                assert payload == 1
-                await asyncio.sleep(0.05)
-                assert sorted(jobs.job_reads) == sorted([_job_id(1), *(_job_id(n) for n in range(3))])
-                assert jobs.key_reads == []  # with notifications, no fast poll
-        finally:
-            await feeds.close()
+        async with (
+            _running_feeds(jobs, pool, notifications=notifications) as feeds,
+            _watch_all(feeds, [_job_id(n) for n in range(3)]) as opened,
+        ):
+            jobs.job_reads.clear()
+            jobs.advance(_job_id(1))
+            jobs.advance(_job_id(2))
+            await notifications.queue.put(_job_id(1))
+            _, payload = await _next_payload(opened[1], opened[1].version)
+            assert payload == 1 and jobs.job_reads == [_job_id(1)]
+            # Job 2 changed without a notification: seen after a reconnect (None), not before.
+            assert opened[2].latest is not None and opened[2].latest.payload == 0
+            await notifications.queue.put(None)
+            _, payload = await _next_payload(opened[2], opened[2].version)
+            assert payload == 1
+            await asyncio.sleep(0.05)
+            assert sorted(jobs.job_reads) == sorted([_job_id(1), *(_job_id(n) for n in range(3))])
+            assert jobs.key_reads == []  # with notifications, no fast poll
 
     asyncio.run(scenario())
 
@@ -211,9 +210,7 @@ def test_watching_a_missing_or_foreign_job_is_not_found(pool: ThreadPoolExecutor
     jobs = FakeJobs(1)
 
     async def scenario() -> None:
-        feeds = _feeds(jobs, pool)
-        feeds.start()
-        try:
+        async with _running_feeds(jobs, pool) as feeds:
             for user, job in ((OWNER, _job_id(99)), ("stranger", _job_id(0)), (OWNER, "not-a-uuid")):
                 with pytest.raises(NotFound):
                     async with feeds.watch(user, job):
@@ -222,8 +219,6 @@ def test_watching_a_missing_or_foreign_job_is_not_found(pool: ThreadPoolExecutor
             # The stranger's attempt did not disturb the owner's feed.
             async with feeds.watch(OWNER, _job_id(0)) as feed:
                 assert feed.latest is not None and feed.latest.payload == 0
-        finally:
-            await feeds.close()
 
     asyncio.run(scenario())
 
@@ -233,18 +228,13 @@ def test_a_final_snapshot_ends_polling_of_that_job(pool: ThreadPoolExecutor) -> 
     job = _job_id(0)
 
     async def scenario() -> None:
-        feeds = _feeds(jobs, pool)
-        feeds.start()
-        try:
-            async with feeds.watch(OWNER, job) as feed:
-                jobs.advance(job, status="done")
-                _, payload = await _next_payload(feed, feed.version)
-                assert feed.latest is not None and feed.latest.final and payload == 1
-                jobs.key_reads.clear()
-                await asyncio.sleep(0.2)
-                assert jobs.key_reads == []
-        finally:
-            await feeds.close()
+        async with _running_feeds(jobs, pool) as feeds, feeds.watch(OWNER, job) as feed:
+            jobs.advance(job, status="done")
+            _, payload = await _next_payload(feed, feed.version)
+            assert feed.latest is not None and feed.latest.final and payload == 1
+            jobs.key_reads.clear()
+            await asyncio.sleep(0.2)
+            assert jobs.key_reads == []
 
     asyncio.run(scenario())
 
