@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from google.api import annotations_pb2
+from google.protobuf import message_factory
+from google.protobuf.message import Message
 
 from protos.s3.v1 import jobs_pb2 as jpb
 from protos.s3.v1 import options_pb2
+from server.grpc_api.metadata_keys import KEYED_RPCS
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,10 @@ class HttpRule:
     has_body: bool
     success_status: int
     """``(http_success_status)``, else 200."""
+    idempotency_key: bool
+    """``(idempotency_key)``: the route takes an ``Idempotency-Key`` header and may answer a replay."""
+    request_type: type[Message]
+    """The RPC's request message, which the route decodes from its body or query and path."""
 
 
 def job_service_rules() -> list[HttpRule]:
@@ -32,7 +39,18 @@ def job_service_rules() -> list[HttpRule]:
         if verb is None or verb == "custom":
             raise ValueError(f"JobService.{method.name} needs a google.api.http get/post/put/delete route")
         status = options.Extensions[options_pb2.http_success_status] or 200
-        rules.append(HttpRule(method.name, verb.upper(), getattr(http, verb), bool(http.body), status))
+        request_type = message_factory.GetMessageClass(method.input_type)
+        rules.append(
+            HttpRule(
+                method.name,
+                verb.upper(),
+                getattr(http, verb),
+                bool(http.body),
+                status,
+                method.name in KEYED_RPCS,
+                request_type,
+            )
+        )
     return rules
 
 

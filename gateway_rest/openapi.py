@@ -18,7 +18,15 @@ from typing import Any
 from gateway_rest.codec import shapes
 from gateway_rest.errors import HTTP_STATUS
 from gateway_rest.http_rules import RULES
-from gateway_rest.openapi_operations import API_PATHS, BIND, OBJECT_PATHS, error_responses, path_params, success
+from gateway_rest.openapi_operations import (
+    API_PATHS,
+    BIND,
+    OBJECT_PATHS,
+    error_responses,
+    keyed,
+    path_params,
+    success,
+)
 from gateway_rest.openapi_schemas import Schema, Schemas, job_summary
 from gateway_rest.routes import api_endpoints
 from protos.s3.v1 import jobs_pb2 as jpb
@@ -110,7 +118,9 @@ def _bind(paths: dict[str, dict[str, Any]], schemas: Schemas) -> None:
                     query = {"name": field.name, "in": "query", "schema": schemas.field(field, request=True)}
                     op.setdefault("parameters", []).append(query)
         data = _ref(bind["data"]) if bind["data"] else schemas.message(method.output_type, request=False)
-        headers = {**(_REPLAYED_HEADER if bind["idempotent"] else {}), **(_APPLIED_HEADER if bind["waits"] else {})}
+        if rule.idempotency_key:
+            keyed(op, bind)
+        headers = {**(_REPLAYED_HEADER if rule.idempotency_key else {}), **(_APPLIED_HEADER if bind["waits"] else {})}
         status = rule.success_status
         answer = success(data, status)
         if headers:

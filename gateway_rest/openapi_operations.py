@@ -60,25 +60,29 @@ _IDEMPOTENCY_KEY_PARAM = {
 _IDEMPOTENT_ERRORS = ("IDEMPOTENCY_MISMATCH", "INVALID_STATE")
 
 
+def keyed(op: dict[str, Any], bind: dict[str, Any]) -> None:
+    """The ``Idempotency-Key`` header of an RPC that takes one, and the errors a key may bring."""
+    op["responses"] = error_responses((*bind["errors"], *_IDEMPOTENT_ERRORS))
+    op.setdefault("parameters", []).append(_IDEMPOTENCY_KEY_PARAM)
+
+
 def _op(
     summary: str,
     *,
     errors: tuple[str, ...] = (),
     auth: bool = True,
     params: tuple[dict[str, Any], ...] = (),
-    idempotent: bool = False,
     data: str | None = None,
 ) -> dict[str, Any]:
-    """The prose and the errors of one operation; ``_bind`` adds its bodies from the RPC it calls.
+    """The prose and the errors of one operation; ``_bind`` adds its bodies from the RPC it calls, and
+    the ``Idempotency-Key`` header with its errors where the RPC takes one (``keyed``).
 
     ``data``: a hand schema's name, for the answers that are no message of the RPC."""
-    if idempotent:
-        errors = (*errors, *_IDEMPOTENT_ERRORS)
-        params = (*params, _IDEMPOTENCY_KEY_PARAM)
+    codes = (*_AUTH, *errors) if auth else errors
     op: dict[str, Any] = {
         "summary": summary,
-        "responses": error_responses((*_AUTH, *errors) if auth else errors),
-        BIND: {"idempotent": idempotent, "data": data, "waits": False},
+        "responses": error_responses(codes),
+        BIND: {"errors": codes, "data": data, "waits": False},
     }
     if not auth:
         op["security"] = []
@@ -180,7 +184,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
         "post": _op(
             "Save a rule (uses a rule slot)",
             errors=("RULE_SLOT_LIMIT", "NOT_FOUND", *_PAYLOAD),
-            idempotent=True,
         ),
     },
     "/rules/{rule_id}": {
@@ -206,7 +209,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
                 "NOT_FOUND",
                 *_PAYLOAD,
             ),
-            idempotent=True,
         ),
     },
     "/jobs/{job_id}": {"get": _waits(_op("A job with its items and download URLs", errors=_JOB_NOT_FOUND))},
@@ -231,7 +233,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
                 "INFERENCE_UNAVAILABLE",
                 *_PAYLOAD,
             ),
-            idempotent=True,
         )
     },
     "/jobs/{job_id}/execute": {
@@ -239,7 +240,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
             _op(
                 "Apply rules to the album; uploaded → queued",
                 errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
-                idempotent=True,
             )
         )
     },
@@ -274,7 +274,6 @@ API_PATHS: dict[str, dict[str, Any]] = {
         "post": _op(
             "Cancel a non-terminal job; refunds credits of items not done",
             errors=(*_JOB_NOT_FOUND, "INVALID_STATE", *_PAYLOAD),
-            idempotent=True,
         )
     },
     "/jobs/{job_id}/events": {

@@ -1,4 +1,7 @@
-"""The contract's endpoints. Each one is decode → call the JobService → encode, nothing more.
+"""The contract's endpoints. Each one is decode → call the JobService → encode, nothing more, and
+each unary one is built from its RPC's route (``gateway_rest.http_rules``): the request message it
+decodes, where from, whether it takes an ``Idempotency-Key``, its success status. What an endpoint
+adds is declared in ``_endpoints``: its credential, body cap and, for a few, how it answers.
 
 One ``Route`` per path with the endpoints of its methods, so a wrong method is answered 405 with an
 ``Allow`` header listing every method the path has. Each endpoint states the credential it needs and
@@ -22,7 +25,7 @@ from gateway_rest import envelope, prefer
 from gateway_rest.body import decode_json
 from gateway_rest.codec import decode, decode_query, encode
 from gateway_rest.credentials import Credential, EdgeCredentials
-from gateway_rest.http_rules import RULES
+from gateway_rest.http_rules import RULES, HttpRule
 from gateway_rest.rpc import backend, call_metadata, unary, unary_once
 from gateway_rest.sse import EventStreamResponse, job_events
 from protos.s3.v1 import jobs_pb2 as jpb
@@ -37,10 +40,16 @@ NO_BODY_BYTES = 1 * KIB
 
 @dataclass(frozen=True)
 class Endpoint:
-    handler: Handler
+    """How a JobService RPC is served: who may call it, how large a body it reads, and how it answers.
+    Every unary RPC's handler is built from its route (``_unary_endpoint``); ``stream`` is a handler
+    of its own, for the one streaming RPC."""
+
     credential: Credential = Credential.BEARER
     body_bytes: int = NO_BODY_BYTES
     """The largest body this endpoint reads (capped again by the app's ``max_body_bytes``)."""
+    answer: Answer | None = None
+    """How the answer is written where it is not the encoded response (default ``_encoded``)."""
+    stream: Handler | None = None
 
 
 M = TypeVar("M", bound=Message)
@@ -59,10 +68,16 @@ def _read(request: Request, message_type: type[M]) -> M:
     return decode_query(message_type, request.query_params, path=dict(request.path_params))
 
 
-def _stream_token(job_id: str, m: jpb.StreamToken) -> dict[str, Any]:
-    """The token, and the path of the event stream it opens (the one field not in the message)."""
-    events_url = f"/jobs/{quote(job_id, safe='')}/events?{urlencode({'token': m.token})}"
-    return {**encode(m), "events_url": events_url}
+Answer = Callable[[Request, HttpRule, Any, Any, Mapping[str, str]], Awaitable[Response]]
+"""How an endpoint answers: from its route, the request message, the RPC's answer and the headers of
+the call."""
+
+
+async def _encoded(
+    request: Request, rule: HttpRule, _sent: Message, answer: Message, headers: Mapping[str, str]
+) -> Response:
+    """The default answer: the RPC's response, encoded, with the route's success status."""
+    return envelope.success(request, encode(answer), status_code=rule.success_status, headers=dict(headers))
 
 
 def health_failure_code(report: jpb.GetHealthResponse) -> str:
@@ -71,142 +86,59 @@ def health_failure_code(report: jpb.GetHealthResponse) -> str:
     return "INFERENCE_UNAVAILABLE" if down == ["inference"] else "INTERNAL"
 
 
-async def health(request: Request) -> Response:
+async def _health(
+    request: Request, _rule: HttpRule, _sent: Message, report: jpb.GetHealthResponse, _h: Mapping[str, str]
+) -> Response:
     """Ok or not ok, nothing more: which component is down and why is for operators
     (``gateway_rest.operator``), not for anyone on the public port."""
-    report = await unary(request, backend(request).stub.GetHealth, jpb.GetHealthRequest())
     if report.ok:
         return envelope.success(request, {"ok": True})
     code = health_failure_code(report)
     return envelope.failure(request, code=code, message="not ready", status_code=503, data={"ok": False})
 
 
-async def create_anon_user(request: Request) -> Response:
-    message = await _decode(request, jpb.CreateAnonUserRequest)
-    created = await unary(request, backend(request).stub.CreateAnonUser, message)
-    return envelope.success(request, encode(created), status_code=RULES["CreateAnonUser"].success_status)
-
-
-async def refresh_session(request: Request) -> Response:
-    message = await _decode(request, jpb.RefreshSessionRequest)
-    renewed = await unary(request, backend(request).stub.RefreshSession, message)
-    return envelope.success(request, encode(renewed))
-
-
-async def get_me(request: Request) -> Response:
-    state = await unary(request, backend(request).stub.GetMe, jpb.GetMeRequest())
-    return envelope.success(request, encode(state))
-
-
-async def list_presets(request: Request) -> Response:
-    presets = await unary(request, backend(request).stub.ListPresets, jpb.ListPresetsRequest())
-    return envelope.success(request, encode(presets))
-
-
-async def get_preset(request: Request) -> Response:
-    message = _read(request, jpb.GetPresetRequest)
-    preset = await unary(request, backend(request).stub.GetPreset, message)
-    return envelope.success(request, encode(preset))
-
-
-async def create_rule(request: Request) -> Response:
-    message = await _decode(request, jpb.CreateRuleRequest)
-    rule, headers = await unary_once(request, backend(request).stub.CreateRule, message)
-    return envelope.success(request, encode(rule), status_code=RULES["CreateRule"].success_status, headers=headers)
-
-
-async def list_rules(request: Request) -> Response:
-    rules = await unary(request, backend(request).stub.ListRules, jpb.ListRulesRequest())
-    return envelope.success(request, encode(rules))
-
-
-async def update_rule(request: Request) -> Response:
-    message = await _decode(request, jpb.UpdateRuleRequest)
-    rule = await unary(request, backend(request).stub.UpdateRule, message)
-    return envelope.success(request, encode(rule))
-
-
-async def delete_rule(request: Request) -> Response:
-    message = _read(request, jpb.DeleteRuleRequest)
-    deleted = await unary(request, backend(request).stub.DeleteRule, message)
-    return envelope.success(request, encode(deleted))
-
-
-async def list_jobs(request: Request) -> Response:
-    message = _read(request, jpb.ListJobsRequest)
-    jobs = await unary(request, backend(request).stub.ListJobs, message)
-    return envelope.success(request, encode(jobs))
-
-
-async def create_job(request: Request) -> Response:
-    message = await _decode(request, jpb.CreateJobRequest)
-    created, headers = await unary_once(request, backend(request).stub.CreateJob, message)
-    return envelope.success(request, encode(created), status_code=RULES["CreateJob"].success_status, headers=headers)
-
-
-async def _answer_job(request: Request, job: pb.Job, headers: Mapping[str, str] | None = None) -> Response:
+async def _job(request: Request, _rule: HttpRule, _sent: Message, job: pb.Job, headers: Mapping[str, str]) -> Response:
     """The job, after waiting for it to end when the client sent ``Prefer: wait=N``."""
     wait_s = prefer.requested_wait_s(request.headers.get("prefer"), max_s=request.app.state.prefer_wait_max_s)
     if wait_s is None:
-        return envelope.success(request, encode(job), headers=headers)
+        return envelope.success(request, encode(job), headers=dict(headers))
     ref = jpb.JobRef(job_id=job.job_id)
 
     async def read() -> pb.Job:
         return await unary(request, backend(request).stub.GetJob, ref)
 
     job = await prefer.until_ended(job, read, wait_s=wait_s, poll_s=request.app.state.prefer_poll_s)
-    response = envelope.success(request, encode(job), headers=headers)
+    response = envelope.success(request, encode(job), headers=dict(headers))
     response.headers[prefer.PREFERENCE_APPLIED] = f"wait={wait_s}"
     return response
 
 
-async def get_job(request: Request) -> Response:
-    job = await unary(request, backend(request).stub.GetJob, _read(request, jpb.JobRef))
-    return await _answer_job(request, job)
+async def _stream_token(
+    request: Request, rule: HttpRule, ref: jpb.JobRef, issued: jpb.StreamToken, _h: Mapping[str, str]
+) -> Response:
+    """The token, and the path of the event stream it opens (the one field not in the message)."""
+    events_url = f"/jobs/{quote(ref.job_id, safe='')}/events?{urlencode({'token': issued.token})}"
+    return envelope.success(request, {**encode(issued), "events_url": events_url}, status_code=rule.success_status)
 
 
-async def confirm_upload(request: Request) -> Response:
-    ref = await _decode(request, jpb.JobRef)
-    job = await unary(request, backend(request).stub.ConfirmUpload, ref)
-    return envelope.success(request, encode(job))
+def _unary_endpoint(rule: HttpRule, credential: Credential, answer: Answer) -> Handler:
+    """An RPC's whole endpoint from its route: its request message from the body (or the query) and
+    the path, the call (under the client's ``Idempotency-Key`` where the RPC takes one), the answer."""
 
+    async def handler(request: Request) -> Response:
+        if rule.has_body:
+            message = await _decode(request, rule.request_type)
+        else:
+            message = _read(request, rule.request_type)
+        method = getattr(backend(request).stub, rule.rpc)
+        if rule.idempotency_key:
+            response, headers = await unary_once(request, method, message)
+        else:
+            response = await unary(request, method, message, callback_secret=credential is Credential.CALLBACK)
+            headers = {}
+        return await answer(request, rule, message, response, headers)
 
-async def analyze_job(request: Request) -> Response:
-    message = await _decode(request, jpb.AnalyzeJobRequest)
-    job, headers = await unary_once(request, backend(request).stub.AnalyzeJob, message)
-    return envelope.success(request, encode(job), headers=headers)
-
-
-async def execute_job(request: Request) -> Response:
-    message = await _decode(request, jpb.ExecuteJobRequest)
-    job, headers = await unary_once(request, backend(request).stub.ExecuteJob, message)
-    return await _answer_job(request, job, headers)
-
-
-async def cancel_job(request: Request) -> Response:
-    ref = await _decode(request, jpb.JobRef)
-    job, headers = await unary_once(request, backend(request).stub.CancelJob, ref)
-    return envelope.success(request, encode(job), headers=headers)
-
-
-async def create_stream_token(request: Request) -> Response:
-    ref = await _decode(request, jpb.JobRef)
-    issued = await unary(request, backend(request).stub.CreateStreamToken, ref)
-    return envelope.success(
-        request, _stream_token(ref.job_id, issued), status_code=RULES["CreateStreamToken"].success_status
-    )
-
-
-async def list_webhook_deliveries(request: Request) -> Response:
-    ref = _read(request, jpb.JobRef)
-    found = await unary(request, backend(request).stub.ListWebhookDeliveries, ref)
-    return envelope.success(request, encode(found))
-
-
-async def report_item_result(request: Request) -> Response:
-    message = await _decode(request, jpb.ReportItemResultRequest)
-    result = await unary(request, backend(request).stub.ReportItemResult, message, callback_secret=True)
-    return envelope.success(request, encode(result))
+    return handler
 
 
 async def job_events_stream(request: Request) -> Response | EventStreamResponse:
@@ -227,16 +159,16 @@ async def job_events_stream(request: Request) -> Response | EventStreamResponse:
     return EventStreamResponse(job_events(call, events, first, keepalive_s=keepalive_s))
 
 
-def _path(path: str, name: str, endpoints: Mapping[str, Endpoint]) -> Route:
+def _path(path: str, name: str, served: Mapping[str, tuple[Endpoint, Handler]]) -> Route:
     async def dispatch(request: Request) -> Any:
-        endpoint = endpoints["GET" if request.method == "HEAD" else request.method]
+        endpoint, handler = served["GET" if request.method == "HEAD" else request.method]
         credentials: EdgeCredentials | None = request.app.state.credentials
         if credentials is not None:
             credentials.check(request, endpoint.credential)
         request.state.body_limit = min(endpoint.body_bytes, request.app.state.max_body_bytes)
-        return await endpoint.handler(request)
+        return await handler(request)
 
-    return Route(path, dispatch, methods=list(endpoints), name=name)
+    return Route(path, dispatch, methods=list(served), name=name)
 
 
 EndpointTable = list[tuple[str, str, dict[str, Endpoint]]]
@@ -244,32 +176,38 @@ EndpointTable = list[tuple[str, str, dict[str, Endpoint]]]
 
 
 def _endpoints() -> dict[str, Endpoint]:
-    """The handler of each JobService RPC, with its credential and body cap. Body caps: a small JSON
-    route gets a small cap; execute and callback bodies grow with a job's items and instances."""
+    """Each JobService RPC's credential, body cap and answer. Body caps: a small JSON route gets a
+    small cap; execute and callback bodies grow with a job's items and instances."""
     public, worker = Credential.NONE, Credential.CALLBACK
     return {
-        "GetHealth": Endpoint(health, public),
-        "CreateAnonUser": Endpoint(create_anon_user, public, 1 * KIB),
-        "RefreshSession": Endpoint(refresh_session, public, 8 * KIB),
-        "GetMe": Endpoint(get_me),
-        "ListPresets": Endpoint(list_presets),
-        "GetPreset": Endpoint(get_preset),
-        "ListRules": Endpoint(list_rules),
-        "CreateRule": Endpoint(create_rule, body_bytes=64 * KIB),
-        "UpdateRule": Endpoint(update_rule, body_bytes=64 * KIB),
-        "DeleteRule": Endpoint(delete_rule),
-        "ListJobs": Endpoint(list_jobs),
-        "CreateJob": Endpoint(create_job, body_bytes=16 * KIB),
-        "GetJob": Endpoint(get_job),
-        "ConfirmUpload": Endpoint(confirm_upload),
-        "AnalyzeJob": Endpoint(analyze_job, body_bytes=16 * KIB),
-        "ExecuteJob": Endpoint(execute_job, body_bytes=256 * KIB),
-        "ReportItemResult": Endpoint(report_item_result, worker, 1024 * KIB),
-        "CancelJob": Endpoint(cancel_job),
-        "WatchJob": Endpoint(job_events_stream, Credential.BEARER_OR_STREAM_TOKEN),
-        "ListWebhookDeliveries": Endpoint(list_webhook_deliveries),
-        "CreateStreamToken": Endpoint(create_stream_token),
+        "GetHealth": Endpoint(public, answer=_health),
+        "CreateAnonUser": Endpoint(public, 1 * KIB),
+        "RefreshSession": Endpoint(public, 8 * KIB),
+        "GetMe": Endpoint(),
+        "ListPresets": Endpoint(),
+        "GetPreset": Endpoint(),
+        "ListRules": Endpoint(),
+        "CreateRule": Endpoint(body_bytes=64 * KIB),
+        "UpdateRule": Endpoint(body_bytes=64 * KIB),
+        "DeleteRule": Endpoint(),
+        "ListJobs": Endpoint(),
+        "CreateJob": Endpoint(body_bytes=16 * KIB),
+        "GetJob": Endpoint(answer=_job),
+        "ConfirmUpload": Endpoint(),
+        "AnalyzeJob": Endpoint(body_bytes=16 * KIB),
+        "ExecuteJob": Endpoint(body_bytes=256 * KIB, answer=_job),
+        "ReportItemResult": Endpoint(worker, 1024 * KIB),
+        "CancelJob": Endpoint(),
+        "WatchJob": Endpoint(Credential.BEARER_OR_STREAM_TOKEN, stream=job_events_stream),
+        "ListWebhookDeliveries": Endpoint(),
+        "CreateStreamToken": Endpoint(answer=_stream_token),
     }
+
+
+def _handler(rule: HttpRule, endpoint: Endpoint) -> Handler:
+    if endpoint.stream is not None:
+        return endpoint.stream
+    return _unary_endpoint(rule, endpoint.credential, endpoint.answer or _encoded)
 
 
 def api_endpoints() -> EndpointTable:
@@ -289,4 +227,8 @@ def _route_name(path: str) -> str:
 
 
 def api_routes() -> list[Route]:
-    return [_path(path, name, endpoints) for path, name, endpoints in api_endpoints()]
+    rules = {(rule.method, rule.path): rule for rule in RULES.values()}
+    return [
+        _path(path, name, {method: (e, _handler(rules[method, path], e)) for method, e in endpoints.items()})
+        for path, name, endpoints in api_endpoints()
+    ]

@@ -3,6 +3,8 @@ forwards them."""
 
 from __future__ import annotations
 
+from protos.s3.v1 import jobs_pb2, options_pb2
+
 AUTHORIZATION_KEY = "authorization"
 """Request metadata: ``Bearer <access token>``."""
 
@@ -21,6 +23,13 @@ WORKER_TOKEN_KEY = "x-worker-token"
 
 IDEMPOTENCY_KEY = "idempotency-key"
 """Request metadata: the client's idempotency key (the shim forwards ``Idempotency-Key``)."""
+
+KEYED_RPCS = frozenset(
+    method.name
+    for method in jobs_pb2.DESCRIPTOR.services_by_name["JobService"].methods
+    if method.GetOptions().Extensions[options_pb2.idempotency_key]
+)
+"""The JobService RPCs that take an idempotency key: those marked ``(idempotency_key)`` in jobs.proto."""
 
 REPLAYED = "idempotent-replayed"
 """Initial metadata of an answer replayed for an idempotency key (value ``true``)."""

@@ -58,6 +58,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         ``call`` gets the claim to pass to the service as ``record``; with one, the answer is the stored
         bytes, so the first answer and every replay of it are the same message.
         """
+        if rpc not in metadata_keys.KEYED_RPCS:
+            raise RuntimeError(f"{rpc} is not marked (idempotency_key) in jobs.proto: its clients send no key")
         key = metadata_value(context, metadata_keys.IDEMPOTENCY_KEY)
         if key is None:
             return call(None)

@@ -156,3 +156,11 @@ def test_an_rpc_without_a_handler_is_refused(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(routes, "_endpoints", missing_one)
     with pytest.raises(ValueError, match="CancelJob"):
         api_endpoints()
+
+
+def test_an_rpc_not_marked_idempotency_key_is_never_run_under_a_key() -> None:
+    from server.grpc_api.servicer import JobService
+
+    servicer = JobService.__new__(JobService)  # the guard runs before the servicer touches anything
+    with pytest.raises(RuntimeError, match=r"GetMe is not marked \(idempotency_key\)"):
+        servicer._once(None, "u", "GetMe", jobs_pb2.GetMeRequest(), jobs_pb2.GetMeRequest.FromString, lambda _: None)  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ class JobServiceStub:
     Caller identity comes from metadata: `authorization: Bearer <JWT>` for users,
     `x-callback-secret` for ReportItemResult, and `x-request-id` is echoed in logs.
 
-    Idempotency: CreateJob, ExecuteJob, CancelJob, CreateRule and AnalyzeJob take an optional
+    Idempotency: the RPCs marked `(idempotency_key) = true` take an optional
     `idempotency-key` metadata value (1..255 printable ASCII characters, scoped to the user). The first
     successful answer to a key is kept (at least 24 hours) and answered again, unchanged, to the same
     RPC with the same request, with the initial metadata `idempotent-replayed: true`; the same key with
@@ -157,7 +157,7 @@ class JobServiceServicer:
     Caller identity comes from metadata: `authorization: Bearer <JWT>` for users,
     `x-callback-secret` for ReportItemResult, and `x-request-id` is echoed in logs.
 
-    Idempotency: CreateJob, ExecuteJob, CancelJob, CreateRule and AnalyzeJob take an optional
+    Idempotency: the RPCs marked `(idempotency_key) = true` take an optional
     `idempotency-key` metadata value (1..255 printable ASCII characters, scoped to the user). The first
     successful answer to a key is kept (at least 24 hours) and answered again, unchanged, to the same
     RPC with the same request, with the initial metadata `idempotent-replayed: true`; the same key with
@@ -423,7 +423,7 @@ class JobService:
     Caller identity comes from metadata: `authorization: Bearer <JWT>` for users,
     `x-callback-secret` for ReportItemResult, and `x-request-id` is echoed in logs.
 
-    Idempotency: CreateJob, ExecuteJob, CancelJob, CreateRule and AnalyzeJob take an optional
+    Idempotency: the RPCs marked `(idempotency_key) = true` take an optional
     `idempotency-key` metadata value (1..255 printable ASCII characters, scoped to the user). The first
     successful answer to a key is kept (at least 24 hours) and answered again, unchanged, to the same
     RPC with the same request, with the initial metadata `idempotent-replayed: true`; the same key with

@@ -32,7 +32,7 @@ class JobServiceStub:
     Caller identity comes from metadata: `authorization: Bearer <JWT>` for users,
     `x-callback-secret` for ReportItemResult, and `x-request-id` is echoed in logs.
 
-    Idempotency: CreateJob, ExecuteJob, CancelJob, CreateRule and AnalyzeJob take an optional
+    Idempotency: the RPCs marked `(idempotency_key) = true` take an optional
     `idempotency-key` metadata value (1..255 printable ASCII characters, scoped to the user). The first
     successful answer to a key is kept (at least 24 hours) and answered again, unchanged, to the same
     RPC with the same request, with the initial metadata `idempotent-replayed: true`; the same key with
@@ -87,7 +87,7 @@ class JobServiceAsyncStub(JobServiceStub):
     Caller identity comes from metadata: `authorization: Bearer <JWT>` for users,
     `x-callback-secret` for ReportItemResult, and `x-request-id` is echoed in logs.
 
-    Idempotency: CreateJob, ExecuteJob, CancelJob, CreateRule and AnalyzeJob take an optional
+    Idempotency: the RPCs marked `(idempotency_key) = true` take an optional
     `idempotency-key` metadata value (1..255 printable ASCII characters, scoped to the user). The first
     successful answer to a key is kept (at least 24 hours) and answered again, unchanged, to the same
     RPC with the same request, with the initial metadata `idempotent-replayed: true`; the same key with
@@ -138,7 +138,7 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     Caller identity comes from metadata: `authorization: Bearer <JWT>` for users,
     `x-callback-secret` for ReportItemResult, and `x-request-id` is echoed in logs.
 
-    Idempotency: CreateJob, ExecuteJob, CancelJob, CreateRule and AnalyzeJob take an optional
+    Idempotency: the RPCs marked `(idempotency_key) = true` take an optional
     `idempotency-key` metadata value (1..255 printable ASCII characters, scoped to the user). The first
     successful answer to a key is kept (at least 24 hours) and answered again, unchanged, to the same
     RPC with the same request, with the initial metadata `idempotent-replayed: true`; the same key with

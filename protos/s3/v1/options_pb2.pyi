@@ -18,6 +18,7 @@ VALUES_OF_FIELD_NUMBER: _builtins.int
 MINIMUM_FIELD_NUMBER: _builtins.int
 MAXIMUM_FIELD_NUMBER: _builtins.int
 HTTP_SUCCESS_STATUS_FIELD_NUMBER: _builtins.int
+IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
 http_status: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, _builtins.int]
 """The HTTP status the REST shim answers an ErrorCode with."""
 grpc_status: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.EnumValueOptions, _code_pb2.Code.ValueType]
@@ -36,3 +37,7 @@ maximum: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions,
 """The greatest value a number field holds (OpenAPI "maximum")."""
 http_success_status: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _builtins.int]
 """The HTTP status of the REST route's success answer, when it is not 200 (201: created)."""
+idempotency_key: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _builtins.bool]
+"""The RPC takes an optional `idempotency-key` metadata value (the REST route an `Idempotency-Key`
+header) and answers a retry with the same key from the first answer (see JobService).
+"""

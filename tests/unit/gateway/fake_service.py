@@ -125,6 +125,10 @@ class FakeJobService(jobs_pb2_grpc.JobServiceServicer):
         self._answer("ExecuteJob", request, context)
         return self.script.job
 
+    def AnalyzeJob(self, request: Any, context: grpc.ServicerContext) -> pb.Job:
+        self._answer("AnalyzeJob", request, context)
+        return self.script.job
+
     def ConfirmUpload(self, request: Any, context: grpc.ServicerContext) -> pb.Job:
         self._answer("ConfirmUpload", request, context)
         return self.script.job

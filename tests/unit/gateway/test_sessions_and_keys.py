@@ -6,16 +6,27 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
+from gateway_rest.http_rules import RULES
 from protos.s3.v1 import jobs_pb2 as jpb
+from server.grpc_api.metadata_keys import KEYED_RPCS
 from tests.unit.gateway.conftest import AUTH
 from tests.unit.gateway.fake_service import Script
 
 KEYED_POSTS = [
     ("/jobs", {"preset": "interior", "item_count": 1}),
     ("/rules", {"name": "r", "preset_id": "interior", "concepts": {"Wall": {"action": "blur"}}}),
+    ("/jobs/j1/analyze", {"concepts": ["Wall"]}),
     ("/jobs/j1/execute", {"concepts": {"Wall": {"action": "blur"}}}),
     ("/jobs/j1/cancel", None),
 ]
+"""A request to each route whose RPC is marked ``(idempotency_key)``."""
+
+
+def test_the_keyed_routes_are_the_rpcs_marked_in_the_proto() -> None:
+    # An oracle written out: adding the mark to an RPC (or losing it) must be a decision seen here.
+    assert {"CreateRule", "CreateJob", "AnalyzeJob", "ExecuteJob", "CancelJob"} == KEYED_RPCS
+    keyed_paths = {rule.path.replace("{job_id}", "j1") for rule in RULES.values() if rule.idempotency_key}
+    assert keyed_paths == {path for path, _ in KEYED_POSTS}
 
 
 @pytest.mark.parametrize(("path", "body"), KEYED_POSTS)
