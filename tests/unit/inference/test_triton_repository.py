@@ -166,3 +166,16 @@ def test_assemble_torch_copies_the_graph_code_into_every_graph_model(tmp_path: P
         assert (folder / "model.py").read_text() == (tr.SOURCE_ROOT / "torch_graph" / "model.py").read_text()
         assert (folder / "torch_graphs.py").read_text() == Path(tr.__file__).with_name("torch_graphs.py").read_text()
     assert {p.name for p in (repo / "sam3" / "1").iterdir()} == {*tr.SAM3_CODE, "tokenizer.json"}
+
+
+def test_the_served_models_shared_modules_are_links_to_the_package() -> None:
+    # One source: the sam3 model directory links to the modules the service imports, so the code
+    # Triton runs cannot drift from the code the tests and the in-process backend run.
+    package = Path(tr.__file__).resolve().parent
+    for name in tr.SAM3_CODE:
+        served = tr.SOURCE_ROOT / "sam3" / "1" / name
+        if name == "model.py":
+            assert not served.is_symlink()  # the Triton entry point itself lives only there
+            continue
+        assert served.is_symlink(), f"{served} is a copy, not a link to {package / name}"
+        assert served.resolve() == package / name
