@@ -31,14 +31,15 @@ from gateway_rest.rate_limit_middleware import LIMITER_STATE_KEY, RATE_LIMIT_HEA
 from gateway_rest.rate_limits import RateLimitConfig, UserOf, no_user, open_rate_limiter
 from gateway_rest.routes import api_routes
 from gateway_rest.rpc import IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER, open_backend
-from server.config import GatewayConfig, Settings
+from server.config import Settings
+from server.config.sections import GatewayConfig
 from server.errors import S3Error
 from server.service.tokens import TokenService
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_RPC_TIMEOUT_S = 60.0
 DEFAULT_SSE_KEEPALIVE_S = 15.0
-DEFAULT_RATE_LIMITS = RateLimitConfig.from_settings(Settings())
+DEFAULT_RATE_LIMITS = RateLimitConfig()
 DEFAULT_PREFER_WAIT_MAX_S = GatewayConfig.prefer_wait_max_s
 DEFAULT_PREFER_POLL_S = 0.25
 
@@ -94,7 +95,9 @@ def create_app(
                 "backend": await stack.enter_async_context(open_backend(grpc_target, timeout_s=rpc_timeout_s))
             }
             if rate_limits is not None:
-                state[LIMITER_STATE_KEY] = await stack.enter_async_context(open_rate_limiter(rate_limits.storage_url))
+                state[LIMITER_STATE_KEY] = await stack.enter_async_context(
+                    open_rate_limiter(rate_limits.limits.storage_url)
+                )
             yield state
 
     http_metrics = metrics if metrics is not None else HttpMetrics()
@@ -153,7 +156,7 @@ def create_app_from_settings(
     settings: Settings, *, object_routes: Sequence[BaseRoute] = (), metrics: HttpMetrics | None = None
 ) -> Starlette:
     """The shim as ``make serve`` runs it; ``settings`` has its secrets resolved."""
-    credentials = EdgeCredentials.from_settings(settings)
+    credentials = EdgeCredentials.from_config(settings.auth)
     return create_app(
         grpc_target=settings.grpc.effective_target,
         cors_origins=settings.gateway.cors_origins,

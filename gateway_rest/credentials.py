@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
-from server.config import Settings
+from server.config.sections import AuthConfig
 from server.service.callbacks import check_callback_secret
 from server.service.tokens import TokenService
 
@@ -38,11 +38,11 @@ class EdgeCredentials:
     callback_secret: str
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> EdgeCredentials:
+    def from_config(cls, auth: AuthConfig) -> EdgeCredentials:
         """From resolved settings (``server.config.resolve_secrets``): the secrets must be set."""
-        if settings.auth.jwt_secret is None or settings.auth.callback_secret is None:
+        if auth.jwt_secret is None or auth.callback_secret is None:
             raise ValueError("resolve the settings' secrets before building the shim's credentials")
-        return cls(TokenService(settings.auth.jwt_secret, settings.auth.jwt_ttl_s), settings.auth.callback_secret)
+        return cls(TokenService(auth.jwt_secret, auth.jwt_ttl_s), auth.callback_secret)
 
     def check(self, conn: HTTPConnection, credential: Credential) -> None:
         """Raise the contract's AUTH_REQUIRED / INVALID_TOKEN / FORBIDDEN error when ``credential`` fails."""

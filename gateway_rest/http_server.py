@@ -30,16 +30,20 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from server.config.sections import HttpConfig
+
 
 @dataclass(frozen=True)
 class HttpLimits:
-    header_timeout_s: float = 10.0
+    """A connection's deadlines and the connection cap; defaults are the settings' (``HttpConfig``)."""
+
+    header_timeout_s: float = HttpConfig.header_timeout_s
     """A connection must deliver a complete request head within this time."""
-    body_timeout_s: float = 20.0
+    body_timeout_s: float = HttpConfig.body_timeout_s
     """Grace for a request body, extended by the bytes received at the minimum rate."""
-    body_min_rate_bytes_per_s: int = 1024
+    body_min_rate_bytes_per_s: int = HttpConfig.body_min_rate_bytes_per_s
     """Each this many bytes received extend the body deadline by one second."""
-    max_connections: int = 1000
+    max_connections: int = HttpConfig.max_connections
     """Open connections past which a new one is closed before a byte is read."""
     keep_alive_s: int = 5
     """Idle time after a response before uvicorn closes the connection."""
@@ -49,6 +53,10 @@ class HttpLimits:
             raise ValueError("HTTP timeouts must be positive")
         if min(self.body_min_rate_bytes_per_s, self.max_connections, self.keep_alive_s) < 1:
             raise ValueError("the HTTP body rate, connection cap and keep-alive must be at least 1")
+
+    @classmethod
+    def from_config(cls, http: HttpConfig) -> HttpLimits:
+        return cls(http.header_timeout_s, http.body_timeout_s, http.body_min_rate_bytes_per_s, http.max_connections)
 
 
 class GuardedH11Protocol(H11Protocol):

@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway_rest.errors import HTTP_STATUS
 from gateway_rest.openapi_schemas import Schema, ref
-from server.config import RateLimitsConfig, WebhookConfig
+from server.config.sections import RateLimitsConfig, WebhookConfig
 from server.service.webhook_signature import TOLERANCE_S
 
 BIND = "x-bind"

@@ -28,6 +28,7 @@ from limits.errors import StorageError
 
 from gateway_rest.client_address import TrustedProxies
 from server.config import RateLimit, Settings
+from server.config.sections import RateLimitsConfig
 
 log = logging.getLogger("s3.rest.ratelimit")
 
@@ -45,25 +46,15 @@ UserOf = Callable[[str | None], str | None]
 
 @dataclass(frozen=True)
 class RateLimitConfig:
-    """The limits of one REST shim: read from the settings once (``gateway_rest.app``)."""
+    """The limits of one REST shim (its settings' section), and the proxies whose
+    ``X-Forwarded-For`` names the client it counts a request against."""
 
-    address: RateLimit
-    user: RateLimit
-    signup_address: RateLimit
-    signup_global: RateLimit
-    storage_url: str = "memory://"
+    limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimitConfig:
-        return cls(
-            address=settings.rate_limits.address,
-            user=settings.rate_limits.user,
-            signup_address=settings.rate_limits.signup_address,
-            signup_global=settings.rate_limits.signup_global,
-            storage_url=settings.rate_limits.storage_url,
-            trusted_proxies=TrustedProxies.parse(settings.gateway.trusted_proxies),
-        )
+        return cls(settings.rate_limits, TrustedProxies.parse(settings.gateway.trusted_proxies))
 
 
 def no_user(authorization: str | None) -> str | None:
@@ -85,12 +76,13 @@ class Bucket:
 
 def buckets_for(config: RateLimitConfig, method: str, path: str, client: str, user_id: str | None) -> list[Bucket]:
     """The buckets one request is counted in, broadest first."""
-    buckets = [Bucket("address", config.address, client)]
+    limits = config.limits
+    buckets = [Bucket("address", limits.address, client)]
     if user_id is not None:
-        buckets.append(Bucket("user", config.user, user_id))
+        buckets.append(Bucket("user", limits.user, user_id))
     if (method, path) == SIGNUP_ROUTE:
-        buckets.append(Bucket("signup-address", config.signup_address, client))
-        buckets.append(Bucket("signup-global", config.signup_global, "*"))
+        buckets.append(Bucket("signup-address", limits.signup_address, client))
+        buckets.append(Bucket("signup-global", limits.signup_global, "*"))
     return buckets
 
 

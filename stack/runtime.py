@@ -178,20 +178,10 @@ def _http_server(app: object, host: str, port: int, limits: HttpLimits) -> _Http
     return _HttpServer(config)
 
 
-def http_limits(settings: Settings) -> HttpLimits:
-    from gateway_rest.http_server import HttpLimits
-
-    return HttpLimits(
-        header_timeout_s=settings.http.header_timeout_s,
-        body_timeout_s=settings.http.body_timeout_s,
-        body_min_rate_bytes_per_s=settings.http.body_min_rate_bytes_per_s,
-        max_connections=settings.http.max_connections,
-    )
-
-
 async def serve(settings: Settings) -> None:
     """``make serve``: everything in one process until SIGINT/SIGTERM."""
     from gateway_rest.app import create_app_from_settings
+    from gateway_rest.http_server import HttpLimits
     from gateway_rest.metrics import HttpMetrics
     from gateway_rest.objects import object_routes
     from gateway_rest.operator import create_operator_app
@@ -218,7 +208,7 @@ async def serve(settings: Settings) -> None:
         routes = object_routes(core.store) if isinstance(core.store, LocalObjectStore) else []
         http_metrics = HttpMetrics()
         app = create_app_from_settings(settings, object_routes=routes, metrics=http_metrics)
-        limits = http_limits(settings)
+        limits = HttpLimits.from_config(settings.http)
         servers: list[tuple[_HttpServer, list[socket.socket] | None]] = [
             (_http_server(app, settings.http.host, settings.http.port, limits), None)
         ]

@@ -33,7 +33,7 @@ from types import TracebackType
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from server.config import PhotoLimits
+from server.config.sections import PhotoLimits
 from server.errors import InferenceUnavailable
 from server.inference import shm
 from server.inference.artifacts import MODEL_VENV, model_python

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 import applier
 from server import images
-from server.config import PhotoLimits
+from server.config.sections import PhotoLimits
 from server.db.engine import Database
 from server.db.tables import JobRow
 from server.errors import PayloadTooLarge, ValidationFailed

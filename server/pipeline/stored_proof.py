@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 import applier
 from server import images
-from server.config import PhotoLimits
+from server.config.sections import PhotoLimits
 from server.errors import PayloadTooLarge, ValidationFailed
 from server.item_records import StoredRendition
 from server.storage.port import ObjectIO

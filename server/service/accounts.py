@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from server.clock import utcnow
-from server.config import CreditsConfig
+from server.config.sections import CreditsConfig
 from server.db.engine import Database
 from server.db.tables import BillingEventRow, DeviceGrantRow, UserRow
 from server.errors import ValidationFailed

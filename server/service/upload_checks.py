@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from server import images
-from server.config import PhotoLimits
+from server.config.sections import PhotoLimits
 from server.db.tables import JobItemRow
 from server.errors import NotFound, PayloadTooLarge, S3Error, ValidationFailed
 from server.storage.port import ObjectStore, verify_upload

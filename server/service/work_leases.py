@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from server.config import InferenceConfig
+from server.config.sections import InferenceConfig
 from server.db.engine import Database
 from server.errors import Forbidden, InvalidState, ValidationFailed
 from server.pipeline import load_work

@@ -36,7 +36,7 @@ from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from server.clock import utcnow
-from server.config import QueueConfig
+from server.config.sections import QueueConfig
 from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
 from server.item_records import StoredInstance

@@ -26,7 +26,7 @@ from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import aliased
 
 from server.clock import rfc3339, utcnow
-from server.config import WebhookConfig
+from server.config.sections import WebhookConfig
 from server.db.engine import Database, DatabaseUnavailable
 from server.db.tables import JobRow, WebhookDeliveryRow
 from server.service import webhook_signature

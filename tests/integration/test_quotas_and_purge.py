@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from server.clock import utcnow
-from server.config import PhotoLimits
+from server.config.sections import PhotoLimits
 from server.db.tables import JobRow
 from server.errors import QuotaExceeded
 from server.plans import limits_for

@@ -58,7 +58,7 @@ def rest(tmp_path: Path) -> Iterator[Rest]:
             grpc_target=target,
             object_routes=object_routes(stack.store),
             metrics=metrics,
-            credentials=EdgeCredentials.from_settings(stack.settings),
+            credentials=EdgeCredentials.from_config(stack.settings.auth),
         )
         operator_app = create_operator_app(grpc_target=target, metrics=metrics, rpc_timeout_s=10.0)
         with (

@@ -54,7 +54,7 @@ def live_rest(
         app = create_app(
             grpc_target=target,
             object_routes=routes,
-            credentials=EdgeCredentials.from_settings(stack.settings),
+            credentials=EdgeCredentials.from_config(stack.settings.auth),
             **dict(app_options or {}),
         )
         with run_server(app, port=port, limits=limits) as base:

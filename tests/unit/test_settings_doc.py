@@ -8,7 +8,8 @@ import pytest
 
 from scripts import gen_settings_doc
 from server import settings_env
-from server.config import QueueConfig, Settings
+from server.config import Settings
+from server.config.sections import QueueConfig
 
 
 def test_the_committed_settings_document_is_what_the_declarations_say() -> None:

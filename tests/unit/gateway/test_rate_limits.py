@@ -20,6 +20,7 @@ from gateway_rest.app import create_app, verified_user
 from gateway_rest.client_address import TrustedProxies
 from gateway_rest.rate_limits import RateLimitConfig
 from server.config import RateLimit
+from server.config.sections import RateLimitsConfig
 from server.errors import AuthRequired, ConcurrencyLimit, Internal
 from server.ports import free_port
 from server.service.tokens import TokenService
@@ -33,8 +34,11 @@ ROOMY = RateLimit(1000, 60)
 HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 
 
-def limits(**tight: RateLimit) -> RateLimitConfig:
-    return replace(RateLimitConfig(address=ROOMY, user=ROOMY, signup_address=ROOMY, signup_global=ROOMY), **tight)  # type: ignore[arg-type]
+def limits(storage_url: str = "memory://", **tight: RateLimit) -> RateLimitConfig:
+    roomy = RateLimitsConfig(
+        storage_url=storage_url, address=ROOMY, user=ROOMY, signup_address=ROOMY, signup_global=ROOMY
+    )
+    return RateLimitConfig(replace(roomy, **tight))  # type: ignore[arg-type]
 
 
 class PeerFromHeader:
@@ -248,7 +252,7 @@ def test_limits_off_means_no_headers_and_no_429(shim: Factory) -> None:
 def test_an_unreachable_store_lets_requests_through(shim: Factory) -> None:
     """Fail open: a Redis outage must not take the API down with it (the limiter logs it)."""
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    client = shim(replace(limits(address=RateLimit(1, 60)), storage_url=dead))
+    client = shim(limits(dead, address=RateLimit(1, 60)))
     answers = [client.get("/jobs", headers=peer("203.0.113.5")) for _ in range(3)]
     assert [r.status_code for r in answers] == [200, 200, 200]
     assert not any(h in answers[0].headers for h in HEADERS)

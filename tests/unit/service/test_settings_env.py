@@ -11,7 +11,8 @@ from typing import Annotated
 import pytest
 
 from server import settings_env
-from server.config import HttpConfig, QueueConfig, RateLimit, Settings, WebhookConfig
+from server.config import RateLimit, Settings
+from server.config.sections import HttpConfig, QueueConfig, WebhookConfig
 from server.settings_env import AtLeast, SettingsError
 
 
