@@ -36,7 +36,7 @@ from server.config.sections import GatewayConfig
 from server.errors import S3Error
 from server.service.tokens import TokenService
 
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = GatewayConfig.max_body_bytes
 DEFAULT_RPC_TIMEOUT_S = 60.0
 DEFAULT_SSE_KEEPALIVE_S = 15.0
 DEFAULT_RATE_LIMITS = RateLimitConfig()

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from protos.s3.v1 import admin_pb2, jobs_pb2, worker_pb2
+from server.config.sections import GatewayConfig
 from server.errors import S3Error
 from server.grpc_api.metadata_keys import (
     ADMIN_TOKEN_KEY,
@@ -31,7 +32,7 @@ Credential = Literal["user", "watcher", "callback", "admin", "worker", "none"]
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 """The largest message the gRPC server receives at all (a callback of a big album item)."""
-DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024
+DEFAULT_MAX_REQUEST_BYTES = GatewayConfig.max_body_bytes
 """Every other request: the REST shim's body cap, and far above any real request of the contract."""
 
 _JOBS = jobs_pb2.DESCRIPTOR.services_by_name["JobService"]

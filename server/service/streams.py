@@ -11,14 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from server.config.sections import JobLimits
 from server.errors import StreamLimit
 
 
 @dataclass(frozen=True)
 class StreamPolicy:
-    max_per_user: int = 8
+    max_per_user: int = JobLimits.max_streams_per_user
     """Open streams one user may hold in one JobService process; one more is answered STREAM_LIMIT."""
-    max_lifetime_s: float = 3600.0
+    max_lifetime_s: float = JobLimits.stream_max_lifetime_s
     """A stream ends (cleanly, with no final event) after this long; the client reconnects."""
     poll_interval_s: float = 0.5
     """How often watched jobs are checked for changes when the database cannot notify (SQLite)."""

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import jwt
 
 from server.clock import utcnow
+from server.config.sections import AuthConfig
 from server.errors import AuthRequired, InvalidToken
 
 ALGORITHM = "HS256"
@@ -38,7 +39,7 @@ class Bearer:
 
 
 class TokenService:
-    def __init__(self, secret: str, ttl_s: int, *, stream_ttl_s: int = 300) -> None:
+    def __init__(self, secret: str, ttl_s: int, *, stream_ttl_s: int = AuthConfig.stream_token_ttl_s) -> None:
         if len(secret) < 32:
             raise ValueError("the JWT secret must be at least 32 characters")
         self._secret = secret

@@ -23,6 +23,7 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
+from server.config.sections import PhotoLimits
 from server.errors import Forbidden, NotFound, PayloadTooLarge, StorageUnavailable
 from server.storage.keys import validate_key
 from server.storage.port import ObjectInfo, PresignedRequest, check_expires
@@ -151,7 +152,7 @@ class LocalObjectStore:
         *,
         signer: UrlSigner,
         public_base_url: str,
-        max_upload_bytes: int = 25 * 1024 * 1024,
+        max_upload_bytes: int = PhotoLimits.max_upload_bytes,
     ) -> None:
         if max_upload_bytes < 1:
             raise ValueError(f"max_upload_bytes must be >= 1, got {max_upload_bytes}")

@@ -19,6 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from server.config import Settings
+from server.config.sections import PhotoLimits
 from server.errors import NotFound, PayloadTooLarge, StorageUnavailable
 from server.storage.keys import validate_filename, validate_key
 from server.storage.port import ObjectInfo, PresignedRequest, check_expires, content_disposition
@@ -46,7 +47,7 @@ class S3ObjectStore:
         endpoint_url: str | None = None,
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
-        max_upload_bytes: int = 25 * 1024 * 1024,
+        max_upload_bytes: int = PhotoLimits.max_upload_bytes,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 30.0,
     ) -> None:
