@@ -40,11 +40,10 @@ from server.db.tables import BillingEventRow, JobItemRow, JobRow, UserRow
 from server.pipeline import Pipeline
 from server.service.bundle import Services
 from server.service.concept_action import actions_from_stored
-from server.service.item_state import ItemStatus
-from server.service.job_state import JobStatus
 from server.service.settle import ItemOutputs, PackageOutputs
 from server.storage import keys
 from server.storage.port import ObjectStore
+from server.wire_enums import ItemStatus, JobStatus
 from server.work.queue import WorkQueue
 from server.work.worker import Worker
 from stack.wiring import build_services, build_store, open_database

@@ -39,9 +39,8 @@ from bench.statement_count import counting
 from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
 from server.pipeline import Pipeline
-from server.service.item_state import ItemStatus
-from server.service.job_state import JobStatus
 from server.service.settle import AnalysisOutputs, ItemOutputs, PackageOutputs
+from server.wire_enums import ItemStatus, JobStatus
 from server.work.queue import Claim, WorkQueue
 from server.work.worker import Worker
 

@@ -65,12 +65,13 @@ def _generate(out_root: Path) -> list[Path]:
 def _documents(descriptor_set: Path) -> dict[Path, str]:
     """The generated documents, built from the committed stubs (just written, unless checking)."""
     sys.path.insert(0, str(ROOT))
-    from scripts import contract_docs
+    from scripts import contract_docs, wire_enums
 
     notes = contract_docs.comments(descriptor_set)
     return {
         contract_docs.OPENAPI: contract_docs.openapi_text(notes),
         contract_docs.CONTRACT: contract_docs.contract_text(notes),
+        wire_enums.TARGET: wire_enums.text(notes),
     }
 
 

@@ -224,7 +224,7 @@ class JobItemRow(Base):
     analyzed_concepts: Mapped[list[Any] | None] = mapped_column(JSON)
     """Concepts whose instances are stored for this item (an analysis of them again costs nothing)."""
     analysis_state: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
-    """none | pending | done | failed (``server.service.item_state.AnalysisState``)."""
+    """none | pending | done | failed (``server.wire_enums.AnalysisState``)."""
 
     __table_args__ = (
         UniqueConstraint("job_id", "idx"),

@@ -23,8 +23,9 @@ from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
 from server.errors import S3Error
 from server.service import job_state
-from server.service.item_state import CLAIMABLE_STAGES, ItemStatus
+from server.service.item_state import CLAIMABLE_STAGES
 from server.service.job_state import TRANSITIONS
+from server.wire_enums import ItemStatus
 
 log = logging.getLogger(__name__)
 

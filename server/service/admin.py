@@ -35,12 +35,11 @@ from server.service.admin_views import (
     encode_page_token,
 )
 from server.service.ids import canonical_id, resource_id
-from server.service.item_state import ItemStatus
-from server.service.job_state import JobStatus
 from server.service.locking import lock_user
 from server.service.seals import seal_inputs
 from server.service.settle import cancel_open_items, lock_job
 from server.storage.port import ObjectStore
+from server.wire_enums import ItemStatus, JobStatus
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,9 @@ from server.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from server.item_records import StoredInstance
 from server.service import job_state
 from server.service.ids import resource_id
-from server.service.item_state import ItemStatus
-from server.service.job_state import JobStatus
 from server.service.settle import FINISHED_ITEM_STATES, ItemOutputs, finish_item, lock_job
 from server.service.validation import storable
+from server.wire_enums import ItemStatus, JobStatus
 
 log = logging.getLogger(__name__)
 

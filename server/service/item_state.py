@@ -35,29 +35,13 @@ from server.db.notify import WORK_READY
 from server.db.tables import JobItemRow
 from server.errors import InvalidState
 from server.item_records import StoredInstance
-
-
-class ItemStatus(StrEnum):
-    PENDING = "pending"
-    UPLOADED = "uploaded"
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELED = "canceled"
+from server.wire_enums import AnalysisState, ItemStatus
 
 
 class ItemStage(StrEnum):
     NONE = "none"
     ANALYZE = "analyze"
     EXECUTE = "execute"
-
-
-class AnalysisState(StrEnum):
-    NONE = "none"
-    PENDING = "pending"
-    DONE = "done"
-    FAILED = "failed"
 
 
 S = ItemStatus

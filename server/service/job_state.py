@@ -8,7 +8,6 @@ Any other transition is ``INVALID_STATE``.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from types import MappingProxyType
 
 from sqlalchemy.orm import object_session
@@ -17,17 +16,7 @@ from server.clock import utcnow
 from server.db.tables import JobRow
 from server.errors import InvalidState
 from server.service import webhooks
-
-
-class JobStatus(StrEnum):
-    CREATED = "created"
-    UPLOADED = "uploaded"
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
+from server.wire_enums import JobStatus
 
 J = JobStatus
 TERMINAL: frozenset[str] = frozenset({J.DONE, J.FAILED, J.CANCELED})

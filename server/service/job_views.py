@@ -15,10 +15,9 @@ from sqlalchemy.orm import Session
 from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
 from server.errors import ValidationFailed
-from server.service.item_state import ItemStatus
-from server.service.job_state import JobStatus
 from server.service.locking import get_user
 from server.service.views import JobItemView, JobPage, JobView
+from server.wire_enums import ItemStatus, JobStatus
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100

@@ -33,8 +33,7 @@ from server.service.concept_action import ConceptAction, ConceptActions, actions
 from server.service.idempotency import Record
 from server.service.ids import resource_id
 from server.service.instance_choices import ChoiceRequest, instance_choices
-from server.service.item_state import ItemStage, ItemStatus
-from server.service.job_state import JobStatus
+from server.service.item_state import ItemStage
 from server.service.job_views import job_view, load_items
 from server.service.locking import count_active_jobs, lock_user
 from server.service.rules import owned_rule
@@ -45,6 +44,7 @@ from server.service.views import JobView
 from server.service.webhook_targets import AddressPolicy
 from server.storage import keys
 from server.storage.port import ObjectStore, PresignedRequest
+from server.wire_enums import ItemStatus, JobStatus
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from server.db.tables import JobItemRow, JobRow, UserRow
 from server.item_records import StoredInstance, StoredRendition
 from server.service import item_state, job_state, ledger, webhooks
 from server.service.item_state import ItemStage
-from server.service.job_state import JobStatus
 from server.service.locking import lock_user
+from server.wire_enums import JobStatus
 
 FINISHED_ITEM_STATES = item_state.FINISHED
 

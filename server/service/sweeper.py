@@ -28,11 +28,11 @@ from server.db.tables import JobRow
 from server.errors import StorageUnavailable
 from server.service import job_state
 from server.service.idempotency import sweep_idempotency_keys
-from server.service.job_state import JobStatus
 from server.service.sessions import sweep_refresh_tokens
 from server.service.settle import cancel_open_items, lock_job
 from server.storage import keys
 from server.storage.port import ObjectStore
+from server.wire_enums import JobStatus
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select
@@ -24,19 +23,10 @@ from server.db.tables import JobRow, WebhookDeliveryRow
 from server.errors import ValidationFailed
 from server.service.webhook_signature import new_secret
 from server.service.webhook_targets import AddressPolicy
+from server.wire_enums import WebhookDeliveryState
 
 EVENT_TYPES: tuple[str, ...] = contract.WEBHOOK_EVENTS
 """Every event a webhook may post, as ``protos/s3/v1/types.proto`` (``WebhookEvent``) declares them."""
-
-
-class DeliveryState(StrEnum):
-    """Where an event of the outbox stands (the proto's WebhookDeliveryState)."""
-
-    PENDING = "pending"
-    """Waiting for its next attempt."""
-    DELIVERED = "delivered"
-    FAILED = "failed"
-    """Given up after the last attempt."""
 
 
 JOB_EVENTS: Mapping[str, str] = {"done": "job.done", "failed": "job.failed", "canceled": "job.canceled"}
@@ -104,7 +94,7 @@ def enqueue(session: Session, job: JobRow, event: str, data: Mapping[str, Any]) 
         event=event,
         payload={"type": event, "timestamp": rfc3339(now), "data": dict(data)},
         url=job.webhook_url,
-        state=DeliveryState.PENDING,
+        state=WebhookDeliveryState.PENDING,
         attempts=0,
         next_attempt_at=now,
         log=[],
@@ -158,7 +148,7 @@ def deliveries(session: Session, job_id: str) -> list[DeliveryView]:
             last_error=r.last_error,
             created_at=r.created_at,
             delivered_at=r.delivered_at,
-            next_attempt_at=r.next_attempt_at if r.state == DeliveryState.PENDING else None,
+            next_attempt_at=r.next_attempt_at if r.state == WebhookDeliveryState.PENDING else None,
             log=tuple(r.log or ()),
         )
         for r in rows

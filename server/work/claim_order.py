@@ -27,7 +27,8 @@ from sqlalchemy.sql import func
 from server.db.tables import JobItemRow, JobRow, QueueTurnRow
 from server.service import item_state
 from server.service.item_state import ItemStage
-from server.service.job_state import OPEN, JobStatus
+from server.service.job_state import OPEN
+from server.wire_enums import JobStatus
 
 NOW: BindParameter[Any] = bindparam("claim_now", type_=DateTime(timezone=True))
 """The statements below are built once and run with the claim's clock as this parameter."""

@@ -41,8 +41,8 @@ from server.db.engine import Database
 from server.db.tables import JobItemRow, JobRow
 from server.item_records import StoredInstance
 from server.service import item_state
-from server.service.item_state import ItemStage, ItemStatus
-from server.service.job_state import OPEN, TERMINAL, JobStatus
+from server.service.item_state import ItemStage
+from server.service.job_state import OPEN, TERMINAL
 from server.service.locking import lock_users
 from server.service.settle import (
     FINISHED_ITEM_STATES,
@@ -52,6 +52,7 @@ from server.service.settle import (
     finish_item,
     lock_job,
 )
+from server.wire_enums import ItemStatus, JobStatus
 from server.work import claim_order
 
 log = logging.getLogger(__name__)

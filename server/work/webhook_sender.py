@@ -31,7 +31,7 @@ from server.db.engine import Database, DatabaseUnavailable
 from server.db.tables import JobRow, WebhookDeliveryRow
 from server.service import webhook_signature
 from server.service.webhook_targets import AddressPolicy, TargetRefused
-from server.service.webhooks import DeliveryState
+from server.wire_enums import WebhookDeliveryState
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +81,14 @@ class Outbox:
         earlier = aliased(WebhookDeliveryRow)
         blocked = exists().where(
             and_(earlier.job_id == WebhookDeliveryRow.job_id, earlier.seq < WebhookDeliveryRow.seq),
-            earlier.state == DeliveryState.PENDING,
+            earlier.state == WebhookDeliveryState.PENDING,
         )
         with self._db.write() as s:
             stmt = (
                 select(WebhookDeliveryRow, JobRow.webhook_secret)
                 .join(JobRow, JobRow.id == WebhookDeliveryRow.job_id)
                 .where(
-                    WebhookDeliveryRow.state == DeliveryState.PENDING,
+                    WebhookDeliveryRow.state == WebhookDeliveryState.PENDING,
                     WebhookDeliveryRow.next_attempt_at <= now,
                     (WebhookDeliveryRow.lease_expires_at.is_(None)) | (WebhookDeliveryRow.lease_expires_at < now),
                     ~blocked,
@@ -110,7 +110,7 @@ class Outbox:
     def record(self, due: Due, owner: str, outcome: Outcome) -> None:
         with self._db.write() as s:
             row = s.get(WebhookDeliveryRow, due.id, with_for_update=True)
-            if row is None or row.lease_owner != owner or row.state != DeliveryState.PENDING:
+            if row is None or row.lease_owner != owner or row.state != WebhookDeliveryState.PENDING:
                 return  # the lease was lost and another sender owns the event now
             now = utcnow()
             entry: dict[str, Any] = {"at": rfc3339(now), "status": outcome.status, "error": outcome.error}
@@ -121,10 +121,10 @@ class Outbox:
             row.lease_owner = None
             row.lease_expires_at = None
             if outcome.acknowledged:
-                row.state = DeliveryState.DELIVERED
+                row.state = WebhookDeliveryState.DELIVERED
                 row.delivered_at = now
             elif outcome.permanent or row.attempts >= self._max_attempts:
-                row.state = DeliveryState.FAILED
+                row.state = WebhookDeliveryState.FAILED
             else:
                 delay = min(self._backoff_s * 2 ** (row.attempts - 1), MAX_BACKOFF_S)
                 row.next_attempt_at = now + timedelta(seconds=delay)

@@ -15,7 +15,7 @@ from applier import templates
 from gateway_rest.errors import HTTP_STATUS
 from gateway_rest.routes import api_endpoints
 from protos.s3.v1 import admin_pb2, jobs_pb2, options_pb2, types_pb2, worker_pb2
-from server import contract, images
+from server import contract, images, wire_enums
 from server.db.tables import JobItemRow
 from server.grpc_api.status import GRPC_STATUS
 from server.metrics import state as metric_state
@@ -33,11 +33,32 @@ def test_item_statuses_are_the_proto_enum() -> None:
 
 
 def test_python_state_enums_are_the_proto_enums() -> None:
-    # The typed enums of the state machines are written out for mypy; the proto is the source,
-    # and this keeps the two equal, member for member and in order.
-    assert tuple(job_state.JobStatus) == contract.JOB_STATUSES
-    assert tuple(item_state.ItemStatus) == contract.ITEM_STATUSES
-    assert tuple(item_state.AnalysisState) == contract.ANALYSIS_STATES
+    # The typed enums are generated from the proto (scripts/wire_enums.py): equal, member for member
+    # and in order, and what the state machines use.
+    assert tuple(wire_enums.JobStatus) == contract.JOB_STATUSES
+    assert tuple(wire_enums.ItemStatus) == contract.ITEM_STATUSES
+    assert tuple(wire_enums.AnalysisState) == contract.ANALYSIS_STATES
+    assert tuple(wire_enums.WebhookDeliveryState) == contract.WEBHOOK_DELIVERY_STATES
+    assert job_state.JobStatus is wire_enums.JobStatus and item_state.ItemStatus is wire_enums.ItemStatus
+
+
+def test_the_generated_enums_follow_the_proto() -> None:
+    from scripts import wire_enums as generator
+
+    text = generator.text({})
+    assert 'class JobStatus(StrEnum):\n    CREATED = "created"\n' in text
+    # A value added to the proto is a member of the generated enum (and the committed one stale).
+    package = f"grown{uuid.uuid4().hex}"
+    file = descriptor_pb2.FileDescriptorProto(name=f"{package}.proto", package=package, syntax="proto3")
+    grown = file.enum_type.add()
+    types_pb2.JobStatus.DESCRIPTOR.CopyToProto(grown)
+    grown.value.add(name="JOB_STATUS_ARCHIVED", number=99)
+    pool = descriptor_pool.Default()
+    pool.Add(file)
+    enum = pool.FindEnumTypeByName(f"{package}.JobStatus")
+    assert 'ARCHIVED = "archived"\n    """Kept, read only."""' in generator._enum(
+        enum, {f"{package}.JobStatus.JOB_STATUS_ARCHIVED": "kept, read only"}
+    )
 
 
 def test_plans_fits_formats_and_webhook_events_are_the_proto_enums() -> None:
@@ -79,13 +100,13 @@ def test_every_vocabulary_names_an_enum_and_stays_a_string_on_the_wire() -> None
 
 
 def test_delivery_states_and_content_types_are_the_proto_enums() -> None:
-    assert tuple(webhooks.DeliveryState) == contract.WEBHOOK_DELIVERY_STATES == ("pending", "delivered", "failed")
+    assert contract.WEBHOOK_DELIVERY_STATES == ("pending", "delivered", "failed")
     # The formats confirm-upload decodes are the ones an upload may declare.
     assert tuple(images.CONTENT_TYPES.values()) == contract.CONTENT_TYPES == ("image/jpeg", "image/png", "image/webp")
 
 
 def test_every_analysis_state_the_views_report_is_in_the_proto_enum() -> None:
-    seen = {job_views.analysis_state(JobItemRow(analysis_state=state)) for state in item_state.AnalysisState}
+    seen = {job_views.analysis_state(JobItemRow(analysis_state=state)) for state in wire_enums.AnalysisState}
     assert seen == set(contract.ANALYSIS_STATES)
 
 

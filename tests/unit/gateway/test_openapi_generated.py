@@ -22,7 +22,8 @@ from protos.s3.v1 import jobs_pb2 as jpb
 from protos.s3.v1 import types_pb2 as pb
 from server.contract import CONTENT_TYPES
 from server.plans import PLANS
-from server.service.webhooks import EVENT_TYPES, DeliveryState
+from server.service.webhooks import EVENT_TYPES
+from server.wire_enums import WebhookDeliveryState
 
 ROOT = Path(__file__).resolve().parents[3]
 COMMITTED = ROOT / "gateway_rest" / "openapi.json"
@@ -94,7 +95,7 @@ CONSTRAINTS: list[tuple[tuple[str | int, ...], str, object]] = [
     (("CreateJobRequest", "properties", "item_count"), "minimum", 1),
     (("CreateJobRequest", "properties", "content_types", "items"), "enum", list(CONTENT_TYPES)),
     (("WebhookDelivery", "properties", "event"), "enum", list(EVENT_TYPES)),
-    (("WebhookDelivery", "properties", "state"), "enum", [str(s) for s in DeliveryState]),
+    (("WebhookDelivery", "properties", "state"), "enum", [str(s) for s in WebhookDeliveryState]),
     (("Job", "properties", "progress"), "minimum", 0),
     (("Job", "properties", "progress"), "maximum", 1),
 ]

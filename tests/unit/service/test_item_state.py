@@ -10,7 +10,8 @@ import pytest
 from server.db.tables import JobItemRow
 from server.errors import InvalidState
 from server.service import item_state
-from server.service.item_state import AnalysisState, ItemStage, ItemStatus
+from server.service.item_state import ItemStage
+from server.wire_enums import AnalysisState, ItemStatus
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
