@@ -9,7 +9,7 @@ and post-processing: the same instances. Inference runs in a worker thread, one 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -19,13 +19,13 @@ from server.errors import InferenceUnavailable
 from server.inference import sam3_core
 from server.inference.artifacts import ModelArtifact
 from server.inference.graph_sessions import OnnxRunners
-from server.inference.port import Instance, SegmenterInfo
-from server.inference.postprocess import DUPLICATE_IOU, segment_concepts
+from server.inference.port import SegmenterInfo
+from server.inference.postprocess import DUPLICATE_IOU, SegmentsFromCandidates
 from server.inference.triton import check_image
 from server.inference.triton_repository import DECODER_MEMORY_BUDGET_BYTES
 
 
-class OnnxLocalSegmenter:
+class OnnxLocalSegmenter(SegmentsFromCandidates):
     """In-process SAM3 from an exported artefact."""
 
     def __init__(
@@ -82,10 +82,3 @@ class OnnxLocalSegmenter:
         check_image(image)
         async with self._lock:
             return await asyncio.to_thread(self._candidates_sync, image, phrases)
-
-    async def segment(
-        self,
-        image: npt.NDArray[np.uint8],
-        concepts: Mapping[str, Sequence[str]],
-    ) -> dict[str, list[Instance]]:
-        return await segment_concepts(self.candidates, image, concepts, duplicate_iou=self._duplicate_iou)

@@ -9,7 +9,7 @@ overlaps a kept one with IoU >= ``duplicate_iou``. Candidates whose mask covers 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -95,21 +95,22 @@ def concept_instances(
     return result
 
 
-CandidateSource = Callable[[npt.NDArray[np.uint8], Sequence[str]], Awaitable[Candidates]]
-"""A backend's ``candidates(image, phrases)``: raw SAM3 output for every phrase."""
+class SegmentsFromCandidates:
+    """``Segmenter.segment`` for a backend that finds raw candidates (``candidates``): every backend
+    segments the same way, one request for all phrases of a photo, so it is written here once."""
 
+    _duplicate_iou: float = DUPLICATE_IOU
 
-async def segment_concepts(
-    candidates: CandidateSource,
-    image: npt.NDArray[np.uint8],
-    concepts: Mapping[str, Sequence[str]],
-    *,
-    duplicate_iou: float = DUPLICATE_IOU,
-) -> dict[str, list[Instance]]:
-    """``Segmenter.segment`` for any backend: one request for every phrase, then numbered instances."""
-    phrases, owners = plan_phrases(concepts)
-    if not phrases:
-        return {c: [] for c in concepts}
-    found = await candidates(image, phrases)
-    hw = (int(image.shape[0]), int(image.shape[1]))
-    return concept_instances(found, owners, list(concepts), hw, duplicate_iou=duplicate_iou)
+    async def candidates(self, image: npt.NDArray[np.uint8], phrases: Sequence[str]) -> Candidates:
+        """Raw SAM3 output for every phrase: what each backend implements."""
+        raise NotImplementedError
+
+    async def segment(
+        self, image: npt.NDArray[np.uint8], concepts: Mapping[str, Sequence[str]]
+    ) -> dict[str, list[Instance]]:
+        phrases, owners = plan_phrases(concepts)
+        if not phrases:
+            return {c: [] for c in concepts}
+        found = await self.candidates(image, phrases)
+        hw = (int(image.shape[0]), int(image.shape[1]))
+        return concept_instances(found, owners, list(concepts), hw, duplicate_iou=self._duplicate_iou)

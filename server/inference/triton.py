@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +27,8 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.utils import InferenceServerException
 
 from server.errors import InferenceUnavailable
-from server.inference.port import Instance, SegmenterInfo
-from server.inference.postprocess import DUPLICATE_IOU, segment_concepts
+from server.inference.port import SegmenterInfo
+from server.inference.postprocess import DUPLICATE_IOU, SegmentsFromCandidates
 from server.inference.sam3_core import DETECTION_OUTPUTS, Candidates, Detections, in_photo, resize_square
 from server.inference.triton_repository import SAM3_MODEL, SERVED_MODELS, served_models_for
 
@@ -55,7 +55,7 @@ def check_image(image: npt.NDArray[np.uint8]) -> None:
         raise ValueError(f"image must not be empty, got shape {image.shape}")
 
 
-class TritonSegmenter:
+class TritonSegmenter(SegmentsFromCandidates):
     """The ``sam3`` model of one Triton server. Build with :meth:`connect`; call :meth:`close` at the end."""
 
     def __init__(
@@ -195,10 +195,3 @@ class TritonSegmenter:
                     raise InferenceUnavailable(f"Triton {self._model}: {e.message()}") from e
                 log.warning("Triton unavailable (%s), retry %d in %.1fs", e.message(), attempt, delay)
                 await asyncio.sleep(delay)
-
-    async def segment(
-        self,
-        image: npt.NDArray[np.uint8],
-        concepts: Mapping[str, Sequence[str]],
-    ) -> dict[str, list[Instance]]:
-        return await segment_concepts(self.candidates, image, concepts, duplicate_iou=self._duplicate_iou)
