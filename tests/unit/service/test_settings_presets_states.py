@@ -107,16 +107,16 @@ def test_secrets_are_generated_once_and_kept(tmp_path: Path) -> None:
         resolve_secrets(Settings(data_dir=tmp_path).changed(jwt_secret="too-short"))
 
 
+def _roles(s: Settings) -> tuple[bool, bool, str, bool]:
+    """Migrate at start-up, a single replica, which process exports the gauges, a shared database."""
+    return s.database.migrate, s.database.single_replica, s.observability.state_metrics, s.shared_database
+
+
 def test_lease_heartbeat_and_start_up_roles() -> None:
     s = Settings.from_env({})
     # A dead worker's item is back within seconds: a short lease kept alive by frequent beats.
     assert (s.queue.lease_s, s.queue.effective_heartbeat_s) == (10.0, 2.0)
-    assert (s.database.migrate, s.database.single_replica, s.observability.state_metrics, s.shared_database) == (
-        True,
-        False,
-        "leader",
-        False,
-    )
+    assert _roles(s) == (True, False, "leader", False)
     s = Settings.from_env(
         {
             "S3_LEASE_S": "4",
@@ -128,12 +128,7 @@ def test_lease_heartbeat_and_start_up_roles() -> None:
         }
     )
     assert (s.queue.lease_s, s.queue.effective_heartbeat_s) == (4.0, 0.5)
-    assert (s.database.migrate, s.database.single_replica, s.observability.state_metrics, s.shared_database) == (
-        False,
-        True,
-        "on",
-        True,
-    )
+    assert _roles(s) == (False, True, "on", True)
 
 
 SHARED = "postgresql+psycopg://db/s3"
