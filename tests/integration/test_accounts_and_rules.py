@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import NotRequired, TypedDict
 
 import pytest
 
@@ -12,6 +13,15 @@ from tests.support.invariants import check_invariants
 from tests.support.stack import Stack
 
 WALL_WHITE = {"Wall": {"action": "recolor", "value": "white"}}
+
+
+class RuleBody(TypedDict):
+    """The fields of a rule a validation case sends."""
+
+    name: str
+    preset_id: str
+    concepts: dict[str, dict[str, object]]
+    protect: NotRequired[list[str]]
 
 
 def test_anonymous_user_starts_on_free_plan(stack: Stack) -> None:
@@ -86,7 +96,7 @@ def test_rule_crud_normalises_and_frees_slots(stack: Stack) -> None:
         ),
     ],
 )
-def test_rule_validation_names_the_field(stack: Stack, body: dict[str, object], field: str) -> None:
+def test_rule_validation_names_the_field(stack: Stack, body: RuleBody, field: str) -> None:
     user = stack.services.accounts.create_anonymous().user.user_id
     with pytest.raises(ValidationFailed) as err:
         stack.services.rules.create(

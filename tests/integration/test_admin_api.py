@@ -23,6 +23,7 @@ from server.grpc_api.status import ERROR_CODE_METADATA_KEY
 from server.service.settle import ItemOutputs
 from server.storage.local import LocalObjectStore
 from server.work.queue import WorkQueue
+from tests.support.grpc_calls import trailers
 from tests.support.invariants import check_invariants
 from tests.support.stack import Stack, jpeg_bytes, make_stack
 
@@ -69,15 +70,14 @@ def ops(database_url: str, tmp_path: Path) -> Iterator[Admin]:
 
 
 def _code(err: grpc.RpcError) -> str:
-    trailing = dict(err.trailing_metadata() or ())  # type: ignore[attr-defined]
-    return str(trailing.get(ERROR_CODE_METADATA_KEY))
+    return str(trailers(err).get(ERROR_CODE_METADATA_KEY))
 
 
 def _fails(call: Callable[[], Any], code: str) -> str:
     with pytest.raises(grpc.RpcError) as err:
         call()
     assert _code(err.value) == code, err.value
-    return str(err.value.details())  # type: ignore[attr-defined]
+    return str(err.value.details())
 
 
 def _user_md(token: str) -> tuple[tuple[str, str], ...]:
@@ -148,7 +148,7 @@ def test_every_rpc_is_forbidden_without_the_admin_token(ops: Admin) -> None:
         for md in wrong:
             with pytest.raises(grpc.RpcError) as err:
                 call(md)
-            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, (name, md)  # type: ignore[attr-defined]
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, (name, md)
             assert _code(err.value) == "FORBIDDEN", (name, md)
     me = ops.jobs.GetMe(jpb.GetMeRequest(), metadata=_user_md(user.token))
     assert (me.plan, me.credits) == ("free", 2)  # nothing changed

@@ -33,7 +33,9 @@ def _rows_read(stack: Stack, *, lateral: bool) -> tuple[int, int]:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         cursor.execute("ANALYZE job_items")
         cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {expanded.statement}", expanded.parameters)
-        (document,) = cursor.fetchone()
+        row = cursor.fetchone()
+        assert row is not None
+        (document,) = row
         conn.rollback()
     top = (json.loads(document) if isinstance(document, str) else document)[0]["Plan"]
     return _job_item_rows_read(top), int(top["Actual Rows"])

@@ -3,7 +3,7 @@ status and trailing metadata, health and reflection."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -16,6 +16,7 @@ from protos.s3.v1 import jobs_pb2_grpc
 from protos.s3.v1 import types_pb2 as pb
 from server.grpc_api.server import SERVICE_NAME, build_grpc_server
 from server.grpc_api.status import ERROR_CODE_METADATA_KEY
+from tests.support.grpc_calls import trailers
 from tests.support.invariants import check_invariants
 from tests.support.stack import Stack, jpeg_bytes, make_stack
 
@@ -39,8 +40,7 @@ def _md(token: str, request_id: str = "rid-1") -> tuple[tuple[str, str], ...]:
 
 
 def _code(err: grpc.RpcError) -> str:
-    trailing = dict(err.trailing_metadata() or ())  # type: ignore[attr-defined]
-    return str(trailing.get(ERROR_CODE_METADATA_KEY))
+    return str(trailers(err).get(ERROR_CODE_METADATA_KEY))
 
 
 def test_every_rpc_of_the_proto_is_implemented() -> None:
@@ -114,7 +114,7 @@ def test_errors_carry_status_and_contract_code(
 ) -> None:
     _, stub, _ = served
     md = metadata if metadata is not None else _md(stub.CreateAnonUser(jpb.CreateAnonUserRequest()).token)
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "me_without_token": lambda: stub.GetMe(jpb.GetMeRequest(), metadata=md),
         "me_bad_token": lambda: stub.GetMe(jpb.GetMeRequest(), metadata=md),
         "unknown_preset": lambda: stub.GetPreset(jpb.GetPresetRequest(preset_id="garden"), metadata=md),
@@ -128,7 +128,7 @@ def test_errors_carry_status_and_contract_code(
     }
     with pytest.raises(grpc.RpcError) as err:
         calls[call]()
-    assert err.value.code() == status  # type: ignore[attr-defined]
+    assert err.value.code() == status
     assert _code(err.value) == code
 
 

@@ -17,6 +17,7 @@ from server.grpc_api.guards import DEFAULT_MAX_REQUEST_BYTES, METHOD_RULES, Requ
 from server.grpc_api.server import GrpcServer, build_grpc_server
 from server.grpc_api.status import ERROR_CODE_METADATA_KEY, RETRY_AFTER_METADATA_KEY
 from server.service.streams import StreamPolicy
+from tests.support.grpc_calls import cancel, trailers
 from tests.support.stack import Stack, make_stack
 
 pytestmark = pytest.mark.integration
@@ -62,7 +63,7 @@ def _serve(stack: Stack, *, max_workers: int = 4) -> Iterator[tuple[GrpcServer, 
 
 
 def _code(err: grpc.RpcError) -> str:
-    return str(dict(err.trailing_metadata() or ()).get(ERROR_CODE_METADATA_KEY))  # type: ignore[attr-defined]
+    return str(trailers(err).get(ERROR_CODE_METADATA_KEY))
 
 
 def _big_callback(job_id: str = "00000000-0000-0000-0000-000000000000") -> jpb.ReportItemResultRequest:
@@ -77,7 +78,7 @@ def test_an_unauthenticated_big_callback_is_refused_before_decoding(
         for metadata in ((), (("x-callback-secret", "wrong-" + "w" * 40),)):
             with pytest.raises(grpc.RpcError) as refused:
                 stub.ReportItemResult(_big_callback(), metadata=metadata, timeout=30)
-            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+            assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
             assert _code(refused.value) == "FORBIDDEN"
         assert decodes.sizes == []
         # The same message with the right secret is decoded (so the counter does see decodes) and
@@ -104,7 +105,7 @@ def test_user_calls_are_refused_from_metadata_and_capped_per_method(
         with pytest.raises(grpc.RpcError) as too_big:
             stub.CreateRule(big, metadata=auth, timeout=30)
         assert _code(too_big.value) == "PAYLOAD_TOO_LARGE"
-        assert too_big.value.code() == grpc.StatusCode.OUT_OF_RANGE  # type: ignore[attr-defined]
+        assert too_big.value.code() == grpc.StatusCode.OUT_OF_RANGE
         assert decodes.sizes == []
         # Under the cap, the request is decoded and validated by the service as before.
         with pytest.raises(grpc.RpcError) as invalid:
@@ -137,22 +138,21 @@ def test_open_streams_hold_none_of_the_threads_plain_calls_need(stack: Stack) ->
     for _server, stub in _serve(stack, max_workers=2):
         calls = [stub.WatchJob(jpb.JobRef(job_id=job.job.job_id), metadata=auth, timeout=60) for _ in range(40)]
         try:
-            assert all(next(call).job.status == "created" for call in calls)
+            assert all(next(iter(call)).job.status == "created" for call in calls)
             for _ in range(20):
                 assert stub.GetMe(jpb.GetMeRequest(), metadata=auth, timeout=2).user_id == user_id
             # One stream more than the cap: STREAM_LIMIT, with when to retry.
             with pytest.raises(grpc.RpcError) as refused:
-                next(stub.WatchJob(jpb.JobRef(job_id=job.job.job_id), metadata=auth, timeout=10))
+                next(iter(stub.WatchJob(jpb.JobRef(job_id=job.job.job_id), metadata=auth, timeout=10)))
             assert _code(refused.value) == "STREAM_LIMIT"
-            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
-            trailers = dict(refused.value.trailing_metadata())  # type: ignore[attr-defined]
-            assert trailers[RETRY_AFTER_METADATA_KEY] == str(StreamPolicy().retry_after_s)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert trailers(refused.value)[RETRY_AFTER_METADATA_KEY] == str(StreamPolicy().retry_after_s)
             stack.services.jobs.cancel(user_id, job.job.job_id)
-            finals = [next(call) for call in calls]
+            finals = [next(iter(call)) for call in calls]
             assert all(e.final and e.job.status == "canceled" for e in finals)
         finally:
             for call in calls:
-                call.cancel()
+                cancel(call)
 
 
 def test_a_stream_is_opened_by_a_bearer_or_a_stream_token_and_nothing_else(stack: Stack) -> None:

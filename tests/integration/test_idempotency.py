@@ -21,13 +21,14 @@ from server.db.tables import BillingEventRow, IdempotencyKeyRow, JobRow, RuleRow
 from server.errors import InvalidState
 from server.service.idempotency import Claim, Idempotency, Replay
 from server.service.sweeper import delete_expired_records
+from tests.support.grpc_calls import trailers
 from tests.support.invariants import check_invariants
 from tests.support.live_rest import LiveRest, check_envelope, err, live_rest, ok, sign_up, upload_all
 from tests.support.stack import Stack, jpeg_bytes
 
 pytestmark = pytest.mark.integration
 
-JOB = {"preset": "interior", "item_count": 3}
+JOB: dict[str, Any] = {"preset": "interior", "item_count": 3}
 RULE = {"name": "walls", "preset_id": "interior", "concepts": {"Wall": {"action": "recolor", "value": "white"}}}
 EXECUTE = {"concepts": {"Wall": {"action": "recolor", "value": "white"}}}
 REPLAYED = "Idempotent-Replayed"
@@ -189,9 +190,8 @@ def test_grpc_clients_use_metadata(live: LiveRest) -> None:
         assert ("idempotent-replayed", "true") in tuple(call2.initial_metadata())
         with pytest.raises(grpc.RpcError) as caught:
             stub.CreateJob(jpb.CreateJobRequest(preset="interior", item_count=1), metadata=metadata)
-        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
-        trailing = dict(caught.value.trailing_metadata())  # type: ignore[attr-defined]
-        assert trailing["s3-error-code"] == "IDEMPOTENCY_MISMATCH"
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert trailers(caught.value)["s3-error-code"] == "IDEMPOTENCY_MISMATCH"
     assert _reservations(live, user_id) == 1
 
 

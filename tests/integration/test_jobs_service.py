@@ -157,7 +157,7 @@ def test_execute_validates_and_queues(stack: Stack) -> None:
         args.update(kw)
         return stack.services.jobs.execute(user, job_id, **args)  # type: ignore[arg-type]
 
-    for kw, error in [
+    cases: list[tuple[dict[str, object], type[Exception]]] = [
         ({"concepts": {}}, ValidationFailed),
         ({"concepts": actions_from_stored({"Sky": {"action": "keep"}})}, ValidationFailed),
         ({"rule_id": seller_rule.rule_id}, ValidationFailed),
@@ -166,7 +166,8 @@ def test_execute_validates_and_queues(stack: Stack) -> None:
         ({"instances": {7: {"Wall": InstanceChoice(exclude=(1,))}}}, ValidationFailed),
         ({"instances": {0: {"Wall": InstanceChoice(exclude=(1,), lock=(1,))}}}, ValidationFailed),
         ({"instances": {0: {"Wall": InstanceChoice(exclude=(0,))}}}, ValidationFailed),
-    ]:
+    ]
+    for kw, error in cases:
         with pytest.raises(error):
             execute(**kw)
     assert stack.services.jobs.get(user, job_id).status == "uploaded"

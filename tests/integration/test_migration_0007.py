@@ -51,7 +51,7 @@ def test_the_backfill_reads_the_old_rows(database_url: str) -> None:
                 )
         upgrade(engine, "0007")
         with engine.connect() as c:
-            got = dict(c.execute(text("SELECT idx, analysis_state FROM job_items ORDER BY idx")).all())
+            got: dict[int, str] = dict(c.execute(text("SELECT idx, analysis_state FROM job_items ORDER BY idx")).all())
         assert got == {idx: want for idx, (_, want) in ROWS.items()}
     finally:
         engine.dispose()

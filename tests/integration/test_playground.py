@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -55,7 +56,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
 
 
 @pytest.fixture
-def browser() -> Iterator[WebDriver]:
+def browser() -> Iterator[webdriver.Chrome]:
     with headless_chromium(width=1280, height=1800) as session:
         yield session
 
@@ -73,7 +74,7 @@ def _photos(folder: Path) -> list[Path]:
 class Page:
     """The playground in the browser: waits, clicks, screenshots, and the console log check."""
 
-    def __init__(self, driver: WebDriver, base_url: str) -> None:
+    def __init__(self, driver: webdriver.Chrome, base_url: str) -> None:
         self.driver = driver
         self.base_url = base_url
         self.wait = WebDriverWait(driver, 240, poll_frequency=0.25)
@@ -135,7 +136,7 @@ class Page:
         return excused
 
 
-def test_the_five_stages_in_a_real_browser(served: EmbeddedStack, browser: WebDriver, tmp_path: Path) -> None:
+def test_the_five_stages_in_a_real_browser(served: EmbeddedStack, browser: webdriver.Chrome, tmp_path: Path) -> None:
     page = Page(browser, served.base_url)
     browser.get(served.base_url + PLAYGROUND)  # redirects to PLAYGROUND + "/"
     page.until(lambda: browser.current_url.endswith(PLAYGROUND + "/"), "the page")
@@ -184,8 +185,8 @@ def test_the_five_stages_in_a_real_browser(served: EmbeddedStack, browser: WebDr
 
     # Protect: the preset's defaults are preselected.
     for layer in ("Text", "Logo", "edges", "highlights"):
-        chip = browser.find_element(By.CSS_SELECTOR, f'#protect [data-layer="{layer}"]')
-        assert chip.get_attribute("aria-pressed") == "true", layer
+        layer_chip = browser.find_element(By.CSS_SELECTOR, f'#protect [data-layer="{layer}"]')
+        assert layer_chip.get_attribute("aria-pressed") == "true", layer
     page.shot("4-protect", "stage-protect")
 
     # Rules: recolour the walls, built from the published action parameters; save within the slots.

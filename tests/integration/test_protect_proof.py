@@ -19,6 +19,7 @@ from PIL import Image
 
 import applier.apply
 import applier.sets
+import applier.templates
 from scripts.scenes import Scene, interior_scene, low_res_probability, seller_scene
 from server.db.tables import JobRow
 from server.errors import NotFound
@@ -211,7 +212,7 @@ def test_a_lossless_transparent_rendition_is_exact(stack: Stack, seller: Scene) 
     [item] = job_items(stack.db, job_id)
     assert item.status == "done", item.error
     assert (item.protect_check or {})["alpha"] is True
-    by_template = {r.template_id: dict(r.protect or {}) for r in item.renditions or []}
+    by_template: dict[str, dict[str, Any]] = {r.template_id: dict(r.protect or {}) for r in item.renditions or []}
     cutout = by_template["cutout_png"]
     assert cutout["method"].startswith("lossless:") and cutout["max_diff"] == 0 and cutout["compared_pixels"] > 100
     assert by_template["detail_webp"]["method"].startswith("lossy:")
@@ -246,7 +247,7 @@ def test_a_damaged_stored_object_fails_the_item(
         concepts=WALL_SAGE,
         protect=["Text", "Logo"],
         output_set="listing",
-        store=store,  # type: ignore[arg-type]
+        store=store,
     )
     _assert_failed_and_refunded(stack, user, job_id, fragment)
 
@@ -255,7 +256,7 @@ def test_a_renderer_that_alters_protected_pixels_fails_the_item(
     stack: Stack, interior: Scene, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The in-memory check passes here (``enforce`` works); only the stored renditions show the fault."""
-    honest = applier.sets.render
+    honest = applier.templates.render
 
     def shifted(image: U8, template: applier.Template) -> U8:
         out = honest(image, template).astype(np.int16)

@@ -116,8 +116,8 @@ def test_album_through_presigned_urls_on_the_s3_store(s3_stack: Stack, s3_endpoi
             with Image.open(io.BytesIO(got.content)) as result:
                 assert (result.format, result.size) == ("PNG", (160, 120))
             # The file name is signed into the URL (response-content-disposition); the store names it.
-            expected = f'inline; filename="s3-{job_id[:8]}-{item.idx}_result.png"'
-            assert got.headers["content-disposition"] == expected
+            disposition = f'inline; filename="s3-{job_id[:8]}-{item.idx}_result.png"'
+            assert got.headers["content-disposition"] == disposition
         got = http.get(jobs.download_url(job.set_key))
         assert got.status_code == 200 and got.headers["content-type"] == "application/zip"
         assert got.headers["content-disposition"] == f'attachment; filename="s3-{job_id[:8]}-set.zip"'

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypedDict
 
 import httpx
 import pytest
@@ -30,7 +31,16 @@ from tests.support.webhook_receiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.integration
 
-LOOPBACK_ALLOWED = {
+
+class WebhookOverrides(TypedDict):
+    """Settings overrides for ``make_stack`` and ``live_rest``; typed, so each key is checked where they are spread."""
+
+    webhook_allow_networks: tuple[str, ...]
+    webhook_backoff_s: float
+    webhook_timeout_s: float
+
+
+LOOPBACK_ALLOWED: WebhookOverrides = {
     "webhook_allow_networks": ("127.0.0.0/8",),
     "webhook_backoff_s": 0.05,
     "webhook_timeout_s": 3.0,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -21,6 +21,7 @@ from server.service.settle import ItemOutputs
 from server.service.work_leases import WorkLeases
 from server.storage import keys
 from server.work.queue import Claim, WorkQueue
+from tests.support.grpc_calls import cancel
 from tests.support.invariants import check_invariants
 from tests.support.pipeline import job_items, queued_job, spend_refs
 from tests.support.processes import wait_for
@@ -68,7 +69,7 @@ def test_every_method_refuses_a_missing_wrong_or_callback_token(
     queued_job(stack, 1)
     channel, stub = _stub(server)
     claim = worker_pb2.WorkClaim(stage="execute", job_id="x", idx=0, attempt=1, owner="o")
-    calls = [
+    calls: list[Callable[[tuple[tuple[str, str], ...]], object]] = [
         lambda md: next(iter(stub.Lease(worker_pb2.LeaseRequest(worker_name="w", capacity=1), metadata=md))),
         lambda md: stub.Heartbeat(claim, metadata=md),
         lambda md: stub.SignObjects(worker_pb2.SignObjectsRequest(claim=claim), metadata=md),
@@ -116,7 +117,7 @@ def test_a_dropped_stream_gives_its_claim_back_and_a_late_report_is_refused(
         assert signed.objects[0].put_url and signed.objects[0].get_url
 
         assert job_items(stack.db, job_id)[claim.idx].lease_owner == claim.owner
-        stream.cancel()  # the worker is gone
+        cancel(stream)  # the worker is gone
         dropped_at = time.monotonic()
         wait_for(
             lambda: job_items(stack.db, job_id)[claim.idx].lease_owner is None,
@@ -158,7 +159,7 @@ def test_a_report_naming_another_items_key_is_refused(served: tuple[Stack, GrpcS
             worker_pb2.ReportResultRequest(claim=claim, outputs_json=outputs_to_json(own)), metadata=_md()
         )
         assert done.recorded
-        stream.cancel()
+        cancel(stream)
     assert spend_refs(stack.db, job_id) == [f"item:{claim.idx}"]
     check_invariants(stack.db)
 
@@ -196,7 +197,7 @@ def test_a_report_with_malformed_records_is_refused_naming_the_field(
             claim=claim, outputs_json=json.dumps({"output_key": own, "instances": [mask]})
         )
         assert stub.ReportResult(request, metadata=_md()).recorded
-        stream.cancel()
+        cancel(stream)
     [item] = job_items(stack.db, job_id)
     assert [i.mask_key for i in item.instances or []] == [mask["mask_key"]]
     check_invariants(stack.db)
@@ -240,7 +241,7 @@ def test_an_idle_stream_waits_for_work_instead_of_polling(database_url: str, tmp
             woke_s = time.monotonic() - queued_at
             assert lease.claim.job_id == job_id
             assert woke_s < queue.fallback_s / 2, woke_s  # woken by the commit, not by the fallback
-            stream.cancel()
+            cancel(stream)
     finally:
         server.stop(1.0)
         stack.db.dispose()

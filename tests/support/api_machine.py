@@ -22,8 +22,8 @@ from server.db.tables import JobItemRow, JobRow, RuleRow, UserRow
 from server.errors import S3Error
 from server.plans import limits_for
 from server.service.callbacks import CallbackResult
+from server.service.job_state import ACTIVE as ACTIVE_JOB_STATES
 from server.service.job_state import TRANSITIONS
-from server.service.locking import ACTIVE_JOB_STATES
 from server.service.settle import FINISHED_ITEM_STATES
 from server.work.queue import WorkQueue
 from tests.support.invariants import check_invariants

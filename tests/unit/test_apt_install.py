@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from typing import Any
 
@@ -15,7 +16,7 @@ class SetupFailed(RuntimeError):
 
 
 def test_without_root_it_says_which_package_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(apt.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(
         SetupFailed, match=r"redis-server not found and not running as root.*apt-get install -y redis-server"
     ):
@@ -23,7 +24,7 @@ def test_without_root_it_says_which_package_to_install(monkeypatch: pytest.Monke
 
 
 def test_a_failed_apt_get_is_reported_with_its_output(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(apt.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     ran: list[list[str]] = []
 
     def fake_run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -31,7 +32,7 @@ def test_a_failed_apt_get_is_reported_with_its_output(monkeypatch: pytest.Monkey
         failed = command[1] == "install"
         return subprocess.CompletedProcess(command, 100 if failed else 0, "", "E: Unable to locate package x")
 
-    monkeypatch.setattr(apt.subprocess, "run", fake_run)
+    monkeypatch.setattr(subprocess, "run", fake_run)
     with pytest.raises(SetupFailed, match=r"apt-get install -y --no-install-recommends a b` failed \(100\)"):
         apt.apt_install(["a", "b"], "a not found", SetupFailed)
     assert [c[1] for c in ran] == ["update", "install"]

@@ -61,19 +61,20 @@ def test_plain_and_coroutine_handlers_translate_domain_errors() -> None:
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         try:
+            # No serializers either way: the handlers take and return raw bytes.
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                assert await channel.unary_unary("/t.T/SyncUnary")(b"x") == b"sync:x"
-                assert await channel.unary_unary("/t.T/AsyncUnary")(b"y") == b"async:y"
+                assert await channel.unary_unary("/t.T/SyncUnary", None, None)(b"x") == b"sync:x"
+                assert await channel.unary_unary("/t.T/AsyncUnary", None, None)(b"y") == b"async:y"
 
                 with pytest.raises(grpc.aio.AioRpcError) as limit:
-                    await channel.unary_unary("/t.T/SyncUnary")(b"fail")
+                    await channel.unary_unary("/t.T/SyncUnary", None, None)(b"fail")
                 assert limit.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                 trailers = _trailers(limit.value)
                 assert trailers[ERROR_CODE_METADATA_KEY] == "STREAM_LIMIT"
                 assert trailers[RETRY_AFTER_METADATA_KEY] == "3"
 
                 with pytest.raises(grpc.aio.AioRpcError) as missing:
-                    await channel.unary_unary("/t.T/AsyncUnary")(b"fail")
+                    await channel.unary_unary("/t.T/AsyncUnary", None, None)(b"fail")
                 assert missing.value.code() == grpc.StatusCode.NOT_FOUND
                 assert _trailers(missing.value)[ERROR_CODE_METADATA_KEY] == "NOT_FOUND"
                 assert RETRY_AFTER_METADATA_KEY not in _trailers(missing.value)
@@ -84,7 +85,7 @@ def test_plain_and_coroutine_handlers_translate_domain_errors() -> None:
                 ):
                     got: list[bytes] = []
                     with pytest.raises(grpc.aio.AioRpcError) as ended:
-                        async for message in channel.unary_stream(f"/t.T/{method}")(b""):
+                        async for message in channel.unary_stream(f"/t.T/{method}", None, None)(b""):
                             got.append(message)
                     assert got == expected
                     assert ended.value.code() == status

@@ -15,7 +15,7 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from gateway_rest import routes
+from gateway_rest import codec, routes
 from gateway_rest.app import create_app
 from gateway_rest.body import INLINE_DECODE_BYTES
 from tests.unit.gateway.conftest import (
@@ -163,7 +163,7 @@ def test_the_app_wide_cap_still_bounds_every_endpoint(make_client: ClientFactory
 
 def test_big_bodies_are_decoded_off_the_event_loop(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     threads: list[int] = []
-    real = routes.decode
+    real = codec.decode
 
     def recording(message_type: Any, body: Any, **kwargs: Any) -> Any:
         threads.append(threading.get_ident())
@@ -172,7 +172,7 @@ def test_big_bodies_are_decoded_off_the_event_loop(client: TestClient, monkeypat
     monkeypatch.setattr(routes, "decode", recording)
     loop_thread: list[int] = []
 
-    original = routes.encode
+    original = codec.encode
 
     def on_loop(m: Any) -> Any:
         loop_thread.append(threading.get_ident())  # encoding runs on the event loop

@@ -122,7 +122,10 @@ def test_body_caps_and_credentials_match_the_endpoint_table(make_client: ClientF
     assert paths["/rules"]["post"]["x-max-body-bytes"] == 64 * 1024
     assert paths["/auth/anon"]["post"]["x-max-body-bytes"] == 1024
     assert paths["/jobs/{job_id}/callback"]["post"]["x-max-body-bytes"] == 512 * 1024  # the app-wide ceiling
-    expected = {Credential.NONE: [], Credential.CALLBACK: [{"callbackSecret": []}]}
+    expected: dict[Credential, list[dict[str, list[str]]]] = {
+        Credential.NONE: [],
+        Credential.CALLBACK: [{"callbackSecret": []}],
+    }
     for path, _, endpoints in api_endpoints():
         for method, endpoint in endpoints.items():
             op = paths[path][method.lower()]

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from gateway_rest.openapi import API_PATHS
+from gateway_rest.openapi_operations import API_PATHS
 from gateway_rest.playground import PLAYGROUND_DIR, check_playground_path
 from scripts.playground import playground_url
 from server.config import Settings

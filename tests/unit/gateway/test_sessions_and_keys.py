@@ -55,7 +55,7 @@ def test_a_key_that_cannot_travel_is_refused_before_any_call(client: TestClient,
     r = client.post(
         "/jobs",
         json={"preset": "interior", "item_count": 1},
-        headers={**AUTH, "Idempotency-Key": key.encode()},
+        headers={**{k.encode(): v.encode() for k, v in AUTH.items()}, b"Idempotency-Key": key.encode()},
     )
     assert r.status_code == 400 and r.json()["error"]["code"] == "VALIDATION_ERROR", r.text
     assert "Idempotency-Key" in r.json()["error"]["message"]

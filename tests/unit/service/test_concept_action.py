@@ -10,7 +10,10 @@ from protos.s3.v1 import types_pb2 as pb
 from server.grpc_api.convert import concept_actions_from_pb, concept_actions_to_pb
 from server.service.concept_action import ConceptAction, actions_from_stored
 
-STORED = {"Wall": {"action": "recolor", "value": "#ffffff", "strength": 1.0}, "Floor": {"action": "keep"}}
+STORED: dict[str, dict[str, object]] = {
+    "Wall": {"action": "recolor", "value": "#ffffff", "strength": 1.0},
+    "Floor": {"action": "keep"},
+}
 
 
 def test_the_stored_form_round_trips() -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from server.db.tables import JobItemRow
 from server.errors import InvalidState
+from server.item_records import StoredInstance
 from server.service import item_state
 from server.service.item_state import ItemStage
 from server.wire_enums import AnalysisState, ItemStatus
@@ -32,12 +33,13 @@ def test_the_execute_path_from_upload_to_done() -> None:
     item = _uploaded()
     item_state.queue_execute(item, NOW)
     assert (item.status, item.stage, item.available_at) == ("queued", "execute", NOW)
-    item.status = ItemStatus(item_state.lease_values(item.stage, "w", NOW, NOW)["status"])
-    item.lease_owner = "w"
+    leased = item_state.lease_values(item.stage, "w", NOW, NOW)
+    item.status = ItemStatus(leased["status"])
+    item.lease_owner = leased["lease_owner"]
     assert item_state.holds_lease(item, "w") and not item_state.holds_lease(item, "other")
     item_state.retry(item, "Triton down", available_at=NOW + timedelta(seconds=2), now=NOW)
     assert (item.status, item.lease_owner, item.error) == ("queued", None, "Triton down")
-    item_state.finish_done(item, [{"concept": "Wall"}], NOW)
+    item_state.finish_done(item, [StoredInstance("Wall", 1, 0.9, (0.0, 0.0, 1.0, 1.0), 1)], NOW)
     assert (item.status, item.stage, item.error, item.analysis_state) == ("done", "none", None, "done")
 
 

@@ -29,7 +29,7 @@ def test_every_setting_is_read_from_its_derived_variable() -> None:
     # Each setting's own default, spelled as a variable, reads back as itself: every type has a reader.
     defaults = Settings()
     for leaf in by_name.values():
-        value = functools.reduce(getattr, leaf.path, defaults)
+        value: object = functools.reduce(getattr, leaf.path, defaults)
         if value is None or value == ():
             continue
         read = Settings.from_env({leaf.variable: settings_env.spelled(value)})

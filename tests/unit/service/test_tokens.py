@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from server import clock
 from server.errors import AuthRequired, InvalidToken
 from server.service.tokens import ISSUER, TokenService
 
@@ -124,7 +125,7 @@ def test_stream_tokens_are_for_one_job_and_expire(monkeypatch: pytest.MonkeyPatc
         tokens.verify(issued.token)  # never an access token
     with pytest.raises(InvalidToken):
         tokens.verify_stream(tokens.issue("u1").token, "job-1")  # and an access token is no stream token
-    real_now = module.utcnow
+    real_now = clock.utcnow
     monkeypatch.setattr(module, "utcnow", lambda: real_now() - timedelta(seconds=120))
     stale = tokens.issue_stream("u1", "job-1")
     monkeypatch.setattr(module, "utcnow", real_now)
