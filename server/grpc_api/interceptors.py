@@ -118,6 +118,18 @@ def _abort(context: grpc.ServicerContext, method: str, err: Exception) -> None:
     context.abort(status, message)
 
 
+def _end_stream(context: grpc.ServicerContext, method: str, err: Exception) -> None:
+    """End a plain streaming handler with the error's status by returning, not by ``abort``: on the
+    aio server a plain generator's messages are sent from the event loop while the generator runs in
+    the thread pool, so an ``abort`` right after a ``yield`` can meet that message's send still in
+    flight (``GRPC_CALL_ERROR_TOO_MANY_OPERATIONS``), fail, and leave the client waiting forever.
+    A status set before returning is sent after the last message."""
+    status, message, trailers = _status_of(method, err)
+    context.set_trailing_metadata(trailers)
+    context.set_code(status)
+    context.set_details(message)
+
+
 async def _abort_async(context: grpc.aio.ServicerContext[Any, Any], method: str, err: Exception) -> None:
     status, message, trailers = _status_of(method, err)
     context.set_trailing_metadata(trailers)
@@ -238,7 +250,7 @@ class DomainErrorInterceptor(_ServerInterceptor):
                 yield from inner(_unwrap(request), context)
             except Exception as err:
                 outcome = _outcome(err)
-                _abort(context, method, err)
+                _end_stream(context, method, err)
             finally:
                 self._finish(method, outcome, started)
                 request_id_var.reset(token)
