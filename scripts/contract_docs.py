@@ -9,6 +9,7 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 
+from gateway_rest.http_rules import RULES
 from gateway_rest.openapi import build_document
 from protos.s3.v1 import types_pb2
 from server import contract
@@ -106,11 +107,22 @@ def _limits() -> str:
     return "\n".join(rows)
 
 
+def _idempotency() -> str:
+    """The routes that take ``Idempotency-Key``: those of the RPCs marked ``(idempotency_key)``."""
+    keyed = [f"`{rule.method} {rule.path}`" for rule in RULES.values() if rule.idempotency_key]
+    return "Routes that take `Idempotency-Key`: " + ", ".join(keyed) + "."
+
+
 _BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n).*?(<!-- end generated -->)", re.S)
 
 
 def contract_text(notes: dict[str, str]) -> str:
     """docs/contract.md with its generated blocks filled in; the prose around them is kept."""
-    parts = {"codes": _codes_table(notes), "states": _states(notes), "limits": _limits()}
+    parts = {
+        "codes": _codes_table(notes),
+        "states": _states(notes),
+        "limits": _limits(),
+        "idempotency": _idempotency(),
+    }
     text = CONTRACT.read_text()
     return _BLOCK.sub(lambda m: f"{m.group(1)}{parts[m.group(2)]}\n{m.group(3)}", text)
