@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import functools
 import inspect
 import sys
 import textwrap
@@ -98,7 +97,7 @@ def render() -> str:
             owner, docs = leaf.owner, field_docs(leaf.owner)
             parts.append(("\n" if parts else "") + _heading(owner) + "\n\n" + TABLE_HEAD)
         doc = docs.get(leaf.path[-1], "").replace("|", "\\|")
-        value = functools.reduce(getattr, leaf.path, defaults)
+        value = leaf.value_in(defaults)
         parts.append(f"| `{leaf.variable}` | {_type_name(leaf.hint)} | {_default(value)} | {doc} |\n")
     return HEAD + "".join(parts)
 

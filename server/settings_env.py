@@ -67,6 +67,9 @@ class Section:
 
     ENV_PREFIX: ClassVar[str] = ""
 
+    def check(self) -> None:
+        """What the field types alone cannot say; nothing unless the section says otherwise."""
+
 
 @dataclass(frozen=True)
 class Leaf:
@@ -82,6 +85,10 @@ class Leaf:
     def name(self) -> str:
         """The setting's name: its variable without ``S3_``, in small letters."""
         return self.variable.removeprefix(PREFIX).lower()
+
+    def value_in(self, settings: Any) -> Any:
+        """This setting's value in ``settings`` (an instance of the class it was found in)."""
+        return functools.reduce(getattr, self.path, settings)
 
 
 def section_type(hint: Any) -> type[Section] | None:
@@ -161,7 +168,7 @@ def as_env(settings: Any) -> dict[str, str]:
     child process that must run with the same settings."""
     found = {}
     for leaf in leaves(type(settings)):
-        value = functools.reduce(getattr, leaf.path, settings)
+        value = leaf.value_in(settings)
         if value is not None:
             found[leaf.variable] = spelled(value)
     return found

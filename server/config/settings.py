@@ -6,6 +6,7 @@ what the composition root holds, with the few values that combine sections.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -99,5 +100,7 @@ class Settings(Section):
 
     def check(self) -> None:
         """What the field types alone cannot say: each section's own ``check``."""
-        for section in (self.queue, self.gateway, self.rate_limits):
-            section.check()
+        for declared in dataclasses.fields(self):
+            section = getattr(self, declared.name)
+            if isinstance(section, Section):
+                section.check()

@@ -3,7 +3,6 @@ in the section of the component that is given it."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -29,11 +28,11 @@ def test_every_setting_is_read_from_its_derived_variable() -> None:
     # Each setting's own default, spelled as a variable, reads back as itself: every type has a reader.
     defaults = Settings()
     for leaf in by_name.values():
-        value: object = functools.reduce(getattr, leaf.path, defaults)
+        value: object = leaf.value_in(defaults)
         if value is None or value == ():
             continue
         read = Settings.from_env({leaf.variable: settings_env.spelled(value)})
-        assert functools.reduce(getattr, leaf.path, read) == value, leaf.name
+        assert leaf.value_in(read) == value, leaf.name
         assert read == defaults, leaf.name  # and lands in its own section, nowhere else
 
 
