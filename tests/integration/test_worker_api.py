@@ -62,6 +62,13 @@ def _md(token: str = TOKEN) -> tuple[tuple[str, str], ...]:
     return (("x-worker-token", token),)
 
 
+def _lease(
+    stub: worker_pb2_grpc.WorkerServiceStub, name: str = "w", md: tuple[tuple[str, str], ...] | None = None
+) -> grpc.CallIterator[worker_pb2.WorkLease]:
+    """A Lease stream of one claim at a time (with the worker token unless ``md`` says otherwise)."""
+    return stub.Lease(worker_pb2.LeaseRequest(worker_name=name, capacity=1), metadata=_md() if md is None else md)
+
+
 def test_every_method_refuses_a_missing_wrong_or_callback_token(
     served: tuple[Stack, GrpcServer, list[Claim]],
 ) -> None:
@@ -70,7 +77,7 @@ def test_every_method_refuses_a_missing_wrong_or_callback_token(
     channel, stub = _stub(server)
     claim = worker_pb2.WorkClaim(stage="execute", job_id="x", idx=0, attempt=1, owner="o")
     calls: list[Callable[[tuple[tuple[str, str], ...]], object]] = [
-        lambda md: next(iter(stub.Lease(worker_pb2.LeaseRequest(worker_name="w", capacity=1), metadata=md))),
+        lambda md: next(iter(_lease(stub, md=md))),
         lambda md: stub.Heartbeat(claim, metadata=md),
         lambda md: stub.SignObjects(worker_pb2.SignObjectsRequest(claim=claim), metadata=md),
         lambda md: stub.DiscardObjects(worker_pb2.DiscardObjectsRequest(claim=claim), metadata=md),
@@ -94,7 +101,7 @@ def test_a_dropped_stream_gives_its_claim_back_and_a_late_report_is_refused(
     user, job_id = queued_job(stack, 2)
     channel, stub = _stub(server)
     with channel:
-        stream = stub.Lease(worker_pb2.LeaseRequest(worker_name="doomed", capacity=1), metadata=_md())
+        stream = _lease(stub, "doomed")
         lease = next(iter(stream))
         claim = lease.claim
         assert (claim.stage, claim.job_id) == ("execute", job_id)
@@ -146,7 +153,7 @@ def test_a_report_naming_another_items_key_is_refused(served: tuple[Stack, GrpcS
     user, job_id = queued_job(stack, 2)
     channel, stub = _stub(server)
     with channel:
-        stream = stub.Lease(worker_pb2.LeaseRequest(worker_name="w", capacity=1), metadata=_md())
+        stream = _lease(stub)
         claim = next(iter(stream)).claim
         foreign = ItemOutputs(output_key=keys.output_key(user, job_id, 1 - claim.idx))
         with pytest.raises(grpc.RpcError) as caught:
@@ -171,7 +178,7 @@ def test_a_report_with_malformed_records_is_refused_naming_the_field(
     user, job_id = queued_job(stack, 1)
     channel, stub = _stub(server)
     with channel:
-        stream = stub.Lease(worker_pb2.LeaseRequest(worker_name="w", capacity=1), metadata=_md())
+        stream = _lease(stub)
         claim = next(iter(stream)).claim
         own = keys.output_key(user, job_id, claim.idx)
         good = {"concept": "Wall", "number": 1, "score": 0.5, "box": [0, 0, 1, 1], "area": 1}
@@ -226,7 +233,7 @@ def test_an_idle_stream_waits_for_work_instead_of_polling(database_url: str, tmp
     channel, stub = _stub(server)
     try:
         with channel:
-            stream = stub.Lease(worker_pb2.LeaseRequest(worker_name="idle", capacity=1), metadata=_md())
+            stream = _lease(stub, "idle")
             leases = iter(stream)
             wait_for(lambda: queue.claims >= 1, timeout_s=5.0, what="the stream's first claim")
             idle_s = 2.0
